@@ -88,6 +88,9 @@ def Dit_SinCosPosEmbedOp : Dit_InferredOp<"sincos_pos_embed"> {
     `state_name`, when present, is the name under which reference
     checkpoints store this table (`pos_embed`); the runtime accepts that
     tensor in a checkpoint and checks it against the computed table.
+    `frozen_parameter` says the reference registers the table as a frozen
+    `nn.Parameter` (DiT, DiT-MoE, DiG) rather than a buffer (MicroDiT), so
+    parameter counts include it as the published counts do.
 
     Constraints:
     C1. `grid` has two positive entries.
@@ -100,7 +103,7 @@ def Dit_SinCosPosEmbedOp : Dit_InferredOp<"sincos_pos_embed"> {
     ```
   }];
   let arguments = (ins DenseI64ArrayAttr:$grid, I64Attr:$dim, F64Attr:$interp_scale,
-                       OptionalAttr<StrAttr>:$state_name);
+                       OptionalAttr<StrAttr>:$state_name, UnitAttr:$frozen_parameter);
   let results = (outs TensorRankOf<[F32], [2]>:$result);
   let assemblyFormat = "attr-dict `:` functional-type(operands, results)";
 }

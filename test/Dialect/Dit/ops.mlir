@@ -10,8 +10,8 @@ func.func @embeddings(%x: tensor<2x4x32x32xf32>, %w: tensor<384x4x2x2xf32>, %b: 
     -> (tensor<2x256x384xf32>, tensor<2x256xf32>, tensor<2x384xf32>, tensor<2x1024xf32>, tensor<256x384xf32>) {
   // CHECK: dit.patch_embed %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x4x32x32xf32>, tensor<384x4x2x2xf32>, tensor<384xf32>) -> tensor<2x256x384xf32>
   %tokens = dit.patch_embed %x, %w, %b : (tensor<2x4x32x32xf32>, tensor<384x4x2x2xf32>, tensor<384xf32>) -> tensor<2x256x384xf32>
-  // CHECK: dit.sincos_pos_embed {dim = 384 : i64, grid = array<i64: 16, 16>, interp_scale = 2.000000e+00 : f64, state_name = "pos_embed"}
-  %pos = dit.sincos_pos_embed {grid = array<i64: 16, 16>, dim = 384 : i64, interp_scale = 2.0 : f64, state_name = "pos_embed"} : () -> tensor<256x384xf32>
+  // CHECK: dit.sincos_pos_embed {dim = 384 : i64, frozen_parameter, grid = array<i64: 16, 16>, interp_scale = 2.000000e+00 : f64, state_name = "pos_embed"}
+  %pos = dit.sincos_pos_embed {grid = array<i64: 16, 16>, dim = 384 : i64, interp_scale = 2.0 : f64, state_name = "pos_embed", frozen_parameter} : () -> tensor<256x384xf32>
   // CHECK: dit.add %{{.*}}, %{{.*}} : (tensor<2x256x384xf32>, tensor<256x384xf32>) -> tensor<2x256x384xf32>
   %x1 = dit.add %tokens, %pos : (tensor<2x256x384xf32>, tensor<256x384xf32>) -> tensor<2x256x384xf32>
   // CHECK: dit.timestep_embed %{{.*}} {dim = 256 : i64} : (tensor<2xf32>) -> tensor<2x256xf32>
