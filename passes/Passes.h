@@ -9,6 +9,9 @@
 #define DIFFC_PASSES_PASSES_H
 
 #include "dialects/Dit/IR/DitDialect.h"
+#include "dialects/Kern/IR/KernDialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"

@@ -14,6 +14,29 @@ include "mlir/Pass/PassBase.td"
 // dit level
 //===----------------------------------------------------------------------===//
 
+def DitDecompose : Pass<"dit-decompose", "::mlir::func::FuncOp"> {
+  let summary = "Expand composite dit ops into the ones kernels are selected for";
+  let description = [{
+    `dit.mlp` becomes `dit.linear`, the activation, `dit.linear`, so that the
+    activation can later fuse into the first product's epilogue and the
+    second product can take a gated-residual epilogue.
+  }];
+  let dependentDialects = ["::diffc::dit::DitDialect"];
+}
+
+def DitToKern : Pass<"dit-to-kern", "::mlir::func::FuncOp"> {
+  let summary = "Select a kernel for every dit op that needs one";
+  let description = [{
+    One-to-one kernel selection: dit.linear to kern.gemm, dit.layer_norm and
+    dit.rms_norm to kern.norm, dit.swiglu to kern.swiglu, dit.moe to
+    kern.moe, dit.depthwise_conv2d to kern.dwconv, dit.patch_embed to
+    kern.patch_embed. Ops that are single kernels as they stand (attention,
+    gla, embeddings, token layout, element-wise) stay. The fusion passes
+    then merge neighbours into these kernels.
+  }];
+  let dependentDialects = ["::diffc::kern::KernDialect"];
+}
+
 def DitVerifyFrontendContract : Pass<"dit-verify-frontend-contract", "::mlir::ModuleOp"> {
   let summary = "Check that a module is what every frontend must produce";
   let description = [{
@@ -33,6 +56,106 @@ def DitVerifyFrontendContract : Pass<"dit-verify-frontend-contract", "::mlir::Mo
        names (names belong to `@forward`).
   }];
   let dependentDialects = ["::diffc::dit::DitDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// kern level
+//===----------------------------------------------------------------------===//
+
+def KernFoldTokenReorder : Pass<"kern-fold-token-reorder", "::mlir::func::FuncOp"> {
+  let summary = "Fold scan-order changes into the depth-wise convolution before them";
+  let description = [{
+    `dit.reorder_tokens(kern.dwconv(x))` becomes one kern.dwconv that writes
+    its output in the new order: DiG's flip and transpose between blocks cost
+    no copy. A reorder with another producer stays (a permuting copy).
+  }];
+}
+
+def KernFuseGatedResidual : Pass<"kern-fuse-gated-residual", "::mlir::func::FuncOp"> {
+  let summary = "Fuse residual + gate ⊙ y into the kernel producing y";
+  let description = [{
+    `dit.gated_residual(r, g, y)` where y is the only use of a kern.gemm,
+    kern.swiglu or kern.moe without an epilogue becomes that kernel with the
+    residual epilogue, so the branch output is never written on its own.
+  }];
+}
+
+def KernFuseGatedRmsNorm : Pass<"kern-fuse-gated-rms-norm", "::mlir::func::FuncOp"> {
+  let summary = "Fuse the SiLU output gate into the norm before it";
+  let description = [{
+    `dit.mul(kern.norm(o), dit.silu(g))` (DiG's RMSNorm-gated output) becomes
+    one kern.norm with a silu_gate operand.
+  }];
+}
+
+def KernFuseGemmActivation : Pass<"kern-fuse-gemm-activation", "::mlir::func::FuncOp"> {
+  let summary = "Fuse an activation into the matrix product before it";
+  let description = [{
+    `dit.gelu` or `dit.silu` of a single-use kern.gemm without an activation
+    or epilogue becomes that gemm's activation epilogue.
+  }];
+}
+
+def KernFuseMoeSharedExpert : Pass<"kern-fuse-moe-shared-expert", "::mlir::func::FuncOp"> {
+  let summary = "Add the always-on shared expert inside the MoE kernel";
+  let description = [{
+    `dit.add(kern.moe(u), kern.swiglu(u))` (DiT-MoE's routed plus shared
+    experts on the same input, both single-use and without epilogues)
+    becomes one kern.moe with shared weights, whose combine adds the shared
+    expert.
+  }];
+}
+
+def KernFuseNormModulate : Pass<"kern-fuse-norm-modulate", "::mlir::func::FuncOp"> {
+  let summary = "Fuse adaLN modulation into the norm before it";
+  let description = [{
+    `dit.modulate(kern.norm(x), shift, scale)` with a single-use norm becomes
+    one kern.norm with shift and scale: one pass over each row.
+  }];
+}
+
+def KernFusePatchEmbedPositions : Pass<"kern-fuse-patch-embed-positions", "::mlir::func::FuncOp"> {
+  let summary = "Add the position table inside the patch embedding";
+  let description = [{
+    `dit.add(kern.patch_embed(x), pos)` with a (T, D) table becomes one
+    kern.patch_embed with positions.
+  }];
+}
+
+def KernPlanMemory : Pass<"kern-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Assign every value of @forward a place in one of three regions";
+  let description = [{
+    Static memory plan of the kernel-level program:
+    - parameters get consecutive places in the `weights` region;
+    - values computed from parameters and attributes alone (the position
+      table and its casts) get places in the `constants` region and are
+      computed once when a session starts;
+    - every other value (inputs, activations, the output) gets a place in
+      the `arena` region, reused after the value's last use (first fit by
+      liveness), with kernels whose epilogue adds a residual writing over
+      that residual where it dies there;
+    - `dit.split` results are views: the parent's place plus a column
+      offset, with the parent's row stride.
+    Places are 256-byte aligned. The plan is recorded as attributes:
+    `kern.slot = array<i64: region, offset, row_stride>` on arguments,
+    `kern.slots = [...]` on ops (one per result) and
+    `kern.plan = {weights_bytes, constants_bytes, arena_bytes}` on @forward;
+    `kern.init` marks ops that run once at session start.
+  }];
+}
+
+def KernSetPrecision : Pass<"kern-set-precision", "::mlir::func::FuncOp"> {
+  let summary = "Give activations and weights the chosen element type";
+  let description = [{
+    Rewrites every f32 tensor of the kernel-level program to `dtype`, except
+    where precision matters (spec 8.6): the time input and the sinusoidal
+    embeddings stay f32 and a kern.cast converts their results. Norm
+    statistics, softmax and GLA decays are f32 inside the kernels whatever
+    the element type.
+  }];
+  let options = [
+    Option<"dtype", "dtype", "std::string", /*default=*/"\"f32\"", "f32, f16 or bf16">,
+  ];
 }
 
 #endif // DIFFC_PASSES_TD

@@ -19,6 +19,10 @@ ArrayRef<Phase> pipelinePhases() {
   static const Phase phases[] = {
       {"dit", "the frontend's module, checked against the frontend contract"},
       {"dit-inlined", "block functions inlined, common subexpressions merged"},
+      {"kern", "a kernel selected for every op: the unfused kernel-level program"},
+      {"kern-fused", "neighbouring element-wise work fused into the kernels"},
+      {"kern-typed", "activations and weights in the chosen element type"},
+      {"kern-planned", "every value placed in the weights, constants or arena region"},
   };
   return phases;
 }
@@ -38,6 +42,26 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
   pm.addPass(createSymbolDCEPass());
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
+  if (last < 2)
+    return;
+  pm.addNestedPass<func::FuncOp>(createDitDecompose());
+  pm.addNestedPass<func::FuncOp>(createDitToKern());
+  if (last < 3)
+    return;
+  pm.addNestedPass<func::FuncOp>(createKernFuseNormModulate());
+  pm.addNestedPass<func::FuncOp>(createKernFuseGemmActivation());
+  pm.addNestedPass<func::FuncOp>(createKernFuseMoeSharedExpert());
+  pm.addNestedPass<func::FuncOp>(createKernFuseGatedResidual());
+  pm.addNestedPass<func::FuncOp>(createKernFuseGatedRmsNorm());
+  pm.addNestedPass<func::FuncOp>(createKernFusePatchEmbedPositions());
+  pm.addNestedPass<func::FuncOp>(createKernFoldTokenReorder());
+  pm.addPass(createCSEPass());
+  if (last < 4)
+    return;
+  pm.addNestedPass<func::FuncOp>(createKernSetPrecision(KernSetPrecisionOptions{options.dtype}));
+  if (last < 5)
+    return;
+  pm.addPass(createKernPlanMemory());
 }
 
 namespace {

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "dialects/Dit/IR/DitDialect.h"
+#include "dialects/Kern/IR/KernDialect.h"
 #include "passes/Passes.h"
 #include "passes/Pipelines.h"
 
@@ -18,7 +19,7 @@
 
 int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
-  registry.insert<diffc::dit::DitDialect, mlir::func::FuncDialect,
+  registry.insert<diffc::dit::DitDialect, diffc::kern::KernDialect, mlir::func::FuncDialect,
                   mlir::arith::ArithDialect>();
   mlir::func::registerInlinerExtension(registry);
   mlir::registerCanonicalizerPass();

@@ -6,7 +6,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "tools/diffc/Args.h"
+#include "tools/diffc/RuntimeCommands.h"
 
+#include "codegen/EmitArtifact.h"
 #include "dialects/Dit/Analysis/ModelStats.h"
 #include "dialects/Dit/IR/DitDialect.h"
 #include "frontends/ModelZoo.h"
@@ -42,11 +44,14 @@ int usage(llvm::raw_ostream &os) {
         "      --batch N --image-size 256|512 --learn-sigma true|false --num-classes N\n"
         "      --attention plain|qk-norm --mask-ratio R --balance-coef A\n"
         "  stats FILE.mlir|-             parameters and forward cost, per block kind\n"
-        "  compile FILE.mlir [-o FILE] --emit=PHASE --target cpu|cuda --dtype f32|f16|bf16\n"
+        "  sample MODEL.dfx --weights W.safetensors [-o grid.png] [--sampler ddpm:250|ddim:N|rf:N|edm:N]\n"
+        "      [--cfg S] [--class 1,2,...] [--seed N] [--raw out.safetensors] [--captions c.safetensors]\n"
+        "      [--device cpu|cuda] [--columns N] [--quiet]\n"
+        "  compile FILE.mlir -o FILE.dfx [--emit=PHASE] --target cpu|cuda --dtype f32|f16|bf16\n"
         "      phases:";
   for (const Phase &p : pipelinePhases())
     os << " " << p.name;
-  os << "\n";
+  os << " artifact (the default: write the .dfx)\n";
   return 2;
 }
 
@@ -56,7 +61,7 @@ int error(const std::string &message) {
 }
 
 void registerDialects(DialectRegistry &registry) {
-  registry.insert<dit::DitDialect, func::FuncDialect, arith::ArithDialect>();
+  registry.insert<dit::DitDialect, kern::KernDialect, func::FuncDialect, arith::ArithDialect>();
   func::registerInlinerExtension(registry);
 }
 
@@ -209,21 +214,25 @@ int cmdCompile(const std::vector<std::string> &argv) {
     return error("compile takes one .mlir file ('-' for stdin)");
   PipelineOptions options;
   options.target = args.get("--target").value_or("cpu");
-  options.dtype = args.get("--dtype").value_or("f32");
+  options.dtype = args.get("--dtype").value_or(options.target == "cuda" ? "f16" : "f32");
   if (options.target != "cpu" && options.target != "cuda")
     return error("--target must be cpu or cuda, got '" + options.target + "'");
   if (options.dtype != "f32" && options.dtype != "f16" && options.dtype != "bf16")
     return error("--dtype must be f32, f16 or bf16, got '" + options.dtype + "'");
-  int last = static_cast<int>(pipelinePhases().size()) - 1;
-  if (auto emit = args.get("--emit")) {
-    last = findPhase(*emit);
-    if (last < 0) {
-      std::string known;
-      for (const Phase &p : pipelinePhases())
-        known += " " + p.name.str();
-      return error("unknown phase '" + *emit + "'; phases:" + known);
-    }
+  if (options.target == "cpu" && options.dtype != "f32")
+    return error("the CPU backend executes f32 (got --dtype " + options.dtype + ")");
+  int phases = static_cast<int>(pipelinePhases().size());
+  std::string emit = args.get("--emit").value_or("artifact");
+  int last = emit == "artifact" ? phases - 1 : findPhase(emit);
+  if (last < 0) {
+    std::string known;
+    for (const Phase &p : pipelinePhases())
+      known += " " + p.name.str();
+    return error("unknown phase '" + emit + "'; phases:" + known + " artifact");
   }
+  std::string output = args.get("-o").value_or(emit == "artifact" ? "" : "-");
+  if (output.empty() || (emit == "artifact" && output == "-"))
+    return error("compile writes the artifact to a file: give -o FILE.dfx (or --emit=PHASE to print IR)");
   DialectRegistry registry;
   registerDialects(registry);
   MLIRContext context(registry);
@@ -236,11 +245,23 @@ int cmdCompile(const std::vector<std::string> &argv) {
   buildPipeline(pm, options, last);
   if (failed(pm.run(*module)))
     return 1;
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  module->print(os);
-  os << "\n";
-  return writeOutput(args.get("-o").value_or("-"), text);
+  if (emit != "artifact") {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    module->print(os);
+    os << "\n";
+    return writeOutput(output, text);
+  }
+  if (failed(codegen::emitArtifact(*module, options.target, output)))
+    return 1;
+  auto plan = (*module).lookupSymbol<func::FuncOp>("forward")->getAttrOfType<DictionaryAttr>("kern.plan");
+  auto mib = [&](StringRef name) {
+    return llvm::formatv("{0:F2} MiB", cast<IntegerAttr>(plan.get(name)).getInt() / 1048576.0).str();
+  };
+  llvm::errs() << "diffc: wrote " << output << " (" << options.target << ", " << options.dtype
+               << "): weights " << mib("weights_bytes") << ", constants " << mib("constants_bytes")
+               << ", arena peak " << mib("arena_bytes") << "\n";
+  return 0;
 }
 
 } // namespace
@@ -259,6 +280,8 @@ int main(int argc, char **argv) {
     return cmdStats(rest);
   if (command == "compile")
     return cmdCompile(rest);
+  if (command == "sample")
+    return tool::runSampleCommand(rest);
   if (command == "help" || command == "--help" || command == "-h") {
     usage(llvm::outs());
     return 0;

@@ -8,6 +8,7 @@
 #include "dialects/Dit/IR/DitDialect.h"
 
 #include "mlir/IR/DialectImplementation.h"
+#include "mlir/Transforms/InliningUtils.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
 
@@ -19,6 +20,15 @@ using namespace diffc::dit;
 #define GET_ATTRDEF_CLASSES
 #include "dialects/Dit/IR/DitAttrs.cpp.inc"
 
+namespace {
+/// Every op of the dialect is pure, so inlining a block function that holds
+/// them is always legal.
+struct PureOpsInliner : public DialectInlinerInterface {
+  using DialectInlinerInterface::DialectInlinerInterface;
+  bool isLegalToInline(Operation *, Region *, bool, IRMapping &) const final { return true; }
+};
+} // namespace
+
 void DitDialect::initialize() {
   addOperations<
 #define GET_OP_LIST
@@ -28,6 +38,7 @@ void DitDialect::initialize() {
 #define GET_ATTRDEF_LIST
 #include "dialects/Dit/IR/DitAttrs.cpp.inc"
       >();
+  addInterfaces<PureOpsInliner>();
 }
 
 LogicalResult TokenChoiceAttr::verify(function_ref<InFlightDiagnostic()> emitError,

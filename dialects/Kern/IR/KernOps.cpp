@@ -1,0 +1,199 @@
+//===- KernOps.cpp - kern op verifiers -------------------------------------===//
+//
+// Kern ops are produced by the compiler's own passes, so their verifiers
+// guard the passes' invariants; each check carries the constraint number of
+// the op's description.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/Kern/IR/KernDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+
+using namespace mlir;
+using namespace diffc;
+using namespace diffc::kern;
+
+namespace {
+
+RankedTensorType ranked(Value v) { return cast<RankedTensorType>(v.getType()); }
+
+std::string shapeOf(Value v) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  llvm::interleave(ranked(v).getShape(), os, "x");
+  return s;
+}
+
+LogicalResult sameElementType(Operation *op, StringRef cnum) {
+  Type first;
+  for (Value v : op->getOperands()) {
+    Type e = ranked(v).getElementType();
+    if (!first)
+      first = e;
+    else if (e != first)
+      return op->emitOpError() << cnum << ": operands mix element types " << first << " and "
+                               << e;
+  }
+  return success();
+}
+
+/// residual (N, L, M) with the result's type and gate (N, M), together.
+LogicalResult verifyEpilogue(Operation *op, Value result, Value residual, Value gate,
+                             StringRef cnum) {
+  if (bool(residual) != bool(gate))
+    return op->emitOpError() << cnum << ": residual and gate must come together";
+  if (!residual)
+    return success();
+  auto r = ranked(residual);
+  if (r != ranked(result) || r.getRank() != 3)
+    return op->emitOpError() << cnum << ": residual must be a rank-3 tensor of the result's type "
+                             << result.getType() << ", got " << residual.getType();
+  auto g = ranked(gate);
+  if (g.getRank() != 2 || g.getDimSize(0) != r.getDimSize(0) ||
+      g.getDimSize(1) != r.getDimSize(2))
+    return op->emitOpError() << cnum << ": gate must be " << r.getDimSize(0) << "x"
+                             << r.getDimSize(2) << ", got " << shapeOf(gate);
+  return success();
+}
+
+} // namespace
+
+LogicalResult GemmOp::verify() {
+  auto x = ranked(getInput());
+  auto w = ranked(getWeight());
+  if (w.getRank() != 2 || w.getDimSize(1) != x.getShape().back())
+    return emitOpError() << "C1: weight " << shapeOf(getWeight()) << " does not take "
+                         << x.getShape().back() << " input features";
+  if (getBias() && (ranked(getBias()).getRank() != 1 ||
+                    ranked(getBias()).getDimSize(0) != w.getDimSize(0)))
+    return emitOpError() << "C1: bias " << shapeOf(getBias()) << " does not match "
+                         << w.getDimSize(0) << " outputs";
+  SmallVector<int64_t> shape(x.getShape());
+  shape.back() = w.getDimSize(0);
+  if (ranked(getResult()).getShape() != ArrayRef<int64_t>(shape))
+    return emitOpError() << "C2: result must have shape " << llvm::make_range(shape.begin(), shape.end());
+  if (failed(verifyEpilogue(*this, getResult(), getResidual(), getGate(), "C3")))
+    return failure();
+  return sameElementType(*this, "C4");
+}
+
+LogicalResult SwiGluOp::verify() {
+  auto x = ranked(getInput());
+  auto gate = ranked(getGateWeight());
+  int64_t hidden = getUpWeight() ? gate.getDimSize(0) : gate.getDimSize(0) / 2;
+  if (gate.getDimSize(1) != x.getShape().back() ||
+      (getUpWeight() && ranked(getUpWeight()) != gate) ||
+      ranked(getDownWeight()).getDimSize(1) != hidden)
+    return emitOpError() << "C1: weights " << shapeOf(getGateWeight()) << ", "
+                         << (getUpWeight() ? shapeOf(getUpWeight()) : std::string("(packed)"))
+                         << ", " << shapeOf(getDownWeight()) << " do not fit input width "
+                         << x.getShape().back();
+  if (failed(verifyEpilogue(*this, getResult(), getResidual(), getResidualGate(), "C2")))
+    return failure();
+  return sameElementType(*this, "C3");
+}
+
+LogicalResult NormOp::verify() {
+  auto x = ranked(getInput());
+  int64_t group = getGroupSize();
+  if (group <= 0 || x.getShape().back() % group || !(getEpsilon().convertToDouble() > 0))
+    return emitOpError() << "C1: group_size " << group << " must divide "
+                         << x.getShape().back() << " and epsilon must be positive";
+  for (Value v : {getWeight(), getBias()})
+    if (v && (ranked(v).getRank() != 1 || ranked(v).getDimSize(0) != group))
+      return emitOpError() << "C1: affine parameter " << shapeOf(v) << " must be " << group;
+  if (bool(getShift()) != bool(getScale()))
+    return emitOpError() << "C2: shift and scale must come together";
+  if (getShift()) {
+    for (Value v : {getShift(), getScale()}) {
+      auto t = ranked(v);
+      if (x.getRank() != 3 || t.getRank() != 2 || t.getDimSize(0) != x.getDimSize(0) ||
+          t.getDimSize(1) != x.getDimSize(2))
+        return emitOpError() << "C2: modulation " << shapeOf(v)
+                             << " must be batch x width of the input " << shapeOf(getInput());
+    }
+  }
+  if (getSiluGate() && ranked(getSiluGate()) != x)
+    return emitOpError() << "C3: silu_gate " << getSiluGate().getType()
+                         << " must have the input's type " << getInput().getType();
+  if (ranked(getResult()) != x)
+    return emitOpError() << "C4: result type must be the input's " << getInput().getType();
+  return sameElementType(*this, "C4");
+}
+
+LogicalResult MoeOp::verify() {
+  auto x = ranked(getInput());
+  int64_t d = x.getShape().back();
+  auto router = ranked(getRouter());
+  if (router.getRank() != 2 || router.getDimSize(1) != d || x.getRank() != 3)
+    return emitOpError() << "C1: router " << shapeOf(getRouter()) << " does not fit input "
+                         << shapeOf(getInput());
+  size_t expected = getActivation() == dit::Activation::SwiGlu ? 3 : 2;
+  if (getExpertWeights().size() != expected)
+    return emitOpError() << "C1: expected " << expected << " expert weights, got "
+                         << getExpertWeights().size();
+  for (Value w : getExpertWeights())
+    if (ranked(w).getRank() != 3 || ranked(w).getDimSize(0) != router.getDimSize(0))
+      return emitOpError() << "C1: expert weight " << shapeOf(w) << " must lead with "
+                           << router.getDimSize(0) << " experts";
+  int present = bool(getSharedGate()) + bool(getSharedUp()) + bool(getSharedDown());
+  if (present != 0 && present != 3)
+    return emitOpError() << "C2: shared expert weights must be all three or none";
+  if (present) {
+    auto g = ranked(getSharedGate());
+    if (g.getRank() != 2 || g.getDimSize(1) != d || ranked(getSharedUp()) != g ||
+        ranked(getSharedDown()).getDimSize(0) != d ||
+        ranked(getSharedDown()).getDimSize(1) != g.getDimSize(0))
+      return emitOpError() << "C2: shared weights " << shapeOf(getSharedGate()) << ", "
+                           << shapeOf(getSharedUp()) << ", " << shapeOf(getSharedDown())
+                           << " do not fit width " << d;
+  }
+  if (failed(verifyEpilogue(*this, getResult(), getResidual(), getResidualGate(), "C3")))
+    return failure();
+  return sameElementType(*this, "C4");
+}
+
+LogicalResult DwConvOp::verify() {
+  auto x = ranked(getInput());
+  ArrayRef<int64_t> grid = getGrid();
+  if (grid.size() != 2 || x.getRank() != 3 || grid[0] * grid[1] != x.getDimSize(1))
+    return emitOpError() << "C1: grid does not cover the " << x.getDimSize(1) << " tokens";
+  auto w = ranked(getWeight());
+  if (w.getRank() != 4 || w.getDimSize(0) != x.getDimSize(2) || w.getDimSize(2) % 2 == 0)
+    return emitOpError() << "C1: weight " << shapeOf(getWeight()) << " is not Dx1xkxk with odd k";
+  auto colMajor = [](dit::ScanOrder o) {
+    return o == dit::ScanOrder::ColMajor || o == dit::ScanOrder::ColMajorReversed;
+  };
+  if ((colMajor(getFrom()) || colMajor(getTo())) && grid[0] != grid[1])
+    return emitOpError() << "C2: column-major orders need a square grid";
+  return success();
+}
+
+LogicalResult PatchEmbedOp::verify() {
+  auto x = ranked(getInput());
+  auto w = ranked(getWeight());
+  auto r = ranked(getResult());
+  if (x.getRank() != 4 || w.getRank() != 4 || w.getDimSize(1) != x.getDimSize(1) ||
+      r.getRank() != 3 || r.getDimSize(2) != w.getDimSize(0))
+    return emitOpError() << "C1: input " << shapeOf(getInput()) << " and weight "
+                         << shapeOf(getWeight()) << " do not give " << shapeOf(getResult());
+  if (getPositions()) {
+    auto p = ranked(getPositions());
+    if (p.getRank() != 2 || p.getDimSize(0) != r.getDimSize(1) || p.getDimSize(1) != r.getDimSize(2))
+      return emitOpError() << "C2: positions " << shapeOf(getPositions()) << " must be "
+                           << r.getDimSize(1) << "x" << r.getDimSize(2);
+  }
+  return success();
+}
+
+LogicalResult CastOp::verify() {
+  if (ranked(getInput()).getShape() != ranked(getResult()).getShape())
+    return emitOpError() << "C1: shape changes from " << shapeOf(getInput()) << " to "
+                         << shapeOf(getResult());
+  return success();
+}
+
+#define GET_OP_CLASSES
+#include "dialects/Kern/IR/KernOps.cpp.inc"

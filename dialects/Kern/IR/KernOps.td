@@ -1,0 +1,165 @@
+//===- KernOps.td - kern operations ----------------------------*- tablegen -*-===//
+//
+// Fused kernels. Each description states what the kernel computes in terms
+// of the dit ops it replaces, and its numbered constraints.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KERN_OPS_TD
+#define KERN_OPS_TD
+
+include "dialects/Kern/IR/KernBase.td"
+include "dialects/Dit/IR/DitAttrs.td"
+
+def Kern_GemmOp : Kern_Op<"gemm", [AttrSizedOperandSegments]> {
+  let summary = "Matrix product with bias, activation and gated-residual epilogue";
+  let description = [{
+    `y = act(x · weightᵀ + bias)` over the last dimension of x (weight in
+    `nn.Linear` layout (M, K)); with `residual` and `gate`,
+    `out = residual + gate ⊙ y`, the gate (N, M) broadcast over the tokens of
+    a (N, L, M) residual. Replaces dit.linear and the activation and
+    dit.gated_residual that consumed it.
+
+    Constraints:
+    C1. weight is (M, K) with K the last dimension of x; bias, if any, (M).
+    C2. The result is x's shape with the last dimension M.
+    C3. residual and gate come together; residual has the result's type
+        and rank 3, gate is (N, M) with N the residual's batch.
+    C4. All operands share the element type.
+  }];
+  let arguments = (ins Kern_FloatTensor:$input, Kern_FloatTensor:$weight,
+                       Optional<Kern_FloatTensor>:$bias, Optional<Kern_FloatTensor>:$residual,
+                       Optional<Kern_FloatTensor>:$gate,
+                       DefaultValuedAttr<Kern_ActAttr, "Act::None">:$act);
+  let results = (outs Kern_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` $bias^)? (`residual` $residual^)? (`gate` $gate^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def Kern_SwiGluOp : Kern_Op<"swiglu", [AttrSizedOperandSegments]> {
+  let summary = "SwiGLU feed-forward with gated-residual epilogue";
+  let description = [{
+    dit.swiglu (separate gate and up, or one packed gate/up weight whose
+    first half is the gate), then optionally `residual + gate ⊙ y`.
+
+    Constraints:
+    C1. The dit.swiglu constraints on x and the three weights.
+    C2. residual and residual_gate come together, as for kern.gemm.
+    C3. All operands share the element type.
+  }];
+  let arguments = (ins Kern_FloatTensor:$input, Kern_FloatTensor:$gate_weight,
+                       Optional<Kern_FloatTensor>:$up_weight, Kern_FloatTensor:$down_weight,
+                       Optional<Kern_FloatTensor>:$residual, Optional<Kern_FloatTensor>:$residual_gate);
+  let results = (outs Kern_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $gate_weight (`up` $up_weight^)? `down` $down_weight (`residual` $residual^)? (`gate` $residual_gate^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def Kern_NormOp : Kern_Op<"norm", [AttrSizedOperandSegments]> {
+  let summary = "LayerNorm or RMSNorm with affine, modulation and SiLU gate";
+  let description = [{
+    Over each contiguous group of `group_size` elements of the last
+    dimension: normalise (`kind`), multiply by `weight` and add `bias`
+    (shape (group_size), each optional), modulate with per-sample `shift`
+    and `scale` ((N, D) for a (N, L, D) input; together or not at all), and
+    multiply by `silu(silu_gate)` (same shape as the input). Replaces
+    dit.layer_norm / dit.rms_norm and the dit.modulate or
+    dit.mul(·, dit.silu(g)) after it.
+
+    Constraints:
+    C1. group_size divides the last dimension; weight and bias are
+        (group_size); epsilon > 0.
+    C2. shift and scale come together and are (N, D) for a (N, L, D) input.
+    C3. silu_gate has the input's type.
+    C4. The result has the input's type; operands share the element type.
+  }];
+  let arguments = (ins Kern_FloatTensor:$input, Optional<Kern_FloatTensor>:$weight,
+                       Optional<Kern_FloatTensor>:$bias, Optional<Kern_FloatTensor>:$shift,
+                       Optional<Kern_FloatTensor>:$scale, Optional<Kern_FloatTensor>:$silu_gate,
+                       Kern_NormKindAttr:$kind, F64Attr:$epsilon, I64Attr:$group_size);
+  let results = (outs Kern_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input (`weight` $weight^)? (`bias` $bias^)? (`shift` $shift^)? (`scale` $scale^)? (`silu_gate` $silu_gate^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def Kern_MoeOp : Kern_Op<"moe", [AttrSizedOperandSegments]> {
+  let summary = "Routed experts, shared expert and gated residual in one call";
+  let description = [{
+    dit.moe with the same routing, activation and layout; when the three
+    shared weights are present the unweighted shared SwiGLU expert is added
+    (DiT-MoE's `y + shared(u)`), then optionally `residual + gate ⊙ y`.
+    Routing, permutation, the expert products and the combine stay on the
+    device with no host synchronisation.
+
+    Constraints:
+    C1. The dit.moe constraints on x, the router and the expert weights.
+    C2. Shared weights are all three or none: (Fs, D), (Fs, D), (D, Fs).
+    C3. residual and residual_gate come together, as for kern.gemm.
+    C4. All operands share the element type.
+  }];
+  let arguments = (ins Kern_FloatTensor:$input, Kern_FloatTensor:$router,
+                       Variadic<Kern_FloatTensor>:$expert_weights,
+                       Optional<Kern_FloatTensor>:$shared_gate, Optional<Kern_FloatTensor>:$shared_up,
+                       Optional<Kern_FloatTensor>:$shared_down,
+                       Optional<Kern_FloatTensor>:$residual, Optional<Kern_FloatTensor>:$residual_gate,
+                       AnyAttrOf<[Dit_TokenChoiceAttr, Dit_ExpertChoiceAttr]>:$routing,
+                       Dit_ActivationAttr:$activation, Dit_WeightLayoutAttr:$weight_layout);
+  let results = (outs Kern_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $router `experts` `(` $expert_weights `)` (`shared` `(` $shared_gate^ `,` $shared_up `,` $shared_down `)`)? (`residual` $residual^)? (`gate` $residual_gate^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def Kern_DwConvOp : Kern_Op<"dwconv"> {
+  let summary = "Depth-wise convolution writing its output in another scan order";
+  let description = [{
+    dit.depthwise_conv2d, whose output token at sequence position s is
+    written at the position that the dit.reorder_tokens from `from` to `to`
+    would move it to — the DiG flip/transpose costs no extra pass.
+
+    Constraints:
+    C1. The dit.depthwise_conv2d constraints.
+    C2. from == to unless both orders are defined on the grid (column-major
+        orders need a square grid).
+  }];
+  let arguments = (ins Kern_FloatTensor:$input, Kern_FloatTensor:$weight, Kern_FloatTensor:$bias,
+                       DenseI64ArrayAttr:$grid, Dit_ScanOrderAttr:$from, Dit_ScanOrderAttr:$to);
+  let results = (outs Kern_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $weight `,` $bias attr-dict `:` functional-type(operands, results)";
+}
+
+def Kern_PatchEmbedOp : Kern_Op<"patch_embed"> {
+  let summary = "Patch embedding with the position table added";
+  let description = [{
+    dit.patch_embed, plus the (T, D) position table when `positions` is
+    present (the dit.add that followed it).
+
+    Constraints:
+    C1. The dit.patch_embed constraints.
+    C2. positions, if present, is (T, D) for the (N, T, D) result.
+  }];
+  let arguments = (ins Kern_FloatTensor:$input, Kern_FloatTensor:$weight, Kern_FloatTensor:$bias,
+                       Optional<Kern_FloatTensor>:$positions);
+  let results = (outs Kern_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $weight `,` $bias (`positions` $positions^)? attr-dict `:` functional-type(operands, results)";
+}
+
+def Kern_CastOp : Kern_Op<"cast"> {
+  let summary = "Element-type conversion";
+  let description = [{
+    Converts every element to the result's element type (round to nearest
+    even). Inserted where the precision assignment keeps a value in f32
+    (embeddings' sinusoids, losses) next to f16/bf16 activations.
+
+    Constraints:
+    C1. Input and result have the same shape.
+  }];
+  let arguments = (ins RankedTensorOf<[F32, F16, BF16]>:$input);
+  let results = (outs RankedTensorOf<[F32, F16, BF16]>:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+}
+
+#endif // KERN_OPS_TD

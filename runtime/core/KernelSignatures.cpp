@@ -1,0 +1,542 @@
+//===- KernelSignatures.cpp - validation of every kernel of a plan --------===//
+//
+// One checker per op. Each names the operand and both numbers when a
+// relation does not hold ("kern.gemm: weight is 1152x384 but the input rows
+// have 768 features").
+//
+//===----------------------------------------------------------------------===//
+
+#include "diffrt/KernelSignatures.h"
+
+#include "diffrt/Error.h"
+
+#include <functional>
+#include <map>
+#include <sstream>
+
+namespace diffrt {
+
+namespace {
+
+std::string shapeText(const std::vector<int64_t> &shape) {
+  std::ostringstream os;
+  for (size_t i = 0; i < shape.size(); ++i)
+    os << (i ? "x" : "") << shape[i];
+  return shape.empty() ? "scalar" : os.str();
+}
+
+bool isFloat(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+/// Checking context for one kernel.
+struct Check {
+  const Plan &plan;
+  const KernelDesc &k;
+  const std::string &where;
+
+  template <typename... Parts>
+  [[noreturn]] void error(const Parts &...parts) const {
+    fail(where, ": ", parts...);
+  }
+
+  void counts(size_t operands, size_t results) const {
+    if (k.operands.size() != operands || k.results.size() != results)
+      error("expects ", operands, " operands and ", results, " results, got ", k.operands.size(),
+            " and ", k.results.size());
+  }
+  bool has(size_t i) const { return k.operands[i] >= 0; }
+  const ValueDesc &in(size_t i, const char *name) const {
+    if (!has(i))
+      error("operand #", i, " (", name, ") is required");
+    return plan.values[k.operands[i]];
+  }
+  const ValueDesc &out(size_t i = 0) const { return plan.values[k.results[i]]; }
+  void rank(const ValueDesc &v, size_t r, const char *name) const {
+    if (v.shape.size() != r)
+      error(name, " must have rank ", r, ", got shape ", shapeText(v.shape));
+  }
+  void shape(const ValueDesc &v, const std::vector<int64_t> &s, const char *name) const {
+    if (v.shape != s)
+      error(name, " must be ", shapeText(s), ", got ", shapeText(v.shape));
+  }
+  void contiguous(const ValueDesc &v, const char *name) const {
+    if (!v.contiguous())
+      error(name, " must be contiguous (row stride ", v.ld, " for rows of ", v.cols(), ")");
+  }
+  void dtype(const ValueDesc &v, DType t, const char *name) const {
+    if (v.dtype != t)
+      error(name, " must be ", dtypeName(t), ", got ", dtypeName(v.dtype));
+  }
+  /// All present float operands and the results share one float dtype.
+  void sameFloat() const {
+    DType first = out().dtype;
+    if (!isFloat(first))
+      error("result dtype ", dtypeName(first), " is not a float type");
+    for (int32_t id : k.operands)
+      if (id >= 0 && isFloat(plan.values[id].dtype) && plan.values[id].dtype != first)
+        error("mixes ", dtypeName(plan.values[id].dtype), " and ", dtypeName(first));
+  }
+  void resultsContiguous() const {
+    for (size_t i = 0; i < k.results.size(); ++i)
+      if (!out(i).contiguous())
+        error("result #", i, " must be contiguous");
+  }
+  const AttrValue &attr(const char *name) const {
+    auto it = k.attrs.find(name);
+    if (it == k.attrs.end())
+      error("missing attribute '", name, "'");
+    return it->second;
+  }
+  int64_t integer(const char *name) const {
+    if (auto *v = std::get_if<int64_t>(&attr(name)))
+      return *v;
+    error("attribute '", name, "' must be an integer");
+  }
+  double real(const char *name) const {
+    const AttrValue &a = attr(name);
+    if (auto *v = std::get_if<double>(&a))
+      return *v;
+    if (auto *v = std::get_if<int64_t>(&a))
+      return static_cast<double>(*v);
+    error("attribute '", name, "' must be a number");
+  }
+  std::string string(const char *name, std::initializer_list<const char *> allowed) const {
+    auto *v = std::get_if<std::string>(&attr(name));
+    if (!v)
+      error("attribute '", name, "' must be a string");
+    for (const char *a : allowed)
+      if (*v == a)
+        return *v;
+    std::string list;
+    for (const char *a : allowed)
+      list += std::string(list.empty() ? "" : ", ") + a;
+    error("attribute '", name, "' is '", *v, "', expected one of ", list);
+  }
+  std::vector<int64_t> ints(const char *name, size_t n) const {
+    auto *v = std::get_if<std::vector<int64_t>>(&attr(name));
+    if (!v || v->size() != n)
+      error("attribute '", name, "' must hold ", n, " integers");
+    for (int64_t x : *v)
+      if (x <= 0)
+        error("attribute '", name, "' must be positive, got ", x);
+    return *v;
+  }
+  /// The residual epilogue operands at `r` and `r + 1`.
+  void epilogue(size_t r) const {
+    if (has(r) != has(r + 1))
+      error("residual and gate must come together");
+    if (!has(r))
+      return;
+    const ValueDesc &res = in(r, "residual");
+    shape(res, out().shape, "residual");
+    rank(res, 3, "residual");
+    shape(in(r + 1, "gate"), {res.shape[0], res.shape[2]}, "gate");
+  }
+};
+
+const char *kScanOrders[] = {"row_major", "row_major_reversed", "col_major", "col_major_reversed"};
+
+void checkScan(const Check &c, const std::vector<int64_t> &grid, int64_t tokens) {
+  std::string from = c.string("from", {kScanOrders[0], kScanOrders[1], kScanOrders[2], kScanOrders[3]});
+  std::string to = c.string("to", {kScanOrders[0], kScanOrders[1], kScanOrders[2], kScanOrders[3]});
+  if (grid[0] * grid[1] != tokens)
+    c.error("grid ", grid[0], "x", grid[1], " does not cover ", tokens, " tokens");
+  bool col = from.rfind("col", 0) == 0 || to.rfind("col", 0) == 0;
+  if (col && grid[0] != grid[1])
+    c.error("column-major orders need a square grid, got ", grid[0], "x", grid[1]);
+}
+
+using Checker = std::function<void(const Check &)>;
+
+const std::map<std::string, Checker> &checkers() {
+  static const std::map<std::string, Checker> table = {
+      {"kern.gemm",
+       [](const Check &c) {
+         c.counts(5, 1);
+         const ValueDesc &x = c.in(0, "input"), &w = c.in(1, "weight");
+         c.rank(w, 2, "weight");
+         c.contiguous(w, "weight");
+         if (w.shape[1] != x.cols())
+           c.error("weight is ", shapeText(w.shape), " but the input rows have ", x.cols(), " features");
+         std::vector<int64_t> s = x.shape;
+         s.back() = w.shape[0];
+         c.shape(c.out(), s, "result");
+         if (c.has(2))
+           c.shape(c.in(2, "bias"), {w.shape[0]}, "bias");
+         c.epilogue(3);
+         c.string("act", {"none", "gelu", "gelu_tanh", "silu"});
+         c.sameFloat();
+       }},
+      {"kern.swiglu",
+       [](const Check &c) {
+         c.counts(6, 1);
+         const ValueDesc &x = c.in(0, "input"), &g = c.in(1, "gate_weight"), &d = c.in(3, "down_weight");
+         c.rank(g, 2, "gate_weight");
+         c.rank(d, 2, "down_weight");
+         int64_t hidden = c.has(2) ? g.shape[0] : g.shape[0] / 2;
+         if (g.shape[1] != x.cols() || (!c.has(2) && g.shape[0] % 2))
+           c.error("gate weight ", shapeText(g.shape), " does not fit input width ", x.cols());
+         if (c.has(2))
+           c.shape(c.in(2, "up_weight"), g.shape, "up_weight");
+         if (d.shape[1] != hidden)
+           c.error("down weight ", shapeText(d.shape), " does not take ", hidden, " hidden features");
+         std::vector<int64_t> s = x.shape;
+         s.back() = d.shape[0];
+         c.shape(c.out(), s, "result");
+         c.epilogue(4);
+         c.sameFloat();
+       }},
+      {"kern.norm",
+       [](const Check &c) {
+         c.counts(6, 1);
+         const ValueDesc &x = c.in(0, "input");
+         c.string("kind", {"layer", "rms"});
+         int64_t group = c.integer("group_size");
+         if (group <= 0 || x.cols() % group)
+           c.error("group_size ", group, " does not divide the row length ", x.cols());
+         if (!(c.real("epsilon") > 0))
+           c.error("epsilon must be positive");
+         for (size_t i : {1, 2})
+           if (c.has(i))
+             c.shape(c.in(i, "affine"), {group}, i == 1 ? "weight" : "bias");
+         if (c.has(3) != c.has(4))
+           c.error("shift and scale must come together");
+         if (c.has(3)) {
+           c.rank(x, 3, "modulated input");
+           c.shape(c.in(3, "shift"), {x.shape[0], x.shape[2]}, "shift");
+           c.shape(c.in(4, "scale"), {x.shape[0], x.shape[2]}, "scale");
+         }
+         if (c.has(5))
+           c.shape(c.in(5, "silu_gate"), x.shape, "silu_gate");
+         c.shape(c.out(), x.shape, "result");
+         c.sameFloat();
+       }},
+      {"kern.moe",
+       [](const Check &c) {
+         c.counts(10, 1);
+         const ValueDesc &x = c.in(0, "input"), &router = c.in(1, "router");
+         c.rank(x, 3, "input");
+         c.rank(router, 2, "router");
+         int64_t e = router.shape[0], d = x.shape[2];
+         if (router.shape[1] != d || e < 1)
+           c.error("router ", shapeText(router.shape), " does not fit width ", d);
+         std::string act = c.string("activation", {"swiglu", "gelu", "gelu_tanh"});
+         std::string layout = c.string("weight_layout", {"out_in", "in_out"});
+         std::string routing = c.string("routing", {"token_choice", "expert_choice"});
+         bool swiglu = act == "swiglu";
+         if (c.has(4) != swiglu)
+           c.error(swiglu ? "swiglu experts need three weights" : "gelu experts take two weights");
+         const ValueDesc &w0 = c.in(2, "expert weight 0");
+         c.rank(w0, 3, "expert weight 0");
+         int64_t f = layout == "out_in" ? w0.shape[1] : w0.shape[2];
+         auto m = [&](int64_t o, int64_t i) {
+           return layout == "out_in" ? std::vector<int64_t>{e, o, i} : std::vector<int64_t>{e, i, o};
+         };
+         c.shape(w0, m(f, d), "expert weight 0");
+         if (swiglu) {
+           c.shape(c.in(3, "expert weight 1"), m(f, d), "expert weight 1");
+           c.shape(c.in(4, "expert weight 2"), m(d, f), "expert weight 2");
+         } else {
+           c.shape(c.in(3, "expert weight 1"), m(d, f), "expert weight 1");
+         }
+         int shared = c.has(5) + c.has(6) + c.has(7);
+         if (shared != 0 && shared != 3)
+           c.error("shared expert weights must be all three or none");
+         if (shared) {
+           const ValueDesc &sg = c.in(5, "shared gate");
+           c.rank(sg, 2, "shared gate");
+           c.shape(sg, {sg.shape[0], d}, "shared gate");
+           c.shape(c.in(6, "shared up"), sg.shape, "shared up");
+           c.shape(c.in(7, "shared down"), {d, sg.shape[0]}, "shared down");
+         }
+         if (routing == "token_choice") {
+           int64_t k = c.integer("top_k");
+           if (k < 1 || k > e)
+             c.error("top_k ", k, " is outside [1, ", e, "]");
+           c.integer("normalize");
+         } else {
+           double cap = c.real("capacity");
+           int64_t per = static_cast<int64_t>(cap * x.shape[1] / e);
+           if (per < 1 || per > x.shape[1])
+             c.error("capacity ", cap, " gives ", per, " tokens per expert for ", x.shape[1], " tokens");
+         }
+         c.shape(c.out(), x.shape, "result");
+         c.epilogue(8);
+         c.sameFloat();
+       }},
+      {"kern.dwconv",
+       [](const Check &c) {
+         c.counts(3, 1);
+         const ValueDesc &x = c.in(0, "input");
+         c.rank(x, 3, "input");
+         c.contiguous(x, "input");
+         std::vector<int64_t> grid = c.ints("grid", 2);
+         checkScan(c, grid, x.shape[1]);
+         const ValueDesc &w = c.in(1, "weight");
+         c.rank(w, 4, "weight");
+         if (w.shape[0] != x.shape[2] || w.shape[1] != 1 || w.shape[2] != w.shape[3] || w.shape[2] % 2 == 0)
+           c.error("weight ", shapeText(w.shape), " is not ", x.shape[2], "x1xkxk with odd k");
+         c.shape(c.in(2, "bias"), {x.shape[2]}, "bias");
+         c.shape(c.out(), x.shape, "result");
+         c.sameFloat();
+       }},
+      {"kern.patch_embed",
+       [](const Check &c) {
+         c.counts(4, 1);
+         const ValueDesc &x = c.in(0, "input"), &w = c.in(1, "weight");
+         c.rank(x, 4, "input");
+         c.rank(w, 4, "weight");
+         c.contiguous(x, "input");
+         int64_t p = w.shape[2];
+         if (w.shape[3] != p || w.shape[1] != x.shape[1] || p <= 0 || x.shape[2] % p || x.shape[3] % p)
+           c.error("weight ", shapeText(w.shape), " does not patch input ", shapeText(x.shape));
+         int64_t t = (x.shape[2] / p) * (x.shape[3] / p);
+         c.shape(c.out(), {x.shape[0], t, w.shape[0]}, "result");
+         c.shape(c.in(2, "bias"), {w.shape[0]}, "bias");
+         if (c.has(3))
+           c.shape(c.in(3, "positions"), {t, w.shape[0]}, "positions");
+         c.sameFloat();
+       }},
+      {"kern.cast",
+       [](const Check &c) {
+         c.counts(1, 1);
+         const ValueDesc &x = c.in(0, "input");
+         c.contiguous(x, "input");
+         c.shape(c.out(), x.shape, "result");
+         if (!isFloat(x.dtype) || !isFloat(c.out().dtype))
+           c.error("casts between float types only");
+       }},
+      {"dit.attention",
+       [](const Check &c) {
+         c.counts(3, 1);
+         const ValueDesc &q = c.in(0, "query"), &k = c.in(1, "key"), &v = c.in(2, "value");
+         for (const ValueDesc *t : {&q, &k, &v})
+           c.rank(*t, 3, "attention operand");
+         int64_t h = c.integer("num_heads");
+         if (h <= 0 || q.shape[2] % h || k.shape[2] % h || v.shape[2] % h || q.shape[2] != k.shape[2])
+           c.error("num_heads ", h, " does not split widths ", q.shape[2], ", ", k.shape[2], ", ", v.shape[2]);
+         if (k.shape[0] != q.shape[0] || v.shape[0] != q.shape[0] || k.shape[1] != v.shape[1])
+           c.error("query ", shapeText(q.shape), ", key ", shapeText(k.shape), ", value ",
+                   shapeText(v.shape), " disagree on batch or length");
+         c.real("scale");
+         c.shape(c.out(), {q.shape[0], q.shape[1], v.shape[2]}, "result");
+         c.sameFloat();
+       }},
+      {"dit.gla",
+       [](const Check &c) {
+         c.counts(4, 1);
+         const ValueDesc &q = c.in(0, "query"), &v = c.in(2, "value");
+         c.rank(q, 3, "query");
+         c.shape(c.in(1, "key"), q.shape, "key");
+         c.shape(c.in(3, "gate_logits"), q.shape, "gate_logits");
+         c.rank(v, 3, "value");
+         int64_t h = c.integer("num_heads");
+         if (h <= 0 || q.shape[2] % h || v.shape[2] % h || v.shape[0] != q.shape[0] || v.shape[1] != q.shape[1])
+           c.error("num_heads ", h, " with query ", shapeText(q.shape), " and value ", shapeText(v.shape));
+         c.real("scale");
+         if (!(c.real("gate_normalizer") > 0) || c.integer("chunk_size") <= 0)
+           c.error("gate_normalizer and chunk_size must be positive");
+         c.shape(c.out(), v.shape, "result");
+         c.sameFloat();
+       }},
+      {"dit.unpatchify",
+       [](const Check &c) {
+         c.counts(1, 1);
+         const ValueDesc &x = c.in(0, "input");
+         c.rank(x, 3, "input");
+         c.contiguous(x, "input");
+         std::vector<int64_t> grid = c.ints("grid", 2);
+         int64_t p = c.integer("patch_size");
+         if (p <= 0 || grid[0] * grid[1] != x.shape[1] || x.shape[2] % (p * p))
+           c.error("grid ", grid[0], "x", grid[1], " and patch ", p, " do not fit ", shapeText(x.shape));
+         c.shape(c.out(), {x.shape[0], x.shape[2] / (p * p), grid[0] * p, grid[1] * p}, "result");
+         c.sameFloat();
+       }},
+      {"dit.sincos_pos_embed",
+       [](const Check &c) {
+         c.counts(0, 1);
+         std::vector<int64_t> grid = c.ints("grid", 2);
+         int64_t dim = c.integer("dim");
+         if (dim <= 0 || dim % 4 || !(c.real("interp_scale") > 0))
+           c.error("dim ", dim, " must be a positive multiple of 4 and interp_scale positive");
+         c.shape(c.out(), {grid[0] * grid[1], dim}, "result");
+         c.dtype(c.out(), DType::F32, "result");
+       }},
+      {"dit.timestep_embed",
+       [](const Check &c) {
+         c.counts(1, 1);
+         const ValueDesc &t = c.in(0, "input");
+         c.rank(t, 1, "input");
+         c.dtype(t, DType::F32, "input");
+         int64_t dim = c.integer("dim");
+         if (dim < 2 || !(c.real("max_period") > 1))
+           c.error("dim ", dim, " must be >= 2 and max_period > 1");
+         c.shape(c.out(), {t.shape[0], dim}, "result");
+         c.dtype(c.out(), DType::F32, "result");
+       }},
+      {"dit.label_embed",
+       [](const Check &c) {
+         c.counts(2, 1);
+         const ValueDesc &labels = c.in(0, "labels"), &table = c.in(1, "table");
+         c.rank(labels, 1, "labels");
+         c.dtype(labels, DType::I32, "labels");
+         c.rank(table, 2, "table");
+         int64_t classes = c.integer("num_classes");
+         if (classes < 1 || table.shape[0] != classes + 1)
+           c.error("table has ", table.shape[0], " rows for ", classes, " classes (needs ", classes + 1, ")");
+         c.shape(c.out(), {labels.shape[0], table.shape[1]}, "result");
+         c.sameFloat();
+       }},
+      {"dit.token_mean",
+       [](const Check &c) {
+         c.counts(1, 1);
+         const ValueDesc &x = c.in(0, "input");
+         c.rank(x, 3, "input");
+         if (x.shape[1] < 1)
+           c.error("needs at least one token");
+         c.shape(c.out(), {x.shape[0], x.shape[2]}, "result");
+         c.sameFloat();
+       }},
+      {"dit.mask_tokens",
+       [](const Check &c) {
+         c.counts(2, 1);
+         const ValueDesc &x = c.in(0, "input"), &keep = c.in(1, "keep");
+         c.rank(x, 3, "input");
+         c.rank(keep, 2, "keep");
+         c.dtype(keep, DType::I32, "keep");
+         if (keep.shape[0] != x.shape[0] || keep.shape[1] < 1 || keep.shape[1] > x.shape[1])
+           c.error("keep ", shapeText(keep.shape), " does not select from ", shapeText(x.shape));
+         c.shape(c.out(), {x.shape[0], keep.shape[1], x.shape[2]}, "result");
+         c.sameFloat();
+       }},
+      {"dit.unmask_tokens",
+       [](const Check &c) {
+         c.counts(2, 1);
+         const ValueDesc &x = c.in(0, "input"), &keep = c.in(1, "keep");
+         c.rank(x, 3, "input");
+         c.rank(keep, 2, "keep");
+         c.dtype(keep, DType::I32, "keep");
+         int64_t tokens = c.integer("num_tokens");
+         if (keep.shape[0] != x.shape[0] || keep.shape[1] != x.shape[1] || tokens < x.shape[1])
+           c.error("keep ", shapeText(keep.shape), " and num_tokens ", tokens, " do not fit ", shapeText(x.shape));
+         c.shape(c.out(), {x.shape[0], tokens, x.shape[2]}, "result");
+         c.sameFloat();
+       }},
+      {"dit.reorder_tokens",
+       [](const Check &c) {
+         c.counts(1, 1);
+         const ValueDesc &x = c.in(0, "input");
+         c.rank(x, 3, "input");
+         checkScan(c, c.ints("grid", 2), x.shape[1]);
+         c.shape(c.out(), x.shape, "result");
+         c.sameFloat();
+       }},
+      {"dit.add",
+       [](const Check &c) {
+         c.counts(2, 1);
+         const ValueDesc &a = c.in(0, "lhs"), &b = c.in(1, "rhs");
+         c.contiguous(a, "lhs");
+         c.contiguous(b, "rhs");
+         if (b.shape.size() > a.shape.size() ||
+             !std::equal(b.shape.rbegin(), b.shape.rend(), a.shape.rbegin()))
+           c.error("rhs ", shapeText(b.shape), " is not a suffix of lhs ", shapeText(a.shape));
+         c.shape(c.out(), a.shape, "result");
+         c.sameFloat();
+       }},
+      {"dit.mul",
+       [](const Check &c) {
+         c.counts(2, 1);
+         const ValueDesc &a = c.in(0, "lhs"), &b = c.in(1, "rhs");
+         c.contiguous(a, "lhs");
+         c.contiguous(b, "rhs");
+         if (b.shape.size() > a.shape.size() ||
+             !std::equal(b.shape.rbegin(), b.shape.rend(), a.shape.rbegin()))
+           c.error("rhs ", shapeText(b.shape), " is not a suffix of lhs ", shapeText(a.shape));
+         c.shape(c.out(), a.shape, "result");
+         c.sameFloat();
+       }},
+      {"dit.silu",
+       [](const Check &c) {
+         c.counts(1, 1);
+         c.contiguous(c.in(0, "input"), "input");
+         c.shape(c.out(), c.in(0, "input").shape, "result");
+         c.sameFloat();
+       }},
+      {"dit.gelu",
+       [](const Check &c) {
+         c.counts(1, 1);
+         c.contiguous(c.in(0, "input"), "input");
+         c.shape(c.out(), c.in(0, "input").shape, "result");
+         c.integer("approximate");
+         c.sameFloat();
+       }},
+      {"dit.modulate",
+       [](const Check &c) {
+         c.counts(3, 1);
+         const ValueDesc &x = c.in(0, "input");
+         c.rank(x, 3, "input");
+         c.shape(c.in(1, "shift"), {x.shape[0], x.shape[2]}, "shift");
+         c.shape(c.in(2, "scale"), {x.shape[0], x.shape[2]}, "scale");
+         c.shape(c.out(), x.shape, "result");
+         c.sameFloat();
+       }},
+      {"dit.gated_residual",
+       [](const Check &c) {
+         c.counts(3, 1);
+         const ValueDesc &r = c.in(0, "residual");
+         c.rank(r, 3, "residual");
+         c.shape(c.in(1, "gate"), {r.shape[0], r.shape[2]}, "gate");
+         c.shape(c.in(2, "update"), r.shape, "update");
+         c.shape(c.out(), r.shape, "result");
+         c.sameFloat();
+       }},
+  };
+  return table;
+}
+
+const AttrValue &findAttr(const KernelDesc &k, const char *name) {
+  auto it = k.attrs.find(name);
+  if (it == k.attrs.end())
+    fail("kernel ", k.op, ": missing attribute '", name, "'");
+  return it->second;
+}
+
+} // namespace
+
+void validateKernel(const Plan &plan, const KernelDesc &kernel, const std::string &where) {
+  auto it = checkers().find(kernel.op);
+  if (it == checkers().end()) {
+    std::string known;
+    for (auto &[name, checker] : checkers())
+      known += " " + name;
+    fail(where, ": unknown kernel op '", kernel.op, "'; this runtime executes:", known);
+  }
+  Check c{plan, kernel, where};
+  it->second(c);
+  c.resultsContiguous();
+}
+
+std::vector<std::string> knownKernelOps() {
+  std::vector<std::string> ops;
+  for (auto &[name, checker] : checkers())
+    ops.push_back(name);
+  return ops;
+}
+
+int64_t attrInt(const KernelDesc &k, const char *name) { return std::get<int64_t>(findAttr(k, name)); }
+
+double attrFloat(const KernelDesc &k, const char *name) {
+  const AttrValue &a = findAttr(k, name);
+  if (auto *i = std::get_if<int64_t>(&a))
+    return static_cast<double>(*i);
+  return std::get<double>(a);
+}
+
+const std::string &attrString(const KernelDesc &k, const char *name) {
+  return std::get<std::string>(findAttr(k, name));
+}
+
+const std::vector<int64_t> &attrInts(const KernelDesc &k, const char *name) {
+  return std::get<std::vector<int64_t>>(findAttr(k, name));
+}
+
+} // namespace diffrt

@@ -1,0 +1,36 @@
+//===- KernelSignatures.h - what each kernel of a plan may be ----*- C++ -*-===//
+//
+// The runtime's contract for every kernel op an artifact can contain: its
+// operands (in order, which are optional), its attributes, and the shape and
+// dtype relations between them. Loading an artifact checks every kernel
+// against this, so a backend can index its operands without bounds checks.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DIFFRT_KERNELSIGNATURES_H
+#define DIFFRT_KERNELSIGNATURES_H
+
+#include "diffrt/Plan.h"
+
+#include <string>
+#include <vector>
+
+namespace diffrt {
+
+/// Throws diffrt::Error (prefixed by `where`) unless `kernel` is a known op
+/// with operands, results and attributes that fit each other.
+void validateKernel(const Plan &plan, const KernelDesc &kernel, const std::string &where);
+
+/// The ops the runtime executes, for error messages and tests.
+std::vector<std::string> knownKernelOps();
+
+// Attribute access for backends; the kernel was validated, so these only
+// throw on a programming error.
+int64_t attrInt(const KernelDesc &k, const char *name);
+double attrFloat(const KernelDesc &k, const char *name);
+const std::string &attrString(const KernelDesc &k, const char *name);
+const std::vector<int64_t> &attrInts(const KernelDesc &k, const char *name);
+
+} // namespace diffrt
+
+#endif // DIFFRT_KERNELSIGNATURES_H

@@ -1,0 +1,118 @@
+//===- Session.h - loading and running compiled models ----------*- C++ -*-===//
+//
+// The API a trainer or sampler links (no MLIR anywhere below it):
+//
+//   diffrt::Module m = diffrt::Module::load("model.dfx");
+//   diffrt::Session s(m, diffrt::Device::cpu());
+//   s.loadWeights("w.safetensors");
+//   auto out = s.run("forward", {{"x", x}, {"t", t}, {"y", y}});
+//
+// A Session owns the three memory regions of the plan on its device: the
+// weights (loaded by checkpoint name), the constants (computed by the plan's
+// "init" entry), and one arena for the activations of a call.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DIFFRT_SESSION_H
+#define DIFFRT_SESSION_H
+
+#include "diffrt/Plan.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace diffrt {
+
+struct Device {
+  enum class Kind { Cpu, Cuda } kind = Kind::Cpu;
+  int index = 0;
+  static Device cpu() { return {Kind::Cpu, 0}; }
+  static Device cuda(int index = 0) { return {Kind::Cuda, index}; }
+  std::string name() const;
+};
+
+/// A host tensor: float32 or int32 data with a shape.
+struct HostTensor {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::vector<float> f32;
+  std::vector<int32_t> i32;
+
+  static HostTensor floats(std::vector<int64_t> shape, std::vector<float> data);
+  static HostTensor ints(std::vector<int64_t> shape, std::vector<int32_t> data);
+  int64_t numel() const;
+};
+
+/// A loaded, validated artifact.
+class Module {
+public:
+  static Module load(const std::string &path);
+  static Module fromPlan(Plan plan, std::string what);
+
+  const Plan &plan() const { return *plan_; }
+  const std::string &path() const { return path_; }
+  /// A field of the model description (dit.model), as JSON text; empty when
+  /// absent.
+  std::string modelField(const std::string &name) const;
+  int64_t modelInt(const std::string &name, int64_t fallback) const;
+  std::string modelString(const std::string &name, const std::string &fallback) const;
+
+private:
+  std::shared_ptr<const Plan> plan_;
+  std::string path_;
+};
+
+/// Executes a plan's kernels on one device. Implemented per device kind.
+class Backend {
+public:
+  virtual ~Backend();
+  virtual void upload(Region region, uint64_t offset, const void *data, uint64_t bytes) = 0;
+  virtual void download(Region region, uint64_t offset, void *data, uint64_t bytes) = 0;
+  virtual void run(const EntryDesc &entry) = 0;
+};
+
+std::unique_ptr<Backend> createCpuBackend(const Plan &plan);
+/// Throws diffrt::Error when this runtime was built without CUDA or no GPU
+/// is usable.
+std::unique_ptr<Backend> createCudaBackend(const Plan &plan, int device);
+
+class Session {
+public:
+  Session(const Module &module, Device device);
+  ~Session();
+  Session(Session &&) noexcept;
+
+  const Module &module() const { return module_; }
+  Device device() const { return device_; }
+
+  /// Loads every parameter from a safetensors checkpoint by name, converting
+  /// dtypes. Missing, extra or mis-shaped tensors are reported together,
+  /// naming the file; checkpoint copies of computed state (pos_embed,
+  /// mask_token) are checked against what the model computes.
+  void loadWeights(const std::string &path);
+  /// Writes every parameter under its checkpoint name (stacked parameters
+  /// as one tensor per slice), crash-safely.
+  void saveWeights(const std::string &path) const;
+  /// Sets one parameter (by its plan name) from float32 values.
+  void setParameter(const std::string &name, const std::vector<float> &values);
+  std::vector<float> getParameter(const std::string &name) const;
+  /// Names of every parameter, with stacked ones expanded.
+  std::vector<std::string> checkpointNames() const;
+
+  /// Runs an entry; inputs by name, float inputs as f32 and integer inputs
+  /// as i32 whatever the plan's element types; outputs come back as f32.
+  std::vector<HostTensor> run(const std::string &entry,
+                              const std::map<std::string, HostTensor> &inputs);
+
+private:
+  void runInit();
+  Module module_;
+  Device device_;
+  std::unique_ptr<Backend> backend_;
+};
+
+} // namespace diffrt
+
+#endif // DIFFRT_SESSION_H
