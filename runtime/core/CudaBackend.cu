@@ -1,0 +1,401 @@
+//===- CudaBackend.cu - runs a plan's kernels on a GPU --------------------===//
+//
+// The CUDA backend: weights, constants and arena are single device
+// allocations, plus one workspace sized for the most demanding kernel of the
+// plan. An entry's kernels are launched on one stream; after the first
+// (checked) run of "forward", the whole entry is captured into a CUDA graph
+// and replayed, so a sampling step costs one launch. Index errors found on
+// the device (labels, kept-token indices) set a flag that is read after
+// each call.
+//
+//===----------------------------------------------------------------------===//
+
+#include "diffrt/CudaKernels.h"
+#include "diffrt/Error.h"
+#include "diffrt/KernelSignatures.h"
+#include "diffrt/Session.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <map>
+
+namespace diffrt {
+
+namespace {
+
+namespace cu = diffrt::cuda;
+
+cu::ScanOrder scanOrder(const std::string &name) {
+  if (name == "row_major")
+    return cu::ScanOrder::RowMajor;
+  if (name == "row_major_reversed")
+    return cu::ScanOrder::RowMajorReversed;
+  if (name == "col_major")
+    return cu::ScanOrder::ColMajor;
+  return cu::ScanOrder::ColMajorReversed;
+}
+
+cu::Act actOf(const std::string &name) {
+  if (name == "gelu")
+    return cu::Act::Gelu;
+  if (name == "gelu_tanh")
+    return cu::Act::GeluTanh;
+  if (name == "silu")
+    return cu::Act::Silu;
+  return cu::Act::None;
+}
+
+std::string mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f MiB", bytes / 1048576.0);
+  return buf;
+}
+
+class CudaBackend : public Backend {
+public:
+  CudaBackend(const Plan &plan, int device) : plan(plan), device(device) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0)
+      fail("no usable CUDA device: ",
+           e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount reports 0 devices");
+    if (device >= count)
+      fail("CUDA device ", device, " requested but only ", count, " present");
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    for (size_t i = 0; i < plan.values.size(); ++i) {
+      DType t = plan.values[i].dtype;
+      if (t != DType::F16 && t != DType::BF16 && t != DType::F32 && t != DType::I32)
+        fail("value #", i, " has dtype ", dtypeName(t), ", which the CUDA backend does not run");
+    }
+    workspaceBytes = 0;
+    for (const EntryDesc &entry : plan.entries)
+      for (const KernelDesc &k : entry.kernels)
+        workspaceBytes = std::max(workspaceBytes, workspaceFor(k));
+
+    size_t freeBytes = 0, totalBytes = 0;
+    cu::check(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
+    uint64_t need = plan.weightsBytes + plan.constantsBytes + plan.arenaBytes + workspaceBytes + 256;
+    if (need > freeBytes)
+      fail("out of GPU memory: the model needs ", mib(need), " (weights ", mib(plan.weightsBytes),
+           ", constants ", mib(plan.constantsBytes), ", arena ", mib(plan.arenaBytes),
+           ", kernel workspace ", mib(workspaceBytes), ") but device ", device, " has ",
+           mib(freeBytes), " free of ", mib(totalBytes));
+    regions[0] = allocate(plan.weightsBytes, "weights");
+    regions[1] = allocate(plan.constantsBytes, "constants");
+    regions[2] = allocate(plan.arenaBytes, "arena");
+    workspace = allocate(workspaceBytes, "kernel workspace");
+    errorFlag = static_cast<int32_t *>(allocate(sizeof(int32_t), "error flag"));
+    cu::check(cudaMemset(errorFlag, 0, sizeof(int32_t)), "cudaMemset(error flag)");
+    cu::check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  }
+
+  ~CudaBackend() override {
+    cudaSetDevice(device);
+    for (auto &[name, exec] : graphs)
+      cudaGraphExecDestroy(exec);
+    if (stream)
+      cudaStreamDestroy(stream);
+    for (void *p : allocations)
+      cudaFree(p);
+  }
+
+  void upload(Region region, uint64_t offset, const void *data, uint64_t bytes) override {
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    cu::check(cudaMemcpyAsync(base(region) + offset, data, bytes, cudaMemcpyHostToDevice, stream),
+              "copy to the GPU");
+    cu::check(cudaStreamSynchronize(stream), "copy to the GPU");
+  }
+
+  void download(Region region, uint64_t offset, void *data, uint64_t bytes) override {
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    cu::check(cudaMemcpyAsync(data, base(region) + offset, bytes, cudaMemcpyDeviceToHost, stream),
+              "copy from the GPU");
+    cu::check(cudaStreamSynchronize(stream), "copy from the GPU");
+  }
+
+  void run(const EntryDesc &entry) override {
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    auto graph = graphs.find(entry.name);
+    if (graph != graphs.end()) {
+      cu::check(cudaGraphLaunch(graph->second, stream), "cudaGraphLaunch");
+    } else {
+      launchAll(entry);
+      // Capture once the entry has run cleanly; "init" runs rarely.
+      if (entry.name == "forward") {
+        cu::check(cudaStreamSynchronize(stream), "forward");
+        cudaGraph_t g;
+        cu::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "graph capture");
+        try {
+          launchAll(entry);
+        } catch (...) {
+          cudaStreamEndCapture(stream, &g);
+          throw;
+        }
+        cu::check(cudaStreamEndCapture(stream, &g), "graph capture");
+        cudaGraphExec_t exec;
+        cu::check(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
+        cudaGraphDestroy(g);
+        graphs[entry.name] = exec;
+      }
+    }
+    cu::check(cudaStreamSynchronize(stream), ("entry '" + entry.name + "'").c_str());
+    int32_t flag = 0;
+    cu::check(cudaMemcpy(&flag, errorFlag, sizeof(flag), cudaMemcpyDeviceToHost), "error flag");
+    if (flag) {
+      cudaMemset(errorFlag, 0, sizeof(int32_t));
+      fail("entry '", entry.name, "': an input index was out of range (a class label outside "
+           "[0, num_classes] or a kept-token index outside the sequence or repeated; code ", flag, ")");
+    }
+  }
+
+private:
+  const Plan &plan;
+  int device;
+  cudaStream_t stream = nullptr;
+  uint8_t *regions[3] = {nullptr, nullptr, nullptr};
+  void *workspace = nullptr;
+  uint64_t workspaceBytes = 0;
+  int32_t *errorFlag = nullptr;
+  std::vector<void *> allocations;
+  std::map<std::string, cudaGraphExec_t> graphs;
+  cu::Gemm gemm;
+
+  uint8_t *allocate(uint64_t bytes, const char *what) {
+    if (bytes == 0)
+      bytes = 256;
+    void *p = nullptr;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess)
+      fail("out of GPU memory allocating the ", what, " (", mib(bytes), "): ", cudaGetErrorString(e));
+    allocations.push_back(p);
+    return static_cast<uint8_t *>(p);
+  }
+
+  uint8_t *base(Region r) { return regions[static_cast<int>(r)]; }
+  const ValueDesc &desc(int32_t id) { return plan.values[id]; }
+  void *ptr(int32_t id) { return id < 0 ? nullptr : base(desc(id).region) + desc(id).offset; }
+  cu::DConstMat cm(int32_t id) {
+    if (id < 0)
+      return {};
+    const ValueDesc &v = desc(id);
+    return {ptr(id), v.rows(), v.cols(), v.ld};
+  }
+  cu::DMat m(int32_t id) {
+    const ValueDesc &v = desc(id);
+    return {ptr(id), v.rows(), v.cols(), v.ld};
+  }
+  cu::Workspace ws() { return {workspace, workspaceBytes}; }
+  cu::Stream s() { return stream; }
+
+  bool epilogue(const KernelDesc &k, size_t r, cu::GatedResidual &out) {
+    if (k.operands[r] < 0)
+      return false;
+    out.residual = cm(k.operands[r]);
+    out.gate = cm(k.operands[r + 1]);
+    out.rowsPerGate = desc(k.operands[r]).shape[1];
+    return true;
+  }
+
+  uint64_t workspaceFor(const KernelDesc &k) {
+    const auto &o = k.operands;
+    if (k.op == "kern.gemm") {
+      const ValueDesc &a = desc(o[0]), &w = desc(o[1]);
+      return cu::Gemm::workspaceBytes(a.rows(), w.shape[0], w.shape[1], o[3] >= 0, a.dtype);
+    }
+    if (k.op == "kern.swiglu") {
+      const ValueDesc &x = desc(o[0]), &g = desc(o[1]), &d = desc(o[3]);
+      int64_t hidden = o[2] >= 0 ? g.shape[0] : g.shape[0] / 2;
+      return cu::swigluWorkspaceBytes(x.rows(), hidden, d.shape[0], x.dtype);
+    }
+    if (k.op == "kern.patch_embed") {
+      const ValueDesc &x = desc(o[0]), &w = desc(o[1]);
+      return cu::patchEmbedWorkspaceBytes(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[2],
+                                          x.dtype);
+    }
+    if (k.op == "dit.gla") {
+      const ValueDesc &q = desc(o[0]), &v = desc(o[2]);
+      int64_t h = attrInt(k, "num_heads");
+      return cu::glaWorkspaceBytes(q.shape[0], q.shape[1], h, q.shape[2] / h, v.shape[2] / h,
+                                   attrInt(k, "chunk_size"));
+    }
+    if (k.op == "kern.moe") {
+      const ValueDesc &x = desc(o[0]);
+      if (attrString(k, "routing") == "token_choice") {
+        cu::TokenChoiceArgs a = tokenChoice(k, nullptr);
+        return cu::moeTokenChoiceWorkspaceBytes(x.rows(), x.cols(), a, x.dtype);
+      }
+      cu::ExpertChoiceArgs a = expertChoice(k, nullptr);
+      return cu::moeExpertChoiceWorkspaceBytes(x.rows(), x.cols(), a, x.dtype);
+    }
+    return 0;
+  }
+
+  cu::TokenChoiceArgs tokenChoice(const KernelDesc &k, const cu::GatedResidual *e) {
+    const auto &o = k.operands;
+    cu::TokenChoiceArgs a;
+    a.router = ptr(o[1]);
+    a.experts = desc(o[1]).shape[0];
+    a.hidden = desc(o[2]).shape[1];
+    a.topK = attrInt(k, "top_k");
+    a.normalize = attrInt(k, "normalize") != 0;
+    a.gate = ptr(o[2]);
+    a.up = ptr(o[3]);
+    a.down = ptr(o[4]);
+    a.sharedGate = ptr(o[5]);
+    a.sharedUp = ptr(o[6]);
+    a.sharedDown = ptr(o[7]);
+    a.sharedHidden = o[5] >= 0 ? desc(o[5]).shape[0] : 0;
+    a.epilogue = e;
+    return a;
+  }
+
+  cu::ExpertChoiceArgs expertChoice(const KernelDesc &k, const cu::GatedResidual *e) {
+    const auto &o = k.operands;
+    bool outIn = attrString(k, "weight_layout") == "out_in";
+    cu::ExpertChoiceArgs a;
+    a.router = ptr(o[1]);
+    a.experts = desc(o[1]).shape[0];
+    a.hidden = outIn ? desc(o[2]).shape[1] : desc(o[2]).shape[2];
+    a.tokens = desc(o[0]).shape[1];
+    a.capacity = attrFloat(k, "capacity");
+    a.inOut = !outIn;
+    a.act = attrString(k, "activation") == "gelu_tanh" ? cu::Act::GeluTanh : cu::Act::Gelu;
+    a.w1 = ptr(o[2]);
+    a.w2 = ptr(o[3]);
+    a.epilogue = e;
+    return a;
+  }
+
+  void launchAll(const EntryDesc &entry) {
+    for (size_t i = 0; i < entry.kernels.size(); ++i) {
+      const KernelDesc &k = entry.kernels[i];
+      try {
+        dispatch(k);
+      } catch (const Error &e) {
+        fail("kernel #", i, " (", k.op, ") of '", entry.name, "': ", e.what());
+      }
+    }
+  }
+
+  void dispatch(const KernelDesc &k) {
+    const auto &o = k.operands;
+    int32_t res = k.results[0];
+    const std::string &op = k.op;
+    DType dt = desc(res).dtype;
+    if (op == "kern.gemm") {
+      cu::GatedResidual e;
+      bool hasE = epilogue(k, 3, e);
+      gemm.run(s(), dt, cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")),
+               hasE ? &e : nullptr, m(res), ws());
+    } else if (op == "kern.swiglu") {
+      cu::DConstMat gate = cm(o[1]), up;
+      if (o[2] >= 0) {
+        up = cm(o[2]);
+      } else {
+        int64_t f = gate.rows / 2;
+        up = {static_cast<const uint8_t *>(gate.data) + f * gate.ld * dtypeSize(dt), f, gate.cols, gate.ld};
+        gate.rows = f;
+      }
+      cu::GatedResidual e;
+      bool hasE = epilogue(k, 4, e);
+      cu::swiglu(s(), gemm, dt, cm(o[0]), gate, up, cm(o[3]), hasE ? &e : nullptr, m(res), ws());
+    } else if (op == "kern.norm") {
+      cu::NormArgs a;
+      a.kind = attrString(k, "kind") == "rms" ? cu::NormKind::Rms : cu::NormKind::Layer;
+      a.group = attrInt(k, "group_size");
+      a.eps = static_cast<float>(attrFloat(k, "epsilon"));
+      a.weight = ptr(o[1]);
+      a.bias = ptr(o[2]);
+      a.shift = cm(o[3]);
+      a.scale = cm(o[4]);
+      if (o[3] >= 0)
+        a.rowsPerSample = desc(o[0]).shape[1];
+      a.siluGate = cm(o[5]);
+      cu::norm(s(), dt, cm(o[0]), a, m(res));
+    } else if (op == "kern.moe") {
+      cu::GatedResidual e;
+      bool hasE = epilogue(k, 8, e);
+      if (attrString(k, "routing") == "token_choice")
+        cu::moeTokenChoice(s(), gemm, dt, cm(o[0]), tokenChoice(k, hasE ? &e : nullptr), m(res), ws());
+      else
+        cu::moeExpertChoice(s(), gemm, dt, cm(o[0]), expertChoice(k, hasE ? &e : nullptr), m(res), ws());
+    } else if (op == "kern.dwconv") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      cu::depthwiseConv(s(), dt, cm(o[0]), x.shape[0], grid[0], grid[1], ptr(o[1]), ptr(o[2]),
+                        desc(o[1]).shape[2], scanOrder(attrString(k, "from")),
+                        scanOrder(attrString(k, "to")), m(res));
+    } else if (op == "kern.patch_embed") {
+      const ValueDesc &x = desc(o[0]), &w = desc(o[1]);
+      cu::patchEmbed(s(), gemm, dt, ptr(o[0]), x.shape[0], x.shape[1], x.shape[2], x.shape[3], ptr(o[1]),
+                     ptr(o[2]), w.shape[0], w.shape[2], ptr(o[3]), m(res), ws());
+    } else if (op == "kern.cast") {
+      cu::cast(s(), desc(o[0]).dtype, ptr(o[0]), dt, ptr(res), desc(res).numel());
+    } else if (op == "dit.attention") {
+      const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
+      cu::attention(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1],
+                    attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")), m(res));
+    } else if (op == "dit.gla") {
+      const ValueDesc &q = desc(o[0]);
+      cu::gla(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), cm(o[3]), q.shape[0], q.shape[1],
+              attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")),
+              static_cast<float>(attrFloat(k, "gate_normalizer")), attrInt(k, "chunk_size"), m(res), ws());
+    } else if (op == "dit.unpatchify") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      int64_t p = attrInt(k, "patch_size");
+      cu::unpatchify(s(), dt, cm(o[0]), x.shape[0], grid[0], grid[1], p, x.shape[2] / (p * p), ptr(res));
+    } else if (op == "dit.sincos_pos_embed") {
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      cu::sincosPosEmbed(s(), grid[0], grid[1], attrInt(k, "dim"), attrFloat(k, "interp_scale"),
+                         static_cast<float *>(ptr(res)));
+    } else if (op == "dit.timestep_embed") {
+      cu::timestepEmbed(s(), static_cast<const float *>(ptr(o[0])), desc(o[0]).shape[0],
+                        attrInt(k, "dim"), attrFloat(k, "max_period"), static_cast<float *>(ptr(res)));
+    } else if (op == "dit.label_embed") {
+      cu::labelEmbed(s(), dt, static_cast<const int32_t *>(ptr(o[0])), desc(o[0]).shape[0], ptr(o[1]),
+                     attrInt(k, "num_classes"), desc(o[1]).shape[1], ptr(res), errorFlag);
+    } else if (op == "dit.token_mean") {
+      const ValueDesc &x = desc(o[0]);
+      cu::tokenMean(s(), dt, cm(o[0]), x.shape[0], x.shape[1], m(res));
+    } else if (op == "dit.mask_tokens") {
+      const ValueDesc &x = desc(o[0]), &keep = desc(o[1]);
+      cu::maskTokens(s(), dt, cm(o[0]), static_cast<const int32_t *>(ptr(o[1])), x.shape[0], x.shape[1],
+                     keep.shape[1], m(res), errorFlag);
+    } else if (op == "dit.unmask_tokens") {
+      const ValueDesc &x = desc(o[0]);
+      cu::unmaskTokens(s(), dt, cm(o[0]), static_cast<const int32_t *>(ptr(o[1])), x.shape[0],
+                       attrInt(k, "num_tokens"), x.shape[1], m(res), errorFlag);
+    } else if (op == "dit.reorder_tokens") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      cu::reorderTokens(s(), dt, cm(o[0]), x.shape[0], grid[0], grid[1],
+                        scanOrder(attrString(k, "from")), scanOrder(attrString(k, "to")), m(res));
+    } else if (op == "dit.add" || op == "dit.mul") {
+      int64_t n = desc(o[0]).numel(), nr = desc(o[1]).numel();
+      (op == "dit.add" ? cu::addBroadcast : cu::mulBroadcast)(s(), dt, ptr(o[0]), n, ptr(o[1]), nr, ptr(res));
+    } else if (op == "dit.silu" || op == "dit.gelu") {
+      int64_t n = desc(res).numel();
+      if (ptr(res) != ptr(o[0]))
+        cu::check(cudaMemcpyAsync(ptr(res), ptr(o[0]), n * dtypeSize(dt), cudaMemcpyDeviceToDevice, stream),
+                  "activation copy");
+      cu::Act act = op == "dit.silu" ? cu::Act::Silu : attrInt(k, "approximate") ? cu::Act::GeluTanh : cu::Act::Gelu;
+      cu::activate(s(), dt, ptr(res), n, act);
+    } else if (op == "dit.modulate") {
+      cu::modulate(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), desc(o[0]).shape[1], m(res));
+    } else if (op == "dit.gated_residual") {
+      cu::gatedResidual(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), desc(o[0]).shape[1], m(res));
+    } else {
+      fail("the CUDA backend has no kernel for ", op);
+    }
+  }
+};
+
+} // namespace
+
+std::unique_ptr<Backend> createCudaBackend(const Plan &plan, int device) {
+  return std::make_unique<CudaBackend>(plan, device);
+}
+
+} // namespace diffrt

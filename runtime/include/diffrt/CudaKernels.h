@@ -1,0 +1,203 @@
+//===- CudaKernels.h - the CUDA kernel library ------------------*- C++ -*-===//
+//
+// The GPU counterparts of CpuKernels.h: same semantics, device pointers, one
+// CUDA stream, 16-bit activations (f16 for sampling, bf16 for training) with
+// f32 accumulation, softmax, norm statistics and GLA decays. Every kernel is
+// checked against its CPU reference on the GPU machine (tests labelled gpu).
+// No function synchronises with the host; work that depends on data (MoE
+// routing counts) stays on the device.
+//
+// This header has no CUDA types so that host-only code can include it;
+// `stream` is a cudaStream_t.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DIFFRT_CUDAKERNELS_H
+#define DIFFRT_CUDAKERNELS_H
+
+#include "diffrt/CpuKernels.h"
+#include "diffrt/DType.h"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace diffrt::cuda {
+
+using Stream = void *;
+using cpu::Act;
+using cpu::NormKind;
+using cpu::ScanOrder;
+
+/// Device matrix views (row-major with leading dimension, like cpu::Mat).
+struct DConstMat {
+  const void *data = nullptr;
+  int64_t rows = 0, cols = 0, ld = 0;
+  bool empty() const { return data == nullptr; }
+};
+struct DMat {
+  void *data = nullptr;
+  int64_t rows = 0, cols = 0, ld = 0;
+  operator DConstMat() const { return {data, rows, cols, ld}; }
+};
+
+/// Device scratch memory a kernel may use; kernels fail with a message
+/// naming the bytes needed when it is too small.
+struct Workspace {
+  void *data = nullptr;
+  size_t bytes = 0;
+};
+
+/// Throws diffrt::Error with the CUDA error string and `what` on failure.
+void check(int cudaError, const char *what);
+
+struct GatedResidual {
+  DConstMat residual, gate;
+  int64_t rowsPerGate = 1;
+};
+
+//===----------------------------------------------------------------------===//
+// Matrix products (cuBLASLt with fused epilogues)
+//===----------------------------------------------------------------------===//
+
+/// Owns the cuBLASLt handle and caches algorithm choices per shape.
+class Gemm {
+public:
+  Gemm();
+  ~Gemm();
+  Gemm(const Gemm &) = delete;
+  Gemm &operator=(const Gemm &) = delete;
+
+  /// out (M x N) = act(a · wᵀ + bias), then the optional gated residual;
+  /// `w` is N x K (nn.Linear layout). dtype is the element type of all
+  /// operands. The residual may alias out.
+  void run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void *bias, Act act,
+           const GatedResidual *epilogue, DMat out, Workspace ws);
+  /// Scratch bytes run() needs for these sizes.
+  static size_t workspaceBytes(int64_t m, int64_t n, int64_t k, bool epilogue, DType dtype);
+
+private:
+  struct Impl;
+  Impl *impl;
+};
+
+/// SwiGLU feed-forward down · (silu(gate · x) ⊙ (up · x)) with the optional
+/// gated residual; gate/up F x K (up may point into the same packed weight),
+/// down N x F.
+void swiglu(Stream stream, Gemm &gemm, DType dtype, DConstMat x, DConstMat gate, DConstMat up,
+            DConstMat down, const GatedResidual *epilogue, DMat out, Workspace ws);
+size_t swigluWorkspaceBytes(int64_t rows, int64_t hidden, int64_t out, DType dtype);
+
+//===----------------------------------------------------------------------===//
+// Memory-bound kernels
+//===----------------------------------------------------------------------===//
+
+struct NormArgs {
+  NormKind kind = NormKind::Layer;
+  int64_t group = 0;
+  float eps = 1e-6f;
+  const void *weight = nullptr, *bias = nullptr;
+  DConstMat shift, scale;
+  int64_t rowsPerSample = 1;
+  DConstMat siluGate;
+};
+void norm(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DMat out);
+
+void addBroadcast(Stream stream, DType dtype, const void *lhs, int64_t count, const void *rhs,
+                  int64_t rhsCount, void *out);
+void mulBroadcast(Stream stream, DType dtype, const void *lhs, int64_t count, const void *rhs,
+                  int64_t rhsCount, void *out);
+/// In place.
+void activate(Stream stream, DType dtype, void *x, int64_t n, Act act);
+void modulate(Stream stream, DType dtype, DConstMat x, DConstMat shift, DConstMat scale,
+              int64_t rowsPerSample, DMat out);
+void gatedResidual(Stream stream, DType dtype, DConstMat residual, DConstMat gate, DConstMat y,
+                   int64_t rowsPerSample, DMat out);
+/// Element-type conversion of n contiguous values.
+void cast(Stream stream, DType from, const void *in, DType to, void *out, int64_t n);
+
+//===----------------------------------------------------------------------===//
+// Token mixers
+//===----------------------------------------------------------------------===//
+
+/// Flash attention (online softmax, f32 statistics), head dims 64, 72, 88,
+/// 128 natively (any multiple of 8 up to 128), lq != lk allowed, q/k/v may be
+/// column slices of a packed projection.
+void attention(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, int64_t batch,
+               int64_t lq, int64_t lk, int64_t heads, float scale, DMat out);
+
+/// Chunked causal gated linear attention (spec 5.2), decays in f32.
+void gla(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, DConstMat gateLogits,
+         int64_t batch, int64_t t, int64_t heads, float scale, float normalizer, int64_t chunk,
+         DMat out, Workspace ws);
+size_t glaWorkspaceBytes(int64_t batch, int64_t t, int64_t heads, int64_t dk, int64_t dv,
+                         int64_t chunk);
+
+//===----------------------------------------------------------------------===//
+// Token layout and embeddings
+//===----------------------------------------------------------------------===//
+
+void reorderTokens(Stream stream, DType dtype, DConstMat x, int64_t batch, int64_t h, int64_t w,
+                   ScanOrder from, ScanOrder to, DMat out);
+void depthwiseConv(Stream stream, DType dtype, DConstMat x, int64_t batch, int64_t h, int64_t w,
+                   const void *weight, const void *bias, int64_t k, ScanOrder from, ScanOrder to,
+                   DMat out);
+/// x NCHW in dtype; writes tokens (batch·T) x d; adds pos (T x d) if given.
+void patchEmbed(Stream stream, Gemm &gemm, DType dtype, const void *x, int64_t batch, int64_t c,
+                int64_t height, int64_t width, const void *weight, const void *bias, int64_t d,
+                int64_t p, const void *pos, DMat out, Workspace ws);
+size_t patchEmbedWorkspaceBytes(int64_t batch, int64_t c, int64_t height, int64_t width,
+                                int64_t p, DType dtype);
+void unpatchify(Stream stream, DType dtype, DConstMat x, int64_t batch, int64_t h, int64_t w,
+                int64_t p, int64_t c, void *out);
+/// Index errors cannot be thrown from the device: invalid indices set a
+/// device flag that `indexErrorCheck` reads (once per call of an entry).
+void maskTokens(Stream stream, DType dtype, DConstMat x, const int32_t *keep, int64_t batch,
+                int64_t tokens, int64_t kept, DMat out, int32_t *errorFlag);
+void unmaskTokens(Stream stream, DType dtype, DConstMat x, const int32_t *keep, int64_t batch,
+                  int64_t tokens, int64_t kept, DMat out, int32_t *errorFlag);
+void tokenMean(Stream stream, DType dtype, DConstMat x, int64_t batch, int64_t tokens, DMat out);
+/// f32 table.
+void sincosPosEmbed(Stream stream, int64_t h, int64_t w, int64_t d, double interpScale, float *out);
+/// f32 in, f32 out.
+void timestepEmbed(Stream stream, const float *t, int64_t batch, int64_t dim, double maxPeriod,
+                   float *out);
+void labelEmbed(Stream stream, DType dtype, const int32_t *labels, int64_t batch, const void *table,
+                int64_t numClasses, int64_t d, void *out, int32_t *errorFlag);
+
+//===----------------------------------------------------------------------===//
+// Mixtures of experts (device-side routing, no host synchronisation)
+//===----------------------------------------------------------------------===//
+
+struct TokenChoiceArgs {
+  const void *router = nullptr;
+  int64_t experts = 0, hidden = 0, topK = 2;
+  bool normalize = false;
+  const void *gate = nullptr, *up = nullptr, *down = nullptr;
+  const void *sharedGate = nullptr, *sharedUp = nullptr, *sharedDown = nullptr;
+  int64_t sharedHidden = 0;
+  const GatedResidual *epilogue = nullptr;
+  /// Optional device array of `experts` int64 counts of routed slots.
+  int64_t *routedCounts = nullptr;
+};
+void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
+                    const TokenChoiceArgs &args, DMat out, Workspace ws);
+size_t moeTokenChoiceWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args,
+                                    DType dtype);
+
+struct ExpertChoiceArgs {
+  const void *router = nullptr;
+  int64_t experts = 0, hidden = 0, tokens = 0;
+  double capacity = 2.0;
+  bool inOut = true;
+  Act act = Act::Gelu;
+  const void *w1 = nullptr, *w2 = nullptr;
+  const GatedResidual *epilogue = nullptr;
+};
+void moeExpertChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
+                     const ExpertChoiceArgs &args, DMat out, Workspace ws);
+size_t moeExpertChoiceWorkspaceBytes(int64_t rows, int64_t d, const ExpertChoiceArgs &args,
+                                     DType dtype);
+
+} // namespace diffrt::cuda
+
+#endif // DIFFRT_CUDAKERNELS_H

@@ -1,0 +1,83 @@
+// Verifier errors of the kern dialect, one per split, named after the
+// constraint they violate.
+// RUN: diffc-opt %s -split-input-file -verify-diagnostics
+
+// gemm C1: weight features.
+func.func @gemm_c1(%x: tensor<2x8xf16>, %w: tensor<4x9xf16>) {
+  // expected-error@+1 {{C1: weight 4x9 does not take 8 input features}}
+  %0 = kern.gemm %x, %w : (tensor<2x8xf16>, tensor<4x9xf16>) -> tensor<2x4xf16>
+  return
+}
+
+// -----
+// gemm C2: result shape.
+func.func @gemm_c2(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>) {
+  // expected-error@+1 {{C2: result must have shape 2, 4}}
+  %0 = kern.gemm %x, %w : (tensor<2x8xf16>, tensor<4x8xf16>) -> tensor<2x5xf16>
+  return
+}
+
+// -----
+// gemm C3: residual without gate.
+func.func @gemm_c3(%x: tensor<2x3x8xf16>, %w: tensor<8x8xf16>) {
+  // expected-error@+1 {{C3: residual and gate must come together}}
+  %0 = kern.gemm %x, %w residual %x : (tensor<2x3x8xf16>, tensor<8x8xf16>, tensor<2x3x8xf16>) -> tensor<2x3x8xf16>
+  return
+}
+
+// -----
+// gemm C4: mixed element types.
+func.func @gemm_c4(%x: tensor<2x8xf16>, %w: tensor<4x8xbf16>) {
+  // expected-error@+1 {{C4: operands mix element types 'f16' and 'bf16'}}
+  %0 = kern.gemm %x, %w : (tensor<2x8xf16>, tensor<4x8xbf16>) -> tensor<2x4xf16>
+  return
+}
+
+// -----
+// norm C1: group must divide the row.
+func.func @norm_c1(%x: tensor<2x3x8xf16>) {
+  // expected-error@+1 {{C1: group_size 3 must divide 8 and epsilon must be positive}}
+  %0 = kern.norm %x {epsilon = 1.0e-6 : f64, group_size = 3 : i64, kind = #kern.norm<layer>} : (tensor<2x3x8xf16>) -> tensor<2x3x8xf16>
+  return
+}
+
+// -----
+// norm C2: modulation shape.
+func.func @norm_c2(%x: tensor<2x3x8xf16>, %s: tensor<3x8xf16>) {
+  // expected-error@+1 {{C2: modulation 3x8 must be batch x width of the input 2x3x8}}
+  %0 = kern.norm %x shift %s scale %s {epsilon = 1.0e-6 : f64, group_size = 8 : i64, kind = #kern.norm<layer>} : (tensor<2x3x8xf16>, tensor<3x8xf16>, tensor<3x8xf16>) -> tensor<2x3x8xf16>
+  return
+}
+
+// -----
+// moe C2: shared weights all or nothing is enforced by the format; their
+// shapes by the verifier.
+func.func @moe_c2(%x: tensor<2x3x8xf16>, %r: tensor<4x8xf16>, %e1: tensor<4x16x8xf16>, %e2: tensor<4x8x16xf16>, %s: tensor<12x7xf16>) {
+  // expected-error@+1 {{C2: shared weights 12x7, 12x7, 12x7 do not fit width 8}}
+  %0 = kern.moe %x, %r experts(%e1, %e1, %e2) shared(%s, %s, %s) {routing = #dit.token_choice<top_k = 2, normalize = false, balance_coef = 0.0>, activation = #dit.activation<swiglu>, weight_layout = #dit.weight_layout<out_in>} : (tensor<2x3x8xf16>, tensor<4x8xf16>, tensor<4x16x8xf16>, tensor<4x16x8xf16>, tensor<4x8x16xf16>, tensor<12x7xf16>, tensor<12x7xf16>, tensor<12x7xf16>) -> tensor<2x3x8xf16>
+  return
+}
+
+// -----
+// dwconv C2: column-major orders need a square grid.
+func.func @dwconv_c2(%x: tensor<2x8x4xf16>, %w: tensor<4x1x3x3xf16>, %b: tensor<4xf16>) {
+  // expected-error@+1 {{C2: column-major orders need a square grid}}
+  %0 = kern.dwconv %x, %w, %b {grid = array<i64: 2, 4>, from = #dit.scan_order<row_major>, to = #dit.scan_order<col_major>} : (tensor<2x8x4xf16>, tensor<4x1x3x3xf16>, tensor<4xf16>) -> tensor<2x8x4xf16>
+  return
+}
+
+// -----
+// patch_embed C2: position table shape.
+func.func @patch_c2(%x: tensor<2x4x8x8xf16>, %w: tensor<8x4x2x2xf16>, %b: tensor<8xf16>, %p: tensor<15x8xf16>) {
+  // expected-error@+1 {{C2: positions 15x8 must be 16x8}}
+  %0 = kern.patch_embed %x, %w, %b positions %p : (tensor<2x4x8x8xf16>, tensor<8x4x2x2xf16>, tensor<8xf16>, tensor<15x8xf16>) -> tensor<2x16x8xf16>
+  return
+}
+
+// -----
+// cast C1: shape-preserving.
+func.func @cast_c1(%x: tensor<2x16xf32>) {
+  // expected-error@+1 {{C1: shape changes from 2x16 to 2x8}}
+  %0 = kern.cast %x : (tensor<2x16xf32>) -> tensor<2x8xf16>
+  return
+}

@@ -1,0 +1,29 @@
+// Every kern op parses, verifies and prints back the same, directly and
+// through the generic form.
+// RUN: diffc-opt %s | diffc-opt | FileCheck %s
+// RUN: diffc-opt %s --mlir-print-op-generic | diffc-opt | FileCheck %s
+
+// CHECK-LABEL: func @ops
+func.func @ops(%x: tensor<2x16x8xf16>, %w: tensor<8x8xf16>, %b: tensor<8xf16>, %g: tensor<2x8xf16>,
+               %p: tensor<32x8xf16>, %d: tensor<8x16xf16>, %r: tensor<4x8xf16>, %e1: tensor<4x16x8xf16>,
+               %e2: tensor<4x8x16xf16>, %sg: tensor<12x8xf16>, %sd: tensor<8x12xf16>,
+               %cw: tensor<8x1x3x3xf16>, %img: tensor<2x4x8x8xf16>, %pw: tensor<8x4x2x2xf16>,
+               %pos: tensor<16x8xf16>, %t: tensor<2x16xf32>) {
+  // CHECK: kern.gemm %{{.*}}, %{{.*}} bias %{{.*}} residual %{{.*}} gate %{{.*}} {act = #kern.act<gelu_tanh>}
+  %0 = kern.gemm %x, %w bias %b residual %x gate %g {act = #kern.act<gelu_tanh>} : (tensor<2x16x8xf16>, tensor<8x8xf16>, tensor<8xf16>, tensor<2x16x8xf16>, tensor<2x8xf16>) -> tensor<2x16x8xf16>
+  // CHECK: kern.swiglu %{{.*}}, %{{.*}} down %{{.*}} residual %{{.*}} gate %{{.*}} :
+  %1 = kern.swiglu %x, %p down %d residual %x gate %g : (tensor<2x16x8xf16>, tensor<32x8xf16>, tensor<8x16xf16>, tensor<2x16x8xf16>, tensor<2x8xf16>) -> tensor<2x16x8xf16>
+  // CHECK: kern.norm %{{.*}} weight %{{.*}} bias %{{.*}} shift %{{.*}} scale %{{.*}} {epsilon
+  %2 = kern.norm %x weight %b bias %b shift %g scale %g {epsilon = 1.0e-6 : f64, group_size = 8 : i64, kind = #kern.norm<layer>} : (tensor<2x16x8xf16>, tensor<8xf16>, tensor<8xf16>, tensor<2x8xf16>, tensor<2x8xf16>) -> tensor<2x16x8xf16>
+  // CHECK: kern.norm %{{.*}} silu_gate %{{.*}} {epsilon = {{.*}}, group_size = 4 : i64, kind = #kern.norm<rms>}
+  %3 = kern.norm %x silu_gate %x {epsilon = 1.0e-6 : f64, group_size = 4 : i64, kind = #kern.norm<rms>} : (tensor<2x16x8xf16>, tensor<2x16x8xf16>) -> tensor<2x16x8xf16>
+  // CHECK: kern.moe %{{.*}}, %{{.*}} experts(%{{.*}}, %{{.*}}, %{{.*}}) shared(%{{.*}}, %{{.*}}, %{{.*}}) residual %{{.*}} gate %{{.*}} {activation = #dit.activation<swiglu>
+  %4 = kern.moe %x, %r experts(%e1, %e1, %e2) shared(%sg, %sg, %sd) residual %x gate %g {routing = #dit.token_choice<top_k = 2, normalize = false, balance_coef = 0.01>, activation = #dit.activation<swiglu>, weight_layout = #dit.weight_layout<out_in>} : (tensor<2x16x8xf16>, tensor<4x8xf16>, tensor<4x16x8xf16>, tensor<4x16x8xf16>, tensor<4x8x16xf16>, tensor<12x8xf16>, tensor<12x8xf16>, tensor<8x12xf16>, tensor<2x16x8xf16>, tensor<2x8xf16>) -> tensor<2x16x8xf16>
+  // CHECK: kern.dwconv %{{.*}}, %{{.*}}, %{{.*}} {from = #dit.scan_order<row_major>, grid = array<i64: 4, 4>, to = #dit.scan_order<col_major_reversed>}
+  %5 = kern.dwconv %x, %cw, %b {grid = array<i64: 4, 4>, from = #dit.scan_order<row_major>, to = #dit.scan_order<col_major_reversed>} : (tensor<2x16x8xf16>, tensor<8x1x3x3xf16>, tensor<8xf16>) -> tensor<2x16x8xf16>
+  // CHECK: kern.patch_embed %{{.*}}, %{{.*}}, %{{.*}} positions %{{.*}} :
+  %6 = kern.patch_embed %img, %pw, %b positions %pos : (tensor<2x4x8x8xf16>, tensor<8x4x2x2xf16>, tensor<8xf16>, tensor<16x8xf16>) -> tensor<2x16x8xf16>
+  // CHECK: kern.cast %{{.*}} : (tensor<2x16xf32>) -> tensor<2x16xbf16>
+  %7 = kern.cast %t : (tensor<2x16xf32>) -> tensor<2x16xbf16>
+  return
+}
