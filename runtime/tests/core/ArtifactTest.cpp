@@ -1,0 +1,207 @@
+//===- ArtifactTest.cpp - the .dfx format and its validation --------------===//
+//
+// Round trips, and one test per way an artifact can be wrong: each must give
+// an error that names the field and the numbers, never a crash.
+//
+//===----------------------------------------------------------------------===//
+
+#include "diffrt/Error.h"
+#include "diffrt/Plan.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+using namespace diffrt;
+
+namespace {
+
+ValueDesc value(DType t, std::vector<int64_t> shape, Region r, uint64_t offset) {
+  ValueDesc v;
+  v.dtype = t;
+  v.shape = std::move(shape);
+  v.region = r;
+  v.offset = offset;
+  v.ld = v.shape.empty() ? 1 : v.shape.back();
+  return v;
+}
+
+/// y = x · wᵀ + b with x 2x4, w 3x4.
+Plan linearPlan() {
+  Plan p;
+  p.target = "cpu";
+  p.modelJson = R"({"name":"linear","family":"test"})";
+  p.weightsBytes = 512;
+  p.arenaBytes = 512;
+  p.values = {value(DType::F32, {2, 4}, Region::Arena, 0), value(DType::F32, {3, 4}, Region::Weights, 0),
+              value(DType::F32, {3}, Region::Weights, 256), value(DType::F32, {2, 3}, Region::Arena, 256)};
+  p.params = {{1, "lin.weight"}, {2, "lin.bias"}};
+  KernelDesc k{"kern.gemm", {0, 1, 2, -1, -1}, {3}, {{"act", std::string("none")}}};
+  p.entries = {{"forward", {k}, {{"x", 0}}, {3}}};
+  return p;
+}
+
+std::string errorOf(const std::vector<uint8_t> &bytes) {
+  try {
+    parseArtifact(bytes, "m.dfx");
+  } catch (const Error &e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string errorOf(const Plan &p) { return errorOf(serializeArtifact(p)); }
+
+void putU32(std::vector<uint8_t> &b, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    b[at + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+} // namespace
+
+TEST(Artifact, RoundTrip) {
+  Plan p = linearPlan();
+  p.deviceCode = {1, 2, 3, 250};
+  p.state = {{"pos_embed", -1, {1, 1, 16}, "zeros"}};
+  p.entries[0].kernels[0].attrs["grid"] = std::vector<int64_t>{4, 4};
+  p.entries[0].kernels[0].attrs["scale"] = 0.125;
+  Plan q = parseArtifact(serializeArtifact(p), "m.dfx");
+  EXPECT_EQ(q.target, "cpu");
+  EXPECT_EQ(q.values.size(), 4u);
+  EXPECT_EQ(q.values[2].shape, std::vector<int64_t>{3});
+  EXPECT_EQ(q.values[3].offset, 256u);
+  EXPECT_EQ(q.params[0].name, "lin.weight");
+  EXPECT_EQ(q.state[0].shape, (std::vector<int64_t>{1, 1, 16}));
+  EXPECT_EQ(q.deviceCode, p.deviceCode);
+  const KernelDesc &k = q.entry("forward")->kernels[0];
+  EXPECT_EQ(k.operands, (std::vector<int32_t>{0, 1, 2, -1, -1}));
+  EXPECT_EQ(std::get<double>(k.attrs.at("scale")), 0.125);
+  EXPECT_EQ(std::get<std::vector<int64_t>>(k.attrs.at("grid")), (std::vector<int64_t>{4, 4}));
+}
+
+TEST(Artifact, WriteIsAtomicAndReadable) {
+  std::string path = ::testing::TempDir() + "/linear_" + std::to_string(::getpid()) + ".dfx";
+  std::string error;
+  ASSERT_TRUE(writeArtifact(linearPlan(), path, error)) << error;
+  EXPECT_EQ(readArtifact(path).params.size(), 2u);
+  std::ifstream tmp(path + ".tmp." + std::to_string(::getpid()));
+  EXPECT_FALSE(tmp.good()) << "the temporary file was left behind";
+  std::remove(path.c_str());
+  EXPECT_FALSE(writeArtifact(linearPlan(), "/nonexistent-dir/x.dfx", error));
+  EXPECT_NE(error.find("/nonexistent-dir/x.dfx"), std::string::npos) << error;
+}
+
+TEST(Artifact, MissingFileNamesIt) {
+  try {
+    readArtifact("/nonexistent/model.dfx");
+    FAIL() << "no error";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/model.dfx: cannot open"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Artifact, Truncated) {
+  std::vector<uint8_t> bytes = serializeArtifact(linearPlan());
+  std::vector<uint8_t> header(bytes.begin(), bytes.begin() + 40);
+  EXPECT_NE(errorOf(header).find("m.dfx: truncated: 40 bytes, but the header alone needs 64"), std::string::npos)
+      << errorOf(header);
+  size_t full = bytes.size();
+  bytes.resize(full - 10);
+  std::string e = errorOf(bytes);
+  EXPECT_NE(e.find("the header records " + std::to_string(full) + " bytes but the file has " +
+                   std::to_string(full - 10) + " (truncated)"),
+            std::string::npos)
+      << e;
+}
+
+TEST(Artifact, ForeignFile) {
+  std::vector<uint8_t> bytes = serializeArtifact(linearPlan());
+  bytes[0] = 'X';
+  EXPECT_NE(errorOf(bytes).find("not a diffc artifact"), std::string::npos);
+}
+
+TEST(Artifact, WrongVersion) {
+  std::vector<uint8_t> bytes = serializeArtifact(linearPlan());
+  putU32(bytes, 8, 7);
+  EXPECT_NE(errorOf(bytes).find("artifact format version 7, but this runtime reads version 1"),
+            std::string::npos)
+      << errorOf(bytes);
+}
+
+TEST(Artifact, EditedByteFailsTheChecksum) {
+  std::vector<uint8_t> bytes = serializeArtifact(linearPlan());
+  bytes[bytes.size() / 2] ^= 0x20;
+  std::string e = errorOf(bytes);
+  EXPECT_NE(e.find("checksum mismatch, the file was edited or corrupted (stored 0x"), std::string::npos) << e;
+}
+
+TEST(Artifact, ValueOutsideItsRegion) {
+  Plan p = linearPlan();
+  p.values[3].offset = 500;
+  std::string e = errorOf(p);
+  EXPECT_NE(e.find("value #3: offset 500 + 24 bytes exceeds the arena region of 512 bytes"), std::string::npos) << e;
+}
+
+TEST(Artifact, RowStrideShorterThanRow) {
+  Plan p = linearPlan();
+  p.values[0].ld = 3;
+  EXPECT_NE(errorOf(p).find("value #0: row stride 3 is less than the row length 4"), std::string::npos)
+      << errorOf(p);
+}
+
+TEST(Artifact, ValueIdOutOfRange) {
+  Plan p = linearPlan();
+  p.entries[0].kernels[0].operands[1] = 9;
+  EXPECT_NE(errorOf(p).find("kernel #0 (kern.gemm) operand: value id 9 is out of range (the plan has 4 values)"),
+            std::string::npos)
+      << errorOf(p);
+}
+
+TEST(Artifact, UnknownKernelListsKnownOnes) {
+  Plan p = linearPlan();
+  p.entries[0].kernels[0].op = "kern.frobnicate";
+  std::string e = errorOf(p);
+  EXPECT_NE(e.find("unknown kernel op 'kern.frobnicate'; this runtime executes:"), std::string::npos) << e;
+  EXPECT_NE(e.find("kern.gemm"), std::string::npos) << e;
+}
+
+TEST(Artifact, KernelShapesMustFit) {
+  Plan p = linearPlan();
+  p.values[1].shape = {3, 5};
+  p.values[1].ld = 5;
+  std::string e = errorOf(p);
+  EXPECT_NE(e.find("kernel #0 (kern.gemm): weight is 3x5 but the input rows have 4 features"), std::string::npos) << e;
+}
+
+TEST(Artifact, KernelAttributeMissing) {
+  Plan p = linearPlan();
+  p.entries[0].kernels[0].attrs.clear();
+  EXPECT_NE(errorOf(p).find("missing attribute 'act'"), std::string::npos) << errorOf(p);
+}
+
+TEST(Artifact, ParameterMustBeAWeight) {
+  Plan p = linearPlan();
+  p.params.push_back({0, "x"});
+  EXPECT_NE(errorOf(p).find("param #2 ('x'): its value is in the arena region, not weights"), std::string::npos)
+      << errorOf(p);
+}
+
+TEST(Artifact, RepeatedParameterName) {
+  Plan p = linearPlan();
+  p.params[1].name = "lin.weight";
+  EXPECT_NE(errorOf(p).find("param #1: name 'lin.weight' is empty or repeated"), std::string::npos) << errorOf(p);
+}
+
+TEST(Artifact, NeedsAForwardEntry) {
+  Plan p = linearPlan();
+  p.entries[0].name = "backward";
+  EXPECT_NE(errorOf(p).find("the plan has no 'forward' entry"), std::string::npos);
+}
+
+TEST(Artifact, UnknownTarget) {
+  Plan p = linearPlan();
+  p.target = "tpu";
+  EXPECT_NE(errorOf(p).find("target 'tpu' is neither cpu nor cuda"), std::string::npos);
+}
