@@ -59,6 +59,10 @@ void writeJson(Attribute attr, llvm::raw_ostream &os) {
     os << i.getInt();
   } else if (auto f = dyn_cast<FloatAttr>(attr)) {
     os << llvm::formatv("{0:e}", f.getValueAsDouble());
+  } else if (auto a = dyn_cast<DenseI64ArrayAttr>(attr)) {
+    os << "[";
+    llvm::interleave(a.asArrayRef(), os, ",");
+    os << "]";
   } else {
     os << "null";
   }
@@ -264,6 +268,16 @@ FailureOr<diffrt::Plan> diffc::codegen::buildPlan(ModuleOp module, StringRef tar
   }
   for (Value v : entry.getTerminator()->getOperands())
     forward.outputs.push_back(pb.id(v));
+  // Zero buffers that checkpoints carry whether or not an op uses them.
+  if (auto model = module->getAttrOfType<DictionaryAttr>(dit::DitDialect::kModelAttrName))
+    if (auto zeros = model.getAs<DictionaryAttr>("zero_state"))
+      for (NamedAttribute n : zeros) {
+        std::string name = n.getName().str();
+        bool declared = llvm::any_of(plan.state, [&](const diffrt::StateDesc &s) { return s.name == name; });
+        auto shape = dyn_cast<DenseI64ArrayAttr>(n.getValue());
+        if (!declared && shape)
+          plan.state.push_back({name, -1, std::vector<int64_t>(shape.asArrayRef().begin(), shape.asArrayRef().end()), "zeros"});
+      }
   if (!init.kernels.empty())
     plan.entries.push_back(std::move(init));
   plan.entries.push_back(std::move(forward));

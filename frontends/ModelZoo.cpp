@@ -645,6 +645,11 @@ OwningOpRef<ModuleOp> buildMicroDit(MLIRContext *context, const MicroDitConfig &
       named(b, "objective", b.getStringAttr("edm")),
       named(b, "sigma_data", b.getF64FloatAttr(0.9)),
       named(b, "guidance", b.getStringAttr("all_channels")),
+      // MicroDiT checkpoints carry the zero mask_token buffer even when the
+      // model runs unmasked; the runtime accepts and checks it.
+      named(b, "zero_state", b.getDictionaryAttr({named(
+                                 b, "mask_token",
+                                 b.getDenseI64ArrayAttr({1, 1, cfg.patch * cfg.patch * cfg.channels}))})),
   });
   return mb.finish(image, description);
 }
@@ -661,6 +666,35 @@ const std::map<std::string, Size> &ditSizes() {
   static const std::map<std::string, Size> sizes = {
       {"s", {12, 384, 6}}, {"b", {12, 768, 12}}, {"l", {24, 1024, 16}}, {"xl", {28, 1152, 16}}};
   return sizes;
+}
+
+
+/// Applies the architecture overrides shared by DiT, DiT-MoE and DiG, with
+/// errors that name the option and the rule.
+bool applyOverrides(const diffc::frontends::ZooOptions &o, int64_t &depth, int64_t &hidden,
+                    int64_t &heads, int64_t &latent, int64_t patch, std::string &error) {
+  depth = o.depth.value_or(depth);
+  hidden = o.hidden.value_or(hidden);
+  heads = o.heads.value_or(heads);
+  latent = o.latentSize.value_or(latent);
+  if (depth < 1 || hidden < 4 || heads < 1) {
+    error = "--depth, --hidden and --heads must be positive (hidden at least 4)";
+    return false;
+  }
+  if (hidden % 4) {
+    error = "--hidden " + std::to_string(hidden) + " must be a multiple of 4 (the 2D position table)";
+    return false;
+  }
+  if (hidden % heads) {
+    error = "--hidden " + std::to_string(hidden) + " is not divisible by --heads " + std::to_string(heads);
+    return false;
+  }
+  if (latent < patch || latent % patch) {
+    error = "--latent-size " + std::to_string(latent) + " must be a positive multiple of the patch size " +
+            std::to_string(patch);
+    return false;
+  }
+  return true;
 }
 
 } // namespace
@@ -759,6 +793,12 @@ OwningOpRef<ModuleOp> importZooModel(MLIRContext *context, const std::string &na
       cfg.qkNorm = large;
       cfg.objective = large ? "rf" : "ddpm";
     }
+    if (!applyOverrides(options, cfg.depth, cfg.hidden, cfg.heads, cfg.latent, cfg.patch, error))
+      return fail(error);
+    cfg.experts = options.experts.value_or(cfg.experts);
+    if (cfg.experts < cfg.topK)
+      return fail("--experts " + std::to_string(cfg.experts) + " must be at least top_k = " +
+                  std::to_string(cfg.topK));
     cfg.learnSigma = options.learnSigma.value_or(true);
     cfg.balanceCoef = options.balanceCoef.value_or(0.01);
     if (cfg.balanceCoef < 0)
@@ -792,6 +832,10 @@ OwningOpRef<ModuleOp> importZooModel(MLIRContext *context, const std::string &na
     if (!latent)
       return fail(error);
     cfg.latent = *latent;
+    if (options.experts)
+      return fail("--experts does not apply to " + name);
+    if (!applyOverrides(options, cfg.depth, cfg.hidden, cfg.heads, cfg.latent, cfg.patch, error))
+      return fail(error);
     cfg.learnSigma = options.learnSigma.value_or(true);
     cfg.numClasses = options.numClasses.value_or(1000);
     if (cfg.numClasses < 1)
@@ -814,6 +858,17 @@ OwningOpRef<ModuleOp> importZooModel(MLIRContext *context, const std::string &na
     if (!latent)
       return fail(error);
     cfg.latent = *latent;
+    if (options.experts)
+      return fail("--experts does not apply to " + name);
+    if (!applyOverrides(options, cfg.depth, cfg.hidden, cfg.heads, cfg.latent, cfg.patch, error))
+      return fail(error);
+    if (cfg.depth % 4)
+      return fail("--depth " + std::to_string(cfg.depth) +
+                  " must be a multiple of 4: the scan order has period 4 and the final layer "
+                  "expects row-major tokens");
+    if ((cfg.hidden / 2) % cfg.heads)
+      return fail("--hidden/2 = " + std::to_string(cfg.hidden / 2) + " (the key width) is not divisible by --heads " +
+                  std::to_string(cfg.heads));
     cfg.learnSigma = options.learnSigma.value_or(true);
     cfg.numClasses = options.numClasses.value_or(1000);
     if (cfg.numClasses < 1)
@@ -837,6 +892,26 @@ OwningOpRef<ModuleOp> importZooModel(MLIRContext *context, const std::string &na
       return fail(error);
     cfg.latent = *latent;
     cfg.posInterpScale = cfg.latent == 64 ? 2.0 : 1.0;
+    cfg.latent = options.latentSize.value_or(cfg.latent);
+    cfg.depth = options.depth.value_or(cfg.depth);
+    cfg.dim = options.hidden.value_or(cfg.dim);
+    cfg.headDim = options.headDim.value_or(cfg.headDim);
+    cfg.mixerDepth = options.mixerDepth.value_or(cfg.mixerDepth);
+    cfg.mixerDim = options.mixerHidden.value_or(cfg.mixerDim);
+    cfg.captionChannels = options.captionChannels.value_or(cfg.captionChannels);
+    cfg.captionTokens = options.captionTokens.value_or(cfg.captionTokens);
+    cfg.experts = options.experts.value_or(cfg.experts);
+    if (options.heads)
+      return fail("--heads does not apply to " + name + " (heads follow --head-dim)");
+    if (cfg.depth < 2 || cfg.mixerDepth < 0 || cfg.headDim < 1 || cfg.captionChannels < 1 ||
+        cfg.captionTokens < 1 || cfg.experts < 1 || cfg.latent < cfg.patch || cfg.latent % cfg.patch)
+      return fail("MicroDiT overrides out of range: --depth >= 2, --mixer-depth >= 0, positive "
+                  "--head-dim, --caption-channels, --caption-tokens, --experts, and --latent-size a "
+                  "multiple of 2");
+    for (int64_t width : {cfg.dim, cfg.mixerDim})
+      if (width % 4 || width % cfg.headDim)
+        return fail("--hidden and --mixer-hidden must be multiples of 4 and of --head-dim " +
+                    std::to_string(cfg.headDim));
     cfg.maskRatio = options.maskRatio.value_or(0.0);
     int64_t tokens = (cfg.latent / cfg.patch) * (cfg.latent / cfg.patch);
     if (cfg.maskRatio < 0 || cfg.maskRatio >= 1 ||

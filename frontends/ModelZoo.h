@@ -34,6 +34,11 @@ struct ZooOptions {
   std::optional<double> maskRatio;
   /// DiT-MoE: balance-loss coefficient.
   std::optional<double> balanceCoef;
+
+  // Architecture overrides for experiments and tests (tiny configurations
+  // of a family); each is checked against the family's constraints.
+  std::optional<int64_t> depth, hidden, heads, experts, latentSize;
+  std::optional<int64_t> headDim, mixerDepth, mixerHidden, captionChannels, captionTokens;
 };
 
 /// One entry of the zoo, for listings and errors.

@@ -20,3 +20,5 @@ tool_dirs = [config.diffc_tools_dir, config.llvm_tools_dir]
 tools = ["diffc-opt", "diffc", ToolSubst("FileCheck", unresolved="fatal")]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 config.substitutions.append(("%models", os.path.join(config.diffc_src_root, "models")))
+config.substitutions.append(("%diffc_src", config.diffc_src_root))
+config.substitutions.append(("%diffc_build", config.diffc_obj_root))

@@ -1,12 +1,14 @@
-// Common.cpp - shared ops, tables and state-dict utilities of the reference models.
+//===- Common.cpp - shared ops, tables and state-dict utilities -----------===//
+//
+// Shared ops, tables and state-dict utilities of the reference models.
 //
 // Implements ReferenceOps.h (the functional building blocks and the DiT-style trunk used by DiT,
 // DiT-MoE and DiG) and the family-independent parts of TorchModels.h: the sin-cos positional
 // table, numpy-exact linspace, element counting and deterministic random state dicts.
+//
+//===----------------------------------------------------------------------===//
 
 #include "ReferenceOps.h"
-
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 #include <sstream>
@@ -50,8 +52,8 @@ void checkStateDict(const StateDict &sd, const Shapes &expected, const std::stri
       continue;
     }
     if (tensor.sizes() != at::IntArrayRef(shape))
-      problems.push_back("'" + name + "' has shape " + shapeString(tensor.sizes()) +
-                         ", expected " + shapeString(shape));
+      problems.push_back("'" + name + "' has shape " + shapeString(tensor.sizes()) + ", expected " +
+                         shapeString(shape));
     if (!at::isFloatingType(tensor.scalar_type()))
       problems.push_back("'" + name + "' is not floating point");
     else if (!dtype)
@@ -67,8 +69,8 @@ void checkStateDict(const StateDict &sd, const Shapes &expected, const std::stri
   if (problems.empty())
     return;
   std::ostringstream os;
-  os << model << " state dict does not match the configuration (" << problems.size()
-     << " problem" << (problems.size() == 1 ? "" : "s") << "):";
+  os << model << " state dict does not match the configuration (" << problems.size() << " problem"
+     << (problems.size() == 1 ? "" : "s") << "):";
   constexpr size_t kShown = 8;
   for (size_t i = 0; i < problems.size() && i < kShown; ++i)
     os << "\n  " << problems[i];
@@ -134,8 +136,8 @@ torch::Tensor timestepFeatures(const torch::Tensor &t, int64_t dim, torch::Scala
 
 torch::Tensor patchEmbed(const torch::Tensor &x, const StateDict &sd, const std::string &prefix,
                          int64_t patch) {
-  torch::Tensor y = torch::conv2d(x, param(sd, prefix + ".weight"), param(sd, prefix + ".bias"),
-                                  {patch, patch});
+  torch::Tensor y =
+      torch::conv2d(x, param(sd, prefix + ".weight"), param(sd, prefix + ".bias"), {patch, patch});
   return y.flatten(2).transpose(1, 2);
 }
 
@@ -147,8 +149,8 @@ torch::Tensor unpatchify(const torch::Tensor &x, int64_t gridH, int64_t gridW, i
       .reshape({n, channels, gridH * patch, gridW * patch});
 }
 
-void checkImageInput(const torch::Tensor &x, int64_t inChannels, int64_t inputSize,
-                     int64_t patch, const StateDict &sd, const std::string &model) {
+void checkImageInput(const torch::Tensor &x, int64_t inChannels, int64_t inputSize, int64_t patch,
+                     const StateDict &sd, const std::string &model) {
   require(x.defined() && x.dim() == 4, model + ": x must be (N, C, H, W)");
   require(x.size(1) == inChannels && x.size(2) == inputSize && x.size(3) == inputSize,
           model + ": x must be (N, " + std::to_string(inChannels) + ", " +
@@ -181,9 +183,8 @@ torch::Tensor ditTrunkFinal(const StateDict &sd, const torch::Tensor &tokens,
                             int64_t outChannels) {
   std::vector<torch::Tensor> shiftScale =
       linear(torch::silu(c), sd, "final_layer.adaLN_modulation.1", true).chunk(2, 1);
-  torch::Tensor out =
-      linear(modulate(layerNorm(tokens), shiftScale[0], shiftScale[1]), sd, "final_layer.linear",
-             true);
+  torch::Tensor out = linear(modulate(layerNorm(tokens), shiftScale[0], shiftScale[1]), sd,
+                             "final_layer.linear", true);
   return unpatchify(out, gridSide, gridSide, patch, outChannels);
 }
 
@@ -210,7 +211,6 @@ void addDitTrunk(Shapes &shapes, int64_t inputSize, int64_t patch, int64_t inCha
 
 } // namespace detail
 
-using detail::fail;
 using detail::require;
 
 const std::set<std::string> kMicroDitBufferNames = {"pos_embed", "mask_token"};
@@ -279,12 +279,25 @@ std::vector<double> numpyLinspace(double lo, double hi, int64_t n) {
 
 namespace {
 
-uint64_t splitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+// SplitMix64 (Steele, Lea & Flood): a counter-based stream, so the draws depend on nothing but
+// the seed.
+class SplitMix64 {
+public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
+  // Uniform in (0, 1]: the top 53 bits plus one ulp, so that log() below never sees zero.
+  double uniform() { return static_cast<double>((next() >> 11) + 1) * 0x1.0p-53; }
+
+private:
+  uint64_t state_;
+};
 
 uint64_t fnv1a(const std::string &text) {
   uint64_t hash = 0xCBF29CE484222325ull;
@@ -332,6 +345,23 @@ bool isDepthwiseConvWeight(const std::string &name) {
 
 } // namespace
 
+torch::Tensor deterministicNormal(const std::vector<int64_t> &shape, uint64_t seed) {
+  torch::Tensor out = torch::empty(shape, torch::kFloat32);
+  float *data = out.data_ptr<float>();
+  const int64_t count = out.numel();
+  SplitMix64 stream(seed);
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  // Box-Muller in float64, one pair of normals per pair of uniforms.
+  for (int64_t i = 0; i < count; i += 2) {
+    const double radius = std::sqrt(-2.0 * std::log(stream.uniform()));
+    const double angle = kTwoPi * stream.uniform();
+    data[i] = static_cast<float>(radius * std::cos(angle));
+    if (i + 1 < count)
+      data[i + 1] = static_cast<float>(radius * std::sin(angle));
+  }
+  return out;
+}
+
 StateDict randomStateDict(const Shapes &shapes, uint64_t seed, double scale,
                           double posInterpScale) {
   StateDict sd;
@@ -347,8 +377,7 @@ StateDict randomStateDict(const Shapes &shapes, uint64_t seed, double scale,
       sd[name] = torch::zeros(shape, torch::kFloat32);
       continue;
     }
-    at::Generator generator = at::detail::createCPUGenerator(splitMix64(seed ^ fnv1a(name)));
-    torch::Tensor value = torch::randn(shape, generator, torch::kFloat32) * scale;
+    torch::Tensor value = deterministicNormal(shape, SplitMix64(seed ^ fnv1a(name)).next()) * scale;
     if (isNormWeight(name)) {
       value = value + 1;
     } else if (isDepthwiseConvWeight(name)) {

@@ -1,9 +1,13 @@
-// Dit.cpp - reference DiT (spec section 2) and DiT-MoE (spec section 3).
+//===- Dit.cpp - reference DiT (spec 2) and DiT-MoE (spec 3) --------------===//
+//
+// Reference DiT (spec section 2) and DiT-MoE (spec section 3).
 //
 // DiT-MoE is DiT with the block MLP replaced by a token-choice sparse MoE (top-k softmax router,
 // SwiGLU experts, an always-on shared SwiGLU expert) and, for the XL/G checkpoints, an attention
 // variant with per-head q/k LayerNorm. Both share the trunk in ReferenceOps.h and the adaLN-Zero
 // block skeleton below, so the two models differ exactly where the spec says they do.
+//
+//===----------------------------------------------------------------------===//
 
 #include "ReferenceOps.h"
 
@@ -57,8 +61,10 @@ torch::Tensor qkNormAttention(const StateDict &sd, const std::string &prefix,
   std::vector<torch::Tensor> qkv = linear(x, sd, prefix + ".Wqkv", true).chunk(3, -1);
   torch::Tensor q = detail::splitHeads(qkv[0], heads);
   torch::Tensor k = detail::splitHeads(qkv[1], heads);
-  q = detail::layerNorm(q, param(sd, prefix + ".q_norm.weight"), param(sd, prefix + ".q_norm.bias"));
-  k = detail::layerNorm(k, param(sd, prefix + ".k_norm.weight"), param(sd, prefix + ".k_norm.bias"));
+  q = detail::layerNorm(q, param(sd, prefix + ".q_norm.weight"),
+                        param(sd, prefix + ".q_norm.bias"));
+  k = detail::layerNorm(k, param(sd, prefix + ".k_norm.weight"),
+                        param(sd, prefix + ".k_norm.bias"));
   torch::Tensor out = detail::attention(q, k, detail::splitHeads(qkv[2], heads));
   return linear(detail::mergeHeads(out), sd, prefix + ".out_proj", true);
 }
@@ -74,13 +80,13 @@ using TokenMixer = std::function<torch::Tensor(const std::string &, const torch:
 
 // adaLN-Zero block (spec 2.3): six modulation vectors from SiLU(c), in the order shift_msa,
 // scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
-torch::Tensor adaLnZeroBlock(const StateDict &sd, const std::string &prefix,
-                             const torch::Tensor &x, const torch::Tensor &c,
-                             const TokenMixer &attention, const TokenMixer &channelMixer) {
+torch::Tensor adaLnZeroBlock(const StateDict &sd, const std::string &prefix, const torch::Tensor &x,
+                             const torch::Tensor &c, const TokenMixer &attention,
+                             const TokenMixer &channelMixer) {
   std::vector<torch::Tensor> m =
       linear(torch::silu(c), sd, prefix + ".adaLN_modulation.1", true).chunk(6, 1);
-  torch::Tensor h = x + m[2].unsqueeze(1) * attention(prefix, detail::modulate(
-                                                                  detail::layerNorm(x), m[0], m[1]));
+  torch::Tensor h =
+      x + m[2].unsqueeze(1) * attention(prefix, detail::modulate(detail::layerNorm(x), m[0], m[1]));
   return h + m[5].unsqueeze(1) *
                  channelMixer(prefix, detail::modulate(detail::layerNorm(h), m[3], m[4]));
 }
@@ -155,14 +161,12 @@ torch::Tensor ditForward(const DitConfig &cfg, const StateDict &sd, torch::Tenso
     return timmAttention(sd, p + ".attn", u, cfg.heads);
   };
   const TokenMixer mlp = [&](const std::string &p, const torch::Tensor &u) {
-    return linear(detail::geluTanh(linear(u, sd, p + ".mlp.fc1", true)), sd, p + ".mlp.fc2",
-                  true);
+    return linear(detail::geluTanh(linear(u, sd, p + ".mlp.fc1", true)), sd, p + ".mlp.fc2", true);
   };
   torch::Tensor h = in.tokens;
   for (int64_t i = 0; i < cfg.depth; ++i)
     h = adaLnZeroBlock(sd, blockPrefix(i), h, in.c, attention, mlp);
-  return detail::ditTrunkFinal(sd, h, in.c, cfg.inputSize / cfg.patch, cfg.patch,
-                               outChannels(cfg));
+  return detail::ditTrunkFinal(sd, h, in.c, cfg.inputSize / cfg.patch, cfg.patch, outChannels(cfg));
 }
 
 torch::Tensor ditMoeSparseMoe(const DitMoeConfig &cfg, const StateDict &sd,
@@ -182,9 +186,10 @@ torch::Tensor ditMoeSparseMoe(const DitMoeConfig &cfg, const StateDict &sd,
     torch::Tensor ids = hit.any(1).nonzero().squeeze(1);
     if (ids.numel() == 0)
       continue;
-    torch::Tensor tokenWeight = (weights * hit.to(weights.scalar_type())).sum(1).index_select(0, ids);
-    torch::Tensor out = swiglu(sd, prefix + ".experts." + std::to_string(e),
-                               tokens.index_select(0, ids));
+    torch::Tensor tokenWeight =
+        (weights * hit.to(weights.scalar_type())).sum(1).index_select(0, ids);
+    torch::Tensor out =
+        swiglu(sd, prefix + ".experts." + std::to_string(e), tokens.index_select(0, ids));
     routed = routed.index_add(0, ids, out * tokenWeight.unsqueeze(1));
   }
   routed = routed + swiglu(sd, prefix + ".shared_experts", tokens);

@@ -1,11 +1,15 @@
-// MicroDit.cpp - reference MicroDiT (spec section 4): patch-mixer, deferred masking, layer-wise
-// scaling and expert-choice MoE.
+//===- MicroDit.cpp - reference MicroDiT (spec 4) -------------------------===//
+//
+// Reference MicroDiT (spec section 4): patch-mixer, deferred masking, layer-wise scaling and
+// expert-choice MoE.
 //
 // The same block class (spec 4.2) serves the patch-mixer and the backbone; only the widths come
 // from the per-block plan (spec 4.3/4.4), which is also what the state-dict layout is built from,
 // so layout and forward cannot disagree about a width. Masking is expressed through the kept
 // token ids: the forward gathers them after the mixer and scatters the final-layer outputs back
 // over mask_token, exactly as the reference's mask_out_token / unmask_tokens pair does.
+//
+//===----------------------------------------------------------------------===//
 
 #include "ReferenceOps.h"
 
@@ -49,8 +53,8 @@ MicroDitBlockPlan makePlan(const MicroDitConfig &cfg, int64_t width, double qkvR
   const int64_t attnQuantum = 2 * cfg.headDim;
   plan.attnWidth =
       qkvRatio != 1.0
-          ? attnQuantum * ceilDiv(static_cast<int64_t>(static_cast<double>(width) * qkvRatio),
-                                  attnQuantum)
+          ? attnQuantum *
+                ceilDiv(static_cast<int64_t>(static_cast<double>(width) * qkvRatio), attnQuantum)
           : width;
   plan.selfHeads = plan.attnWidth / cfg.headDim;
   plan.crossHeads = width / cfg.headDim;
@@ -125,8 +129,8 @@ torch::Tensor selfAttention(const StateDict &sd, const std::string &prefix, cons
   return linear(detail::mergeHeads(out), sd, prefix + ".proj", false);
 }
 
-torch::Tensor crossAttention(const StateDict &sd, const std::string &prefix,
-                             const torch::Tensor &x, const torch::Tensor &y, int64_t heads) {
+torch::Tensor crossAttention(const StateDict &sd, const std::string &prefix, const torch::Tensor &x,
+                             const torch::Tensor &y, int64_t heads) {
   torch::Tensor q = layerNorm(linear(x, sd, prefix + ".q_linear", false));
   std::vector<torch::Tensor> kv = linear(y, sd, prefix + ".kv_linear", false).chunk(2, -1);
   torch::Tensor out =
@@ -149,14 +153,13 @@ torch::Tensor block(const MicroDitConfig &cfg, const StateDict &sd, const std::s
       linear(detail::geluTanh(c), sd, prefix + ".adaLN_modulation.1", true).chunk(6, 1);
   torch::Tensor h =
       x + m[2].unsqueeze(1) *
-              selfAttention(sd, prefix + ".attn",
-                            detail::modulate(layerNorm(x, param(sd, prefix + ".norm1.weight")),
-                                             m[0], m[1]),
-                            plan.selfHeads);
+              selfAttention(
+                  sd, prefix + ".attn",
+                  detail::modulate(layerNorm(x, param(sd, prefix + ".norm1.weight")), m[0], m[1]),
+                  plan.selfHeads);
   h = h + crossAttention(sd, prefix + ".cross_attn",
                          layerNorm(h, param(sd, prefix + ".norm2.weight")), y, plan.crossHeads);
-  torch::Tensor u =
-      detail::modulate(layerNorm(h, param(sd, prefix + ".norm3.weight")), m[3], m[4]);
+  torch::Tensor u = detail::modulate(layerNorm(h, param(sd, prefix + ".norm3.weight")), m[3], m[4]);
   torch::Tensor ffn = plan.moe ? microDitExpertChoiceMoe(cfg, sd, prefix + ".mlp", u)
                                : denseFfn(sd, prefix + ".mlp", u);
   return h + m[5].unsqueeze(1) * ffn;
@@ -260,13 +263,13 @@ torch::Tensor microDitExpertChoiceMoe(const MicroDitConfig &cfg, const StateDict
   torch::Tensor probs = torch::softmax(linear(x, sd, prefix + ".gate", false), -1); // (N, T, E)
   // Each expert picks its top-`capacity` tokens of the sample by its own probability column.
   auto [gates, picks] = torch::topk(probs.transpose(1, 2), capacity, -1); // (N, E, k)
-  torch::Tensor chosen =
-      x.unsqueeze(1).expand({n, experts, t, d}).gather(2, picks.unsqueeze(-1).expand({n, experts,
-                                                                                    capacity, d}));
+  torch::Tensor chosen = x.unsqueeze(1)
+                             .expand({n, experts, t, d})
+                             .gather(2, picks.unsqueeze(-1).expand({n, experts, capacity, d}));
   torch::Tensor hidden = torch::gelu(torch::matmul(chosen, param(sd, prefix + ".w1")));
   torch::Tensor out = torch::matmul(hidden, param(sd, prefix + ".w2")) * gates.unsqueeze(-1);
-  torch::Tensor index = picks.reshape({n, experts * capacity}).unsqueeze(-1).expand(
-      {n, experts * capacity, d});
+  torch::Tensor index =
+      picks.reshape({n, experts * capacity}).unsqueeze(-1).expand({n, experts * capacity, d});
   return torch::zeros_like(x).scatter_add(1, index, out.reshape({n, experts * capacity, d}));
 }
 
@@ -282,8 +285,8 @@ torch::Tensor microDitForward(const MicroDitConfig &cfg, const StateDict &sd, to
     require(captions.size(1) == 1, "MicroDiT: 4-D captions must be (N, 1, L, C)");
     captions = captions.squeeze(1);
   }
-  require(captions.dim() == 3 && captions.size(0) == n &&
-              captions.size(1) == cfg.captionTokens && captions.size(2) == cfg.captionChannels,
+  require(captions.dim() == 3 && captions.size(0) == n && captions.size(1) == cfg.captionTokens &&
+              captions.size(2) == cfg.captionChannels,
           "MicroDiT: captions must be (N, captionTokens, captionChannels)");
   require(captions.scalar_type() == x.scalar_type(), "MicroDiT: captions must have x's dtype");
   // The reference broadcasts a single noise level over the batch (t.expand(N)).
@@ -293,7 +296,8 @@ torch::Tensor microDitForward(const MicroDitConfig &cfg, const StateDict &sd, to
   if (idsKeep)
     checkIdsKeep(*idsKeep, n, tokens);
 
-  torch::Tensor h = detail::patchEmbed(x, sd, "x_embedder.proj", cfg.patch) + param(sd, "pos_embed");
+  torch::Tensor h =
+      detail::patchEmbed(x, sd, "x_embedder.proj", cfg.patch) + param(sd, "pos_embed");
   torch::Tensor tEmb = linear(
       detail::geluTanh(linear(detail::timestepFeatures(cNoise, kTimestepFeatures, x.scalar_type()),
                               sd, "t_embedder.mlp.0", true)),
@@ -326,15 +330,14 @@ torch::Tensor microDitForward(const MicroDitConfig &cfg, const StateDict &sd, to
 
   std::vector<torch::Tensor> shiftScale =
       linear(detail::geluTanh(c), sd, "final_layer.adaLN_modulation.1", true).chunk(2, 1);
-  torch::Tensor out = linear(
-      detail::modulate(layerNorm(h, param(sd, "final_layer.norm_final.weight")), shiftScale[0],
-                       shiftScale[1]),
-      sd, "final_layer.linear", true);
+  torch::Tensor out =
+      linear(detail::modulate(layerNorm(h, param(sd, "final_layer.norm_final.weight")),
+                              shiftScale[0], shiftScale[1]),
+             sd, "final_layer.linear", true);
   if (idsKeep) {
     // Un-masking: every dropped token becomes mask_token, kept ones return to their positions.
     torch::Tensor filled = param(sd, "mask_token").expand({n, tokens, out.size(2)}).contiguous();
-    out = filled.scatter(1, idsKeep->unsqueeze(-1).expand({n, idsKeep->size(1), out.size(2)}),
-                         out);
+    out = filled.scatter(1, idsKeep->unsqueeze(-1).expand({n, idsKeep->size(1), out.size(2)}), out);
   }
   return detail::unpatchify(out, side, side, cfg.patch, cfg.inChannels);
 }

@@ -1,10 +1,14 @@
-// ReferenceOps.h - internal building blocks shared by the reference model implementations.
+//===- ReferenceOps.h - shared building blocks of the references ----------===//
+//
+// Internal building blocks shared by the reference model implementations.
 //
 // Private to test/Reference: state-dict access with layout validation, the small functional ops
 // every family is made of (linear, norms, attention, modulation, patchify/unpatchify), the
 // DiT-style embedding trunk and final layer that DiT, DiT-MoE and DiG share verbatim, and the
 // helpers that build state-dict layouts. Keeping them in one place means the families differ only
 // where the spec says they differ.
+//
+//===----------------------------------------------------------------------===//
 #pragma once
 
 #include "TorchModels.h"
@@ -62,8 +66,8 @@ torch::Tensor unpatchify(const torch::Tensor &x, int64_t gridH, int64_t gridW, i
                          int64_t channels);
 
 // Checks x (N, C, H, W) against a DiT-family config and the state-dict dtype.
-void checkImageInput(const torch::Tensor &x, int64_t inChannels, int64_t inputSize,
-                     int64_t patch, const StateDict &sd, const std::string &model);
+void checkImageInput(const torch::Tensor &x, int64_t inChannels, int64_t inputSize, int64_t patch,
+                     const StateDict &sd, const std::string &model);
 
 // DiT / DiT-MoE / DiG share everything outside the blocks (spec 2.1-2.4, 3.1, 5).
 struct DitTrunkInput {

@@ -1,7 +1,9 @@
-// TorchModels.h - LibTorch reference implementations of DiT, DiT-MoE, MicroDiT and DiG.
+//===- TorchModels.h - reference models of the four families --------------===//
+//
+// LibTorch reference implementations of DiT, DiT-MoE, MicroDiT and DiG.
 //
 // These are the numerical ground truth that diffc's compiled models are checked against: plain
-// eager LibTorch (CPU), written from the model specification (docs: /work/shared/spec/models.md,
+// eager LibTorch (CPU), written from the model specification (/work/shared/spec/models.md,
 // sections 1-5), consuming state dicts keyed exactly like the reference PyTorch checkpoints. Every
 // forward is built from differentiable out-of-place ops so that gradients can later be taken with
 // autograd through the same code. Speed is deliberately not a goal: data-dependent parts (MoE
@@ -14,6 +16,8 @@
 //  * A state dict must match the model's *Shapes() exactly (no missing, extra or mis-shaped
 //    entries); violations throw std::invalid_argument naming the offending entry, so a loader with
 //    a naming bug fails loudly instead of silently running with partial weights.
+//
+//===----------------------------------------------------------------------===//
 #pragma once
 
 #include <torch/types.h>
@@ -30,9 +34,9 @@ namespace diffc::reference {
 using StateDict = std::map<std::string, torch::Tensor>;
 using Shapes = std::map<std::string, std::vector<int64_t>>;
 
-//===------------------------------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
 // Configurations (defaults are the "S/2 at 256 px" or released-model values from the spec).
-//===------------------------------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
 
 struct DitConfig {
   int64_t inputSize = 32, patch = 2, inChannels = 4, hidden = 384, depth = 12, heads = 6,
@@ -65,11 +69,11 @@ struct DigConfig {
   bool learnSigma = true;
 };
 
-//===------------------------------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
 // State-dict layouts. Every entry of the reference state_dict(): parameters and persistent buffers
 // (pos_embed everywhere; MicroDiT's mask_token). Computing them allocates no tensors, so they are
 // usable for full-size parameter counting.
-//===------------------------------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
 
 Shapes ditShapes(const DitConfig &cfg);
 Shapes ditMoeShapes(const DitMoeConfig &cfg);
@@ -83,6 +87,11 @@ extern const std::set<std::string> kMicroDitBufferNames;
 // Total number of elements over all entries whose name is not in `exclude`.
 int64_t countElements(const Shapes &shapes, const std::set<std::string> &exclude = {});
 
+// float32 N(0, 1) samples from a self-contained generator (SplitMix64 + Box-Muller in float64):
+// the same values for a seed on every platform and LibTorch version, which is what lets golden
+// outputs be stored without their weights and lets two builds generate identical test models.
+torch::Tensor deterministicNormal(const std::vector<int64_t> &shape, uint64_t seed);
+
 // Deterministic float32 weights for every entry of `shapes`: N(0, scale^2), except
 //  * pos_embed: the exact sin-cos table (posInterpScale is MicroDiT's interpolation scale);
 //  * mask_token: zeros (the reference buffer is never trained);
@@ -90,14 +99,14 @@ int64_t countElements(const Shapes &shapes, const std::set<std::string> &exclude
 //  * DiG's depth-wise conv kernels: the identity tap (centre = 1) + N(0, scale^2), mirroring the
 //    reference's identity initialisation. A plain N(0, scale^2) kernel would scale the residual
 //    stream by ~0.15 at every block, hiding early blocks from any numerical comparison.
-// Each entry draws from its own generator seeded by (seed, name), so adding or removing entries
-// never changes the values of the others.
+// Each entry draws from its own deterministicNormal stream seeded by (seed, name), so adding or
+// removing entries never changes the values of the others.
 StateDict randomStateDict(const Shapes &shapes, uint64_t seed, double scale = 0.05,
                           double posInterpScale = 1.0);
 
-//===------------------------------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
 // Forwards. x: (N, C, H, W) latents with H == W == inputSize.
-//===------------------------------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
 
 // t: (N) timestep values (DDPM index or RF time, fed unscaled); y: (N) int64 labels in
 // [0, numClasses], numClasses being the null class. Returns (N, Cout, H, W), Cout = 2C if
@@ -117,9 +126,9 @@ torch::Tensor microDitForward(const MicroDitConfig &cfg, const StateDict &sd, to
                               torch::Tensor cNoise, torch::Tensor captions,
                               std::optional<torch::Tensor> idsKeep);
 
-//===------------------------------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
 // Building blocks exposed for cross-checks and for kernel-level comparisons.
-//===------------------------------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
 
 // (gridH * gridW, dim) float32 sin-cos table of spec 1.1, evaluated in float64. Token n = r*gridW
 // + c; the first half of the channels encodes the column c, the second half the row r. Positions

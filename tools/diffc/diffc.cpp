@@ -43,6 +43,8 @@ int usage(llvm::raw_ostream &os) {
         "  import NAME [-o FILE]         write the dit IR of a zoo model\n"
         "      --batch N --image-size 256|512 --learn-sigma true|false --num-classes N\n"
         "      --attention plain|qk-norm --mask-ratio R --balance-coef A\n"
+        "      overrides: --depth --hidden --heads --experts --latent-size --head-dim --mixer-depth\n"
+        "                 --mixer-hidden --caption-channels --caption-tokens\n"
         "  stats FILE.mlir|-             parameters and forward cost, per block kind\n"
         "  sample MODEL.dfx --weights W.safetensors [-o grid.png] [--sampler ddpm:250|ddim:N|rf:N|edm:N]\n"
         "      [--cfg S] [--class 1,2,...] [--seed N] [--raw out.safetensors] [--captions c.safetensors]\n"
@@ -92,9 +94,10 @@ int writeOutput(const std::string &path, const std::string &text) {
   return 0;
 }
 
-const std::set<std::string> kImportOptions = {"--batch", "--image-size", "--learn-sigma",
-                                              "--num-classes", "--attention", "--mask-ratio",
-                                              "--balance-coef", "-o"};
+const std::set<std::string> kImportOptions = {
+    "--batch", "--image-size", "--learn-sigma", "--num-classes", "--attention", "--mask-ratio",
+    "--balance-coef", "-o", "--depth", "--hidden", "--heads", "--experts", "--latent-size",
+    "--head-dim", "--mixer-depth", "--mixer-hidden", "--caption-channels", "--caption-tokens"};
 
 /// Reads zoo options from parsed arguments.
 bool zooOptions(const Args &args, frontends::ZooOptions &options, std::string &message) {
@@ -124,7 +127,17 @@ bool zooOptions(const Args &args, frontends::ZooOptions &options, std::string &m
       !integer("--image-size", [&](int64_t v) { options.imageSize = v; }) ||
       !integer("--num-classes", [&](int64_t v) { options.numClasses = v; }) ||
       !real("--mask-ratio", [&](double v) { options.maskRatio = v; }) ||
-      !real("--balance-coef", [&](double v) { options.balanceCoef = v; }))
+      !real("--balance-coef", [&](double v) { options.balanceCoef = v; }) ||
+      !integer("--depth", [&](int64_t v) { options.depth = v; }) ||
+      !integer("--hidden", [&](int64_t v) { options.hidden = v; }) ||
+      !integer("--heads", [&](int64_t v) { options.heads = v; }) ||
+      !integer("--experts", [&](int64_t v) { options.experts = v; }) ||
+      !integer("--latent-size", [&](int64_t v) { options.latentSize = v; }) ||
+      !integer("--head-dim", [&](int64_t v) { options.headDim = v; }) ||
+      !integer("--mixer-depth", [&](int64_t v) { options.mixerDepth = v; }) ||
+      !integer("--mixer-hidden", [&](int64_t v) { options.mixerHidden = v; }) ||
+      !integer("--caption-channels", [&](int64_t v) { options.captionChannels = v; }) ||
+      !integer("--caption-tokens", [&](int64_t v) { options.captionTokens = v; }))
     return false;
   if (auto v = args.get("--learn-sigma")) {
     if (*v != "true" && *v != "false") {

@@ -2,8 +2,9 @@
 //
 // One function per kernel-level operation of the compiled program, in
 // float32. These are the CPU backend and the oracle every GPU kernel is
-// checked against, so each states its semantics exactly. Matrix products go
-// through OpenBLAS; the rest is threaded with parallelFor.
+// checked against, so each states its semantics exactly. Dense-layer
+// products go through OpenBLAS; the per-head products of attention and GLA,
+// and the rest, are threaded with parallelFor.
 //
 // Matrices are row-major views with a leading dimension (`ld`, the distance
 // between rows in elements), so a kernel can read a column slice of a wider
