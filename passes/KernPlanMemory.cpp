@@ -152,9 +152,11 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
     for (BlockArgument arg : entry.getArguments()) {
       if (slots.count(arg))
         continue;
+      // Inputs stay intact for the whole call, so that an entry can be
+      // replayed (graph replay, timing, a sampler's repeated calls) without
+      // copying them in again.
       inputs.insert(arg);
-      int64_t end = lastUse.count(arg) ? lastUse[arg] : 0;
-      slots[arg] = {Arena, allocate(bytesOf(arg), end), lastDim(arg)};
+      slots[arg] = {Arena, allocate(bytesOf(arg), n), lastDim(arg)};
     }
     for (Operation &op : entry.without_terminator()) {
       if (constant.count(op.getNumResults() ? op.getResult(0) : Value()))

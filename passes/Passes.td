@@ -133,7 +133,8 @@ def KernPlanMemory : Pass<"kern-plan-memory", "::mlir::ModuleOp"> {
     - every other value (inputs, activations, the output) gets a place in
       the `arena` region, reused after the value's last use (first fit by
       liveness), with kernels whose epilogue adds a residual writing over
-      that residual where it dies there;
+      that residual where it dies there; inputs are never reused, so an
+      entry can be replayed without copying them in again;
     - `dit.split` results are views: the parent's place plus a column
       offset, with the parent's row stride.
     Places are 256-byte aligned. The plan is recorded as attributes:

@@ -12,6 +12,10 @@
 #include "diffrt/KernelSignatures.h"
 #include "diffrt/Session.h"
 
+#include "diffrt/Rng.h"
+
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -90,6 +94,29 @@ public:
         fail("kernel #", i, " (", k.op, ") of '", entry.name, "': ", e.what());
       }
     }
+  }
+
+  std::vector<double> time(const EntryDesc &entry, int warmup, int iterations) override {
+    for (int i = 0; i < warmup; ++i)
+      run(entry);
+    std::vector<double> ms;
+    for (int i = 0; i < iterations; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      run(entry);
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    return ms;
+  }
+
+  void fillNormal(Region region, uint64_t offset, DType dtype, int64_t count, uint64_t seed,
+                  float scale) override {
+    if (dtype != DType::F32)
+      fail("the CPU backend fills f32 values only, got ", dtypeName(dtype));
+    Philox rng(seed);
+    float *out = reinterpret_cast<float *>(base(region) + offset);
+    rng.fillNormal(out, count);
+    for (int64_t i = 0; i < count; ++i)
+      out[i] *= scale;
   }
 
 private:

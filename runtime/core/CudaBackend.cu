@@ -15,7 +15,11 @@
 #include "diffrt/KernelSignatures.h"
 #include "diffrt/Session.h"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include <algorithm>
 #include <map>
@@ -25,6 +29,28 @@ namespace diffrt {
 namespace {
 
 namespace cu = diffrt::cuda;
+
+/// N(0, scale²) fill from a counter hash (splitmix64 of seed and index,
+/// Box–Muller): reproducible, fast enough for billions of parameters.
+template <typename T>
+__global__ void fillNormalKernel(T *out, int64_t n, uint64_t seed, float scale) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    float u1 = ((z >> 40) + 0.5f) / 16777216.0f;
+    float u2 = (((z >> 16) & 0xffffff) + 0.5f) / 16777216.0f;
+    float v = scale * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+    if constexpr (std::is_same_v<T, float>)
+      out[i] = v;
+    else if constexpr (std::is_same_v<T, __half>)
+      out[i] = __float2half_rn(v);
+    else
+      out[i] = __float2bfloat16_rn(v);
+  }
+}
 
 cu::ScanOrder scanOrder(const std::string &name) {
   if (name == "row_major")
@@ -149,7 +175,54 @@ public:
     }
   }
 
+  std::vector<double> time(const EntryDesc &entry, int warmup, int iterations) override {
+    for (int i = 0; i < std::max(warmup, 2); ++i) // the first two runs capture the graph
+      run(entry);
+    cudaEvent_t start, stop;
+    cu::check(cudaEventCreate(&start), "cudaEventCreate");
+    cu::check(cudaEventCreate(&stop), "cudaEventCreate");
+    std::vector<double> ms;
+    for (int i = 0; i < iterations; ++i) {
+      cu::check(cudaEventRecord(start, stream), "cudaEventRecord");
+      launch(entry);
+      cu::check(cudaEventRecord(stop, stream), "cudaEventRecord");
+      cu::check(cudaEventSynchronize(stop), ("timing entry '" + entry.name + "'").c_str());
+      float elapsed = 0;
+      cu::check(cudaEventElapsedTime(&elapsed, start, stop), "cudaEventElapsedTime");
+      ms.push_back(elapsed);
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    return ms;
+  }
+
+  void fillNormal(Region region, uint64_t offset, DType dtype, int64_t count, uint64_t seed,
+                  float scale) override {
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    void *p = base(region) + offset;
+    unsigned blocks = static_cast<unsigned>(std::min<int64_t>((count + 255) / 256, 65536));
+    if (dtype == DType::F16)
+      fillNormalKernel<<<blocks, 256, 0, stream>>>(static_cast<__half *>(p), count, seed, scale);
+    else if (dtype == DType::BF16)
+      fillNormalKernel<<<blocks, 256, 0, stream>>>(static_cast<__nv_bfloat16 *>(p), count, seed, scale);
+    else if (dtype == DType::F32)
+      fillNormalKernel<<<blocks, 256, 0, stream>>>(static_cast<float *>(p), count, seed, scale);
+    else
+      fail("fillNormal: unsupported dtype ", dtypeName(dtype));
+    cu::check(cudaGetLastError(), "fillNormal launch");
+    cu::check(cudaStreamSynchronize(stream), "fillNormal");
+  }
+
 private:
+  /// One launch of an entry: its graph if captured, else its kernels.
+  void launch(const EntryDesc &entry) {
+    auto graph = graphs.find(entry.name);
+    if (graph != graphs.end())
+      cu::check(cudaGraphLaunch(graph->second, stream), "cudaGraphLaunch");
+    else
+      launchAll(entry);
+  }
+
   const Plan &plan;
   int device;
   cudaStream_t stream = nullptr;

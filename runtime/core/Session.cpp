@@ -352,6 +352,24 @@ std::vector<float> Session::getParameter(const std::string &name) const {
   fail(module_.path(), ": no parameter named '", name, "'");
 }
 
+void Session::randomizeParameters(uint64_t seed, float scale) {
+  const Plan &plan = module_.plan();
+  for (size_t i = 0; i < plan.params.size(); ++i) {
+    const ValueDesc &v = plan.values[plan.params[i].value];
+    backend_->fillNormal(v.region, v.offset, v.dtype, v.numel(), seed * 1000003 + i, scale);
+  }
+  runInit();
+}
+
+std::vector<double> Session::time(const std::string &entryName, int warmup, int iterations) {
+  const EntryDesc *entry = module_.plan().entry(entryName);
+  if (!entry)
+    fail(module_.path(), ": no entry point '", entryName, "'");
+  if (warmup < 0 || iterations < 1)
+    fail("timing needs warmup >= 0 and iterations >= 1, got ", warmup, " and ", iterations);
+  return backend_->time(*entry, warmup, iterations);
+}
+
 std::vector<HostTensor> Session::run(const std::string &entryName,
                                      const std::map<std::string, HostTensor> &inputs) {
   const Plan &plan = module_.plan();

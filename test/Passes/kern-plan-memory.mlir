@@ -1,5 +1,5 @@
 // kern-plan-memory places every value of @forward in a region.
-// RUN: diffc-opt %s --kern-plan-memory | FileCheck %s
+// RUN: diffc-opt %s -split-input-file --kern-plan-memory | FileCheck %s
 
 // Parameters go to weights (region 0) in order, 256-byte aligned; the
 // position table to constants (region 1) and is marked kern.init; inputs
@@ -22,4 +22,21 @@ func.func @forward(%x: tensor<2x4x8xf32> {dit.input = "x"}, %c: tensor<2x16xf32>
   %h = dit.add %x, %p : (tensor<2x4x8xf32>, tensor<4x8xf32>) -> tensor<2x4x8xf32>
   %y = kern.gemm %x, %w residual %h gate %g#1 : (tensor<2x4x8xf32>, tensor<8x8xf32>, tensor<2x4x8xf32>, tensor<2x8xf32>) -> tensor<2x4x8xf32>
   return %y : tensor<2x4x8xf32>
+}
+
+// -----
+
+// Inputs keep their place for the whole call (an entry is replayed without
+// copying inputs again), so a value created after an input's last use does
+// not take it; activations that die are reused.
+// CHECK-LABEL: func @forward
+// CHECK-SAME: {dit.input = "x", kern.slot = array<i64: 2, 0, 8>}
+// CHECK: dit.silu %arg0 {kern.slots = [array<i64: 2, 256, 8>]}
+// CHECK: dit.gelu %{{.*}} {kern.slots = [array<i64: 2, 512, 8>]}
+// CHECK: dit.silu %{{.*}} {kern.slots = [array<i64: 2, 256, 8>]}
+func.func @forward(%x: tensor<2x8xf32> {dit.input = "x"}) -> tensor<2x8xf32> {
+  %0 = dit.silu %x : tensor<2x8xf32>
+  %1 = dit.gelu %0 : tensor<2x8xf32>
+  %2 = dit.silu %1 : tensor<2x8xf32>
+  return %2 : tensor<2x8xf32>
 }

@@ -5,10 +5,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "tools/diffc/Args.h"
-#include "tools/diffc/RuntimeCommands.h"
 
 #include "codegen/EmitArtifact.h"
+#include "diffrt/Args.h"
+#include "diffrt/Commands.h"
 #include "dialects/Dit/Analysis/ModelStats.h"
 #include "dialects/Dit/IR/DitDialect.h"
 #include "frontends/ModelZoo.h"
@@ -32,7 +32,7 @@
 
 using namespace mlir;
 using namespace diffc;
-using diffc::tool::Args;
+using diffrt::Args;
 
 namespace {
 
@@ -294,7 +294,9 @@ int main(int argc, char **argv) {
   if (command == "compile")
     return cmdCompile(rest);
   if (command == "sample")
-    return tool::runSampleCommand(rest);
+    return diffrt::runSampleCommand(rest);
+  if (command == "bench")
+    return diffrt::runBenchCommand(rest);
   if (command == "help" || command == "--help" || command == "-h") {
     usage(llvm::outs());
     return 0;

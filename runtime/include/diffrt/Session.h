@@ -71,6 +71,14 @@ public:
   virtual void upload(Region region, uint64_t offset, const void *data, uint64_t bytes) = 0;
   virtual void download(Region region, uint64_t offset, void *data, uint64_t bytes) = 0;
   virtual void run(const EntryDesc &entry) = 0;
+  /// Runs `entry` `warmup` times, then returns the time in milliseconds of
+  /// each of `iterations` further runs, measured on the device (CUDA events
+  /// around graph replays; the host clock on the CPU), inputs as they are.
+  virtual std::vector<double> time(const EntryDesc &entry, int warmup, int iterations) = 0;
+  /// Fills `count` elements at a place with N(0, scale²) values from a
+  /// counter-based generator seeded with `seed` (benchmarks and tests).
+  virtual void fillNormal(Region region, uint64_t offset, DType dtype, int64_t count, uint64_t seed,
+                          float scale) = 0;
 };
 
 std::unique_ptr<Backend> createCpuBackend(const Plan &plan);
@@ -100,6 +108,11 @@ public:
   std::vector<float> getParameter(const std::string &name) const;
   /// Names of every parameter, with stacked ones expanded.
   std::vector<std::string> checkpointNames() const;
+  /// Gives every parameter N(0, scale²) values (on the device, so even a
+  /// 16B-parameter model is filled in seconds): for benchmarks, never zeros.
+  void randomizeParameters(uint64_t seed, float scale);
+  /// Device-timed runs of an entry with the inputs of the last run().
+  std::vector<double> time(const std::string &entry, int warmup, int iterations);
 
   /// Runs an entry; inputs by name, float inputs as f32 and integer inputs
   /// as i32 whatever the plan's element types; outputs come back as f32.

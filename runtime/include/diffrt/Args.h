@@ -6,8 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef DIFFC_TOOLS_DIFFC_ARGS_H
-#define DIFFC_TOOLS_DIFFC_ARGS_H
+#ifndef DIFFRT_ARGS_H
+#define DIFFRT_ARGS_H
 
 #include <map>
 #include <optional>
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace diffc::tool {
+namespace diffrt {
 
 class Args {
 public:
@@ -78,6 +78,6 @@ private:
   std::map<std::string, std::string> values;
 };
 
-} // namespace diffc::tool
+} // namespace diffrt
 
-#endif // DIFFC_TOOLS_DIFFC_ARGS_H
+#endif // DIFFRT_ARGS_H

@@ -9,10 +9,9 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "tools/diffc/RuntimeCommands.h"
+#include "diffrt/Commands.h"
 
-#include "tools/diffc/Args.h"
-
+#include "diffrt/Args.h"
 #include "diffrt/Error.h"
 #include "diffrt/Png.h"
 #include "diffrt/Safetensors.h"
@@ -24,11 +23,9 @@
 #include <iostream>
 #include <sstream>
 
-namespace diffc::tool {
+namespace diffrt {
 
 namespace {
-
-using namespace diffrt;
 
 std::vector<int32_t> parseClasses(const std::string &text) {
   std::vector<int32_t> out;
@@ -208,7 +205,9 @@ int sample(const std::vector<std::string> &argv) {
     out.assign(result.begin(), result.begin() + images * cOut * hw);
   };
   Progress progress(!args.has("--quiet"));
+  auto start = std::chrono::steady_clock::now();
   runSampler(cfg, images, c, h, w, x, model, rng, std::ref(progress));
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   std::string output = args.get("-o").value_or("samples.png");
   int64_t columns = static_cast<int64_t>(parseNumber("--columns", args.get("--columns").value_or(
@@ -226,7 +225,7 @@ int sample(const std::vector<std::string> &argv) {
   }
   std::cerr << "diffc: wrote " << output << ": " << images << " samples of "
             << module.modelString("name", "the model") << " (" << samplerSpec(cfg) << ", cfg "
-            << scale << ", seed " << seed << ", " << device.name() << ")\n";
+            << scale << ", seed " << seed << ", " << device.name() << ", " << seconds << " s)\n";
   return 0;
 }
 
@@ -241,4 +240,4 @@ int runSampleCommand(const std::vector<std::string> &argv) {
   }
 }
 
-} // namespace diffc::tool
+} // namespace diffrt

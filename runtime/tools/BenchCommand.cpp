@@ -1,0 +1,156 @@
+//===- BenchCommand.cpp - bench: time a compiled model's forward ----------===//
+//
+// Loads an artifact, gives it random parameters (on the device) and random
+// inputs of the right kinds, runs the forward once with every check, then
+// times it with the backend's own clock (CUDA events around graph replays on
+// a GPU). Prints the median, the spread and the useful TFLOP/s counted from
+// the plan's kernels; --json appends one machine-readable line.
+//
+//===----------------------------------------------------------------------===//
+
+#include "diffrt/Commands.h"
+
+#include "diffrt/Args.h"
+#include "diffrt/Error.h"
+#include "diffrt/KernelSignatures.h"
+#include "diffrt/Rng.h"
+#include "diffrt/Session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+namespace diffrt {
+
+namespace {
+
+/// Useful floating-point operations of one run of an entry (2 per
+/// multiply-add; attention counts its two products).
+double entryFlops(const Plan &plan, const EntryDesc &entry) {
+  auto v = [&](int32_t id) -> const ValueDesc & { return plan.values[id]; };
+  double flops = 0;
+  for (const KernelDesc &k : entry.kernels) {
+    const auto &o = k.operands;
+    if (k.op == "kern.gemm") {
+      flops += 2.0 * v(o[0]).rows() * v(o[1]).shape[0] * v(o[1]).shape[1];
+    } else if (k.op == "kern.swiglu") {
+      double rows = v(o[0]).rows();
+      flops += 2.0 * rows * (v(o[1]).numel() + (o[2] >= 0 ? v(o[2]).numel() : 0) + v(o[3]).numel());
+    } else if (k.op == "kern.patch_embed") {
+      flops += 2.0 * v(k.results[0]).rows() * v(o[1]).numel();
+    } else if (k.op == "dit.attention") {
+      const ValueDesc &q = v(o[0]), &kk = v(o[1]), &vv = v(o[2]);
+      flops += 2.0 * q.shape[0] * q.shape[1] * kk.shape[1] * (q.shape[2] + vv.shape[2]);
+    } else if (k.op == "dit.gla") {
+      const ValueDesc &q = v(o[0]), &vv = v(o[2]);
+      double h = attrInt(k, "num_heads"), t = q.shape[1];
+      double dk = q.shape[2] / h, dv = vv.shape[2] / h, chunk = std::min<double>(attrInt(k, "chunk_size"), t);
+      flops += 2.0 * q.shape[0] * h * (t * chunk * (dk + dv) + 2 * t * dk * dv);
+    } else if (k.op == "kern.moe") {
+      const ValueDesc &x = v(o[0]), &router = v(o[1]);
+      double e = router.shape[0], perExpert = 0;
+      for (size_t i = 2; i <= 4; ++i)
+        if (o[i] >= 0)
+          perExpert += v(o[i]).numel() / e;
+      double slots = attrString(k, "routing") == "token_choice"
+                         ? attrInt(k, "top_k") * x.rows()
+                         : x.shape[0] * e * std::floor(attrFloat(k, "capacity") * x.shape[1] / e);
+      flops += 2.0 * (x.rows() * router.numel() + slots * perExpert);
+      if (o[5] >= 0)
+        flops += 2.0 * x.rows() * (v(o[5]).numel() + v(o[6]).numel() + v(o[7]).numel());
+    }
+  }
+  return flops;
+}
+
+int bench(const std::vector<std::string> &argv) {
+  Args args;
+  std::string message;
+  if (!args.parse(argv, {"--iterations", "--warmup", "--device", "--seed", "--json", "--label"}, {},
+                  message))
+    fail(message);
+  if (args.positional.size() != 1)
+    fail("bench takes one compiled model (.dfx)");
+  Module module = Module::load(args.positional[0]);
+  const Plan &plan = module.plan();
+  int iterations = std::stoi(args.get("--iterations").value_or("20"));
+  int warmup = std::stoi(args.get("--warmup").value_or("3"));
+  uint64_t seed = std::stoull(args.get("--seed").value_or("1"));
+  std::string deviceName = args.get("--device").value_or(plan.target);
+  Device device = deviceName == "cuda" ? Device::cuda(0) : Device::cpu();
+  Session session(module, device);
+  session.randomizeParameters(seed, 0.02f);
+
+  // Random inputs of each kind: latents N(0,1), times in the training range,
+  // labels over the classes, kept-token sets as random subsets.
+  Philox rng(seed + 7);
+  std::map<std::string, HostTensor> inputs;
+  const EntryDesc *forward = plan.entry("forward");
+  int64_t numClasses = module.modelInt("num_classes", 1);
+  std::string objective = module.modelString("objective", "ddpm");
+  for (auto &[name, id] : forward->inputs) {
+    const ValueDesc &v = plan.values[id];
+    if (v.dtype == DType::I32) {
+      std::vector<int32_t> data(v.numel());
+      if (name == "keep") {
+        int64_t tokens = module.modelInt("latent_size", 0) / module.modelInt("patch_size", 1);
+        tokens *= tokens;
+        for (int64_t b = 0; b < v.shape[0]; ++b) {
+          std::vector<int32_t> perm(tokens);
+          for (int64_t i = 0; i < tokens; ++i)
+            perm[i] = static_cast<int32_t>(i);
+          for (int64_t i = tokens - 1; i > 0; --i)
+            std::swap(perm[i], perm[rng.nextU32() % (i + 1)]);
+          std::copy_n(perm.begin(), v.shape[1], data.begin() + b * v.shape[1]);
+        }
+      } else {
+        for (int32_t &x : data)
+          x = static_cast<int32_t>(rng.nextU32() % std::max<int64_t>(numClasses, 1));
+      }
+      inputs[name] = HostTensor::ints(v.shape, data);
+    } else {
+      std::vector<float> data(v.numel());
+      rng.fillNormal(data.data(), v.numel());
+      if (name == "t")
+        for (float &x : data)
+          x = objective == "rf" ? rng.uniform() : objective == "edm" ? x : std::floor(rng.uniform() * 1000);
+      inputs[name] = HostTensor::floats(v.shape, data);
+    }
+  }
+  std::vector<HostTensor> out = session.run("forward", inputs);
+  for (float x : out.at(0).f32)
+    if (!std::isfinite(x))
+      fail(module.path(), ": the forward produced a non-finite value with random weights");
+  std::vector<double> ms = session.time("forward", warmup, iterations);
+  std::sort(ms.begin(), ms.end());
+  double median = ms[ms.size() / 2];
+  double flops = entryFlops(plan, *forward);
+  std::string label = args.get("--label").value_or(module.modelString("name", module.path()));
+  std::printf("%-28s %-8s batch %-4lld median %9.3f ms  (min %.3f, max %.3f)  %7.1f TFLOP/s\n",
+              label.c_str(), device.name().c_str(),
+              static_cast<long long>(plan.values[forward->inputs.at(0).second].shape.at(0)), median,
+              ms.front(), ms.back(), flops / median / 1e9);
+  if (auto json = args.get("--json")) {
+    std::ofstream f(*json, std::ios::app);
+    f << "{\"case\":\"" << label << "\",\"variant\":\"diffc\",\"device\":\"" << device.name()
+      << "\",\"ms\":" << median << ",\"min_ms\":" << ms.front() << ",\"tflops\":" << flops / median / 1e9
+      << ",\"arena_mib\":" << plan.arenaBytes / 1048576.0 << ",\"weights_mib\":" << plan.weightsBytes / 1048576.0
+      << "}\n";
+  }
+  return 0;
+}
+
+} // namespace
+
+int runBenchCommand(const std::vector<std::string> &argv) {
+  try {
+    return bench(argv);
+  } catch (const std::exception &e) {
+    std::cerr << "diffrt: error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+} // namespace diffrt
