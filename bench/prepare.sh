@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Compiles the benchmark models for the GPU (CUDA target, f16) into
+# .carry/bench/ with the cases PyTorch runs beside them, so that
+# bench/run_gpu.sh can run on a machine without the compiler. Run here,
+# after building; then carry .carry in the device call.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DIFFC="$ROOT/build/bin/diffc"
+CARRY="$ROOT/.carry/bench"
+BASELINES="${DIFFC_TORCH_BASELINES:-$ROOT/../shared/bench/torch_baselines.py}"
+rm -rf "$CARRY" && mkdir -p "$CARRY"
+cp "$BASELINES" "$CARRY/torch_baselines.py"
+
+compile() { # label, zoo name, import options...
+  local label="$1" name="$2"; shift 2
+  "$DIFFC" import "$name" "$@" -o "$CARRY/$label.mlir"
+  "$DIFFC" compile "$CARRY/$label.mlir" --target cuda --dtype f16 -o "$CARRY/$label.dfx"
+  rm "$CARRY/$label.mlir"
+}
+compile dit-xl-2_b64 dit-xl/2 --batch 64
+compile dit-s-2_b64 dit-s/2 --batch 64
+compile dit-b-2_b64 dit-b/2 --batch 64
+compile dit-moe-s-2-8e2a_b64 dit-moe-s/2-8e2a --batch 64
+compile dit-moe-xl-2-8e2a_b64 dit-moe-xl/2-8e2a --batch 64
+compile dig-s-2_b64 dig-s/2 --batch 64
+compile microdit-xl-2_b64 microdit-xl/2 --batch 64
+# DiG against DiT of the same size as the resolution grows (latent = px / 8).
+compile dit-s-2_1024px_b4 dit-s/2 --batch 4 --latent-size 128
+compile dig-s-2_1024px_b4 dig-s/2 --batch 4 --latent-size 128
+compile dit-s-2_2048px_b1 dit-s/2 --batch 1 --latent-size 256
+compile dig-s-2_2048px_b1 dig-s/2 --batch 1 --latent-size 256
+
+cat >"$CARRY/torch_cases.txt" <<'CASES'
+--case dit-xl/2:sample --case dit-s/2:sample --case dit-b/2:sample --case dit-moe-s/2-8e2a:sample --case dit-moe-xl/2-8e2a:sample --case dig-s/2:sample --case attention:72:256 --case attention:64:256 --case attention:72:1024
+CASES
+# diffc label, PyTorch case, PyTorch variant, target ratio (diffc / PyTorch), what
+cat >"$CARRY/pairs.txt" <<'PAIRS'
+dit-xl-2_b64 dit-xl/2:sample compile 0.75 DiT-XL/2 forward, 64 latents, fp16
+dit-xl-2_b64 dit-xl/2:sample eager - DiT-XL/2 forward vs eager
+dit-s-2_b64 dit-s/2:sample compile - DiT-S/2 forward
+dit-b-2_b64 dit-b/2:sample compile - DiT-B/2 forward
+dit-moe-s-2-8e2a_b64 dit-moe-s/2-8e2a:sample compile 0.5 DiT-MoE-S/2-8E2A forward
+dit-moe-s-2-8e2a_b64 dit-moe-s/2-8e2a:sample grouped - DiT-MoE-S/2-8E2A vs grouped-GEMM PyTorch
+dit-moe-xl-2-8e2a_b64 dit-moe-xl/2-8e2a:sample grouped 0.6 DiT-MoE-XL/2-8E2A vs grouped-GEMM PyTorch
+dig-s-2_b64 dig-s/2:sample compile 0.25 DiG-S/2 forward
+PAIRS
+ls -la "$CARRY"
