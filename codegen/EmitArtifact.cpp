@@ -125,6 +125,7 @@ public:
             k.attrs["routing"] = std::string("token_choice");
             k.attrs["top_k"] = tc.getTopK();
             k.attrs["normalize"] = static_cast<int64_t>(tc.getNormalize());
+            k.attrs["balance_coef"] = tc.getBalanceCoef().convertToDouble();
           } else {
             k.attrs["routing"] = std::string("expert_choice");
             k.attrs["capacity"] = cast<dit::ExpertChoiceAttr>(o.getRouting()).getCapacity().convertToDouble();
@@ -193,12 +194,67 @@ public:
         })
         .Case([&](dit::ModulateOp o) { ids({o.getInput(), o.getShift(), o.getScale()}); })
         .Case([&](dit::GatedResidualOp o) { ids({o.getResidual(), o.getGate(), o.getUpdate()}); })
+        .Case([&](dit::SplitOp o) {
+          ids({o.getInput()});
+          k.attrs["parts"] = static_cast<int64_t>(o.getNumResults());
+        })
+        .Case([&](dit::DdpmLossOp o) {
+          ids({o.getPrediction(), o.getXStart(), o.getXT(), o.getNoise(), o.getTimesteps()});
+          k.attrs["num_timesteps"] = static_cast<int64_t>(o.getNumTimesteps());
+        })
+        .Case([&](dit::RfLossOp o) { ids({o.getPrediction(), o.getXStart(), o.getNoise()}); })
+        .Case([&](dit::EdmLossOp o) {
+          ids({o.getRaw(), o.getXNoisy(), o.getXStart(), o.getSigma(), o.getKeep()});
+          k.attrs["sigma_data"] = o.getSigmaData().convertToDouble();
+          k.attrs["patch_size"] = static_cast<int64_t>(o.getPatchSize());
+        })
+        .Case([&](kern::VjpOp o) { known = succeeded(vjpKernel(o, k)); })
         .Default([&](Operation *) { known = false; });
     if (!known)
       return op->emitError() << "has no kernel: the kernel-level program may only hold kern ops "
                                 "and dit ops that are single kernels";
-    for (Value r : op->getResults())
-      k.results.push_back(id(r));
+    if (!isa<kern::VjpOp>(op))
+      for (Value r : op->getResults())
+        k.results.push_back(id(r));
+    return success();
+  }
+
+  /// A backward kernel: the forward op's operand slots and attributes (from
+  /// a detached copy of the forward op rebuilt from the vjp's operands and
+  /// attributes), then the incoming gradients; one result per forward slot,
+  /// -1 where no gradient is wanted.
+  LogicalResult vjpKernel(kern::VjpOp vjp, diffrt::KernelDesc &k) {
+    ArrayRef<int64_t> present = vjp.getPresent();
+    OperationState state(vjp.getLoc(), vjp.getForward());
+    state.addOperands(vjp.getInputs().take_front(present.size()));
+    ValueRange incoming = vjp.getInputs().drop_front(present.size());
+    if (vjp.isLoss()) {
+      int64_t batch = cast<RankedTensorType>(vjp.getInputs().front().getType()).getDimSize(0);
+      state.addTypes(RankedTensorType::get({batch}, Float32Type::get(vjp.getContext())));
+    } else {
+      for (Value g : incoming)
+        state.addTypes(g.getType());
+    }
+    Operation *forward = Operation::create(state);
+    // setAttr routes inherent attributes into the op's properties.
+    for (NamedAttribute a : vjp.getForwardAttrs())
+      forward->setAttr(a.getName(), a.getValue());
+    diffrt::KernelDesc f;
+    LogicalResult ok = kernel(forward, f);
+    forward->destroy();
+    if (failed(ok))
+      return failure();
+    k.op = "vjp:" + f.op;
+    k.attrs = std::move(f.attrs);
+    if (auto w = vjp.getLossWeight())
+      k.attrs["loss_weight"] = w->convertToDouble();
+    k.operands = std::move(f.operands);
+    for (Value g : incoming)
+      k.operands.push_back(id(g));
+    size_t slots = k.operands.size() - incoming.size();
+    k.results.assign(slots, -1);
+    for (auto [i, slot] : llvm::enumerate(vjp.getGradsOf()))
+      k.results[slot] = id(vjp.getResult(i));
     return success();
   }
 
@@ -209,7 +265,10 @@ public:
 } // namespace
 
 FailureOr<diffrt::Plan> diffc::codegen::buildPlan(ModuleOp module, StringRef target) {
-  auto func = module.lookupSymbol<func::FuncOp>("forward");
+  func::FuncOp func;
+  for (auto f : module.getOps<func::FuncOp>())
+    if (f.isPublic() && !f.isDeclaration())
+      func = f;
   auto planAttr = func ? func->getAttrOfType<DictionaryAttr>("kern.plan") : nullptr;
   if (!planAttr) {
     module.emitError() << "artifact emission needs a module at the kern-planned phase";
@@ -231,7 +290,7 @@ FailureOr<diffrt::Plan> diffc::codegen::buildPlan(ModuleOp module, StringRef tar
   PlanBuilder pb(plan);
   Block &entry = func.getBody().front();
   diffrt::EntryDesc init{"init", {}, {}, {}};
-  diffrt::EntryDesc forward{"forward", {}, {}, {}};
+  diffrt::EntryDesc forward{func.getSymName().str(), {}, {}, {}};
   for (BlockArgument arg : entry.getArguments()) {
     auto slot = func.getArgAttrOfType<DenseI64ArrayAttr>(arg.getArgNumber(), "kern.slot");
     if (!slot) {

@@ -65,9 +65,20 @@ Value inPlaceOperand(Operation *op) {
 struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto func = module.lookupSymbol<func::FuncOp>("forward");
-    if (!func || func.isDeclaration()) {
-      module.emitError() << "kern-plan-memory needs a @forward function with a body";
+    // The entry: @forward, or @train_step after kern-autodiff.
+    func::FuncOp func;
+    for (auto f : module.getOps<func::FuncOp>()) {
+      if (!f.isPublic() || f.isDeclaration())
+        continue;
+      if (func) {
+        module.emitError() << "kern-plan-memory plans one entry function, found @"
+                           << func.getSymName() << " and @" << f.getSymName();
+        return signalPassFailure();
+      }
+      func = f;
+    }
+    if (!func) {
+      module.emitError() << "kern-plan-memory needs a public function with a body";
       return signalPassFailure();
     }
     Block &entry = func.getBody().front();

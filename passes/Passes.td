@@ -62,6 +62,33 @@ def DitVerifyFrontendContract : Pass<"dit-verify-frontend-contract", "::mlir::Mo
 // kern level
 //===----------------------------------------------------------------------===//
 
+def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
+  let summary = "Turn @forward into @train_step: loss and every parameter's gradient";
+  let description = [{
+    Builds `@train_step` from the kernel-level `@forward` and the model's
+    objective and removes `@forward`. `@train_step` takes the forward's
+    inputs plus the objective's (`ddpm`: `x_start`, `noise`, `timesteps`
+    with `x` = x_t; `rf`: `x_start`, `noise`; `edm`: `x_start`, `sigma`,
+    with `x` = c_in·x_noisy supplied by the trainer) and returns the
+    per-sample loss followed by the gradient of the batch-mean loss with
+    respect to every parameter, in the order of the parameters.
+
+    Reverse mode over the program: every op that a parameter reaches gets a
+    `kern.vjp` (its backward kernel) in reverse program order; gradients of
+    values with several consumers are summed; gradients that are the
+    incoming gradient itself (a residual, the left side of an add) are
+    reused without a kernel. Forward values the backward reads stay alive
+    through ordinary liveness in the memory plan. DiT-MoE's balance loss
+    enters the router's gradient through the MoE's backward kernel, not the
+    returned loss (spec 3.2).
+  }];
+  let options = [
+    Option<"objective", "objective", "std::string", /*default=*/"\"\"",
+           "ddpm, rf or edm; empty: the model description's objective">,
+  ];
+  let dependentDialects = ["::diffc::kern::KernDialect"];
+}
+
 def KernFoldTokenReorder : Pass<"kern-fold-token-reorder", "::mlir::func::FuncOp"> {
   let summary = "Fold scan-order changes into the depth-wise convolution before them";
   let description = [{

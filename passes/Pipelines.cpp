@@ -21,6 +21,7 @@ ArrayRef<Phase> pipelinePhases() {
       {"dit-inlined", "block functions inlined, common subexpressions merged"},
       {"kern", "a kernel selected for every op: the unfused kernel-level program"},
       {"kern-fused", "neighbouring element-wise work fused into the kernels"},
+      {"kern-autodiff", "with --mode train: @train_step, the loss and every parameter's gradient"},
       {"kern-typed", "activations and weights in the chosen element type"},
       {"kern-planned", "every value placed in the weights, constants or arena region"},
   };
@@ -58,8 +59,14 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
   pm.addPass(createCSEPass());
   if (last < 4)
     return;
-  pm.addNestedPass<func::FuncOp>(createKernSetPrecision(KernSetPrecisionOptions{options.dtype}));
+  if (options.mode == "train") {
+    pm.addPass(createKernAutodiff(KernAutodiffOptions{options.objective}));
+    pm.addPass(createCSEPass());
+  }
   if (last < 5)
+    return;
+  pm.addNestedPass<func::FuncOp>(createKernSetPrecision(KernSetPrecisionOptions{options.dtype}));
+  if (last < 6)
     return;
   pm.addPass(createKernPlanMemory());
 }
@@ -72,6 +79,9 @@ struct PipelineCliOptions : public PassPipelineOptions<PipelineCliOptions> {
                             llvm::cl::init("f32")};
   Option<std::string> emit{*this, "emit", llvm::cl::desc("last phase to run"),
                            llvm::cl::init("")};
+  Option<std::string> mode{*this, "mode", llvm::cl::desc("sample or train"), llvm::cl::init("sample")};
+  Option<std::string> objective{*this, "objective", llvm::cl::desc("ddpm, rf or edm"),
+                                llvm::cl::init("")};
 };
 } // namespace
 
@@ -82,6 +92,8 @@ void registerPipelines() {
         PipelineOptions options;
         options.target = cli.target;
         options.dtype = cli.dtype;
+        options.mode = cli.mode;
+        options.objective = cli.objective;
         int last = cli.emit.empty() ? static_cast<int>(pipelinePhases().size()) - 1
                                     : findPhase(cli.emit);
         if (last < 0)

@@ -22,6 +22,10 @@ struct PipelineOptions {
   std::string target = "cpu";
   /// Element type of activations and weights: "f32", "f16" or "bf16".
   std::string dtype = "f32";
+  /// "sample": the @forward entry; "train": @train_step (loss and gradients).
+  std::string mode = "sample";
+  /// Training objective (ddpm, rf, edm); empty: the model's own.
+  std::string objective;
 };
 
 /// A stop of the pipeline: its name and what the IR looks like there.

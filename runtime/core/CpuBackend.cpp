@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "diffrt/CpuGradKernels.h"
 #include "diffrt/CpuKernels.h"
 #include "diffrt/Error.h"
 #include "diffrt/KernelSignatures.h"
@@ -163,7 +164,230 @@ private:
     return true;
   }
 
+  Mat mOpt(int32_t id) { return id < 0 ? Mat{} : m(id); }
+  float *fOpt(int32_t id) { return id < 0 ? nullptr : ptr(id); }
+
+  /// Backward kernels: operands are the forward slots then the incoming
+  /// gradients; result i is the gradient of forward slot i (-1: not wanted).
+  void dispatchVjp(const KernelDesc &k) {
+    const std::string op = k.op.substr(4);
+    const auto &o = k.operands;
+    const auto &r = k.results;
+    size_t s = r.size();
+    auto dOut = [&](size_t i = 0) { return cm(o[s + i]); };
+    if (op == "kern.gemm") {
+      GatedResidual e;
+      bool hasE = epilogue(k, 3, e);
+      const ValueDesc &out = desc(o[s]);
+      GemmGrads g{mOpt(r[0]), fOpt(r[1]), fOpt(r[2]), mOpt(r[4])};
+      gemmBackward(cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")), hasE ? &e : nullptr, dOut(), g,
+                   scratchFor(2 * out.rows() * out.cols()));
+    } else if (op == "kern.swiglu") {
+      ConstMat gate = cm(o[1]), up;
+      SwiGluGrads g;
+      g.dX = mOpt(r[0]);
+      g.dDownW = fOpt(r[3]);
+      g.dGate = mOpt(r[5]);
+      int64_t f;
+      if (o[2] >= 0) {
+        up = cm(o[2]);
+        f = gate.rows;
+        g.dGateW = fOpt(r[1]);
+        g.dUpW = fOpt(r[2]);
+      } else {
+        f = gate.rows / 2;
+        up = {gate.data + f * gate.ld, f, gate.cols, gate.ld};
+        gate.rows = f;
+        g.dGateW = fOpt(r[1]);
+        g.dUpW = r[1] >= 0 ? ptr(r[1]) + f * gate.cols : nullptr;
+      }
+      g.gateLd = g.upLd = gate.cols;
+      GatedResidual e;
+      bool hasE = epilogue(k, 4, e);
+      int64_t rows = desc(o[0]).rows(), n = desc(o[3]).shape[0];
+      swigluBackward(cm(o[0]), gate, up, cm(o[3]), hasE ? &e : nullptr, dOut(), g,
+                     scratchFor(4 * rows * f + rows * n));
+    } else if (op == "kern.norm") {
+      NormArgs a = normArgs(k);
+      NormGrads g{mOpt(r[0]), fOpt(r[1]), fOpt(r[2]), mOpt(r[3]), mOpt(r[4]), mOpt(r[5])};
+      normBackward(cm(o[0]), a, dOut(), g);
+    } else if (op == "kern.moe") {
+      GatedResidual e;
+      bool hasE = epilogue(k, 8, e);
+      if (attrString(k, "routing") == "token_choice") {
+        TokenChoiceArgs a = tokenChoice(k, hasE ? &e : nullptr);
+        TokenChoiceGrads g;
+        g.dX = mOpt(r[0]);
+        g.dRouter = fOpt(r[1]);
+        g.dGate = fOpt(r[2]);
+        g.dUp = fOpt(r[3]);
+        g.dDown = fOpt(r[4]);
+        g.dSharedGate = fOpt(r[5]);
+        g.dSharedUp = fOpt(r[6]);
+        g.dSharedDown = fOpt(r[7]);
+        g.dEpilogueGate = mOpt(r[9]);
+        g.balanceCoef = attrFloat(k, "balance_coef");
+        float balance = 0;
+        g.balanceLoss = &balance;
+        moeTokenChoiceBackward(cm(o[0]), a, dOut(), g);
+      } else {
+        ExpertChoiceArgs a = expertChoice(k, hasE ? &e : nullptr);
+        ExpertChoiceGrads g{mOpt(r[0]), fOpt(r[1]), fOpt(r[2]), fOpt(r[3]), mOpt(r[9])};
+        moeExpertChoiceBackward(cm(o[0]), a, dOut(), g);
+      }
+    } else if (op == "kern.dwconv") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      depthwiseConvBackward(cm(o[0]), x.shape[0], grid[0], grid[1], ptr(o[1]), desc(o[1]).shape[2],
+                            scanOrder(attrString(k, "from")), scanOrder(attrString(k, "to")), dOut(),
+                            mOpt(r[0]), fOpt(r[1]), fOpt(r[2]));
+    } else if (op == "kern.patch_embed") {
+      const ValueDesc &x = desc(o[0]), &w = desc(o[1]);
+      patchEmbedBackward(ptr(o[0]), x.shape[0], x.shape[1], x.shape[2], x.shape[3], ptr(o[1]), w.shape[0],
+                         w.shape[2], dOut(), fOpt(r[0]), fOpt(r[1]), fOpt(r[2]));
+    } else if (op == "kern.cast") {
+      std::memcpy(ptr(r[0]), ptr(o[s]), desc(r[0]).numel() * sizeof(float));
+    } else if (op == "dit.attention") {
+      const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
+      int64_t heads = attrInt(k, "num_heads");
+      attentionBackward(cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1], heads,
+                        static_cast<float>(attrFloat(k, "scale")), dOut(), mOpt(r[0]), mOpt(r[1]),
+                        mOpt(r[2]), scratchFor(q.shape[0] * heads * q.shape[1] * kk.shape[1]));
+    } else if (op == "dit.gla") {
+      const ValueDesc &q = desc(o[0]);
+      glaBackward(cm(o[0]), cm(o[1]), cm(o[2]), cm(o[3]), q.shape[0], q.shape[1], attrInt(k, "num_heads"),
+                  static_cast<float>(attrFloat(k, "scale")), static_cast<float>(attrFloat(k, "gate_normalizer")),
+                  attrInt(k, "chunk_size"), dOut(), mOpt(r[0]), mOpt(r[1]), mOpt(r[2]), mOpt(r[3]));
+    } else if (op == "dit.unpatchify") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      int64_t p = attrInt(k, "patch_size");
+      unpatchifyBackward(ptr(o[s]), x.shape[0], grid[0], grid[1], p, x.shape[2] / (p * p), m(r[0]));
+    } else if (op == "dit.token_mean") {
+      const ValueDesc &x = desc(o[0]);
+      tokenMeanBackward(dOut(), x.shape[0], x.shape[1], m(r[0]));
+    } else if (op == "dit.reorder_tokens") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      reorderTokens(dOut(), x.shape[0], grid[0], grid[1], scanOrder(attrString(k, "to")),
+                    scanOrder(attrString(k, "from")), m(r[0]));
+    } else if (op == "dit.silu" || op == "dit.gelu") {
+      Act act = op == "dit.silu" ? Act::Silu : attrInt(k, "approximate") ? Act::GeluTanh : Act::Gelu;
+      activateBackward(ptr(o[0]), ptr(o[s]), desc(o[0]).numel(), act, ptr(r[0]));
+    } else if (op == "dit.label_embed") {
+      const ValueDesc &table = desc(o[1]);
+      labelEmbedBackward(iptr(o[0]), desc(o[0]).shape[0], attrInt(k, "num_classes"), table.shape[1], dOut(),
+                         ptr(r[1]));
+    } else if (op == "dit.mask_tokens") {
+      const ValueDesc &x = desc(o[0]), &keep = desc(o[1]);
+      unmaskTokens(dOut(), iptr(o[1]), x.shape[0], x.shape[1], keep.shape[1], m(r[0]));
+    } else if (op == "dit.unmask_tokens") {
+      const ValueDesc &x = desc(o[0]);
+      maskTokens(dOut(), iptr(o[1]), x.shape[0], attrInt(k, "num_tokens"), x.shape[1], m(r[0]));
+    } else if (op == "dit.add") {
+      addBroadcastBackwardRhs(ptr(o[s]), desc(o[0]).numel(), desc(o[1]).numel(), ptr(r[1]));
+    } else if (op == "dit.mul") {
+      mulBroadcastBackward(ptr(o[0]), desc(o[0]).numel(), ptr(o[1]), desc(o[1]).numel(), ptr(o[s]),
+                           fOpt(r[0]), fOpt(r[1]));
+    } else if (op == "dit.modulate") {
+      modulateBackward(cm(o[0]), cm(o[2]), desc(o[0]).shape[1], dOut(), mOpt(r[0]), mOpt(r[1]), mOpt(r[2]));
+    } else if (op == "dit.gated_residual") {
+      gatedResidualBackward(cm(o[1]), cm(o[2]), desc(o[0]).shape[1], dOut(), mOpt(r[1]), mOpt(r[2]));
+    } else if (op == "dit.split") {
+      Mat whole = m(r[0]);
+      for (size_t part = 0; part + s < o.size(); ++part) {
+        ConstMat g = dOut(part);
+        for (int64_t row = 0; row < g.rows; ++row)
+          std::memcpy(whole.row(row) + part * g.cols, g.row(row), g.cols * sizeof(float));
+      }
+    } else if (op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss") {
+      int64_t n = desc(o[0]).shape[0];
+      std::vector<float> weight(n, static_cast<float>(attrFloat(k, "loss_weight"))), loss(n);
+      loss_(k, loss.data(), weight.data(), ptr(r[0]));
+    } else {
+      fail("the CPU backend has no backward kernel for ", op);
+    }
+  }
+
+  /// The loss kernels, forward (weight and gradient null) or with gradient.
+  void loss_(const KernelDesc &k, float *loss, const float *weight, float *dPrediction) {
+    const std::string op = k.op.rfind("vjp:", 0) == 0 ? k.op.substr(4) : k.op;
+    const auto &o = k.operands;
+    if (op == "dit.ddpm_loss") {
+      const ValueDesc &x0 = desc(o[1]);
+      ddpmLoss(ptr(o[0]), ptr(o[1]), ptr(o[2]), ptr(o[3]), iptr(o[4]), x0.shape[0], x0.shape[1],
+               x0.shape[2] * x0.shape[3], attrInt(k, "num_timesteps"), loss, weight, dPrediction);
+    } else if (op == "dit.rf_loss") {
+      const ValueDesc &p = desc(o[0]), &x0 = desc(o[1]);
+      rfLoss(ptr(o[0]), ptr(o[1]), ptr(o[2]), x0.shape[0], x0.shape[1], p.shape[1], x0.shape[2] * x0.shape[3],
+             loss, weight, dPrediction);
+    } else {
+      const ValueDesc &x0 = desc(o[2]);
+      edmLoss(ptr(o[0]), ptr(o[1]), ptr(o[2]), ptr(o[3]), o[4] >= 0 ? iptr(o[4]) : nullptr,
+              o[4] >= 0 ? desc(o[4]).shape[1] : 0, x0.shape[0], x0.shape[1], x0.shape[2], x0.shape[3],
+              attrInt(k, "patch_size"), attrFloat(k, "sigma_data"), loss, weight, dPrediction);
+    }
+  }
+
+  NormArgs normArgs(const KernelDesc &k) {
+    const auto &o = k.operands;
+    NormArgs a;
+    a.kind = attrString(k, "kind") == "rms" ? NormKind::Rms : NormKind::Layer;
+    a.group = attrInt(k, "group_size");
+    a.eps = static_cast<float>(attrFloat(k, "epsilon"));
+    a.weight = ptr(o[1]);
+    a.bias = ptr(o[2]);
+    a.shift = cm(o[3]);
+    a.scale = cm(o[4]);
+    if (o[3] >= 0)
+      a.rowsPerSample = desc(o[0]).shape[1];
+    a.siluGate = cm(o[5]);
+    return a;
+  }
+
+  TokenChoiceArgs tokenChoice(const KernelDesc &k, const GatedResidual *e) {
+    const auto &o = k.operands;
+    TokenChoiceArgs a;
+    a.router = ptr(o[1]);
+    a.experts = desc(o[1]).shape[0];
+    a.hidden = desc(o[2]).shape[1];
+    a.topK = attrInt(k, "top_k");
+    a.normalize = attrInt(k, "normalize") != 0;
+    a.gate = ptr(o[2]);
+    a.up = ptr(o[3]);
+    a.down = ptr(o[4]);
+    if (attrString(k, "weight_layout") != "out_in" || !a.down)
+      fail("token-choice experts must be swiglu in out_in layout");
+    a.sharedGate = ptr(o[5]);
+    a.sharedUp = ptr(o[6]);
+    a.sharedDown = ptr(o[7]);
+    a.sharedHidden = o[5] >= 0 ? desc(o[5]).shape[0] : 0;
+    a.epilogue = e;
+    return a;
+  }
+
+  ExpertChoiceArgs expertChoice(const KernelDesc &k, const GatedResidual *e) {
+    const auto &o = k.operands;
+    bool outIn = attrString(k, "weight_layout") == "out_in";
+    ExpertChoiceArgs a;
+    a.router = ptr(o[1]);
+    a.experts = desc(o[1]).shape[0];
+    a.hidden = outIn ? desc(o[2]).shape[1] : desc(o[2]).shape[2];
+    a.tokens = desc(o[0]).shape[1];
+    a.capacity = attrFloat(k, "capacity");
+    a.inOut = !outIn;
+    a.act = attrString(k, "activation") == "gelu_tanh" ? Act::GeluTanh : Act::Gelu;
+    if (attrString(k, "activation") == "swiglu" || o[5] >= 0)
+      fail("expert-choice experts must be gelu without a shared expert");
+    a.w1 = ptr(o[2]);
+    a.w2 = ptr(o[3]);
+    a.epilogue = e;
+    return a;
+  }
+
   void dispatch(const KernelDesc &k) {
+    if (k.op.rfind("vjp:", 0) == 0)
+      return dispatchVjp(k);
     const auto &o = k.operands;
     int32_t res = k.results[0];
     const std::string &op = k.op;
@@ -186,59 +410,14 @@ private:
       swiglu(cm(o[0]), gate, up, cm(o[3]), hasE ? &e : nullptr,
              scratchFor(2 * rows * gate.rows), m(res));
     } else if (op == "kern.norm") {
-      NormArgs a;
-      a.kind = attrString(k, "kind") == "rms" ? NormKind::Rms : NormKind::Layer;
-      a.group = attrInt(k, "group_size");
-      a.eps = static_cast<float>(attrFloat(k, "epsilon"));
-      a.weight = ptr(o[1]);
-      a.bias = ptr(o[2]);
-      a.shift = cm(o[3]);
-      a.scale = cm(o[4]);
-      if (o[3] >= 0)
-        a.rowsPerSample = desc(o[0]).shape[1];
-      a.siluGate = cm(o[5]);
-      norm(cm(o[0]), a, m(res));
+      norm(cm(o[0]), normArgs(k), m(res));
     } else if (op == "kern.moe") {
-      const ValueDesc &x = desc(o[0]);
       GatedResidual e;
       bool hasE = epilogue(k, 8, e);
-      int64_t experts = desc(o[1]).shape[0];
-      bool outIn = attrString(k, "weight_layout") == "out_in";
-      int64_t hidden = outIn ? desc(o[2]).shape[1] : desc(o[2]).shape[2];
-      if (attrString(k, "routing") == "token_choice") {
-        TokenChoiceArgs a;
-        a.router = ptr(o[1]);
-        a.experts = experts;
-        a.hidden = hidden;
-        a.topK = attrInt(k, "top_k");
-        a.normalize = attrInt(k, "normalize") != 0;
-        a.gate = ptr(o[2]);
-        a.up = ptr(o[3]);
-        a.down = ptr(o[4]);
-        if (!outIn || !a.down)
-          fail("token-choice experts must be swiglu in out_in layout");
-        a.sharedGate = ptr(o[5]);
-        a.sharedUp = ptr(o[6]);
-        a.sharedDown = ptr(o[7]);
-        a.sharedHidden = o[5] >= 0 ? desc(o[5]).shape[0] : 0;
-        a.epilogue = hasE ? &e : nullptr;
-        moeTokenChoice(cm(o[0]), a, m(res));
-      } else {
-        ExpertChoiceArgs a;
-        a.router = ptr(o[1]);
-        a.experts = experts;
-        a.hidden = hidden;
-        a.tokens = x.shape[1];
-        a.capacity = attrFloat(k, "capacity");
-        a.inOut = !outIn;
-        a.act = attrString(k, "activation") == "gelu_tanh" ? Act::GeluTanh : Act::Gelu;
-        if (attrString(k, "activation") == "swiglu" || o[5] >= 0)
-          fail("expert-choice experts must be gelu without a shared expert");
-        a.w1 = ptr(o[2]);
-        a.w2 = ptr(o[3]);
-        a.epilogue = hasE ? &e : nullptr;
-        moeExpertChoice(cm(o[0]), a, m(res));
-      }
+      if (attrString(k, "routing") == "token_choice")
+        moeTokenChoice(cm(o[0]), tokenChoice(k, hasE ? &e : nullptr), m(res));
+      else
+        moeExpertChoice(cm(o[0]), expertChoice(k, hasE ? &e : nullptr), m(res));
     } else if (op == "kern.dwconv") {
       const ValueDesc &x = desc(o[0]);
       const std::vector<int64_t> &grid = attrInts(k, "grid");
@@ -302,6 +481,8 @@ private:
       modulate(cm(o[0]), cm(o[1]), cm(o[2]), desc(o[0]).shape[1], m(res));
     } else if (op == "dit.gated_residual") {
       gatedResidual(cm(o[0]), cm(o[1]), cm(o[2]), desc(o[0]).shape[1], m(res));
+    } else if (op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss") {
+      loss_(k, ptr(res), nullptr, nullptr);
     } else {
       fail("the CPU backend has no kernel for ", op);
     }

@@ -32,6 +32,7 @@ struct Check {
   const Plan &plan;
   const KernelDesc &k;
   const std::string &where;
+  bool lossPart = false;
 
   template <typename... Parts>
   [[noreturn]] void error(const Parts &...parts) const {
@@ -39,6 +40,10 @@ struct Check {
   }
 
   void counts(size_t operands, size_t results) const {
+    // A backward kernel checks its forward part without the forward result
+    // of a loss (its gradient needs none).
+    if (k.results.empty() && results == 1 && k.operands.size() == operands && lossPart)
+      return;
     if (k.operands.size() != operands || k.results.size() != results)
       error("expects ", operands, " operands and ", results, " results, got ", k.operands.size(),
             " and ", k.results.size());
@@ -50,6 +55,7 @@ struct Check {
     return plan.values[k.operands[i]];
   }
   const ValueDesc &out(size_t i = 0) const { return plan.values[k.results[i]]; }
+  bool hasOut() const { return !k.results.empty() && k.results[0] >= 0; }
   void rank(const ValueDesc &v, size_t r, const char *name) const {
     if (v.shape.size() != r)
       error(name, " must have rank ", r, ", got shape ", shapeText(v.shape));
@@ -68,6 +74,8 @@ struct Check {
   }
   /// All present float operands and the results share one float dtype.
   void sameFloat() const {
+    if (!hasOut())
+      return;
     DType first = out().dtype;
     if (!isFloat(first))
       error("result dtype ", dtypeName(first), " is not a float type");
@@ -77,7 +85,7 @@ struct Check {
   }
   void resultsContiguous() const {
     for (size_t i = 0; i < k.results.size(); ++i)
-      if (!out(i).contiguous())
+      if (k.results[i] >= 0 && !out(i).contiguous())
         error("result #", i, " must be contiguous");
   }
   const AttrValue &attr(const char *name) const {
@@ -479,6 +487,74 @@ const std::map<std::string, Checker> &checkers() {
          c.shape(c.out(), x.shape, "result");
          c.sameFloat();
        }},
+      {"dit.split",
+       [](const Check &c) {
+         const ValueDesc &x = c.in(0, "input");
+         int64_t parts = c.integer("parts");
+         if (c.k.operands.size() != 1 || parts < 1 || x.cols() % parts ||
+             static_cast<int64_t>(c.k.results.size()) != parts)
+           c.error("splits ", shapeText(x.shape), " into ", parts, " parts with ", c.k.results.size(),
+                   " results");
+         std::vector<int64_t> s = x.shape;
+         s.back() /= parts;
+         for (size_t i = 0; i < c.k.results.size(); ++i)
+           c.shape(c.out(i), s, "part");
+       }},
+      {"dit.ddpm_loss",
+       [](const Check &c) {
+         c.counts(5, 1);
+         const ValueDesc &p = c.in(0, "prediction"), &x0 = c.in(1, "x_start");
+         c.rank(x0, 4, "x_start");
+         c.shape(p, {x0.shape[0], 2 * x0.shape[1], x0.shape[2], x0.shape[3]}, "prediction");
+         c.shape(c.in(2, "x_t"), x0.shape, "x_t");
+         c.shape(c.in(3, "noise"), x0.shape, "noise");
+         c.shape(c.in(4, "timesteps"), {x0.shape[0]}, "timesteps");
+         c.dtype(c.in(4, "timesteps"), DType::I32, "timesteps");
+         if (c.integer("num_timesteps") < 2)
+           c.error("num_timesteps must be at least 2");
+         for (size_t i = 0; i < 4; ++i)
+           c.dtype(c.in(i, "loss operand"), DType::F32, "loss operands");
+         if (c.hasOut())
+           c.shape(c.out(), {x0.shape[0]}, "loss");
+       }},
+      {"dit.rf_loss",
+       [](const Check &c) {
+         c.counts(3, 1);
+         const ValueDesc &p = c.in(0, "prediction"), &x0 = c.in(1, "x_start");
+         c.rank(x0, 4, "x_start");
+         c.rank(p, 4, "prediction");
+         if (p.shape[0] != x0.shape[0] || p.shape[1] < x0.shape[1] || p.shape[2] != x0.shape[2] ||
+             p.shape[3] != x0.shape[3])
+           c.error("prediction ", shapeText(p.shape), " does not cover x_start ", shapeText(x0.shape));
+         c.shape(c.in(2, "noise"), x0.shape, "noise");
+         for (size_t i = 0; i < 3; ++i)
+           c.dtype(c.in(i, "loss operand"), DType::F32, "loss operands");
+         if (c.hasOut())
+           c.shape(c.out(), {x0.shape[0]}, "loss");
+       }},
+      {"dit.edm_loss",
+       [](const Check &c) {
+         c.counts(5, 1);
+         const ValueDesc &x0 = c.in(2, "x_start");
+         c.rank(x0, 4, "x_start");
+         c.shape(c.in(0, "raw"), x0.shape, "raw");
+         c.shape(c.in(1, "x_noisy"), x0.shape, "x_noisy");
+         c.shape(c.in(3, "sigma"), {x0.shape[0]}, "sigma");
+         if (!(c.real("sigma_data") > 0))
+           c.error("sigma_data must be positive");
+         int64_t p = c.integer("patch_size");
+         if (c.has(4)) {
+           const ValueDesc &keep = c.in(4, "keep");
+           c.dtype(keep, DType::I32, "keep");
+           if (p <= 0 || x0.shape[2] % p || x0.shape[3] % p || keep.shape.size() != 2 ||
+               keep.shape[0] != x0.shape[0] || keep.shape[1] > (x0.shape[2] / p) * (x0.shape[3] / p))
+             c.error("keep ", shapeText(keep.shape), " does not select patches of ", shapeText(x0.shape));
+         }
+         for (size_t i = 0; i < 4; ++i)
+           c.dtype(c.in(i, "loss operand"), DType::F32, "loss operands");
+         if (c.hasOut())
+           c.shape(c.out(), {x0.shape[0]}, "loss");
+       }},
       {"dit.gated_residual",
        [](const Check &c) {
          c.counts(3, 1);
@@ -502,7 +578,48 @@ const AttrValue &findAttr(const KernelDesc &k, const char *name) {
 
 } // namespace
 
+static bool isLossOp(const std::string &op) {
+  return op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss";
+}
+
+/// A backward kernel "vjp:OP": the forward part (the first operands) must be
+/// a valid OP whose results have the incoming gradients' shapes; result i,
+/// when present, is the gradient of forward operand i and has its type.
+static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::string &where) {
+  std::string op = kernel.op.substr(4);
+  auto it = checkers().find(op);
+  if (it == checkers().end())
+    fail(where, ": no backward kernel for '", op, "'");
+  size_t slots = kernel.results.size();
+  if (slots > kernel.operands.size())
+    fail(where, ": ", slots, " gradient slots but ", kernel.operands.size(), " operands");
+  KernelDesc forward;
+  forward.op = op;
+  forward.attrs = kernel.attrs;
+  forward.operands.assign(kernel.operands.begin(), kernel.operands.begin() + slots);
+  forward.results.assign(kernel.operands.begin() + slots, kernel.operands.end());
+  bool loss = isLossOp(op);
+  if (loss != forward.results.empty())
+    fail(where, ": ", loss ? "a loss takes no incoming gradient" : "needs the incoming gradients");
+  if (loss && !kernel.attrs.count("loss_weight"))
+    fail(where, ": missing attribute 'loss_weight'");
+  Check c{plan, forward, where, loss};
+  it->second(c);
+  for (size_t i = 0; i < slots; ++i) {
+    if (kernel.results[i] < 0)
+      continue;
+    if (forward.operands[i] < 0)
+      fail(where, ": gradient #", i, " of an absent operand");
+    const ValueDesc &g = plan.values[kernel.results[i]], &x = plan.values[forward.operands[i]];
+    if (g.shape != x.shape || g.dtype != x.dtype || !g.contiguous())
+      fail(where, ": gradient #", i, " is ", shapeText(g.shape), " ", dtypeName(g.dtype),
+           " but its operand is ", shapeText(x.shape), " ", dtypeName(x.dtype));
+  }
+}
+
 void validateKernel(const Plan &plan, const KernelDesc &kernel, const std::string &where) {
+  if (kernel.op.rfind("vjp:", 0) == 0)
+    return validateVjp(plan, kernel, where);
   auto it = checkers().find(kernel.op);
   if (it == checkers().end()) {
     std::string known;

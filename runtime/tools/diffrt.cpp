@@ -19,6 +19,8 @@ int main(int argc, char **argv) {
     return diffrt::runSampleCommand(rest);
   if (command == "bench")
     return diffrt::runBenchCommand(rest);
-  std::cerr << "usage: diffrt sample|bench MODEL.dfx [options]  (see diffc --help)\n";
+  if (command == "train")
+    return diffrt::runTrainCommand(rest);
+  std::cerr << "usage: diffrt sample|bench|train MODEL.dfx [options]  (see diffc --help)\n";
   return command.empty() || command == "--help" ? 0 : 2;
 }

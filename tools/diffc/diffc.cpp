@@ -49,7 +49,12 @@ int usage(llvm::raw_ostream &os) {
         "  sample MODEL.dfx --weights W.safetensors [-o grid.png] [--sampler ddpm:250|ddim:N|rf:N|edm:N]\n"
         "      [--cfg S] [--class 1,2,...] [--seed N] [--raw out.safetensors] [--captions c.safetensors]\n"
         "      [--device cpu|cuda] [--columns N] [--quiet]\n"
+        "  train MODEL.dfx --ckpt-dir DIR [--data fashion-mnist|latents:FILE] [--steps N] [--lr X]\n"
+        "      [--resume] [--save-every N] [--log-every N] [--seed N] [--ema-decay D] [--grad-clip C]\n"
+        "      [--weights W.safetensors] [--device cpu|cuda]\n"
+        "  bench MODEL.dfx [--device cpu|cuda] [--iterations N] [--json FILE]\n"
         "  compile FILE.mlir -o FILE.dfx [--emit=PHASE] --target cpu|cuda --dtype f32|f16|bf16\n"
+        "      [--mode sample|train] [--objective ddpm|rf|edm]\n"
         "      phases:";
   for (const Phase &p : pipelinePhases())
     os << " " << p.name;
@@ -221,7 +226,7 @@ int cmdStats(const std::vector<std::string> &argv) {
 int cmdCompile(const std::vector<std::string> &argv) {
   Args args;
   std::string message;
-  if (!args.parse(argv, {"--emit", "--target", "--dtype", "-o"}, {}, message))
+  if (!args.parse(argv, {"--emit", "--target", "--dtype", "-o", "--mode", "--objective"}, {}, message))
     return error(message);
   if (args.positional.size() != 1)
     return error("compile takes one .mlir file ('-' for stdin)");
@@ -232,6 +237,13 @@ int cmdCompile(const std::vector<std::string> &argv) {
     return error("--target must be cpu or cuda, got '" + options.target + "'");
   if (options.dtype != "f32" && options.dtype != "f16" && options.dtype != "bf16")
     return error("--dtype must be f32, f16 or bf16, got '" + options.dtype + "'");
+  options.mode = args.get("--mode").value_or("sample");
+  options.objective = args.get("--objective").value_or("");
+  if (options.mode != "sample" && options.mode != "train")
+    return error("--mode must be sample or train, got '" + options.mode + "'");
+  if (!options.objective.empty() && options.objective != "ddpm" && options.objective != "rf" &&
+      options.objective != "edm")
+    return error("--objective must be ddpm, rf or edm, got '" + options.objective + "'");
   if (options.target == "cpu" && options.dtype != "f32")
     return error("the CPU backend executes f32 (got --dtype " + options.dtype + ")");
   int phases = static_cast<int>(pipelinePhases().size());
@@ -267,7 +279,10 @@ int cmdCompile(const std::vector<std::string> &argv) {
   }
   if (failed(codegen::emitArtifact(*module, options.target, output)))
     return 1;
-  auto plan = (*module).lookupSymbol<func::FuncOp>("forward")->getAttrOfType<DictionaryAttr>("kern.plan");
+  DictionaryAttr plan;
+  for (auto f : module->getOps<func::FuncOp>())
+    if (auto p = f->getAttrOfType<DictionaryAttr>("kern.plan"))
+      plan = p;
   auto mib = [&](StringRef name) {
     return llvm::formatv("{0:F2} MiB", cast<IntegerAttr>(plan.get(name)).getInt() / 1048576.0).str();
   };
@@ -297,6 +312,8 @@ int main(int argc, char **argv) {
     return diffrt::runSampleCommand(rest);
   if (command == "bench")
     return diffrt::runBenchCommand(rest);
+  if (command == "train")
+    return diffrt::runTrainCommand(rest);
   if (command == "help" || command == "--help" || command == "-h") {
     usage(llvm::outs());
     return 0;

@@ -195,5 +195,43 @@ LogicalResult CastOp::verify() {
   return success();
 }
 
+bool VjpOp::isLoss() {
+  StringRef f = getForward();
+  return f == "dit.ddpm_loss" || f == "dit.rf_loss" || f == "dit.edm_loss";
+}
+
+LogicalResult VjpOp::verify() {
+  ArrayRef<int64_t> present = getPresent();
+  if (present.size() > getInputs().size())
+    return emitOpError() << "C1: " << present.size() << " present slots but only "
+                         << getInputs().size() << " operands";
+  size_t incoming = getInputs().size() - present.size();
+  if (isLoss() != (incoming == 0))
+    return emitOpError() << "C3: " << (isLoss() ? "a loss takes no incoming gradient, got "
+                                                : "needs one incoming gradient per forward result, got ")
+                         << incoming;
+  for (size_t i = 1; i < present.size(); ++i)
+    if (present[i] <= present[i - 1])
+      return emitOpError() << "C1: present slots must increase, got " << present[i - 1] << " then "
+                           << present[i];
+  if (getGradsOf().size() != getNumResults())
+    return emitOpError() << "C2: " << getGradsOf().size() << " gradient slots for "
+                         << getNumResults() << " results";
+  for (auto [i, slot] : llvm::enumerate(getGradsOf())) {
+    auto it = llvm::find(present, slot);
+    if (it == present.end())
+      return emitOpError() << "C2: gradient of slot " << slot << ", which is not present";
+    Type expected = getInputs()[it - present.begin()].getType();
+    if (getResult(i).getType() != expected)
+      return emitOpError() << "C2: result #" << i << " must be " << expected << ", got "
+                           << getResult(i).getType();
+  }
+  if (!isLoss() && getLossWeight())
+    return emitOpError() << "C3: only loss gradients take a loss_weight";
+  if (isLoss() && !getLossWeight())
+    return emitOpError() << "C3: a loss gradient needs a loss_weight";
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "dialects/Kern/IR/KernOps.cpp.inc"

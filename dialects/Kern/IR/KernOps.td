@@ -162,4 +162,41 @@ def Kern_CastOp : Kern_Op<"cast"> {
   let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
 }
 
+
+def Kern_VjpOp : Kern_Op<"vjp"> {
+  let summary = "Vector-Jacobian product of one kernel-level op";
+  let description = [{
+    The backward kernel of the op named `forward` (a kern op or a dit op
+    that is a single kernel), produced by `kern-autodiff`. Its operands are
+    the forward op's present operands (`present` lists their slots in the
+    forward op's operand order) followed, unless the forward op is a loss,
+    by the gradients of the loss with respect to the forward results.
+    `forward_attrs` are the forward op's attributes. Result i is the
+    gradient with respect to forward operand slot `grads_of[i]` and has that
+    operand's type. For a loss op there is no incoming gradient: the kernel
+    differentiates `loss_weight · Σ_n loss[n]`.
+
+    The gradient of a MoE op with token-choice routing and a positive
+    balance coefficient includes the balance loss's gradient (spec 3.2), so
+    it trains the router without entering the logged loss.
+
+    Constraints:
+    C1. `present` is strictly increasing and names as many slots as there
+        are forward operands.
+    C2. Every slot in `grads_of` is present, and result i has the type of
+        that forward operand.
+    C3. A non-loss op has one incoming gradient per forward result (at
+        least one); a loss has none and carries `loss_weight`.
+  }];
+  let arguments = (ins Variadic<AnyRankedTensor>:$inputs, StrAttr:$forward,
+                       DictionaryAttr:$forward_attrs, DenseI64ArrayAttr:$present,
+                       DenseI64ArrayAttr:$grads_of, OptionalAttr<F64Attr>:$loss_weight);
+  let results = (outs Variadic<AnyRankedTensor>:$grads);
+  let assemblyFormat = "$forward `(` $inputs `)` attr-dict `:` functional-type($inputs, results)";
+  let extraClassDeclaration = [{
+    /// Whether the forward op is a loss (no incoming gradient).
+    bool isLoss();
+  }];
+}
+
 #endif // KERN_OPS_TD

@@ -20,6 +20,8 @@ namespace diffrt {
 int runSampleCommand(const std::vector<std::string> &argv);
 /// `bench ARTIFACT ...`: random weights and inputs, times the forward entry.
 int runBenchCommand(const std::vector<std::string> &argv);
+/// `train ARTIFACT ...`: trains a --mode train artifact.
+int runTrainCommand(const std::vector<std::string> &argv);
 
 } // namespace diffrt
 

@@ -1,0 +1,270 @@
+//===- Trainer.cpp - objectives, AdamW, EMA and checkpoints ---------------===//
+//
+// Host-side half of training: the objective's inputs for a step (spec 2.7
+// DDPM, 3.5(b) rectified flow, 4.5-4.7 EDM with masking), the optimizer
+// and the checkpoints. Randomness for step k comes from Philox(seed, k), so
+// a resumed run draws exactly what an uninterrupted one would.
+//
+//===----------------------------------------------------------------------===//
+
+#include "diffrt/Trainer.h"
+
+#include "diffrt/Error.h"
+#include "diffrt/Rng.h"
+#include "diffrt/Safetensors.h"
+#include "diffrt/Samplers.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace diffrt {
+
+namespace {
+
+std::vector<int64_t> entryInputShape(const Plan &plan, const std::string &name) {
+  const EntryDesc *e = plan.entry("train_step");
+  for (auto &[n, id] : e->inputs)
+    if (n == name)
+      return plan.values[id].shape;
+  return {};
+}
+
+int64_t numel(const std::vector<int64_t> &s) {
+  return std::accumulate(s.begin(), s.end(), int64_t(1), std::multiplies<int64_t>());
+}
+
+} // namespace
+
+Trainer::Trainer(Session &session, TrainConfig config) : session_(session), config_(config) {
+  const Plan &plan = session.module().plan();
+  const EntryDesc *entry = plan.entry("train_step");
+  if (!entry)
+    fail(session.module().path(), ": not a training artifact (no 'train_step' entry); compile with "
+         "--mode train");
+  if (entry->outputs.size() != plan.params.size() + 1)
+    fail(session.module().path(), ": train_step returns ", entry->outputs.size(),
+         " values for ", plan.params.size(), " parameters (expected the loss and one gradient each)");
+  xShape_ = entryInputShape(plan, "x");
+  if (xShape_.size() != 4)
+    fail(session.module().path(), ": train_step has no 4-d input 'x'");
+  if (!entryInputShape(plan, "timesteps").empty())
+    objective_ = "ddpm";
+  else if (!entryInputShape(plan, "sigma").empty())
+    objective_ = "edm";
+  else
+    objective_ = "rf";
+  numClasses_ = session.module().modelInt("num_classes", 0);
+  for (const ParamDesc &p : plan.params) {
+    names_.push_back(p.name);
+    int64_t n = plan.values[p.value].numel();
+    m_.emplace_back(n, 0.0f);
+    v_.emplace_back(n, 0.0f);
+    if (config_.emaDecay > 0)
+      ema_.push_back(session.getParameter(p.name));
+  }
+}
+
+double Trainer::step(const Batch &batch) {
+  const Plan &plan = session_.module().plan();
+  int64_t n = xShape_[0], per = numel(xShape_) / n;
+  if (static_cast<int64_t>(batch.x0.size()) != n * per)
+    fail("training batch holds ", batch.x0.size(), " values; the artifact was compiled for ",
+         n * per, " (", n, " samples)");
+  Philox rng(config_.seed, static_cast<uint64_t>(step_));
+  std::map<std::string, HostTensor> feed;
+  std::vector<float> noise(n * per);
+  rng.fillNormal(noise.data(), n * per);
+
+  if (!entryInputShape(plan, "y").empty()) {
+    if (static_cast<int64_t>(batch.labels.size()) != n)
+      fail("training batch has ", batch.labels.size(), " labels for ", n, " samples");
+    std::vector<int32_t> y = batch.labels;
+    for (int32_t &label : y) {
+      if (label < 0 || label >= numClasses_)
+        fail("training label ", label, " is outside [0, ", numClasses_, ")");
+      if (rng.uniform() < config_.conditionDropout)
+        label = static_cast<int32_t>(numClasses_);
+    }
+    feed["y"] = HostTensor::ints({n}, y);
+  }
+  if (std::vector<int64_t> cs = entryInputShape(plan, "captions"); !cs.empty()) {
+    if (static_cast<int64_t>(batch.captions.size()) != numel(cs))
+      fail("training batch has ", batch.captions.size(), " caption values, expected ", numel(cs));
+    std::vector<float> c = batch.captions;
+    int64_t perCaption = numel(cs) / n;
+    for (int64_t i = 0; i < n; ++i)
+      if (rng.uniform() < config_.conditionDropout)
+        std::fill_n(c.begin() + i * perCaption, perCaption, 0.0f);
+    feed["captions"] = HostTensor::floats(cs, c);
+  }
+  if (std::vector<int64_t> ks = entryInputShape(plan, "keep"); !ks.empty()) {
+    int64_t tokens = (xShape_[2] / session_.module().modelInt("patch_size", 2)) *
+                     (xShape_[3] / session_.module().modelInt("patch_size", 2));
+    std::vector<int32_t> keep(numel(ks));
+    for (int64_t i = 0; i < n; ++i) {
+      // A uniformly random subset per sample (MicroDiT's argsort of noise).
+      std::vector<int32_t> perm(tokens);
+      std::iota(perm.begin(), perm.end(), 0);
+      for (int64_t j = tokens - 1; j > 0; --j)
+        std::swap(perm[j], perm[rng.nextU32() % (j + 1)]);
+      std::copy_n(perm.begin(), ks[1], keep.begin() + i * ks[1]);
+    }
+    feed["keep"] = HostTensor::ints(ks, keep);
+  }
+
+  std::vector<float> x(n * per), t(n);
+  if (objective_ == "ddpm") {
+    static const GaussianDiffusion diffusion(1000);
+    std::vector<int32_t> steps(n);
+    for (int64_t i = 0; i < n; ++i) {
+      steps[i] = static_cast<int32_t>(std::min<uint32_t>(rng.nextU32() % 1000, 999));
+      double a = diffusion.alphasCumprod()[steps[i]];
+      double sa = std::sqrt(a), sb = std::sqrt(1.0 - a);
+      for (int64_t j = 0; j < per; ++j)
+        x[i * per + j] = static_cast<float>(sa * batch.x0[i * per + j] + sb * noise[i * per + j]);
+      t[i] = static_cast<float>(steps[i]);
+    }
+    feed["timesteps"] = HostTensor::ints({n}, steps);
+    feed["x_start"] = HostTensor::floats(xShape_, batch.x0);
+    feed["noise"] = HostTensor::floats(xShape_, noise);
+  } else if (objective_ == "rf") {
+    for (int64_t i = 0; i < n; ++i) {
+      double u = 1.0 / (1.0 + std::exp(-rng.normal64())); // logit-normal(0, 1)
+      for (int64_t j = 0; j < per; ++j)
+        x[i * per + j] = static_cast<float>((1 - u) * batch.x0[i * per + j] + u * noise[i * per + j]);
+      t[i] = static_cast<float>(u);
+    }
+    feed["x_start"] = HostTensor::floats(xShape_, batch.x0);
+    feed["noise"] = HostTensor::floats(xShape_, noise);
+  } else {
+    double sd = 0.9;
+    std::vector<float> sigma(n), noisy(n * per);
+    for (int64_t i = 0; i < n; ++i) {
+      double s = std::exp(config_.edmPMean + config_.edmPStd * rng.normal64());
+      double cIn = 1.0 / std::sqrt(s * s + sd * sd);
+      for (int64_t j = 0; j < per; ++j) {
+        double xn = batch.x0[i * per + j] + s * noise[i * per + j];
+        noisy[i * per + j] = static_cast<float>(xn);
+        x[i * per + j] = static_cast<float>(cIn * xn);
+      }
+      sigma[i] = static_cast<float>(s);
+      t[i] = static_cast<float>(std::log(s) / 4);
+    }
+    feed["x_noisy"] = HostTensor::floats(xShape_, noisy);
+    feed["x_start"] = HostTensor::floats(xShape_, batch.x0);
+    feed["sigma"] = HostTensor::floats({n}, sigma);
+  }
+  feed["x"] = HostTensor::floats(xShape_, x);
+  feed["t"] = HostTensor::floats({n}, t);
+
+  std::vector<HostTensor> out = session_.run("train_step", feed);
+  double loss = 0;
+  for (float l : out[0].f32)
+    loss += l;
+  loss /= n;
+  if (!std::isfinite(loss))
+    fail("step ", step_, ": the loss is not finite (", loss, ")");
+
+  double sq = 0;
+  for (size_t i = 1; i < out.size(); ++i)
+    for (float g : out[i].f32)
+      sq += static_cast<double>(g) * g;
+  lastGradNorm_ = std::sqrt(sq);
+  double clip = 1.0;
+  if (config_.gradClip > 0 && lastGradNorm_ > config_.gradClip)
+    clip = config_.gradClip / (lastGradNorm_ + 1e-6);
+
+  ++step_;
+  double b1 = config_.beta1, b2 = config_.beta2;
+  double c1 = 1 - std::pow(b1, static_cast<double>(step_)), c2 = 1 - std::pow(b2, static_cast<double>(step_));
+  for (size_t p = 0; p < names_.size(); ++p) {
+    std::vector<float> w = session_.getParameter(names_[p]);
+    const std::vector<float> &g = out[p + 1].f32;
+    std::vector<float> &m = m_[p], &v = v_[p];
+    for (size_t i = 0; i < w.size(); ++i) {
+      double gi = g[i] * clip;
+      m[i] = static_cast<float>(b1 * m[i] + (1 - b1) * gi);
+      v[i] = static_cast<float>(b2 * v[i] + (1 - b2) * gi * gi);
+      double update = (m[i] / c1) / (std::sqrt(v[i] / c2) + config_.eps);
+      w[i] = static_cast<float>(w[i] * (1 - config_.lr * config_.weightDecay) - config_.lr * update);
+    }
+    session_.setParameter(names_[p], w);
+    if (config_.emaDecay > 0)
+      for (size_t i = 0; i < w.size(); ++i)
+        ema_[p][i] = static_cast<float>(config_.emaDecay * ema_[p][i] + (1 - config_.emaDecay) * w[i]);
+  }
+  return loss;
+}
+
+void Trainer::saveCheckpoint(const std::string &path) const {
+  const Plan &plan = session_.module().plan();
+  SafetensorsWriter w;
+  for (size_t p = 0; p < names_.size(); ++p) {
+    const std::vector<int64_t> &shape = plan.values[plan.params[p].value].shape;
+    std::vector<float> weights = session_.getParameter(names_[p]);
+    w.addF32("param/" + names_[p], shape, weights.data());
+    w.addF32("adam_m/" + names_[p], shape, m_[p].data());
+    w.addF32("adam_v/" + names_[p], shape, v_[p].data());
+    if (!ema_.empty())
+      w.addF32("ema/" + names_[p], shape, ema_[p].data());
+  }
+  w.setMetadata("diffc_checkpoint", "1");
+  w.setMetadata("step", std::to_string(step_));
+  w.setMetadata("seed", std::to_string(config_.seed));
+  w.setMetadata("model", session_.module().modelString("name", ""));
+  w.write(path);
+}
+
+void Trainer::loadCheckpoint(const std::string &path) {
+  const Plan &plan = session_.module().plan();
+  SafetensorsFile f = SafetensorsFile::open(path);
+  std::map<std::string, std::string> meta = f.metadata();
+  if (!meta.count("diffc_checkpoint") || !meta.count("step"))
+    fail(path, ": not a diffc training checkpoint (no diffc_checkpoint/step metadata)");
+  if (meta.count("seed") && meta["seed"] != std::to_string(config_.seed))
+    fail(path, ": written by a run with seed ", meta["seed"], ", this run uses seed ", config_.seed,
+         "; resume with the same --seed");
+  auto read = [&](const std::string &name, const std::vector<int64_t> &shape) {
+    if (!f.contains(name))
+      fail(path, ": missing tensor '", name, "'");
+    if (f.info(name).shape != shape)
+      fail(path, ": tensor '", name, "' has the wrong shape for ", session_.module().path());
+    return f.readF32(name);
+  };
+  for (size_t p = 0; p < names_.size(); ++p) {
+    const std::vector<int64_t> &shape = plan.values[plan.params[p].value].shape;
+    session_.setParameter(names_[p], read("param/" + names_[p], shape));
+    m_[p] = read("adam_m/" + names_[p], shape);
+    v_[p] = read("adam_v/" + names_[p], shape);
+    if (!ema_.empty())
+      ema_[p] = read("ema/" + names_[p], shape);
+  }
+  step_ = std::stoll(meta["step"]);
+}
+
+void Trainer::saveWeights(const std::string &path, bool ema) const {
+  if (!ema || ema_.empty()) {
+    session_.saveWeights(path);
+    return;
+  }
+  const Plan &plan = session_.module().plan();
+  SafetensorsWriter w;
+  for (size_t p = 0; p < names_.size(); ++p) {
+    const ValueDesc &v = plan.values[plan.params[p].value];
+    const std::string &name = names_[p];
+    size_t at = name.find("{e}");
+    if (at == std::string::npos) {
+      w.addF32(name, v.shape, ema_[p].data());
+      continue;
+    }
+    std::vector<int64_t> slice(v.shape.begin() + 1, v.shape.end());
+    int64_t per = v.numel() / v.shape[0];
+    for (int64_t e = 0; e < v.shape[0]; ++e)
+      w.addF32(name.substr(0, at) + std::to_string(e) + name.substr(at + 3), slice,
+               ema_[p].data() + e * per);
+  }
+  w.write(path);
+}
+
+} // namespace diffrt
