@@ -30,8 +30,33 @@ compile dig-s-2_1024px_b4 dig-s/2 --batch 4 --latent-size 128
 compile dit-s-2_2048px_b1 dit-s/2 --batch 1 --latent-size 256
 compile dig-s-2_2048px_b1 dig-s/2 --batch 1 --latent-size 256
 
+# Tiny models of every family for the GPU-against-CPU end-to-end tests
+# (runtime/tests/gpu/FamilyGpuTest.cpp reads them from $CARRY/family).
+mkdir -p "$CARRY/family"
+family() { # name, zoo name, import options...
+  local name="$1" zoo="$2"; shift 2
+  local m="$CARRY/family/$name.mlir"
+  "$DIFFC" import "$zoo" "$@" -o "$m"
+  "$DIFFC" compile "$m" -o "$CARRY/family/$name.cpu.dfx" 2>/dev/null
+  "$DIFFC" compile "$m" --target cuda --dtype f32 -o "$CARRY/family/$name.cuda32.dfx" 2>/dev/null
+  "$DIFFC" compile "$m" --target cuda --dtype f16 -o "$CARRY/family/$name.cuda16.dfx" 2>/dev/null
+  rm "$m"
+}
+family dit dit-s/2 --depth 2 --hidden 128 --heads 2 --latent-size 16 --num-classes 10 --batch 4
+family ditmoe dit-moe-s/2-8e2a --depth 2 --hidden 128 --heads 2 --latent-size 16 --num-classes 10 --experts 8 --batch 4
+family ditmoe_qk dit-moe-xl/2-8e2a --depth 2 --hidden 144 --heads 2 --latent-size 16 --num-classes 10 --experts 8 --batch 4
+family dig dig-s/2 --depth 4 --hidden 128 --heads 2 --latent-size 16 --num-classes 10 --batch 4
+family microdit microdit-tiny/2 --depth 4 --hidden 128 --head-dim 32 --mixer-depth 2 --mixer-hidden 96 --caption-channels 64 --caption-tokens 77 --latent-size 16 --experts 8 --batch 4
+family microdit_masked microdit-tiny/2 --depth 4 --hidden 128 --head-dim 32 --mixer-depth 2 --mixer-hidden 96 --caption-channels 64 --caption-tokens 77 --latent-size 16 --experts 8 --batch 4 --mask-ratio 0.75
+
+# One torch_baselines.py invocation per line: cases and variants.
 cat >"$CARRY/torch_cases.txt" <<'CASES'
---case dit-xl/2:sample --case dit-s/2:sample --case dit-b/2:sample --case dit-moe-s/2-8e2a:sample --case dit-moe-xl/2-8e2a:sample --case dig-s/2:sample --case attention:72:256 --case attention:64:256 --case attention:72:1024
+--case dit-xl/2:sample --variants eager,compile
+--case dit-moe-s/2-8e2a:sample --variants compile,grouped
+--case dig-s/2:sample --variants compile
+--case dit-moe-xl/2-8e2a:sample --variants grouped
+--case dit-s/2:sample --case dit-b/2:sample --variants compile
+--case attention:72:256 --case attention:64:256 --case attention:72:1024
 CASES
 # diffc label, PyTorch case, PyTorch variant, target ratio (diffc / PyTorch), what
 cat >"$CARRY/pairs.txt" <<'PAIRS'

@@ -6,6 +6,8 @@
 #
 # Usage (from the repository root on the GPU machine):
 #   bench/run_gpu.sh [OUT_DIR]
+# STAGES (default "build tests bench torch") selects what runs, so the work
+# can be split over device calls; ratios need bench and torch in one call.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${1:-${OUT:-$ROOT/build-runtime/bench}}"
@@ -13,15 +15,25 @@ CARRY="$ROOT/.carry/bench"
 mkdir -p "$OUT"
 cd "$ROOT"
 
+STAGES="${STAGES:-build tests bench torch}"
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+
+if has build; then
 echo "== build (runtime + CUDA kernels, sm_90a)"
 cmake --preset runtime -DDIFFC_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a >"$OUT/configure.log" 2>&1 ||
   { tail -30 "$OUT/configure.log"; exit 1; }
 cmake --build build-runtime -j 16 --target diffrt-cli diffrt-gpu-tests >"$OUT/build.log" 2>&1 ||
   { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
+fi
 
+if has tests; then
 echo "== GPU tests (each CUDA kernel against the CPU backend)"
-./build-runtime/bin/diffrt-gpu-tests --gtest_brief=1 2>&1 | tee "$OUT/gpu-tests.log" | tail -25
+DIFFRT_FAMILY_ARTIFACTS="$CARRY/family" ./build-runtime/bin/diffrt-gpu-tests --gtest_brief=1 \
+  >"$OUT/gpu-tests.log" 2>&1
+grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED|relative L2|Failure|TFLOP" "$OUT/gpu-tests.log" | tail -60
+fi
 
+if has bench; then
 echo "== diffc"
 rm -f "$OUT/diffc.json"
 for dfx in "$CARRY"/*.dfx; do
@@ -29,9 +41,23 @@ for dfx in "$CARRY"/*.dfx; do
   ./build-runtime/bin/diffrt bench "$dfx" --device cuda --iterations 20 --warmup 5 \
     --label "$label" --json "$OUT/diffc.json" 2>&1 | tee -a "$OUT/diffc.log"
 done
+fi
 
+if has torch; then
 echo "== PyTorch baselines (same GPU, same call)"
-rm -f "$OUT/torch.json"
-python3 "$CARRY/torch_baselines.py" --json "$OUT/torch.json" $(cat "$CARRY/torch_cases.txt") \
-  >"$OUT/torch.log" 2>&1 || tail -20 "$OUT/torch.log"
+rm -f "$OUT/torch.json" "$OUT/torch.log"
+i=0
+while read -r cases; do
+  i=$((i + 1))
+  timeout "${TORCH_TIMEOUT:-240}" python3 "$CARRY/torch_baselines.py" --json "$OUT/torch.$i.json" $cases \
+    >>"$OUT/torch.log" 2>&1 || echo "torch baselines line $i failed or timed out: $cases"
+done <"$CARRY/torch_cases.txt"
+python3 - "$OUT" <<'PY'
+import glob, json, sys
+rows = []
+for f in sorted(glob.glob(sys.argv[1] + "/torch.*.json")):
+    rows += json.load(open(f))
+json.dump(rows, open(sys.argv[1] + "/torch.json", "w"), indent=1)
+PY
 python3 "$ROOT/bench/ratios.py" "$OUT/diffc.json" "$OUT/torch.json" "$CARRY/pairs.txt" | tee "$OUT/ratios.txt"
+fi

@@ -415,8 +415,11 @@ Plan parseArtifact(const std::vector<uint8_t> &bytes, const std::string &what) {
       kw += " (" + kd.op + ")";
       for (int64_t id : r.ints(kernels[k], "operands", kw))
         kd.operands.push_back(checkId(id, kw + " operand", true));
+      // A backward kernel has one result per forward operand, -1 where no
+      // gradient is wanted.
+      bool backward = kd.op.rfind("vjp:", 0) == 0;
       for (int64_t id : r.ints(kernels[k], "results", kw))
-        kd.results.push_back(checkId(id, kw + " result", false));
+        kd.results.push_back(checkId(id, kw + " result", backward));
       const json &attrs = r.field(kernels[k], "attrs", kw);
       if (!attrs.is_object())
         fail(what, ": ", kw, ": attrs must be an object");
@@ -438,8 +441,8 @@ Plan parseArtifact(const std::vector<uint8_t> &bytes, const std::string &what) {
     }
     plan.entries.push_back(std::move(e));
   }
-  if (!plan.entry("forward"))
-    fail(what, ": the plan has no 'forward' entry");
+  if (!plan.entry("forward") && !plan.entry("train_step"))
+    fail(what, ": the plan has neither a 'forward' nor a 'train_step' entry");
   plan.deviceCode.assign(bytes.begin() + blobOffset, bytes.end());
   return plan;
 }

@@ -111,7 +111,7 @@ public:
     regions[1] = allocate(plan.constantsBytes, "constants");
     regions[2] = allocate(plan.arenaBytes, "arena");
     workspace = allocate(workspaceBytes, "kernel workspace");
-    errorFlag = static_cast<int32_t *>(allocate(sizeof(int32_t), "error flag"));
+    errorFlag = reinterpret_cast<int32_t *>(allocate(sizeof(int32_t), "error flag"));
     cu::check(cudaMemset(errorFlag, 0, sizeof(int32_t)), "cudaMemset(error flag)");
     cu::check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   }

@@ -127,3 +127,148 @@ void finishRows(const float *y, int64_t ldy, const float *bias, Act act,
 } // namespace diffrt::cpu::detail
 
 #endif // DIFFRT_CPU_INTERNAL_H
+
+//===----------------------------------------------------------------------===//
+// Helpers of the backward kernels (CpuGradKernels.h, runtime/cpu/Grad*.cpp).
+// Kept in a block of their own, with their own guard, so that the forward
+// kernels' part above stays untouched.
+//===----------------------------------------------------------------------===//
+
+#ifndef DIFFRT_CPU_INTERNAL_GRAD_H
+#define DIFFRT_CPU_INTERNAL_GRAD_H
+
+#include <algorithm>
+#include <vector>
+
+namespace diffrt::cpu::detail {
+
+/// d act(x) / dx for the activations of Act, consistent with the forward's
+/// formulas (geluTanh in its sigmoid form).
+__attribute__((always_inline)) inline float actDerivative(float x, Act act) {
+  switch (act) {
+  case Act::None:
+    return 1.0f;
+  case Act::Gelu: {
+    // 0.5·(1 + erf(x/√2)) + x·φ(x), with the erfc form of the forward.
+    constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+    return 0.5f * std::erfc(x * -0.70710678118654752f) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+  }
+  case Act::GeluTanh: {
+    // x·σ(2u): σ(2u) + x·σ(2u)·(1 − σ(2u))·2u'.
+    constexpr float kSqrt2OverPi = 0.79788456080286536f;
+    float u = kSqrt2OverPi * (x + 0.044715f * x * x * x);
+    float s = 1.0f / (1.0f + fastExp(-2.0f * u));
+    float du = kSqrt2OverPi * (1.0f + 3.0f * 0.044715f * x * x);
+    return s + x * s * (1.0f - s) * 2.0f * du;
+  }
+  case Act::Silu: {
+    float s = sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+  }
+  }
+  return 1.0f;
+}
+
+/// dst (cols x rows, leading dimension ldDst) = srcᵀ for src (rows x cols,
+/// leading dimension ldSrc); threaded, in cache-sized tiles.
+void transpose(const float *src, int64_t rows, int64_t cols, int64_t ldSrc, float *dst,
+               int64_t ldDst);
+
+/// c (m x n) = alpha · aᵀ · b + beta · c with a stored k x m and b stored
+/// k x n: the "sum over rows" product of every weight gradient. The
+/// backend's BLAS entry points are NT and NN only, so aᵀ is materialised in
+/// `buf` (bufLen floats; allocated here when null or shorter than m) a
+/// block of rows of a at a time, each block one sgemmNN accumulating into c.
+/// Calls BLAS from the calling thread. k == 0 leaves beta · c.
+void sgemmTN(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+             const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *buf,
+             int64_t bufLen);
+
+/// Sets a rows x cols view (leading dimension ld) to zero.
+void zeroMat(float *data, int64_t rows, int64_t cols, int64_t ld);
+
+/// Deterministic column sums by groups of rows: for every group g of
+/// rowsPerGroup consecutive rows (rows divisible by rowsPerGroup) and
+/// column j < cols, emit(g, j, Σ_{r in g} value(r, j)) with the sum in
+/// double. addRow(r, j0, j1, acc) adds value(r, j) to acc[j - j0] for j in
+/// [j0, j1). Rows are summed in fixed blocks of kSumRowBlock (partial sums
+/// kept per block and added in block order), so the result depends on the
+/// problem alone, never on the thread count or the scheduling.
+constexpr int64_t kSumRowBlock = 64;
+constexpr int64_t kSumColBlock = 256;
+template <typename AddRow, typename Emit>
+void groupColumnSums(int64_t rows, int64_t cols, int64_t rowsPerGroup, const AddRow &addRow,
+                     const Emit &emit) {
+  if (rows <= 0 || cols <= 0 || rowsPerGroup <= 0)
+    return;
+  int64_t groups = rows / rowsPerGroup;
+  int64_t rowBlocks = (rowsPerGroup + kSumRowBlock - 1) / kSumRowBlock;
+  int64_t colBlocks = (cols + kSumColBlock - 1) / kSumColBlock;
+  int64_t grain = std::max<int64_t>(1, kElementGrain / (std::min(rowsPerGroup, kSumRowBlock) *
+                                                        std::min(cols, kSumColBlock)));
+  if (rowBlocks == 1) {
+    parallelFor(groups * colBlocks, grain, [&](int64_t t0, int64_t t1) {
+      double acc[kSumColBlock];
+      for (int64_t task = t0; task < t1; ++task) {
+        int64_t g = task / colBlocks, j0 = (task % colBlocks) * kSumColBlock;
+        int64_t j1 = std::min(cols, j0 + kSumColBlock);
+        std::fill(acc, acc + (j1 - j0), 0.0);
+        for (int64_t r = g * rowsPerGroup; r < (g + 1) * rowsPerGroup; ++r)
+          addRow(r, j0, j1, acc);
+        for (int64_t j = j0; j < j1; ++j)
+          emit(g, j, acc[j - j0]);
+      }
+    });
+    return;
+  }
+  std::vector<double> partial(static_cast<size_t>(groups * rowBlocks * cols));
+  parallelFor(groups * rowBlocks * colBlocks, grain, [&](int64_t t0, int64_t t1) {
+    for (int64_t task = t0; task < t1; ++task) {
+      int64_t cb = task % colBlocks, gb = task / colBlocks;
+      int64_t g = gb / rowBlocks, blk = gb % rowBlocks;
+      int64_t j0 = cb * kSumColBlock, j1 = std::min(cols, j0 + kSumColBlock);
+      int64_t r0 = g * rowsPerGroup + blk * kSumRowBlock;
+      int64_t r1 = std::min((g + 1) * rowsPerGroup, r0 + kSumRowBlock);
+      double *acc = &partial[static_cast<size_t>(gb * cols + j0)];
+      std::fill(acc, acc + (j1 - j0), 0.0);
+      for (int64_t r = r0; r < r1; ++r)
+        addRow(r, j0, j1, acc);
+    }
+  });
+  parallelFor(groups * cols, kElementGrain / 4, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      int64_t g = i / cols, j = i % cols;
+      double total = 0.0;
+      for (int64_t blk = 0; blk < rowBlocks; ++blk)
+        total += partial[static_cast<size_t>((g * rowBlocks + blk) * cols + j)];
+      emit(g, j, total);
+    }
+  });
+}
+
+/// Emitter of groupColumnSums that stores the sums as floats in a view
+/// (row g, column j).
+struct StoreSums {
+  Mat out;
+  void operator()(int64_t g, int64_t j, double v) const {
+    out.row(g)[j] = static_cast<float>(v);
+  }
+};
+
+/// The SwiGLU hidden state of n rows of x (leading dimension x.ld) for the
+/// backward pass: g = x·gateᵀ, u = x·upᵀ (n x f each, contiguous) and
+/// h = silu(g) ⊙ u. gate and up are f x x.cols views.
+void swigluHidden(ConstMat x, ConstMat gate, ConstMat up, float *g, float *u, float *h);
+
+/// The rest of a SwiGLU backward given swigluHidden's g, u, h and the
+/// gradient dy (n x N) of y = h·downᵀ (down: N x f): writes dDown = dyᵀ·h,
+/// then, with g and u overwritten by dg and du, dGate = dgᵀ·x,
+/// dUp = duᵀ·x and dX (= dg·gate + du·up, added to dX when accumulate).
+/// Gradients with null data are skipped. `work` holds n·f floats.
+void swigluBackwardFromHidden(ConstMat x, ConstMat gate, ConstMat up, ConstMat down, ConstMat dy,
+                              float *g, float *u, const float *h, float *work, Mat dX,
+                              bool accumulate, Mat dGate, Mat dUp, Mat dDown);
+
+} // namespace diffrt::cpu::detail
+
+#endif // DIFFRT_CPU_INTERNAL_GRAD_H

@@ -197,7 +197,7 @@ TEST(Artifact, RepeatedParameterName) {
 TEST(Artifact, NeedsAForwardEntry) {
   Plan p = linearPlan();
   p.entries[0].name = "backward";
-  EXPECT_NE(errorOf(p).find("the plan has no 'forward' entry"), std::string::npos);
+  EXPECT_NE(errorOf(p).find("the plan has neither a 'forward' nor a 'train_step' entry"), std::string::npos);
 }
 
 TEST(Artifact, UnknownTarget) {

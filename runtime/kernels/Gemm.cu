@@ -1,0 +1,476 @@
+//===- Gemm.cu - dense layers through cuBLASLt with fused epilogues -------===//
+//
+// Gemm::run computes out = act(a · wᵀ + bias), then the optional gated
+// residual out = residual + gate[r / rowsPerGate] ⊙ y, for row-major views
+// with leading dimensions. cuBLASLt is column-major, so the product is
+// issued as outᵀ (N x M) = w (N x K) · aᵀ (K x M): a row-major matrix with
+// leading dimension ld *is* its transpose in column-major with the same ld,
+// which lets column slices of wider buffers (q inside a packed qkv, one of
+// the six adaLN vectors) go in without copies. Bias and (for f16/bf16) the
+// tanh GELU run in cuBLASLt's epilogue; exact GELU, SiLU and the gated
+// residual run in one element-wise pass of our own after the product, which
+// with a residual reads the product from a workspace copy (the residual may
+// be out itself). Matmul descriptors,
+// layouts and the heuristic's algorithm are cached per shape, leading
+// dimensions, alignment, dtype and epilogue, so a steady-state call is one
+// cublasLtMatmul (plus at most one pass) with no host synchronisation.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Common.cuh"
+
+#include <cublasLt.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <unordered_map>
+
+namespace diffrt::cuda {
+
+namespace {
+
+/// cuBLASLt's recommended workspace for Hopper: the stream-K and split-K
+/// kernels of large products need it, and it is small next to activations.
+constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;
+/// Alignment of every buffer carved out of a caller's workspace (cuBLASLt's
+/// default assumption for its operands and workspace).
+constexpr size_t kCarveAlign = 256;
+
+size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+void checkView(const char *name, DConstMat m, int64_t rows, int64_t cols) {
+  if (m.rows != rows || m.cols != cols)
+    fail("Gemm: ", name, " is ", m.rows, " x ", m.cols, ", expected ", rows, " x ", cols);
+  if (m.ld < cols || m.ld < 1)
+    fail("Gemm: ", name, " has leading dimension ", m.ld, " < ", cols, " columns");
+  if (m.data == nullptr && rows > 0 && cols > 0)
+    fail("Gemm: ", name, " is null");
+}
+
+/// Whether the byte ranges spanned by two views intersect.
+bool overlaps(DConstMat a, DConstMat b, size_t elem) {
+  if (a.data == nullptr || b.data == nullptr || a.rows == 0 || b.rows == 0 || a.cols == 0 ||
+      b.cols == 0)
+    return false;
+  auto begin = [](DConstMat v) { return reinterpret_cast<uintptr_t>(v.data); };
+  auto end = [elem](DConstMat v) {
+    return reinterpret_cast<uintptr_t>(v.data) + ((v.rows - 1) * v.ld + v.cols) * elem;
+  };
+  return begin(a) < end(b) && begin(b) < end(a);
+}
+
+/// Largest power of two (capped at 256) dividing both the address and the
+/// row pitch in bytes: what cuBLASLt may assume about an operand.
+uint32_t alignmentOf(const void *p, int64_t ld, size_t elem) {
+  uintptr_t bits = reinterpret_cast<uintptr_t>(p) | static_cast<uintptr_t>(ld * elem) | 256u;
+  return static_cast<uint32_t>(bits & (~bits + 1));
+}
+
+cudaDataType_t cudaTypeOf(DType dtype) {
+  switch (dtype) {
+  case DType::F16: return CUDA_R_16F;
+  case DType::BF16: return CUDA_R_16BF;
+  case DType::F32: return CUDA_R_32F;
+  default: fail("Gemm: unsupported element type ", dtypeName(dtype));
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// The element-wise epilogue pass
+//===----------------------------------------------------------------------===//
+
+/// out[r][c] = f(y[r][c] + bias[c]) with f = act, then, with a residual,
+/// out = residual + gate[r / rowsPerGate] ⊙ that. y may be null (an empty
+/// reduction: y = 0), and may alias out, as may residual: every element is
+/// read by the thread that writes it, before it writes it.
+template <typename T> struct PassArgs {
+  const T *y;
+  int64_t ldy;
+  const T *bias;
+  int act;
+  const T *residual;
+  int64_t ldr;
+  const T *gate;
+  int64_t ldg, rowsPerGate;
+  T *out;
+  int64_t ldo, rows, cols;
+};
+
+/// Threads along x cover the vectors of a row, threads along y rows; blocks
+/// along y loop over row groups, so any number of rows fits the grid.
+template <typename T, int V> __global__ void epiloguePass(PassArgs<T> p) {
+  int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (c >= p.cols)
+    return;
+  for (int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r < p.rows;
+       r += static_cast<int64_t>(gridDim.y) * blockDim.y) {
+    float v[V];
+    if constexpr (V > 1) {
+      if (p.y != nullptr)
+        loadVec<T>(p.y + r * p.ldy + c, v);
+      else
+        for (int i = 0; i < V; ++i)
+          v[i] = 0.0f;
+      if (p.bias != nullptr) {
+        float b[V];
+        loadVec<T>(p.bias + c, b);
+        for (int i = 0; i < V; ++i)
+          v[i] += b[i];
+      }
+    } else {
+      v[0] = p.y != nullptr ? toF<T>(p.y[r * p.ldy + c]) : 0.0f;
+      if (p.bias != nullptr)
+        v[0] += toF<T>(p.bias[c]);
+    }
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      v[i] = applyActPrecise(v[i], p.act);
+    if (p.residual != nullptr) {
+      const T *res = p.residual + r * p.ldr + c;
+      const T *gate = p.gate + (r / p.rowsPerGate) * p.ldg + c;
+      if constexpr (V > 1) {
+        float rv[V], gv[V];
+        loadVec<T>(res, rv);
+        loadVec<T>(gate, gv);
+        for (int i = 0; i < V; ++i)
+          v[i] = rv[i] + gv[i] * v[i];
+      } else {
+        v[0] = toF<T>(*res) + toF<T>(*gate) * v[0];
+      }
+    }
+    if constexpr (V > 1)
+      storeVec<T>(p.out + r * p.ldo + c, v);
+    else
+      p.out[r * p.ldo + c] = fromF<T>(v[0]);
+  }
+}
+
+template <typename T> void launchPass(cudaStream_t stream, const PassArgs<T> &p) {
+  constexpr int kV = kVec<T>;
+  size_t elem = sizeof(T);
+  bool vec = p.cols % kV == 0 && vectorizable(p.y, p.ldy, p.cols, elem) &&
+             vectorizable(p.out, p.ldo, p.cols, elem) &&
+             (p.bias == nullptr || aligned16(p.bias)) &&
+             vectorizable(p.residual, p.ldr, p.cols, elem) &&
+             vectorizable(p.gate, p.ldg, p.cols, elem);
+  int width = vec ? kV : 1;
+  int64_t perRow = (p.cols + width - 1) / width;
+  // 256 threads: as many along x as a row has vectors (a warp at least), the
+  // rest along rows; enough row blocks to fill the device a few times over.
+  int tx = perRow >= 256 ? 256 : static_cast<int>((perRow + 31) / 32 * 32);
+  int ty = 256 / tx;
+  unsigned gx = static_cast<unsigned>((perRow + tx - 1) / tx);
+  int64_t rowBlocks = (p.rows + ty - 1) / ty;
+  int64_t cap = static_cast<int64_t>(multiprocessorCount()) * 16 / gx + 1;
+  unsigned gy = static_cast<unsigned>(std::min<int64_t>({rowBlocks, cap, 65535}));
+  dim3 block(tx, ty), grid(gx, gy);
+  if (vec)
+    epiloguePass<T, kV><<<grid, block, 0, stream>>>(p);
+  else
+    epiloguePass<T, 1><<<grid, block, 0, stream>>>(p);
+  checkLaunch("gemm epilogue");
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Gemm::Impl: the cuBLASLt handle and the plan cache
+//===----------------------------------------------------------------------===//
+
+struct Gemm::Impl {
+  /// Everything the heuristic's choice depends on.
+  struct Key {
+    int64_t m, n, k, lda, ldw, ldy;
+    DType dtype;
+    uint32_t epilogue;
+    uint32_t alignA, alignW, alignY, alignBias;
+    uint64_t workspace;
+    bool operator==(const Key &o) const {
+      return m == o.m && n == o.n && k == o.k && lda == o.lda && ldw == o.ldw && ldy == o.ldy &&
+             dtype == o.dtype && epilogue == o.epilogue && alignA == o.alignA &&
+             alignW == o.alignW && alignY == o.alignY && alignBias == o.alignBias &&
+             workspace == o.workspace;
+    }
+  };
+  struct KeyHash {
+    size_t operator()(const Key &k) const {
+      uint64_t h = 1469598103934665603ull;
+      auto mix = [&h](uint64_t v) {
+        h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+      };
+      for (int64_t v : {k.m, k.n, k.k, k.lda, k.ldw, k.ldy})
+        mix(static_cast<uint64_t>(v));
+      mix(static_cast<uint64_t>(k.dtype));
+      mix(k.epilogue);
+      mix((uint64_t(k.alignA) << 32) | k.alignW);
+      mix((uint64_t(k.alignY) << 32) | k.alignBias);
+      mix(k.workspace);
+      return static_cast<size_t>(h);
+    }
+  };
+  /// A cached product: descriptors, layouts and the chosen algorithm. Owns
+  /// its cuBLASLt objects.
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t layoutW = nullptr, layoutA = nullptr, layoutY = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    size_t workspace = 0;
+    Plan() = default;
+    Plan(const Plan &) = delete;
+    Plan &operator=(const Plan &) = delete;
+    ~Plan() {
+      if (layoutY)
+        cublasLtMatrixLayoutDestroy(layoutY);
+      if (layoutA)
+        cublasLtMatrixLayoutDestroy(layoutA);
+      if (layoutW)
+        cublasLtMatrixLayoutDestroy(layoutW);
+      if (desc)
+        cublasLtMatmulDescDestroy(desc);
+    }
+  };
+
+  cublasLtHandle_t handle = nullptr;
+  /// Guards the cache and the per-call bias pointer of a shared descriptor.
+  std::mutex mutex;
+  std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
+
+  [[noreturn]] static void ltFail(cublasStatus_t status, const char *call, const Key &key) {
+    fail("Gemm: ", call, " failed for M x N x K = ", key.m, " x ", key.n, " x ", key.k, " (",
+         dtypeName(key.dtype), ", lda ", key.lda, ", ldw ", key.ldw, ", ldout ", key.ldy,
+         ", epilogue ", key.epilogue, "): ", cublasLtGetStatusName(status), " - ",
+         cublasLtGetStatusString(status));
+  }
+  static void ltCheck(cublasStatus_t status, const char *call, const Key &key) {
+    if (status != CUBLAS_STATUS_SUCCESS)
+      ltFail(status, call, key);
+  }
+
+  template <typename V>
+  static void setDesc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr,
+                      const V &value, const Key &key) {
+    ltCheck(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(V)),
+            "cublasLtMatmulDescSetAttribute", key);
+  }
+
+  Plan &plan(const Key &key, const void *bias) {
+    auto found = plans.find(key);
+    if (found != plans.end())
+      return *found->second;
+
+    auto p = std::make_unique<Plan>();
+    cudaDataType_t type = cudaTypeOf(key.dtype);
+    // f32 accumulation for every dtype; for f32 operands this is the exact
+    // (non-TF32) mode, so f32 products match the CPU reference to 1e-5.
+    ltCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+            "cublasLtMatmulDescCreate", key);
+    // outᵀ = w · aᵀ: the row-major w (N x K) is a column-major K x N matrix,
+    // hence transposed; the row-major a (M x K) is column-major aᵀ (K x M).
+    setDesc(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(CUBLAS_OP_T), key);
+    setDesc(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(CUBLAS_OP_N), key);
+    setDesc(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, key.epilogue, key);
+    if (key.epilogue & CUBLASLT_EPILOGUE_BIAS) {
+      // The heuristic reads the bias pointer's alignment; run() resets the
+      // pointer on every call to one of the same alignment class.
+      setDesc(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, key);
+      setDesc(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(type), key);
+    }
+    ltCheck(cublasLtMatrixLayoutCreate(&p->layoutW, type, static_cast<uint64_t>(key.k),
+                                       static_cast<uint64_t>(key.n), key.ldw),
+            "cublasLtMatrixLayoutCreate(w)", key);
+    ltCheck(cublasLtMatrixLayoutCreate(&p->layoutA, type, static_cast<uint64_t>(key.k),
+                                       static_cast<uint64_t>(key.m), key.lda),
+            "cublasLtMatrixLayoutCreate(a)", key);
+    ltCheck(cublasLtMatrixLayoutCreate(&p->layoutY, type, static_cast<uint64_t>(key.n),
+                                       static_cast<uint64_t>(key.m), key.ldy),
+            "cublasLtMatrixLayoutCreate(out)", key);
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    ltCheck(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", key);
+    std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
+                    cublasStatus_t (*)(cublasLtMatmulPreference_t)>
+        prefOwner(pref, cublasLtMatmulPreferenceDestroy);
+    auto setPref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto &value) {
+      ltCheck(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
+              "cublasLtMatmulPreferenceSetAttribute", key);
+    };
+    setPref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, key.workspace);
+    // cuBLAS's A is our w, its B our a, its C and D our y.
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.alignW);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.alignA);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.alignY);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.alignY);
+
+    constexpr int kCandidates = 4;
+    cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
+    int count = 0;
+    ltCheck(cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->layoutW, p->layoutA, p->layoutY,
+                                           p->layoutY, pref, kCandidates, results, &count),
+            "cublasLtMatmulAlgoGetHeuristic", key);
+    int chosen = -1;
+    for (int i = 0; i < count && chosen < 0; ++i)
+      if (results[i].state == CUBLAS_STATUS_SUCCESS)
+        chosen = i;
+    if (chosen < 0)
+      ltFail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulAlgoGetHeuristic (no algorithm)", key);
+    p->algo = results[chosen].algo;
+    p->workspace = results[chosen].workspaceSize;
+    Plan &ref = *p;
+    plans.emplace(key, std::move(p));
+    return ref;
+  }
+};
+
+Gemm::Gemm() : impl(new Impl) {
+  cublasStatus_t status = cublasLtCreate(&impl->handle);
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    delete impl;
+    fail("Gemm: cublasLtCreate failed: ", cublasLtGetStatusName(status), " - ",
+         cublasLtGetStatusString(status));
+  }
+}
+
+Gemm::~Gemm() {
+  impl->plans.clear();
+  if (impl->handle)
+    cublasLtDestroy(impl->handle);
+  delete impl;
+}
+
+size_t Gemm::workspaceBytes(int64_t m, int64_t n, int64_t k, bool epilogue, DType dtype) {
+  (void)k;
+  size_t bytes = kCarveAlign + kLtWorkspaceBytes; // slack to align the caller's pointer
+  if (epilogue)
+    bytes += alignUp(static_cast<size_t>(m) * static_cast<size_t>(n) * dtypeSize(dtype),
+                     kCarveAlign);
+  return bytes;
+}
+
+void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void *bias, Act act,
+               const GatedResidual *epilogue, DMat out, Workspace ws) {
+  if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
+    fail("Gemm: unsupported element type ", dtypeName(dtype));
+  switch (act) {
+  case Act::None:
+  case Act::Gelu:
+  case Act::GeluTanh:
+  case Act::Silu: break;
+  default: fail("Gemm: unknown activation ", static_cast<int32_t>(act));
+  }
+  const int64_t m = a.rows, k = a.cols, n = w.rows;
+  const size_t elem = dtypeSize(dtype);
+  checkView("a", a, m, k);
+  checkView("w", w, n, k);
+  checkView("out", out, m, n);
+  if (overlaps(out, a, elem) || overlaps(out, w, elem))
+    fail("Gemm: out overlaps an input of the product (", m, " x ", n, " x ", k, ")");
+  if (epilogue != nullptr) {
+    checkView("epilogue residual", epilogue->residual, m, n);
+    int64_t rpg = epilogue->rowsPerGate;
+    if (rpg < 1 || m % rpg != 0)
+      fail("Gemm: ", m, " rows are not a whole number of gate groups of ", rpg, " rows");
+    checkView("epilogue gate", epilogue->gate, m / rpg, n);
+    // The pass reads residual[r][c] just before writing out[r][c], so the
+    // residual may be out itself, but no other overlap is safe.
+    bool same = epilogue->residual.data == out.data && epilogue->residual.ld == out.ld;
+    if (!same && overlaps(epilogue->residual, out, elem))
+      fail("Gemm: the epilogue residual partially overlaps out");
+    if (overlaps(epilogue->gate, out, elem))
+      fail("Gemm: the epilogue gate overlaps out");
+  }
+  if (m == 0 || n == 0)
+    return;
+
+  // Carve the caller's workspace: [y when an epilogue follows][cuBLASLt].
+  char *base = static_cast<char *>(ws.data);
+  size_t avail = ws.data != nullptr ? ws.bytes : 0;
+  if (base != nullptr) {
+    size_t skew = alignUp(reinterpret_cast<uintptr_t>(base), kCarveAlign) -
+                  reinterpret_cast<uintptr_t>(base);
+    avail = avail > skew ? avail - skew : 0;
+    base += skew;
+  }
+  void *y = out.data;
+  int64_t ldy = out.ld;
+  if (epilogue != nullptr) {
+    size_t yBytes = alignUp(static_cast<size_t>(m * n) * elem, kCarveAlign);
+    if (avail < yBytes)
+      fail("Gemm: workspace of ", ws.bytes, " bytes is too small for ", m, " x ", n, " x ", k,
+           " with a gated residual: needs ", workspaceBytes(m, n, k, true, dtype), " bytes");
+    y = base;
+    ldy = n;
+    base += yBytes;
+    avail -= yBytes;
+  }
+  // cuBLASLt gets what is left, quantised so that callers passing slightly
+  // different sizes share cache entries; a smaller workspace only narrows
+  // the algorithms the heuristic may pick.
+  uint64_t ltBytes = 0;
+  for (uint64_t candidate : {uint64_t(kLtWorkspaceBytes), uint64_t(8) << 20, uint64_t(1) << 20})
+    if (ltBytes == 0 && avail >= candidate)
+      ltBytes = candidate;
+
+  // cuBLASLt's GELU epilogue is the tanh form; it serves the 16-bit types,
+  // whose output rounding dwarfs its approximation error. f32 keeps the
+  // exact expression of the pass so that f32 products match the CPU to 1e-5.
+  const bool ltGelu = act == Act::GeluTanh && dtype != DType::F32;
+  const bool passAct = act == Act::Gelu || act == Act::Silu || (act == Act::GeluTanh && !ltGelu);
+  cudaStream_t s = native(stream);
+
+  if (k > 0) {
+    uint32_t epi = ltGelu ? (bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
+                          : (bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT);
+    Impl::Key key{m,
+                  n,
+                  k,
+                  a.ld,
+                  w.ld,
+                  ldy,
+                  dtype,
+                  epi,
+                  alignmentOf(a.data, a.ld, elem),
+                  alignmentOf(w.data, w.ld, elem),
+                  alignmentOf(y, ldy, elem),
+                  bias ? alignmentOf(bias, 0, elem) : 0u,
+                  ltBytes};
+    const float alpha = 1.0f, beta = 0.0f;
+    void *ltWorkspace = ltBytes > 0 ? base : nullptr;
+    std::lock_guard<std::mutex> lock(impl->mutex);
+    Impl::Plan &plan = impl->plan(key, bias);
+    if (bias != nullptr)
+      Impl::setDesc(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, key);
+    Impl::ltCheck(cublasLtMatmul(impl->handle, plan.desc, &alpha, w.data, plan.layoutW, a.data,
+                                 plan.layoutA, &beta, y, plan.layoutY, y, plan.layoutY,
+                                 &plan.algo, ltWorkspace, plan.workspace, s),
+                  "cublasLtMatmul", key);
+    if (!passAct && epilogue == nullptr)
+      return;
+  }
+
+  // The pass: exact GELU / SiLU and the gated residual (and, for an empty
+  // reduction, the bias and every activation on y = 0).
+  dispatchFloat(dtype, "Gemm", [&](auto tag) {
+    using T = decltype(tag);
+    PassArgs<T> p{};
+    p.y = k > 0 ? static_cast<const T *>(y) : nullptr;
+    p.ldy = ldy;
+    p.bias = k > 0 ? nullptr : static_cast<const T *>(bias);
+    p.act = static_cast<int>(k > 0 ? (passAct ? act : Act::None) : act);
+    if (epilogue != nullptr) {
+      p.residual = static_cast<const T *>(epilogue->residual.data);
+      p.ldr = epilogue->residual.ld;
+      p.gate = static_cast<const T *>(epilogue->gate.data);
+      p.ldg = epilogue->gate.ld;
+      p.rowsPerGate = epilogue->rowsPerGate;
+    }
+    p.out = static_cast<T *>(out.data);
+    p.ldo = out.ld;
+    p.rows = m;
+    p.cols = n;
+    launchPass<T>(s, p);
+  });
+}
+
+} // namespace diffrt::cuda

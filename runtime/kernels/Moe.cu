@@ -1,0 +1,804 @@
+//===- Moe.cu - token-choice and expert-choice mixtures of experts --------===//
+//
+// Both routings of cpu::moeTokenChoice / cpu::moeExpertChoice with every
+// data-dependent size kept on the device: no host synchronisation, a fixed
+// sequence of launches whatever the routing, so the layer can be captured in
+// a CUDA graph.
+//
+// Token choice (DiT-MoE, spec 3.2):
+//   1. routerKernel: a warp per token computes the E logits against the
+//      router staged in shared memory as f32, the softmax in f32 and the
+//      top-k (ties to the lower expert index, NaN ranked lowest), optionally
+//      renormalises, and counts slots per expert (block-level counters in
+//      shared memory, then one global atomic per expert and block);
+//   2. permuteKernel: each block re-derives the exclusive scan of the
+//      counts (E <= 64 values), block 0 publishes the offsets and the int64
+//      routed counts, and every slot gets its row in expert order through
+//      warp-aggregated atomics (__match_any_sync: one atomic per expert and
+//      warp); the order inside an expert is arbitrary, which does not change
+//      any result because each row's product is computed independently;
+//   3. the grouped GEMM (GroupedGemm.cu) with the gate and up weights in one
+//      tile, the token gather fused into its A loads, storing
+//      h = silu(x·gateᵀ) ⊙ (x·upᵀ), then the grouped down projection;
+//   4. the shared expert, through cuda::swiglu on the unpermuted input;
+//   5. combineKernel: a warp per token sums its k weighted slots in slot
+//      order (no float atomics, so the output is bitwise reproducible), adds
+//      the shared expert and applies the gated residual.
+//
+// Expert choice (MicroDiT, spec 4.6): the same router kernel stores the
+// per-token probabilities; selectKernel, one block per (sample, expert),
+// sorts the sample's probabilities for that expert as 64-bit keys (ordered
+// float bits, then the complemented token index, so ties go to the lower
+// token index) with a shared-memory bitonic sort and keeps the first k;
+// every (expert) group then has exactly batch·k rows, so the grouped GEMM
+// runs with uniform groups (activation fused into the first product); the
+// combine sums, per token, the weighted outputs of the experts that picked
+// it in expert order.
+//
+// Intermediates (h, y, the shared expert's output) are stored in the
+// activation type; all accumulation, softmax and weighting is f32.
+//
+//===----------------------------------------------------------------------===//
+
+#include "GroupedGemm.cuh"
+
+namespace diffrt::cuda {
+
+using grouped::BLayout;
+using grouped::Epilogue;
+using grouped::GroupedGemmArgs;
+
+namespace {
+
+constexpr int kMaxExperts = 64;
+constexpr int kWarpsPerBlock = 8;
+constexpr int kThreads = kWarpsPerBlock * 32;
+/// Routers up to this size are staged in shared memory as f32; larger ones
+/// are converted once into the workspace and read through L1.
+constexpr size_t kRouterSmemBytes = 100 * 1024;
+
+bool routerInSmem(int64_t experts, int64_t d) {
+  return static_cast<size_t>(experts * d) * sizeof(float) <= kRouterSmemBytes;
+}
+
+//===----------------------------------------------------------------------===//
+// Router
+//===----------------------------------------------------------------------===//
+
+template <typename T> struct RouterParams {
+  const T *x;
+  int64_t ldx, rows, d;
+  const T *router;          // experts x d in the activation type
+  const float *routerF32;   // f32 copy in global memory, or null (shared memory)
+  int experts, topK;
+  bool normalize, vec;
+  int32_t *expertOf;        // token choice: rows x topK
+  float *weightOf;          // token choice: rows x topK
+  int32_t *counts;          // token choice: experts
+  float *probs;             // expert choice: rows x experts
+};
+
+__device__ __forceinline__ float rankKey(float p) { return isnan(p) ? -INFINITY : p; }
+
+template <typename T, int EMAX, bool kTokenChoice>
+__global__ void __launch_bounds__(kThreads, 1) routerKernel(RouterParams<T> p) {
+  extern __shared__ float4 routerSmem[];
+  __shared__ int blockCounts[EMAX];
+  const int tid = threadIdx.x, lane = tid & 31, E = p.experts;
+  const float *W = p.routerF32;
+  if (W == nullptr) {
+    float *w = reinterpret_cast<float *>(routerSmem);
+    for (int64_t i = tid; i < E * p.d; i += kThreads)
+      w[i] = toF<T>(p.router[i]);
+    W = w;
+  }
+  if (tid < EMAX)
+    blockCounts[tid] = 0;
+  __syncthreads();
+
+  constexpr int V = kVec<T>;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (tid >> 5); t < p.rows;
+       t += warps) {
+    const T *xr = p.x + t * p.ldx;
+    float acc[EMAX];
+#pragma unroll
+    for (int e = 0; e < EMAX; ++e)
+      acc[e] = 0.0f;
+    if (p.vec) {
+      for (int64_t c = static_cast<int64_t>(lane) * V; c < p.d; c += 32 * V) {
+        float xv[V];
+        loadN<V>(xr + c, xv);
+#pragma unroll
+        for (int e = 0; e < EMAX; ++e) {
+          if (e < E) {
+            const float4 *w4 = reinterpret_cast<const float4 *>(W + e * p.d + c);
+#pragma unroll
+            for (int q = 0; q < V / 4; ++q) {
+              const float4 wv = w4[q];
+              acc[e] += wv.x * xv[4 * q] + wv.y * xv[4 * q + 1] + wv.z * xv[4 * q + 2] +
+                        wv.w * xv[4 * q + 3];
+            }
+          }
+        }
+      }
+    } else {
+      for (int64_t c = lane; c < p.d; c += 32) {
+        const float xv = toF<T>(xr[c]);
+#pragma unroll
+        for (int e = 0; e < EMAX; ++e)
+          if (e < E)
+            acc[e] += W[e * p.d + c] * xv;
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < EMAX; ++e)
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1)
+        acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], o);
+
+    // Softmax as cpu::moe*: max subtracted, exponentials summed in expert
+    // order, multiplied by the reciprocal of the sum. Every lane holds the
+    // full logits; lane 0 writes.
+    float mx = acc[0];
+#pragma unroll
+    for (int e = 1; e < EMAX; ++e)
+      if (e < E)
+        mx = fmaxf(mx, acc[e]);
+    float total = 0.0f;
+#pragma unroll
+    for (int e = 0; e < EMAX; ++e)
+      if (e < E) {
+        acc[e] = expf(acc[e] - mx);
+        total += acc[e];
+      }
+    const float inv = 1.0f / total;
+#pragma unroll
+    for (int e = 0; e < EMAX; ++e)
+      acc[e] *= inv;
+
+    if constexpr (kTokenChoice) {
+      if (lane == 0) {
+        unsigned long long chosen = 0ull;
+        float picked = 0.0f;
+        for (int s = 0; s < p.topK; ++s) {
+          int best = -1;
+          float bestRank = 0.0f, bestP = 0.0f;
+#pragma unroll
+          for (int e = 0; e < EMAX; ++e) {
+            if (e < E && !((chosen >> e) & 1ull)) {
+              const float r = rankKey(acc[e]);
+              if (best < 0 || r > bestRank) {
+                best = e;
+                bestRank = r;
+                bestP = acc[e];
+              }
+            }
+          }
+          chosen |= 1ull << best;
+          p.expertOf[t * p.topK + s] = best;
+          p.weightOf[t * p.topK + s] = bestP;
+          picked += bestP;
+          atomicAdd(&blockCounts[best], 1);
+        }
+        if (p.normalize)
+          for (int s = 0; s < p.topK; ++s)
+            p.weightOf[t * p.topK + s] /= picked;
+      }
+    } else {
+      if (lane == 0) {
+#pragma unroll
+        for (int e = 0; e < EMAX; ++e)
+          if (e < E)
+            p.probs[t * E + e] = acc[e];
+      }
+    }
+  }
+
+  if constexpr (kTokenChoice) {
+    __syncthreads();
+    if (tid < E && blockCounts[tid] != 0)
+      atomicAdd(&p.counts[tid], blockCounts[tid]);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Token-choice permutation
+//===----------------------------------------------------------------------===//
+
+__global__ void __launch_bounds__(kThreads)
+    permuteKernel(const int32_t *expertOf, int64_t slots, int topK, int experts,
+                  const int32_t *counts, int32_t *fill, int32_t *offsets, int64_t *routedCounts,
+                  int32_t *slotRow, int32_t *rowToken) {
+  __shared__ int32_t off[kMaxExperts + 1];
+  if (threadIdx.x == 0) {
+    int32_t run = 0;
+    for (int e = 0; e < experts; ++e) {
+      off[e] = run;
+      run += counts[e];
+    }
+    off[experts] = run;
+  }
+  __syncthreads();
+  if (blockIdx.x == 0)
+    for (int e = threadIdx.x; e <= experts; e += blockDim.x) {
+      offsets[e] = off[e];
+      if (routedCounts != nullptr && e < experts)
+        routedCounts[e] = counts[e];
+    }
+
+  const int lane = threadIdx.x & 31;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  // Warp-uniform steps so that the whole warp takes part in the match.
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x + (threadIdx.x & ~31);
+       base < slots; base += stride) {
+    const int64_t s = base + lane;
+    const bool active = s < slots;
+    const unsigned mask = __ballot_sync(0xffffffffu, active);
+    if (!active)
+      continue;
+    const int e = expertOf[s];
+    const unsigned peers = __match_any_sync(mask, e);
+    const int leader = __ffs(peers) - 1;
+    const int rank = __popc(peers & ((1u << lane) - 1u));
+    int first = 0;
+    if (lane == leader)
+      first = atomicAdd(&fill[e], __popc(peers));
+    first = __shfl_sync(peers, first, leader);
+    const int32_t pos = off[e] + first + rank;
+    slotRow[s] = pos;
+    rowToken[pos] = static_cast<int32_t>(s / topK);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Expert-choice selection
+//===----------------------------------------------------------------------===//
+
+constexpr int kSelectThreads = 1024;
+
+/// Sort key: probability first (NaN ranked as -inf, like cpu::rankKey),
+/// then the complemented token index, so that a descending sort puts ties
+/// in ascending token order. Padding keys are 0, below every real key.
+__device__ __forceinline__ unsigned long long selectKey(float prob, int64_t token) {
+  const float r = rankKey(prob);
+  const unsigned bits = __float_as_uint(r);
+  const unsigned ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  return (static_cast<unsigned long long>(ordered) << 32) |
+         static_cast<unsigned>(0xFFFFFFFFu - static_cast<unsigned>(token));
+}
+
+__global__ void __launch_bounds__(kSelectThreads)
+    selectKernel(const float *probs, int64_t tokens, int experts, int64_t batch, int64_t k,
+                 int pow2, int32_t *rows, int32_t *slotMap) {
+  extern __shared__ unsigned long long keys[];
+  const int64_t b = blockIdx.x / experts;
+  const int e = static_cast<int>(blockIdx.x % experts);
+  const int tid = threadIdx.x;
+  for (int i = tid; i < pow2; i += kSelectThreads)
+    keys[i] = i < tokens ? selectKey(probs[(b * tokens + i) * experts + e], i) : 0ull;
+  __syncthreads();
+  // Bitonic sort, descending overall.
+  for (int size = 2; size <= pow2; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int i = tid; i < pow2; i += kSelectThreads) {
+        const int j = i ^ stride;
+        if (j > i) {
+          const unsigned long long a = keys[i], c = keys[j];
+          const bool descending = (i & size) == 0;
+          if (descending ? a < c : a > c) {
+            keys[i] = c;
+            keys[j] = a;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  const int64_t perExpert = batch * k;
+  for (int64_t j = tid; j < k; j += kSelectThreads) {
+    const int64_t token = 0xFFFFFFFFu - static_cast<unsigned>(keys[j] & 0xFFFFFFFFull);
+    const int64_t row = b * tokens + token;
+    const int64_t slot = e * perExpert + b * k + j;
+    rows[slot] = static_cast<int32_t>(row);
+    slotMap[row * experts + e] = static_cast<int32_t>(slot);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Combine
+//===----------------------------------------------------------------------===//
+
+template <typename T> struct CombineParams {
+  const T *y;        // slot outputs, ld = d
+  const T *shared;   // shared expert outputs (rows x d, ld = d) or null
+  const int32_t *slot;
+  const float *weight;
+  int perToken;      // entries of slot/weight per token; slot < 0: none
+  const T *residual;
+  int64_t ldRes;
+  const T *gate;
+  int64_t ldGate, rowsPerGate;
+  T *out;
+  int64_t ldo, rows, d;
+};
+
+/// A warp per token: acc = shared + Σ_j weight_j · y[slot_j] in j order,
+/// then out = residual + gate ⊙ acc (or acc). out may alias the residual
+/// or the input: it is written only here.
+template <typename T, int N>
+__global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams<T> p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+       t < p.rows; t += warps) {
+    for (int64_t c = static_cast<int64_t>(lane) * N; c < p.d; c += 32 * N) {
+      float acc[N];
+      if (p.shared != nullptr) {
+        loadN<N>(p.shared + t * p.d + c, acc);
+      } else {
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+          acc[e] = 0.0f;
+      }
+      for (int j = 0; j < p.perToken; ++j) {
+        const int32_t s = p.slot[t * p.perToken + j];
+        if (s < 0)
+          continue;
+        const float w = p.weight[t * p.perToken + j];
+        float yv[N];
+        loadN<N>(p.y + static_cast<int64_t>(s) * p.d + c, yv);
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+          acc[e] += w * yv[e];
+      }
+      if (p.residual != nullptr) {
+        float res[N], g[N];
+        loadN<N>(p.residual + t * p.ldRes + c, res);
+        loadN<N>(p.gate + (t / p.rowsPerGate) * p.ldGate + c, g);
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+          acc[e] = res[e] + g[e] * acc[e];
+      }
+      storeN<N>(p.out + t * p.ldo + c, acc);
+    }
+  }
+}
+
+template <typename T>
+void launchCombine(Stream stream, CombineParams<T> p, const GatedResidual *epi, DMat out) {
+  constexpr int V = kVec<T>;
+  const size_t es = sizeof(T);
+  bool vec = p.d % V == 0 && aligned16(p.y) && (p.shared == nullptr || aligned16(p.shared)) &&
+             vectorizable(out.data, out.ld, out.cols, es);
+  if (epi != nullptr) {
+    p.residual = static_cast<const T *>(epi->residual.data);
+    p.ldRes = epi->residual.ld;
+    p.gate = static_cast<const T *>(epi->gate.data);
+    p.ldGate = epi->gate.ld;
+    p.rowsPerGate = epi->rowsPerGate;
+    vec = vec && vectorizable(epi->residual.data, epi->residual.ld, out.cols, es) &&
+          vectorizable(epi->gate.data, epi->gate.ld, out.cols, es);
+  } else {
+    p.residual = nullptr;
+    p.gate = nullptr;
+    p.ldRes = p.ldGate = 0;
+    p.rowsPerGate = 1;
+  }
+  p.out = static_cast<T *>(out.data);
+  p.ldo = out.ld;
+  const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock, 8);
+  if (vec)
+    combineKernel<T, V><<<blocks, kThreads, 0, native(stream)>>>(p);
+  else
+    combineKernel<T, 1><<<blocks, kThreads, 0, native(stream)>>>(p);
+  checkLaunch("moe combine");
+}
+
+template <typename T, bool kTokenChoice>
+void launchRouter(Stream stream, RouterParams<T> p) {
+  const size_t smem = p.routerF32 == nullptr
+                          ? static_cast<size_t>(p.experts * p.d) * sizeof(float)
+                          : 0;
+  auto pick = [&](auto kernel) {
+    if (smem > 48 * 1024)
+      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smem)),
+            "moe router: shared memory limit");
+    const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock, 2);
+    kernel<<<blocks, kThreads, smem, native(stream)>>>(p);
+    checkLaunch("moe router");
+  };
+  if (p.experts <= 8)
+    pick(routerKernel<T, 8, kTokenChoice>);
+  else if (p.experts <= 16)
+    pick(routerKernel<T, 16, kTokenChoice>);
+  else if (p.experts <= 32)
+    pick(routerKernel<T, 32, kTokenChoice>);
+  else
+    pick(routerKernel<T, 64, kTokenChoice>);
+}
+
+//===----------------------------------------------------------------------===//
+// Workspace layouts (shared by the size queries and the launches)
+//===----------------------------------------------------------------------===//
+
+struct Carve {
+  size_t bytes = 0;
+  size_t take(size_t n) {
+    const size_t at = bytes;
+    bytes += (n + 255) / 256 * 256;
+    return at;
+  }
+};
+
+struct TokenLayout {
+  size_t counts, offsets, expertOf, weightOf, slotRow, rowToken, h, y, shared, swigluWs,
+      swigluBytes, routerF32, total;
+};
+
+TokenLayout tokenLayout(int64_t m, int64_t d, const TokenChoiceArgs &a, DType dtype) {
+  const size_t es = dtypeSize(dtype);
+  const int64_t e = a.experts, slots = m * a.topK, f = a.hidden;
+  Carve c;
+  TokenLayout l;
+  l.counts = c.take(2 * e * sizeof(int32_t)); // counts, then the fill cursors
+  l.offsets = c.take((e + 1) * sizeof(int32_t));
+  l.expertOf = c.take(slots * sizeof(int32_t));
+  l.weightOf = c.take(slots * sizeof(float));
+  l.slotRow = c.take(slots * sizeof(int32_t));
+  l.rowToken = c.take(slots * sizeof(int32_t));
+  l.h = c.take(slots * f * es);
+  l.y = c.take(slots * d * es);
+  l.swigluBytes = 0;
+  if (a.sharedGate != nullptr) {
+    l.shared = c.take(m * d * es);
+    l.swigluBytes = swigluWorkspaceBytes(m, a.sharedHidden, d, dtype);
+    l.swigluWs = c.take(l.swigluBytes);
+  } else {
+    l.shared = l.swigluWs = 0;
+  }
+  l.routerF32 = routerInSmem(e, d) ? 0 : c.take(e * d * sizeof(float));
+  l.total = c.bytes;
+  return l;
+}
+
+struct ExpertLayout {
+  size_t probs, rows, slotMap, h, y, routerF32, total;
+};
+
+ExpertLayout expertLayout(int64_t m, int64_t d, int64_t k, const ExpertChoiceArgs &a,
+                          DType dtype) {
+  const size_t es = dtypeSize(dtype);
+  const int64_t e = a.experts, f = a.hidden, batch = a.tokens > 0 ? m / a.tokens : 0;
+  const int64_t selected = e * batch * k;
+  Carve c;
+  ExpertLayout l;
+  l.probs = c.take(m * e * sizeof(float));
+  l.rows = c.take(selected * sizeof(int32_t));
+  l.slotMap = c.take(m * e * sizeof(int32_t));
+  l.h = c.take(selected * f * es);
+  l.y = c.take(selected * d * es);
+  l.routerF32 = routerInSmem(e, d) ? 0 : c.take(e * d * sizeof(float));
+  l.total = c.bytes;
+  return l;
+}
+
+/// k = int(capacity · tokens / experts) as the reference's Python computes
+/// it; 0 when it is outside [1, tokens].
+int64_t expertCapacity(const ExpertChoiceArgs &a) {
+  if (a.experts <= 0 || a.tokens <= 0)
+    return 0;
+  const double per = a.capacity * static_cast<double>(a.tokens) / static_cast<double>(a.experts);
+  if (!(per >= 1.0) || per >= static_cast<double>(a.tokens) + 1.0)
+    return 0;
+  return static_cast<int64_t>(per);
+}
+
+void checkWorkspace(const char *kernel, const Workspace &ws, size_t need) {
+  if (need > 0 && (ws.data == nullptr || ws.bytes < need))
+    fail(kernel, ": workspace of ", ws.bytes, " bytes is too small, ", need, " bytes needed");
+  if (need > 0 && !aligned16(ws.data))
+    fail(kernel, ": workspace is not 16-byte aligned");
+}
+
+template <typename U> U *at(const Workspace &ws, size_t offset) {
+  return reinterpret_cast<U *>(static_cast<uint8_t *>(ws.data) + offset);
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Token choice
+//===----------------------------------------------------------------------===//
+
+size_t moeTokenChoiceWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args,
+                                    DType dtype) {
+  if (tokens <= 0 || d <= 0 || args.experts <= 0 || args.topK <= 0 || args.hidden <= 0)
+    return 0;
+  return tokenLayout(tokens, d, args, dtype).total;
+}
+
+void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
+                    const TokenChoiceArgs &args, DMat out, Workspace ws) {
+  const char *kernel = "moeTokenChoice";
+  const int64_t m = x.rows, d = x.cols, e = args.experts, f = args.hidden, topK = args.topK;
+  checkDView(kernel, "x", x, m, d);
+  checkDView(kernel, "out", out, m, d);
+  checkDPositive(kernel, "experts", e);
+  checkDPositive(kernel, "hidden", f);
+  if (e > kMaxExperts)
+    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
+  if (topK < 1 || topK > e)
+    fail(kernel, ": topK ", topK, " is outside [1, ", e, "]");
+  if (args.router == nullptr || args.gate == nullptr || args.up == nullptr ||
+      args.down == nullptr)
+    fail(kernel, ": null router or expert weights");
+  const bool shared = args.sharedGate != nullptr;
+  if (shared) {
+    if (args.sharedUp == nullptr || args.sharedDown == nullptr)
+      fail(kernel, ": sharedGate is set but sharedUp or sharedDown is null");
+    checkDPositive(kernel, "sharedHidden", args.sharedHidden);
+  }
+  checkDEpilogue(kernel, args.epilogue, m, d);
+  if (m * topK > INT32_MAX)
+    fail(kernel, ": ", m, " tokens x top ", topK, " exceed the int32 slot range");
+  if (m == 0 || d == 0) {
+    if (args.routedCounts != nullptr)
+      check(cudaMemsetAsync(args.routedCounts, 0, e * sizeof(int64_t), native(stream)),
+            "moeTokenChoice: routed counts");
+    return;
+  }
+  const TokenLayout l = tokenLayout(m, d, args, dtype);
+  checkWorkspace(kernel, ws, l.total);
+  const int64_t slots = m * topK;
+
+  dispatchFloat(dtype, kernel, [&](auto zero) {
+    using T = decltype(zero);
+    const size_t es = sizeof(T);
+    int32_t *counts = at<int32_t>(ws, l.counts), *fill = counts + e;
+    int32_t *offsets = at<int32_t>(ws, l.offsets);
+    int32_t *expertOf = at<int32_t>(ws, l.expertOf), *slotRow = at<int32_t>(ws, l.slotRow);
+    int32_t *rowToken = at<int32_t>(ws, l.rowToken);
+    float *weightOf = at<float>(ws, l.weightOf);
+    T *h = at<T>(ws, l.h), *y = at<T>(ws, l.y);
+    float *routerF32 = l.routerF32 != 0 ? at<float>(ws, l.routerF32) : nullptr;
+
+    check(cudaMemsetAsync(counts, 0, 2 * e * sizeof(int32_t), native(stream)),
+          "moeTokenChoice: expert counters");
+    if (routerF32 != nullptr)
+      cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
+
+    RouterParams<T> rp{};
+    rp.x = static_cast<const T *>(x.data);
+    rp.ldx = x.ld;
+    rp.rows = m;
+    rp.d = d;
+    rp.router = static_cast<const T *>(args.router);
+    rp.routerF32 = routerF32;
+    rp.experts = static_cast<int>(e);
+    rp.topK = static_cast<int>(topK);
+    rp.normalize = args.normalize;
+    rp.vec = vectorizable(x.data, x.ld, d, es);
+    rp.expertOf = expertOf;
+    rp.weightOf = weightOf;
+    rp.counts = counts;
+    launchRouter<T, true>(stream, rp);
+
+    permuteKernel<<<gridStrideBlocks(slots, kThreads, 4), kThreads, 0, native(stream)>>>(
+        expertOf, slots, static_cast<int>(topK), static_cast<int>(e), counts, fill, offsets,
+        args.routedCounts, slotRow, rowToken);
+    checkLaunch("moe permute");
+
+    // h = silu(x[rows]·gateᵀ) ⊙ (x[rows]·upᵀ), rows gathered by expert.
+    GroupedGemmArgs up;
+    up.dtype = dtype;
+    up.a = x.data;
+    up.lda = x.ld;
+    up.rowIndex = rowToken;
+    up.b = args.gate;
+    up.b2 = args.up;
+    up.ldb = d;
+    up.groupStrideB = f * d;
+    up.layout = BLayout::NK;
+    up.c = h;
+    up.ldc = f;
+    up.n = f;
+    up.k = d;
+    up.offsets = offsets;
+    up.groups = static_cast<int>(e);
+    up.maxRows = slots;
+    up.epilogue = Epilogue::SwiGlu;
+    grouped::groupedGemm(stream, up);
+
+    // y = h·downᵀ per expert.
+    GroupedGemmArgs dn;
+    dn.dtype = dtype;
+    dn.a = h;
+    dn.lda = f;
+    dn.b = args.down;
+    dn.ldb = f;
+    dn.groupStrideB = d * f;
+    dn.layout = BLayout::NK;
+    dn.c = y;
+    dn.ldc = d;
+    dn.n = d;
+    dn.k = f;
+    dn.offsets = offsets;
+    dn.groups = static_cast<int>(e);
+    dn.maxRows = slots;
+    dn.epilogue = Epilogue::Store;
+    grouped::groupedGemm(stream, dn);
+
+    T *sharedY = nullptr;
+    if (shared) {
+      const int64_t fs = args.sharedHidden;
+      sharedY = at<T>(ws, l.shared);
+      DConstMat sg{args.sharedGate, fs, d, d}, su{args.sharedUp, fs, d, d};
+      DConstMat sd{args.sharedDown, d, fs, fs};
+      DMat so{sharedY, m, d, d};
+      swiglu(stream, gemm, dtype, x, sg, su, sd, nullptr, so,
+             Workspace{at<uint8_t>(ws, l.swigluWs), l.swigluBytes});
+    }
+
+    CombineParams<T> cp{};
+    cp.y = y;
+    cp.shared = sharedY;
+    cp.slot = slotRow;
+    cp.weight = weightOf;
+    cp.perToken = static_cast<int>(topK);
+    cp.rows = m;
+    cp.d = d;
+    launchCombine<T>(stream, cp, args.epilogue, out);
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Expert choice
+//===----------------------------------------------------------------------===//
+
+size_t moeExpertChoiceWorkspaceBytes(int64_t rows, int64_t d, const ExpertChoiceArgs &args,
+                                     DType dtype) {
+  const int64_t k = expertCapacity(args);
+  if (rows <= 0 || d <= 0 || k == 0 || args.hidden <= 0)
+    return 0;
+  return expertLayout(rows, d, k, args, dtype).total;
+}
+
+void moeExpertChoice(Stream stream, Gemm &, DType dtype, DConstMat x,
+                     const ExpertChoiceArgs &args, DMat out, Workspace ws) {
+  const char *kernel = "moeExpertChoice";
+  const int64_t m = x.rows, d = x.cols, e = args.experts, f = args.hidden, tokens = args.tokens;
+  checkDView(kernel, "x", x, m, d);
+  checkDView(kernel, "out", out, m, d);
+  checkDPositive(kernel, "experts", e);
+  checkDPositive(kernel, "hidden", f);
+  checkDPositive(kernel, "tokens", tokens);
+  if (e > kMaxExperts)
+    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
+  if (m % tokens != 0)
+    fail(kernel, ": ", m, " rows are not a whole number of samples of ", tokens, " tokens");
+  if (args.router == nullptr || args.w1 == nullptr || args.w2 == nullptr)
+    fail(kernel, ": null router or expert weights");
+  switch (args.act) {
+  case Act::None:
+  case Act::Gelu:
+  case Act::GeluTanh:
+  case Act::Silu:
+    break;
+  default:
+    fail(kernel, ": unknown activation ", static_cast<int32_t>(args.act));
+  }
+  const int64_t k = expertCapacity(args);
+  if (k == 0)
+    fail(kernel, ": int(capacity ", args.capacity, " x ", tokens, " tokens / ", e,
+         " experts) must lie in [1, ", tokens, "]");
+  checkDEpilogue(kernel, args.epilogue, m, d);
+  if (m * e > INT32_MAX)
+    fail(kernel, ": ", m, " rows x ", e, " experts exceed the int32 index range");
+  if (m == 0 || d == 0)
+    return;
+  const int64_t batch = m / tokens;
+  int pow2 = 1;
+  while (pow2 < tokens)
+    pow2 <<= 1;
+  int device = 0, smemLimit = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&smemLimit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+        "shared memory limit");
+  const size_t selectSmem = static_cast<size_t>(pow2) * sizeof(unsigned long long);
+  if (selectSmem > static_cast<size_t>(smemLimit))
+    fail(kernel, ": ", tokens, " tokens per sample exceed the shared-memory sort (",
+         selectSmem, " bytes)");
+  const ExpertLayout l = expertLayout(m, d, k, args, dtype);
+  checkWorkspace(kernel, ws, l.total);
+  const int64_t perExpert = batch * k;
+
+  dispatchFloat(dtype, kernel, [&](auto zero) {
+    using T = decltype(zero);
+    const size_t es = sizeof(T);
+    float *probs = at<float>(ws, l.probs);
+    int32_t *rows = at<int32_t>(ws, l.rows), *slotMap = at<int32_t>(ws, l.slotMap);
+    T *h = at<T>(ws, l.h), *y = at<T>(ws, l.y);
+    float *routerF32 = l.routerF32 != 0 ? at<float>(ws, l.routerF32) : nullptr;
+    if (routerF32 != nullptr)
+      cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
+
+    RouterParams<T> rp{};
+    rp.x = static_cast<const T *>(x.data);
+    rp.ldx = x.ld;
+    rp.rows = m;
+    rp.d = d;
+    rp.router = static_cast<const T *>(args.router);
+    rp.routerF32 = routerF32;
+    rp.experts = static_cast<int>(e);
+    rp.topK = 0;
+    rp.vec = vectorizable(x.data, x.ld, d, es);
+    rp.probs = probs;
+    launchRouter<T, false>(stream, rp);
+
+    // -1 everywhere: tokens no expert picks stay unmapped.
+    check(cudaMemsetAsync(slotMap, 0xFF, m * e * sizeof(int32_t), native(stream)),
+          "moeExpertChoice: slot map");
+    if (selectSmem > 48 * 1024)
+      check(cudaFuncSetAttribute(selectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(selectSmem)),
+            "moeExpertChoice: shared memory limit");
+    selectKernel<<<static_cast<unsigned>(batch * e), kSelectThreads, selectSmem,
+                   native(stream)>>>(probs, tokens, static_cast<int>(e), batch, k, pow2, rows,
+                                     slotMap);
+    checkLaunch("moe select");
+
+    // inOut: w1 e x d x f and w2 e x f x d are K x N; otherwise nn.Linear.
+    const BLayout layout = args.inOut ? BLayout::KN : BLayout::NK;
+    GroupedGemmArgs g1;
+    g1.dtype = dtype;
+    g1.a = x.data;
+    g1.lda = x.ld;
+    g1.rowIndex = rows;
+    g1.b = args.w1;
+    g1.ldb = args.inOut ? f : d;
+    g1.groupStrideB = d * f;
+    g1.layout = layout;
+    g1.c = h;
+    g1.ldc = f;
+    g1.n = f;
+    g1.k = d;
+    g1.groupRows = perExpert;
+    g1.groups = static_cast<int>(e);
+    g1.maxRows = e * perExpert;
+    g1.epilogue = Epilogue::Act;
+    g1.act = args.act;
+    grouped::groupedGemm(stream, g1);
+
+    GroupedGemmArgs g2;
+    g2.dtype = dtype;
+    g2.a = h;
+    g2.lda = f;
+    g2.b = args.w2;
+    g2.ldb = args.inOut ? d : f;
+    g2.groupStrideB = f * d;
+    g2.layout = layout;
+    g2.c = y;
+    g2.ldc = d;
+    g2.n = d;
+    g2.k = f;
+    g2.groupRows = perExpert;
+    g2.groups = static_cast<int>(e);
+    g2.maxRows = e * perExpert;
+    g2.epilogue = Epilogue::Store;
+    grouped::groupedGemm(stream, g2);
+
+    CombineParams<T> cp{};
+    cp.y = y;
+    cp.shared = nullptr;
+    cp.slot = slotMap;
+    cp.weight = probs;
+    cp.perToken = static_cast<int>(e);
+    cp.rows = m;
+    cp.d = d;
+    launchCombine<T>(stream, cp, args.epilogue, out);
+  });
+}
+
+} // namespace diffrt::cuda

@@ -1,0 +1,154 @@
+//===- GradGemmTest.cpp - tests of the dense-layer backward kernels -------===//
+//
+// gemmBackward for every activation, with and without bias and the gated-
+// residual epilogue, and swigluBackward with and without the epilogue and
+// with separate or interleaved (packed) gate/up weights and gradients, each
+// operand's gradient against central differences of the forward kernel on
+// strided views. Gradients are poisoned first, so an element left unwritten
+// fails; padding columns must keep their sentinel.
+//
+//===----------------------------------------------------------------------===//
+
+#include "GradTestUtil.h"
+
+namespace diffrt::cpu::testing {
+namespace {
+
+TEST(GradGemm, EveryActivationBiasAndEpilogue) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  const int64_t m = 6, k = 5, n = 7, rowsPerGate = 3;
+  for (Act act : {Act::None, Act::Gelu, Act::GeluTanh, Act::Silu})
+    for (bool withBias : {false, true})
+      for (bool withEpilogue : {false, true}) {
+        SCOPED_TRACE(std::string("act ") + actName(act) + (withBias ? ", bias" : "") +
+                     (withEpilogue ? ", epilogue" : ""));
+        Buffer a = normalBuffer(rng, m, k, k + 3), w = normalBuffer(rng, n, k, k + 2);
+        std::vector<float> bias = rng.normal(n);
+        Buffer residual = normalBuffer(rng, m, n),
+               gate = normalBuffer(rng, m / rowsPerGate, n, n + 1);
+        Buffer dOut = normalBuffer(rng, m, n, n + 2);
+        GatedResidual epi{residual.cmat(), gate.cmat(), rowsPerGate};
+        const GatedResidual *epiPtr = withEpilogue ? &epi : nullptr;
+        const float *biasPtr = withBias ? bias.data() : nullptr;
+
+        Buffer dA = poisonedBuffer(m, k, k + 1), dGate = poisonedBuffer(m / rowsPerGate, n, n + 2);
+        std::vector<float> dW = poisoned(n * k), dBias = poisoned(n), work(2 * m * n);
+        GemmGrads grads;
+        grads.dA = dA.mat();
+        grads.dW = dW.data();
+        grads.dBias = withBias ? dBias.data() : nullptr;
+        if (withEpilogue)
+          grads.dGate = dGate.mat();
+        gemmBackward(a.cmat(), w.cmat(), biasPtr, act, epiPtr, dOut.cmat(), grads, work.data());
+
+        auto f = [&] {
+          Buffer out(m, n);
+          gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, out.mat());
+          return dot(dOut, out);
+        };
+        expectDirectional(rng, "dA", operand(a), gradOf(dA), f);
+        expectDirectional(rng, "dW", operand(w), {dW.data(), k}, f);
+        if (withBias)
+          expectDirectional(rng, "dBias", operand(bias), gradOf(dBias), f);
+        if (withEpilogue)
+          expectDirectional(rng, "dGate", operand(gate), gradOf(dGate), f);
+        expectPaddingIntact("dA", dA);
+        expectPaddingIntact("dGate", dGate);
+      }
+}
+
+TEST(GradGemm, PartialGradientsAndDeterminism) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  // Only dW wanted: the other outputs are not touched; a second run gives
+  // the same bits.
+  const int64_t m = 130, k = 9, n = 11;
+  Buffer a = normalBuffer(rng, m, k), w = normalBuffer(rng, n, k), dOut = normalBuffer(rng, m, n);
+  std::vector<float> bias = rng.normal(n), work(2 * m * n);
+  std::vector<float> dW1 = poisoned(n * k), dW2 = poisoned(n * k), dB1 = poisoned(n),
+                     dB2 = poisoned(n);
+  GemmGrads g1, g2;
+  g1.dW = dW1.data();
+  g1.dBias = dB1.data();
+  g2.dW = dW2.data();
+  g2.dBias = dB2.data();
+  gemmBackward(a.cmat(), w.cmat(), bias.data(), Act::Gelu, nullptr, dOut.cmat(), g1, work.data());
+  gemmBackward(a.cmat(), w.cmat(), bias.data(), Act::Gelu, nullptr, dOut.cmat(), g2, work.data());
+  EXPECT_TRUE(sameBits(dW1, dW2));
+  EXPECT_TRUE(sameBits(dB1, dB2));
+  auto f = [&] {
+    Buffer out(m, n);
+    gemm(a.cmat(), w.cmat(), bias.data(), Act::Gelu, nullptr, out.mat());
+    return dot(dOut, out);
+  };
+  expectDirectional(rng, "dW", operand(w), {dW1.data(), k}, f);
+  expectDirectional(rng, "dBias", operand(bias), gradOf(dB1), f);
+}
+
+TEST(GradGemm, ErrorsNameTheProblem) {
+  std::vector<float> a(6), w(6), dOut(4), work(8), dGate(4);
+  GemmGrads grads;
+  grads.dGate = mat(dGate.data(), 2, 2);
+  EXPECT_DIFFRT_ERROR(gemmBackward(constMat(a.data(), 2, 3), constMat(w.data(), 2, 3), nullptr,
+                                   Act::None, nullptr, constMat(dOut.data(), 2, 2), grads,
+                                   work.data()),
+                      "gemmBackward", "epilogue");
+  EXPECT_DIFFRT_ERROR(gemmBackward(constMat(a.data(), 2, 3), constMat(w.data(), 2, 3), nullptr,
+                                   Act::None, nullptr, constMat(dOut.data(), 2, 2), GemmGrads{},
+                                   nullptr),
+                      "gemmBackward", "scratch");
+}
+
+TEST(GradSwiglu, EpilogueAndPackedWeights) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  const int64_t m = 6, k = 5, f = 4, n = 7, rowsPerGate = 2;
+  for (bool withEpilogue : {false, true})
+    for (bool packed : {false, true}) {
+      SCOPED_TRACE(std::string(withEpilogue ? "epilogue" : "plain") + (packed ? ", packed" : ""));
+      Buffer x = normalBuffer(rng, m, k, k + 2);
+      // Packed: gate and up rows interleaved in one (2F x K) matrix, the
+      // layout of a fused projection, read with a row stride of 2K.
+      Buffer gateUp = normalBuffer(rng, 2 * f, k);
+      ConstMat gate = packed ? ConstMat{gateUp.data.data(), f, k, 2 * k}
+                             : ConstMat{gateUp.data.data(), f, k, k};
+      ConstMat up = packed ? ConstMat{gateUp.data.data() + k, f, k, 2 * k}
+                           : ConstMat{gateUp.data.data() + f * k, f, k, k};
+      Buffer down = normalBuffer(rng, n, f, f + 1);
+      Buffer residual = normalBuffer(rng, m, n), egate = normalBuffer(rng, m / rowsPerGate, n);
+      Buffer dOut = normalBuffer(rng, m, n);
+      GatedResidual epi{residual.cmat(), egate.cmat(), rowsPerGate};
+      const GatedResidual *epiPtr = withEpilogue ? &epi : nullptr;
+
+      Buffer dX = poisonedBuffer(m, k, k + 3), dEGate = poisonedBuffer(m / rowsPerGate, n);
+      std::vector<float> dGateUp = poisoned(2 * f * k), dDown = poisoned(n * f);
+      std::vector<float> work(4 * m * f + m * n);
+      SwiGluGrads grads;
+      grads.dX = dX.mat();
+      grads.dGateW = dGateUp.data();
+      grads.dUpW = packed ? dGateUp.data() + k : dGateUp.data() + f * k;
+      grads.gateLd = grads.upLd = packed ? 2 * k : k;
+      grads.dDownW = dDown.data();
+      if (withEpilogue)
+        grads.dGate = dEGate.mat();
+      swigluBackward(x.cmat(), gate, up, ConstMat{down.data.data(), n, f, f + 1}, epiPtr,
+                     dOut.cmat(), grads, work.data());
+
+      auto fn = [&] {
+        Buffer out(m, n);
+        std::vector<float> s(2 * m * f);
+        swiglu(x.cmat(), gate, up, down.cmat(), epiPtr, s.data(), out.mat());
+        return dot(dOut, out);
+      };
+      expectDirectional(rng, "dX", operand(x), gradOf(dX), fn);
+      expectDirectional(rng, "dGateUp", operand(gateUp), {dGateUp.data(), k}, fn);
+      expectDirectional(rng, "dDown", operand(down), {dDown.data(), f}, fn);
+      if (withEpilogue)
+        expectDirectional(rng, "dGate", operand(egate), gradOf(dEGate), fn);
+      expectPaddingIntact("dX", dX);
+    }
+}
+
+} // namespace
+} // namespace diffrt::cpu::testing
