@@ -14,9 +14,11 @@
 #include "diffrt/Error.h"
 #include "diffrt/KernelSignatures.h"
 #include "diffrt/Rng.h"
+#include "diffrt/Samplers.h"
 #include "diffrt/Session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -68,8 +70,9 @@ double entryFlops(const Plan &plan, const EntryDesc &entry) {
 int bench(const std::vector<std::string> &argv) {
   Args args;
   std::string message;
-  if (!args.parse(argv, {"--iterations", "--warmup", "--device", "--seed", "--json", "--label"}, {},
-                  message))
+  if (!args.parse(argv, {"--iterations", "--warmup", "--device", "--seed", "--json", "--label", "--sample",
+                         "--cfg"},
+                  {}, message))
     fail(message);
   if (args.positional.size() != 1)
     fail("bench takes one compiled model (.dfx)");
@@ -123,6 +126,50 @@ int bench(const std::vector<std::string> &argv) {
   for (float x : out.at(0).f32)
     if (!std::isfinite(x))
       fail(module.path(), ": the forward produced a non-finite value with random weights");
+  if (auto spec = args.get("--sample")) {
+    // A whole sampling run: the sampler on the host, one batched forward
+    // (conditional and unconditional halves) per model evaluation.
+    SamplerConfig cfg = parseSampler(*spec);
+    cfg.learnedSigma = module.modelField("learn_sigma") == "true";
+    const ValueDesc &x = plan.values[forward->inputs.at(0).second];
+    double scale = std::stod(args.get("--cfg").value_or("4.0"));
+    int64_t batch = x.shape[0], images = batch / 2, c = x.shape[1], h = x.shape[2], w = x.shape[3];
+    int64_t cOut = plan.values[forward->outputs.at(0)].shape.at(1);
+    std::map<std::string, HostTensor> feed = inputs;
+    int64_t calls = 0;
+    ModelFn model = [&](const std::vector<float> &xIn, const std::vector<float> &tIn, std::vector<float> &o) {
+      std::vector<float> xb(batch * c * h * w), tb(batch);
+      for (int half = 0; half < 2; ++half) {
+        std::copy(xIn.begin(), xIn.end(), xb.begin() + half * images * c * h * w);
+        std::copy(tIn.begin(), tIn.end(), tb.begin() + half * images);
+      }
+      feed["x"] = HostTensor::floats(x.shape, xb);
+      feed["t"] = HostTensor::floats({batch}, tb);
+      std::vector<float> r = std::move(session.run("forward", feed)[0].f32);
+      if (module.modelString("guidance", "dit_3channel") == "dit_3channel")
+        guideDiT3Channel(r, batch, cOut, h * w, scale);
+      else
+        guideAllChannels(r, batch, cOut, h * w, scale, c);
+      o.assign(r.begin(), r.begin() + images * cOut * h * w);
+      ++calls;
+    };
+    std::vector<float> z(images * c * h * w);
+    Philox noise(seed + 11);
+    noise.fillNormal(z.data(), static_cast<int64_t>(z.size()));
+    auto start = std::chrono::steady_clock::now();
+    runSampler(cfg, images, c, h, w, z, model, noise);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string label = args.get("--label").value_or(module.modelString("name", module.path()));
+    std::printf("%-28s %-8s %lld images with guidance, %s: %.2f s end to end (%lld forwards of batch %lld)\n",
+                label.c_str(), device.name().c_str(), static_cast<long long>(images), samplerSpec(cfg).c_str(),
+                seconds, static_cast<long long>(calls), static_cast<long long>(batch));
+    if (auto json = args.get("--json")) {
+      std::ofstream f(*json, std::ios::app);
+      f << "{\"case\":\"" << label << ":" << samplerSpec(cfg) << "\",\"variant\":\"diffc\",\"device\":\""
+        << device.name() << "\",\"seconds\":" << seconds << ",\"forwards\":" << calls << "}\n";
+    }
+    return 0;
+  }
   std::vector<double> ms = session.time("forward", warmup, iterations);
   std::sort(ms.begin(), ms.end());
   double median = ms[ms.size() / 2];
