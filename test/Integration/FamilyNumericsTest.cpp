@@ -14,7 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "TorchModels.h"
+#include "IntegrationUtil.h"
 
 #include "diffrt/Error.h"
 #include "diffrt/Safetensors.h"
@@ -22,68 +22,10 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <random>
-#include <unistd.h>
-
 using namespace diffc::reference;
+using namespace diffc::integration;
 
 namespace {
-
-std::string tempPath(const std::string &name) {
-  return ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
-}
-
-/// Runs `diffc import NAME ARGS` and `diffc compile` into a .dfx.
-std::string compileZoo(const std::string &name, const std::string &args, const std::string &tag) {
-  std::string mlir = tempPath(tag + ".mlir"), dfx = tempPath(tag + ".dfx");
-  std::string import = std::string(DIFFC_BINARY) + " import " + name + " " + args + " -o " + mlir;
-  std::string compile = std::string(DIFFC_BINARY) + " compile " + mlir + " -o " + dfx + " 2>/dev/null";
-  EXPECT_EQ(std::system(import.c_str()), 0) << import;
-  EXPECT_EQ(std::system(compile.c_str()), 0) << compile;
-  std::remove(mlir.c_str());
-  return dfx;
-}
-
-void writeStateDict(const StateDict &sd, const std::string &path) {
-  diffrt::SafetensorsWriter w;
-  for (auto &[name, tensor] : sd) {
-    torch::Tensor t = tensor.to(torch::kFloat32).contiguous();
-    w.addF32(name, t.sizes().vec(), t.data_ptr<float>());
-  }
-  w.write(path);
-}
-
-std::vector<float> toVector(const torch::Tensor &t) {
-  torch::Tensor c = t.to(torch::kFloat32).contiguous();
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
-std::vector<int32_t> toInts(const torch::Tensor &t) {
-  torch::Tensor c = t.to(torch::kInt32).contiguous();
-  return std::vector<int32_t>(c.data_ptr<int32_t>(), c.data_ptr<int32_t>() + c.numel());
-}
-
-/// ‖a − b‖ / ‖b‖ and every element finite.
-void expectClose(const std::vector<float> &ours, const torch::Tensor &reference, double tolerance,
-                 const std::string &what) {
-  std::vector<float> ref = toVector(reference);
-  ASSERT_EQ(ours.size(), ref.size()) << what;
-  double diff = 0, norm = 0, worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(ours[i])) << what << ": element " << i << " is " << ours[i];
-    double d = static_cast<double>(ours[i]) - ref[i];
-    diff += d * d;
-    norm += static_cast<double>(ref[i]) * ref[i];
-    worst = std::max(worst, std::fabs(d));
-  }
-  ASSERT_GT(norm, 0) << what << ": the reference output is zero, the test would prove nothing";
-  double rel = std::sqrt(diff / norm);
-  EXPECT_LT(rel, tolerance) << what << ": relative L2 error " << rel << ", max abs error " << worst;
-  std::printf("%s: relative L2 error %.3g, max abs error %.3g\n", what.c_str(), rel, worst);
-}
-
-uint64_t freshSeed() { return (static_cast<uint64_t>(std::random_device{}()) << 20) ^ std::random_device{}(); }
 
 struct Artifacts {
   std::string dfx, weights;

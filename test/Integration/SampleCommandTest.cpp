@@ -8,47 +8,19 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "TorchModels.h"
+#include "IntegrationUtil.h"
 
 #include "diffrt/Png.h"
 #include "diffrt/Safetensors.h"
 
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <memory>
-#include <unistd.h>
 
 using namespace diffc::reference;
+using namespace diffc::integration;
 
 namespace {
-
-std::string tempPath(const std::string &name) {
-  return ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
-}
-
-/// Runs a shell command, returning its exit status and combined output.
-std::pair<int, std::string> shell(const std::string &command) {
-  std::string output;
-  FILE *pipe = ::popen((command + " 2>&1").c_str(), "r");
-  std::array<char, 512> buffer;
-  while (pipe && std::fgets(buffer.data(), buffer.size(), pipe))
-    output += buffer.data();
-  int status = pipe ? ::pclose(pipe) : -1;
-  return {status, output};
-}
-
-std::string diffcBinary() { return DIFFC_BINARY; }
-
-void writeStateDict(const StateDict &sd, const std::string &path) {
-  diffrt::SafetensorsWriter w;
-  for (auto &[name, tensor] : sd) {
-    torch::Tensor t = tensor.to(torch::kFloat32).contiguous();
-    w.addF32(name, t.sizes().vec(), t.data_ptr<float>());
-  }
-  w.write(path);
-}
 
 /// A compiled tiny model with random weights.
 struct Model {

@@ -170,12 +170,22 @@ torch::Tensor ditForward(const DitConfig &cfg, const StateDict &sd, torch::Tenso
 }
 
 torch::Tensor ditMoeSparseMoe(const DitMoeConfig &cfg, const StateDict &sd,
-                              const std::string &prefix, const torch::Tensor &u) {
+                              const std::string &prefix, const torch::Tensor &u,
+                              std::vector<torch::Tensor> *balanceTerms) {
   require(u.dim() == 3 && u.size(2) == cfg.base.hidden, "DiT-MoE MoE input must be (N, T, D)");
   // Routing is over all tokens of all samples at once (spec 3.2: M = N*T).
   torch::Tensor tokens = u.reshape({-1, u.size(2)});
   torch::Tensor probs = torch::softmax(linear(tokens, sd, prefix + ".gate", false), -1);
   auto [weights, experts] = torch::topk(probs, cfg.topK, -1, /*largest=*/true, /*sorted=*/false);
+  if (balanceTerms != nullptr) {
+    // f_i = E/(K·M) · (slots routed to i), a constant; P̄_i = mean router probability.
+    int64_t m = tokens.size(0);
+    torch::Tensor slots = torch::zeros({cfg.experts}, probs.options())
+                              .index_add(0, experts.reshape({-1}),
+                                         torch::ones({m * cfg.topK}, probs.options()));
+    torch::Tensor f = (slots * (static_cast<double>(cfg.experts) / (cfg.topK * m))).detach();
+    balanceTerms->push_back((f * probs.mean(0)).sum());
+  }
   if (cfg.normalizeTopK)
     weights = weights / (weights.sum(-1, /*keepdim=*/true) + 1e-20);
   torch::Tensor routed = torch::zeros_like(tokens);
@@ -197,7 +207,8 @@ torch::Tensor ditMoeSparseMoe(const DitMoeConfig &cfg, const StateDict &sd,
 }
 
 torch::Tensor ditMoeForward(const DitMoeConfig &cfg, const StateDict &sd, torch::Tensor x,
-                            torch::Tensor t, torch::Tensor y) {
+                            torch::Tensor t, torch::Tensor y,
+                            std::vector<torch::Tensor> *balanceTerms) {
   const DitConfig &base = cfg.base;
   detail::checkStateDict(sd, ditMoeShapes(cfg), "DiT-MoE");
   detail::checkImageInput(x, base.inChannels, base.inputSize, base.patch, sd, "DiT-MoE");
@@ -207,7 +218,7 @@ torch::Tensor ditMoeForward(const DitMoeConfig &cfg, const StateDict &sd, torch:
                       : timmAttention(sd, p + ".attn", u, base.heads);
   };
   const TokenMixer moe = [&](const std::string &p, const torch::Tensor &u) {
-    return ditMoeSparseMoe(cfg, sd, p + ".moe", u);
+    return ditMoeSparseMoe(cfg, sd, p + ".moe", u, balanceTerms);
   };
   torch::Tensor h = in.tokens;
   for (int64_t i = 0; i < base.depth; ++i)

@@ -113,8 +113,11 @@ StateDict randomStateDict(const Shapes &shapes, uint64_t seed, double scale = 0.
 // learnSigma else C.
 torch::Tensor ditForward(const DitConfig &cfg, const StateDict &sd, torch::Tensor x,
                          torch::Tensor t, torch::Tensor y);
+// balanceTerms, when given, receives each MoE layer's Σ_i f_i·P̄_i (spec 3.2's balance loss
+// without α; f_i carries no gradient), in block order, for training checks.
 torch::Tensor ditMoeForward(const DitMoeConfig &cfg, const StateDict &sd, torch::Tensor x,
-                            torch::Tensor t, torch::Tensor y);
+                            torch::Tensor t, torch::Tensor y,
+                            std::vector<torch::Tensor> *balanceTerms = nullptr);
 torch::Tensor digForward(const DigConfig &cfg, const StateDict &sd, torch::Tensor x,
                          torch::Tensor t, torch::Tensor y);
 
@@ -155,7 +158,8 @@ std::vector<MicroDitBlockPlan> microDitMixerPlan(const MicroDitConfig &cfg);
 // DiT-MoE's SparseMoeBlock on u (N, T, D) for the block whose MoE lives under `prefix`
 // (e.g. "blocks.3.moe"): top-k softmax routing, routed SwiGLU experts, unweighted shared expert.
 torch::Tensor ditMoeSparseMoe(const DitMoeConfig &cfg, const StateDict &sd,
-                              const std::string &prefix, const torch::Tensor &u);
+                              const std::string &prefix, const torch::Tensor &u,
+                              std::vector<torch::Tensor> *balanceTerms = nullptr);
 
 // MicroDiT's expert-choice MoE (spec 4.6) on x (N, T, d) for the FFN under `prefix`
 // (e.g. "blocks.1.mlp"); routing is per sample.
