@@ -380,7 +380,11 @@ OwningOpRef<ModuleOp> buildDit(MLIRContext *context, const DitConfig &cfg, int64
       named(b, "latent_size", b.getI64IntegerAttr(cfg.latent)),
       named(b, "patch_size", b.getI64IntegerAttr(cfg.patch)),
       named(b, "objective", b.getStringAttr(cfg.objective)),
-      named(b, "guidance", b.getStringAttr(cfg.objective == "rf" ? "all_channels" : "dit_3channel")),
+      // DiT's published guidance mixes only 3 of the 4 latent channels;
+      // that quirk exists for 4-channel latents alone, so other channel
+      // counts (Fashion-MNIST's 1) guide every ε channel.
+      named(b, "guidance", b.getStringAttr(cfg.objective == "rf" || cfg.channels != 4 ? "all_channels"
+                                                                                      : "dit_3channel")),
   });
   return mb.finish(image, description);
 }

@@ -18,13 +18,6 @@ namespace diffrt {
 
 namespace {
 
-std::string shapeText(const std::vector<int64_t> &shape) {
-  std::ostringstream os;
-  for (size_t i = 0; i < shape.size(); ++i)
-    os << (i ? "x" : "") << shape[i];
-  return shape.empty() ? "scalar" : os.str();
-}
-
 bool isFloat(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
 /// Checking context for one kernel.

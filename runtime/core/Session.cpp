@@ -55,13 +55,6 @@ Backend::~Backend() = default;
 
 namespace {
 
-std::string shapeText(const std::vector<int64_t> &shape) {
-  std::ostringstream os;
-  for (size_t i = 0; i < shape.size(); ++i)
-    os << (i ? "x" : "") << shape[i];
-  return shape.empty() ? "scalar" : os.str();
-}
-
 /// Converts float32 values to `dtype` bytes.
 std::vector<uint8_t> encodeFloats(const float *values, int64_t n, DType dtype) {
   std::vector<uint8_t> out(static_cast<size_t>(n) * dtypeSize(dtype));

@@ -229,7 +229,8 @@ void Trainer::loadCheckpoint(const std::string &path) {
     if (!f.contains(name))
       fail(path, ": missing tensor '", name, "'");
     if (f.info(name).shape != shape)
-      fail(path, ": tensor '", name, "' has the wrong shape for ", session_.module().path());
+      fail(path, ": tensor '", name, "' has shape ", shapeText(f.info(name).shape), " but ",
+           session_.module().path(), " needs ", shapeText(shape));
     return f.readF32(name);
   };
   for (size_t p = 0; p < names_.size(); ++p) {

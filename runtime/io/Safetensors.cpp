@@ -37,7 +37,7 @@ using json = nlohmann::json;
 // bound keeps a bad file from making us parse gigabytes of JSON.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
-std::string shapeText(const std::vector<int64_t> &shape) {
+std::string jsonShapeText(const std::vector<int64_t> &shape) {
   std::ostringstream os;
   os << '[';
   for (size_t i = 0; i < shape.size(); ++i)
@@ -224,7 +224,7 @@ SafetensorsFile SafetensorsFile::open(const std::string &path) {
     }
     uint64_t needed = 0;
     if (!byteCount(info.shape, dtypeSize(info.dtype), needed))
-      fail(path, ": ", where, ": ", dtypeName(info.dtype), " shape ", shapeText(info.shape),
+      fail(path, ": ", where, ": ", dtypeName(info.dtype), " shape ", jsonShapeText(info.shape),
            " has more than 2^64 bytes");
 
     auto offsetsIt = entry.find("data_offsets");
@@ -243,7 +243,7 @@ SafetensorsFile SafetensorsFile::open(const std::string &path) {
            fileSize, ", header ", headerLength, " bytes)");
     if (end - begin != needed)
       fail(path, ": ", where, ": data_offsets [", begin, ", ", end, "] hold ", end - begin,
-           " bytes but ", dtypeName(info.dtype), " shape ", shapeText(info.shape), " needs ",
+           " bytes but ", dtypeName(info.dtype), " shape ", jsonShapeText(info.shape), " needs ",
            needed);
     info.bytes = static_cast<size_t>(needed);
     info.offset = static_cast<size_t>(begin);
@@ -350,12 +350,12 @@ void SafetensorsWriter::add(const std::string &name, DType dtype, std::vector<in
     fail("safetensors writer: tensor '", name, "' added twice");
   for (size_t d = 0; d < shape.size(); ++d)
     if (shape[d] < 0)
-      fail("safetensors writer: tensor '", name, "': shape ", shapeText(shape), " has dimension ",
+      fail("safetensors writer: tensor '", name, "': shape ", jsonShapeText(shape), " has dimension ",
            d, " = ", shape[d], " < 0");
   uint64_t bytes = 0;
   if (!byteCount(shape, dtypeSize(dtype), bytes) || bytes > SIZE_MAX)
     fail("safetensors writer: tensor '", name, "': ", dtypeName(dtype), " shape ",
-         shapeText(shape), " is too large");
+         jsonShapeText(shape), " is too large");
   if (bytes > 0 && data == nullptr)
     fail("safetensors writer: tensor '", name, "': null data for ", bytes, " bytes");
   Entry entry{dtype, std::move(shape), {}};

@@ -10,9 +10,11 @@
 #ifndef DIFFRT_ERROR_H
 #define DIFFRT_ERROR_H
 
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace diffrt {
 
@@ -36,6 +38,14 @@ template <typename... Parts>
   std::ostringstream os;
   detail::appendAll(os, parts...);
   throw Error(os.str());
+}
+
+/// A shape as messages write it: "2x3x4", or "scalar".
+inline std::string shapeText(const std::vector<int64_t> &shape) {
+  std::string out;
+  for (size_t i = 0; i < shape.size(); ++i)
+    out += (i ? "x" : "") + std::to_string(shape[i]);
+  return shape.empty() ? "scalar" : out;
 }
 
 } // namespace diffrt
