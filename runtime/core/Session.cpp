@@ -9,6 +9,7 @@
 
 #include "diffrt/Session.h"
 
+#include "diffrt/CpuKernels.h"
 #include "diffrt/Error.h"
 #include "diffrt/Safetensors.h"
 
@@ -55,51 +56,43 @@ Backend::~Backend() = default;
 
 namespace {
 
+/// Elements per thread of the conversions: a sampling loop converts the
+/// whole latent batch in both directions at every step.
+constexpr int64_t kConvertGrain = 1 << 16;
+
 /// Converts float32 values to `dtype` bytes.
 std::vector<uint8_t> encodeFloats(const float *values, int64_t n, DType dtype) {
   std::vector<uint8_t> out(static_cast<size_t>(n) * dtypeSize(dtype));
-  switch (dtype) {
-  case DType::F32:
+  if (dtype == DType::F32) {
     std::memcpy(out.data(), values, out.size());
-    break;
-  case DType::F16:
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h = floatToHalf(values[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
-    break;
-  case DType::BF16:
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h = floatToBf16(values[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
-    break;
-  default:
-    fail("cannot store float values as ", dtypeName(dtype));
+    return out;
   }
+  if (dtype != DType::F16 && dtype != DType::BF16)
+    fail("cannot store float values as ", dtypeName(dtype));
+  cpu::parallelFor(n, kConvertGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      uint16_t h = dtype == DType::F16 ? floatToHalf(values[i]) : floatToBf16(values[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  });
   return out;
 }
 
 std::vector<float> decodeFloats(const uint8_t *bytes, int64_t n, DType dtype) {
   std::vector<float> out(n);
-  for (int64_t i = 0; i < n; ++i) {
-    uint16_t h;
-    switch (dtype) {
-    case DType::F32:
-      std::memcpy(&out[i], bytes + 4 * i, 4);
-      break;
-    case DType::F16:
-      std::memcpy(&h, bytes + 2 * i, 2);
-      out[i] = halfToFloat(h);
-      break;
-    case DType::BF16:
-      std::memcpy(&h, bytes + 2 * i, 2);
-      out[i] = bf16ToFloat(h);
-      break;
-    default:
-      fail("cannot read ", dtypeName(dtype), " values as float");
-    }
+  if (dtype == DType::F32) {
+    std::memcpy(out.data(), bytes, out.size() * 4);
+    return out;
   }
+  if (dtype != DType::F16 && dtype != DType::BF16)
+    fail("cannot read ", dtypeName(dtype), " values as float");
+  cpu::parallelFor(n, kConvertGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      uint16_t h;
+      std::memcpy(&h, bytes + 2 * i, 2);
+      out[i] = dtype == DType::F16 ? halfToFloat(h) : bf16ToFloat(h);
+    }
+  });
   return out;
 }
 

@@ -7,6 +7,8 @@
 
 #include "diffrt/Rng.h"
 
+#include "diffrt/CpuKernels.h"
+
 #include <cmath>
 
 namespace diffrt {
@@ -85,8 +87,34 @@ double Philox::normal64() {
 float Philox::normal() { return static_cast<float>(normal64()); }
 
 void Philox::fillNormal(float *out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = normal();
+  if (n <= 0)
+    return;
+  if (hasPendingNormal_) {
+    *out++ = normal();
+    --n;
+  }
+  // Pair j of the rest comes from block block_ + j: independent of the
+  // pairs before it, so chunks of pairs fill in parallel with exactly the
+  // values the sequential calls give.
+  const uint64_t first = block_;
+  const int64_t pairs = n / 2;
+  cpu::parallelFor(pairs, 4096, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      uint64_t block = first + static_cast<uint64_t>(j);
+      std::array<uint32_t, 4> w = philox4x32_10(
+          {uint32_t(block), uint32_t(block >> 32), uint32_t(stream_), uint32_t(stream_ >> 32)}, key_);
+      uint64_t a = (uint64_t(w[1]) << 32) | w[0];
+      uint64_t b = (uint64_t(w[3]) << 32) | w[2];
+      double u = double(2 * (a >> 12) + 1) * 0x1p-53;
+      double v = double(2 * (b >> 12) + 1) * 0x1p-53;
+      double r = std::sqrt(-2.0 * std::log(u)), theta = kTwoPi * v;
+      out[2 * j] = static_cast<float>(r * std::cos(theta));
+      out[2 * j + 1] = static_cast<float>(r * std::sin(theta));
+    }
+  });
+  block_ = first + static_cast<uint64_t>(pairs);
+  if (n % 2 != 0)
+    out[n - 1] = normal();
 }
 
 void Philox::fillUniform(float *out, int64_t n) {

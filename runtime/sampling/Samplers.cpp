@@ -10,10 +10,12 @@
 
 #include "diffrt/Samplers.h"
 
+#include "diffrt/CpuKernels.h"
 #include "diffrt/Error.h"
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <sstream>
 
 namespace diffrt {
@@ -69,6 +71,17 @@ void checkOutput(const SamplerConfig &cfg, const std::vector<float> &out, int64_
 
 /// Guidance shared by both published variants: only which channels are
 /// guided differs.
+/// Runs body(sample, channel) over every (sample, channel) plane of hw
+/// values, in parallel: each plane is written by one call, so the result
+/// does not depend on the thread count.
+void forEachPlane(int64_t n, int64_t c, int64_t hw, const std::function<void(int64_t, int64_t)> &body) {
+  cpu::parallelFor(n * c, std::max<int64_t>(1, 16384 / std::max<int64_t>(hw, 1)),
+                   [&](int64_t r0, int64_t r1) {
+                     for (int64_t r = r0; r < r1; ++r)
+                       body(r / c, r % c);
+                   });
+}
+
 void guideChannels(std::vector<float> &out, int64_t n2, int64_t cOut, int64_t hw, double scale,
                    int64_t channels, const char *who) {
   if (n2 < 2 || n2 % 2 != 0)
@@ -84,16 +97,17 @@ void guideChannels(std::vector<float> &out, int64_t n2, int64_t cOut, int64_t hw
   // PyTorch rounds to float32 first.
   const float s = static_cast<float>(scale);
   int64_t half = n2 / 2;
-  for (int64_t i = 0; i < half; ++i)
-    for (int64_t ch = 0; ch < channels; ++ch) {
-      float *cond = out.data() + (i * cOut + ch) * hw;
-      float *uncond = out.data() + ((i + half) * cOut + ch) * hw;
-      for (int64_t k = 0; k < hw; ++k) {
-        float g = uncond[k] + s * (cond[k] - uncond[k]);
-        cond[k] = g;
-        uncond[k] = g;
-      }
+  if (channels == 0)
+    return;
+  forEachPlane(half, channels, hw, [&](int64_t i, int64_t ch) {
+    float *cond = out.data() + (i * cOut + ch) * hw;
+    float *uncond = out.data() + ((i + half) * cOut + ch) * hw;
+    for (int64_t k = 0; k < hw; ++k) {
+      float g = uncond[k] + s * (cond[k] - uncond[k]);
+      cond[k] = g;
+      uncond[k] = g;
     }
+  });
 }
 
 } // namespace
@@ -270,29 +284,28 @@ void GaussianDiffusion::ddpmStep(int64_t t, int64_t n, int64_t c, int64_t hw, co
   const float minLog = float(posteriorLogVarianceClipped_[ut]);
   // Fixed-large variance: (beta~_1, beta_1, beta_2, ...).
   const float fixedLog = float(t == 0 ? std::log(posteriorVariance_[1]) : logBetas_[ut]);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = 0; ch < c; ++ch) {
-      int64_t xo = (i * c + ch) * hw;
-      const float *eps = modelOut + (i * cOut + ch) * hw;
-      const float *v = modelOut + (i * cOut + c + ch) * hw;
-      for (int64_t k = 0; k < hw; ++k) {
-        float xt = x[xo + k];
-        float x0 = recip * xt - recipm1 * eps[k];
-        float mean = coef1 * x0 + coef2 * xt;
-        if (t == 0) {
-          xPrev[xo + k] = mean;
-          continue;
-        }
-        float logVar;
-        if (learnedSigma) {
-          float frac = (v[k] + 1.0f) / 2.0f;
-          logVar = frac * maxLog + (1.0f - frac) * minLog;
-        } else {
-          logVar = fixedLog;
-        }
-        xPrev[xo + k] = mean + std::exp(0.5f * logVar) * noise[xo + k];
+  forEachPlane(n, c, hw, [&](int64_t i, int64_t ch) {
+    int64_t xo = (i * c + ch) * hw;
+    const float *eps = modelOut + (i * cOut + ch) * hw;
+    const float *v = modelOut + (i * cOut + c + ch) * hw;
+    for (int64_t k = 0; k < hw; ++k) {
+      float xt = x[xo + k];
+      float x0 = recip * xt - recipm1 * eps[k];
+      float mean = coef1 * x0 + coef2 * xt;
+      if (t == 0) {
+        xPrev[xo + k] = mean;
+        continue;
       }
+      float logVar;
+      if (learnedSigma) {
+        float frac = (v[k] + 1.0f) / 2.0f;
+        logVar = frac * maxLog + (1.0f - frac) * minLog;
+      } else {
+        logVar = fixedLog;
+      }
+      xPrev[xo + k] = mean + std::exp(0.5f * logVar) * noise[xo + k];
     }
+  });
 }
 
 void GaussianDiffusion::ddimStep(int64_t t, int64_t n, int64_t c, int64_t hw, const float *x,
@@ -316,20 +329,19 @@ void GaussianDiffusion::ddimStep(int64_t t, int64_t n, int64_t c, int64_t hw, co
   bool addNoise = t > 0 && sigma > 0.0f;
   if (addNoise && noise == nullptr)
     fail("ddimStep: t = ", t, " with eta = ", eta, " needs noise");
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = 0; ch < c; ++ch) {
-      int64_t xo = (i * c + ch) * hw;
-      const float *eps = modelOut + (i * cOut + ch) * hw;
-      for (int64_t k = 0; k < hw; ++k) {
-        float xt = x[xo + k];
-        float x0 = recip * xt - recipm1 * eps[k];
-        float epsRe = (recip * xt - x0) / recipm1;
-        float next = x0 * sqrtAbarPrev + dirScale * epsRe;
-        if (addNoise)
-          next = next + sigma * noise[xo + k];
-        xPrev[xo + k] = next;
-      }
+  forEachPlane(n, c, hw, [&](int64_t i, int64_t ch) {
+    int64_t xo = (i * c + ch) * hw;
+    const float *eps = modelOut + (i * cOut + ch) * hw;
+    for (int64_t k = 0; k < hw; ++k) {
+      float xt = x[xo + k];
+      float x0 = recip * xt - recipm1 * eps[k];
+      float epsRe = (recip * xt - x0) / recipm1;
+      float next = x0 * sqrtAbarPrev + dirScale * epsRe;
+      if (addNoise)
+        next = next + sigma * noise[xo + k];
+      xPrev[xo + k] = next;
     }
+  });
 }
 
 //===----------------------------------------------------------------------===//
@@ -474,13 +486,12 @@ void runRectifiedFlow(const SamplerConfig &cfg, int64_t n, int64_t c, int64_t h,
       fail("runSampler (", samplerSpec(cfg), "): the model returned ", out.size(),
            " floats; the velocity needs ", n, " x C_out x ", h, " x ", w, " with C_out >= ", c);
     int64_t cOut = int64_t(out.size() / perChannel);
-    for (int64_t s = 0; s < n; ++s)
-      for (int64_t ch = 0; ch < c; ++ch) {
-        float *xs = x.data() + (s * c + ch) * hw;
-        const float *v = out.data() + (s * cOut + ch) * hw;
-        for (int64_t p = 0; p < hw; ++p)
-          xs[p] = xs[p] - dt * v[p];
-      }
+    forEachPlane(n, c, hw, [&](int64_t s, int64_t ch) {
+      float *xs = x.data() + (s * c + ch) * hw;
+      const float *v = out.data() + (s * cOut + ch) * hw;
+      for (int64_t p = 0; p < hw; ++p)
+        xs[p] = xs[p] - dt * v[p];
+    });
     if (progress)
       progress(k + 1, total);
   }

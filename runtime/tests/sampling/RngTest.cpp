@@ -119,6 +119,21 @@ TEST(Philox, EqualSeedsRepeatAndStreamsDiffer) {
   EXPECT_EQ(sameSeed, 0);
 }
 
+TEST(Philox, ParallelFillsMatchSingleDraws) {
+  // Fills large enough to be split over threads, starting with and without
+  // a pending normal, equal the sequential single draws value for value.
+  Philox one(23), many(23);
+  std::vector<float> first(100001), second(65536);
+  many.fillNormal(first.data(), 100001);
+  many.fillNormal(second.data(), 65536);
+  for (size_t i = 0; i < first.size(); ++i)
+    ASSERT_EQ(one.normal(), first[i]) << "element " << i;
+  for (size_t i = 0; i < second.size(); ++i)
+    ASSERT_EQ(one.normal(), second[i]) << "element " << i << " of the second fill";
+  EXPECT_EQ(one.blockIndex(), many.blockIndex());
+  EXPECT_EQ(one.normal(), many.normal());
+}
+
 TEST(Philox, FillsMatchSingleDraws) {
   Philox one(11), many(11);
   std::vector<float> filled(9);
