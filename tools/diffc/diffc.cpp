@@ -244,6 +244,9 @@ int cmdCompile(const std::vector<std::string> &argv) {
   if (!options.objective.empty() && options.objective != "ddpm" && options.objective != "rf" &&
       options.objective != "edm")
     return error("--objective must be ddpm, rf or edm, got '" + options.objective + "'");
+  if (options.mode == "train" && (options.target != "cpu" || options.dtype != "f32"))
+    return error("--mode train: training runs on the CPU backend in f32 (the GPU backward kernels "
+                 "are not built yet); compile with --target cpu --dtype f32");
   if (options.target == "cpu" && options.dtype != "f32")
     return error("the CPU backend executes f32 (got --dtype " + options.dtype + ")");
   int phases = static_cast<int>(pipelinePhases().size());
