@@ -69,8 +69,6 @@ void checkOutput(const SamplerConfig &cfg, const std::vector<float> &out, int64_
          " floats but ", what, " needs ", n, " x ", channels, " x ", h, " x ", w, " = ", needed);
 }
 
-/// Guidance shared by both published variants: only which channels are
-/// guided differs.
 /// Runs body(sample, channel) over every (sample, channel) plane of hw
 /// values, in parallel: each plane is written by one call, so the result
 /// does not depend on the thread count.
@@ -82,6 +80,8 @@ void forEachPlane(int64_t n, int64_t c, int64_t hw, const std::function<void(int
                    });
 }
 
+/// Guidance shared by both published variants: only which channels are
+/// guided differs.
 void guideChannels(std::vector<float> &out, int64_t n2, int64_t cOut, int64_t hw, double scale,
                    int64_t channels, const char *who) {
   if (n2 < 2 || n2 % 2 != 0)

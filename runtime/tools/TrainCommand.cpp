@@ -43,14 +43,17 @@ int train(const std::vector<std::string> &argv) {
   std::string message;
   if (!args.parse(argv,
                   {"--data", "--steps", "--lr", "--ckpt-dir", "--save-every", "--log-every", "--seed",
-                   "--ema-decay", "--grad-clip", "--weights", "--device", "--weight-decay"},
+                   "--ema-decay", "--grad-clip", "--weights", "--weight-decay"},
                   {"--resume", "--quiet"}, message))
     fail(message);
   if (args.positional.size() != 1)
     fail("train takes one training artifact (compile with --mode train)");
   Module module = Module::load(args.positional[0]);
-  std::string deviceName = args.get("--device").value_or(module.plan().target);
-  Session session(module, deviceName == "cuda" ? Device::cuda(0) : Device::cpu());
+  // The backward kernels exist for the CPU backend only (diffc compile
+  // --mode train refuses other targets).
+  if (module.plan().target != "cpu")
+    fail(module.path(), ": compiled for ", module.plan().target, "; training runs on the CPU backend");
+  Session session(module, Device::cpu());
 
   TrainConfig config;
   config.lr = number(args, "--lr", 1e-4);

@@ -197,11 +197,11 @@ using Forward = std::function<torch::Tensor(const StateDict &, torch::Tensor, to
 /// flow; balanceCoef > 0 adds DiT-MoE's balance losses.
 Case classConditional(std::string zoo, std::string args, std::string tag, Shapes shapes,
                       uint64_t seed, int64_t batch, int64_t latent, bool rectifiedFlow,
-                      double balanceCoef, Forward forward) {
+                      double balanceCoef, Forward forward, int64_t channels = 4) {
   Case c{std::move(zoo), std::move(args) + " --batch " + std::to_string(batch), std::move(tag),
          std::move(shapes), seed, nullptr};
   c.reference = [=](const StateDict &sd, std::map<std::string, diffrt::HostTensor> &feed) {
-    std::vector<int64_t> shape = {batch, 4, latent, latent};
+    std::vector<int64_t> shape = {batch, channels, latent, latent};
     // Data beyond ±0.999 exercises the decoder likelihood's edge bins.
     torch::Tensor x0 = deterministicNormal(shape, seed + 1);
     torch::Tensor noise = deterministicNormal(shape, seed + 2);
@@ -231,7 +231,7 @@ Case classConditional(std::string zoo, std::string args, std::string tag, Shapes
     torch::Tensor prediction = forward(sd, x, t, y, balanceCoef > 0 ? &balance : nullptr);
     torch::Tensor loss =
         rectifiedFlow
-            ? (prediction.narrow(1, 0, 4).to(torch::kFloat64) - (noise - x0).to(torch::kFloat64))
+            ? (prediction.narrow(1, 0, channels).to(torch::kFloat64) - (noise - x0).to(torch::kFloat64))
                   .pow(2).mean({1, 2, 3})
             : ddpmLossReference(prediction, x0, x, noise, steps);
     torch::Tensor objective = loss.mean();
@@ -283,6 +283,20 @@ TEST(TrainStepNumerics, DiTMoEQkNormWithRectifiedFlow) {
                                   [&](const StateDict &sd, auto x, auto t, auto y, auto *balance) {
                                     return ditMoeForward(cfg, sd, x, t, y, balance);
                                   }));
+}
+
+TEST(TrainStepNumerics, FashionMnistModel) {
+  // The project's default model: one channel, patch 4, 32x32, 4 experts.
+  DitMoeConfig cfg;
+  cfg.base.inputSize = 32, cfg.base.patch = 4, cfg.base.inChannels = 1, cfg.base.hidden = 48;
+  cfg.base.heads = 3, cfg.base.depth = 2, cfg.base.numClasses = 10;
+  cfg.experts = 4;
+  checkTrainStep(classConditional("dit-moe-fmnist", "--depth 2 --hidden 48 --heads 3", "train_fmnist",
+                                  ditMoeShapes(cfg), 61, 3, 32, false, 0.01,
+                                  [&](const StateDict &sd, auto x, auto t, auto y, auto *balance) {
+                                    return ditMoeForward(cfg, sd, x, t, y, balance);
+                                  },
+                                  1));
 }
 
 TEST(TrainStepNumerics, DiGWithDdpm) {

@@ -51,8 +51,9 @@ int usage(llvm::raw_ostream &os) {
         "      [--device cpu|cuda] [--columns N] [--quiet]\n"
         "  train MODEL.dfx --ckpt-dir DIR [--data fashion-mnist|latents:FILE] [--steps N] [--lr X]\n"
         "      [--resume] [--save-every N] [--log-every N] [--seed N] [--ema-decay D] [--grad-clip C]\n"
-        "      [--weights W.safetensors] [--device cpu|cuda]\n"
-        "  bench MODEL.dfx [--device cpu|cuda] [--iterations N] [--json FILE]\n"
+        "      [--weight-decay W] [--weights W.safetensors]   (CPU, f32)\n"
+        "  bench MODEL.dfx [--device cpu|cuda] [--iterations N] [--warmup N] [--json FILE] [--label L]\n"
+        "      [--sample ddpm:250|ddim:N|rf:N|edm:N --cfg S]   (time a whole sampling run)\n"
         "  compile FILE.mlir -o FILE.dfx [--emit=PHASE] --target cpu|cuda --dtype f32|f16|bf16\n"
         "      [--mode sample|train] [--objective ddpm|rf|edm]\n"
         "      phases:";
