@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -94,6 +95,17 @@ TEST(TrainCommand, LossFallsOnFashionMnistAndTheWeightsSample) {
   double first = mean(losses, 0, 10), last = mean(losses, 110, 120);
   EXPECT_GT(first, 0.5);
   EXPECT_LT(last, first / 3) << "the loss went from " << first << " to " << last;
+
+  // weights.safetensors holds the EMA under the checkpoint names, stacked
+  // experts split back into one tensor each.
+  diffrt::SafetensorsFile ckpt = diffrt::SafetensorsFile::open(dir.path + "/checkpoint.safetensors");
+  diffrt::SafetensorsFile weights = diffrt::SafetensorsFile::open(dir.path + "/weights.safetensors");
+  EXPECT_EQ(weights.readF32("final_layer.linear.weight"), ckpt.readF32("ema/final_layer.linear.weight"));
+  EXPECT_NE(weights.readF32("final_layer.linear.weight"), ckpt.readF32("param/final_layer.linear.weight"));
+  std::vector<float> stacked = ckpt.readF32("ema/blocks.1.moe.experts.{e}.up_proj.weight");
+  std::vector<float> expert2 = weights.readF32("blocks.1.moe.experts.2.up_proj.weight");
+  ASSERT_EQ(stacked.size(), 4 * expert2.size());
+  EXPECT_TRUE(std::equal(expert2.begin(), expert2.end(), stacked.begin() + 2 * expert2.size()));
 
   // The EMA weights load into a sampling artifact of the same model.
   std::string sampler = compileZoo("dit-moe-fmnist", "--batch 2 --depth 2 --hidden 64 --heads 2 --experts 4",
