@@ -35,44 +35,6 @@ using namespace detail;
 
 namespace {
 
-/// probs (rows x e) = softmax over experts of x · routerᵀ, max subtracted;
-/// the forward's arithmetic step for step (see Moe.cpp), which the routing
-/// decisions depend on.
-std::unique_ptr<float[]> routerProbs(ConstMat x, const float *router, int64_t e) {
-  int64_t rows = x.rows, d = x.cols;
-  std::unique_ptr<float[]> probs = scratch(rows * e);
-  sgemmNT(rows, e, d, 1.0f, x.data, x.ld, router, d, 0.0f, probs.get(), e);
-  parallelFor(rows, rowGrain(e * 8), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float *p = probs.get() + r * e;
-      float mx = p[0];
-      for (int64_t i = 1; i < e; ++i)
-        mx = std::max(mx, p[i]);
-      float total = 0.0f;
-      for (int64_t i = 0; i < e; ++i) {
-        p[i] = std::exp(p[i] - mx);
-        total += p[i];
-      }
-      float inv = 1.0f / total;
-      for (int64_t i = 0; i < e; ++i)
-        p[i] *= inv;
-    }
-  });
-  return probs;
-}
-
-/// The forward's ranking key: NaN below every number.
-float rankKey(float p) { return std::isnan(p) ? -std::numeric_limits<float>::infinity() : p; }
-
-/// dst row i = x row rows[i].
-void gatherRows(ConstMat x, const int64_t *rows, int64_t n, float *dst) {
-  int64_t d = x.cols;
-  parallelFor(n, rowGrain(d), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      std::copy(x.row(rows[i]), x.row(rows[i]) + d, dst + i * d);
-  });
-}
-
 /// dX row rows[i] += src row i; the rows are distinct.
 void scatterAddRows(const float *src, const int64_t *rows, int64_t n, Mat dX) {
   int64_t d = dX.cols;

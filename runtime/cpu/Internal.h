@@ -269,6 +269,18 @@ void swigluBackwardFromHidden(ConstMat x, ConstMat gate, ConstMat up, ConstMat d
                               float *g, float *u, const float *h, float *work, Mat dX,
                               bool accumulate, Mat dGate, Mat dUp, Mat dDown);
 
+/// Router probabilities shared by the MoE forward and backward, which must
+/// reproduce the forward's routing decisions bit for bit: probs (rows x e)
+/// = softmax over experts of x · routerᵀ, max subtracted.
+std::unique_ptr<float[]> routerProbs(ConstMat x, const float *router, int64_t e);
+
+/// Sort key that puts NaN below every number, so a corrupt router output
+/// cannot break the strict weak ordering std::partial_sort relies on.
+inline float rankKey(float p) { return std::isnan(p) ? -std::numeric_limits<float>::infinity() : p; }
+
+/// dst row i = x row rows[i] (dst contiguous, x.cols wide).
+void gatherRows(ConstMat x, const int64_t *rows, int64_t n, float *dst);
+
 } // namespace diffrt::cpu::detail
 
 #endif // DIFFRT_CPU_INTERNAL_GRAD_H

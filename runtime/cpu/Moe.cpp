@@ -24,9 +24,8 @@ namespace diffrt::cpu {
 
 using namespace detail;
 
-namespace {
+namespace detail {
 
-/// probs (rows x e) = softmax over experts of x · routerᵀ, max subtracted.
 std::unique_ptr<float[]> routerProbs(ConstMat x, const float *router, int64_t e) {
   int64_t rows = x.rows, d = x.cols;
   std::unique_ptr<float[]> probs = scratch(rows * e);
@@ -50,7 +49,6 @@ std::unique_ptr<float[]> routerProbs(ConstMat x, const float *router, int64_t e)
   return probs;
 }
 
-/// dst row i = x row rows[i].
 void gatherRows(ConstMat x, const int64_t *rows, int64_t n, float *dst) {
   int64_t d = x.cols;
   parallelFor(n, rowGrain(d), [&](int64_t i0, int64_t i1) {
@@ -58,6 +56,10 @@ void gatherRows(ConstMat x, const int64_t *rows, int64_t n, float *dst) {
       std::copy(x.row(rows[i]), x.row(rows[i]) + d, dst + i * d);
   });
 }
+
+} // namespace detail
+
+namespace {
 
 /// y (n x d, contiguous) = down · (silu(gate · x) ⊙ up · x) for n rows of x
 /// (leading dimension ldx), with nn.Linear-layout weights; h holds 2·n·f
@@ -71,10 +73,6 @@ void swigluRows(const float *x, int64_t ldx, int64_t n, int64_t d, int64_t f, co
               [&](int64_t b, int64_t e) { simd::siluMul(g + b, u + b, e - b); });
   sgemmNT(n, d, f, 1.0f, g, f, down, f, 0.0f, y, d);
 }
-
-/// Sort key that puts NaN below every number, so a corrupt router output
-/// cannot break the strict weak ordering std::partial_sort relies on.
-float rankKey(float p) { return std::isnan(p) ? -std::numeric_limits<float>::infinity() : p; }
 
 } // namespace
 

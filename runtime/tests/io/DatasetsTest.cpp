@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../TestSupport.h"
 #include "diffrt/Datasets.h"
 #include "diffrt/Error.h"
 #include "diffrt/Safetensors.h"
@@ -21,40 +22,9 @@
 
 namespace fs = std::filesystem;
 using namespace diffrt;
+using namespace diffrt::testsupport;
 
 namespace {
-
-class TempDir {
-public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "diffrt-datasets-XXXXXX").string();
-    if (!::mkdtemp(pattern.data()))
-      throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string &name) const { return (path_ / name).string(); }
-  const fs::path &path() const { return path_; }
-
-private:
-  fs::path path_;
-};
-
-void expectError(const std::function<void()> &body, std::initializer_list<std::string> fragments) {
-  try {
-    body();
-  } catch (const Error &e) {
-    std::string message = e.what();
-    for (const std::string &fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "message \"" << message << "\" lacks \"" << fragment << "\"";
-    return;
-  }
-  ADD_FAILURE() << "no diffrt::Error was thrown";
-}
 
 using Bytes = std::vector<unsigned char>;
 
@@ -95,7 +65,7 @@ const Bytes kLabels = {3, 0, 6, 6, 1};
 } // namespace
 
 TEST(Datasets, LoadsRawAndGzippedIdx) {
-  TempDir dir;
+  TempDir dir{"diffrt-datasets"};
   Bytes images = idx(0x803, {5, 3, 4}, kPixels);
   Bytes labels = idx(0x801, {5}, kLabels);
   writeRaw(dir.file("img"), images);
@@ -115,7 +85,7 @@ TEST(Datasets, LoadsRawAndGzippedIdx) {
 }
 
 TEST(Datasets, IdxMalformationsGiveNamedErrors) {
-  TempDir dir;
+  TempDir dir{"diffrt-datasets"};
   std::string images = dir.file("images-idx3-ubyte.gz");
   std::string labels = dir.file("labels-idx1-ubyte");
   writeRaw(labels, idx(0x801, {5}, kLabels));
@@ -180,7 +150,7 @@ TEST(Datasets, FashionMnistTrainSplit) {
 }
 
 TEST(Datasets, FashionMnistArgumentErrors) {
-  TempDir dir;
+  TempDir dir{"diffrt-datasets"};
   expectError([&] { loadFashionMnist(dir.path().string(), "test"); }, {"'test'", "t10k"});
   expectError([&] { loadFashionMnist(dir.path().string(), "t10k"); },
               {"t10k-images-idx3-ubyte.gz", "dataset-fashion-mnist"});
@@ -235,7 +205,7 @@ TEST(Datasets, ToModelInputCentres28In32) {
 }
 
 TEST(Datasets, LoadsLatents) {
-  TempDir dir;
+  TempDir dir{"diffrt-datasets"};
   std::string path = dir.file("latents.safetensors");
   std::vector<float> latents(3 * 4 * 2 * 2);
   for (size_t i = 0; i < latents.size(); ++i)
@@ -268,7 +238,7 @@ TEST(Datasets, LoadsLatents) {
 }
 
 TEST(Datasets, LatentMismatchesGiveNamedErrors) {
-  TempDir dir;
+  TempDir dir{"diffrt-datasets"};
   std::string path = dir.file("bad.safetensors");
   std::vector<float> f(2 * 4 * 2 * 2, 0.0f);
   std::vector<int64_t> l3 = {1, 2, 3};

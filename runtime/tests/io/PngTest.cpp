@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../TestSupport.h"
 #include "diffrt/Error.h"
 #include "diffrt/Png.h"
 
@@ -24,46 +25,9 @@
 
 namespace fs = std::filesystem;
 using namespace diffrt;
+using namespace diffrt::testsupport;
 
 namespace {
-
-class TempDir {
-public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "diffrt-png-XXXXXX").string();
-    if (!::mkdtemp(pattern.data()))
-      throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string &name) const { return (path_ / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto &e : fs::directory_iterator(path_))
-      out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
-private:
-  fs::path path_;
-};
-
-void expectError(const std::function<void()> &body, std::initializer_list<std::string> fragments) {
-  try {
-    body();
-  } catch (const Error &e) {
-    std::string message = e.what();
-    for (const std::string &fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "message \"" << message << "\" lacks \"" << fragment << "\"";
-    return;
-  }
-  ADD_FAILURE() << "no diffrt::Error was thrown";
-}
 
 using Bytes = std::vector<unsigned char>;
 
@@ -157,7 +121,7 @@ Bytes randomPixels(size_t count, unsigned seed) {
 } // namespace
 
 TEST(Png, GrayRoundTripIsBitExact) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   std::string path = dir.file("gray.png");
   Bytes pixels = randomPixels(37 * 23, 1);
   writePng(path, 37, 23, 1, pixels.data());
@@ -170,7 +134,7 @@ TEST(Png, GrayRoundTripIsBitExact) {
 }
 
 TEST(Png, RgbRoundTripIsBitExact) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   std::string path = dir.file("rgb.png");
   Bytes pixels = randomPixels(64 * 5 * 3, 2);
   writePng(path, 64, 5, 3, pixels.data());
@@ -185,7 +149,7 @@ TEST(Png, RgbRoundTripIsBitExact) {
 }
 
 TEST(Png, WriterRejectsBadArguments) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   Bytes pixels(16);
   expectError([&] { writePng(dir.file("a.png"), 2, 2, 4, pixels.data()); },
               {"a.png", "4 channels"});
@@ -196,7 +160,7 @@ TEST(Png, WriterRejectsBadArguments) {
 }
 
 TEST(Png, DecodesAllFiveFiltersAndSplitIdat) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   for (int channels : {1, 3}) {
     // Large enough that Paeth ties (which decide between b and c) occur.
     int width = 64, height = 40;
@@ -219,7 +183,7 @@ TEST(Png, DecodesAllFiveFiltersAndSplitIdat) {
 }
 
 TEST(Png, DamagedFilesGiveNamedErrors) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   std::string good = dir.file("good.png");
   Bytes pixels = randomPixels(8 * 8 * 3, 9);
   writePng(good, 8, 8, 3, pixels.data());
@@ -250,7 +214,7 @@ TEST(Png, DamagedFilesGiveNamedErrors) {
 }
 
 TEST(Png, InvalidHeadersAndPayloadsGiveNamedErrors) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   std::string path = dir.file("h.png");
   Bytes rows = {0, 1, 2, 0, 3, 4}; // 2 x 2 gray, filter 0
   auto build = [&](const std::function<void(PngBuilder &)> &header, const Bytes &raw) {
@@ -313,7 +277,7 @@ TEST(Png, InvalidHeadersAndPayloadsGiveNamedErrors) {
 }
 
 TEST(Png, GridGeometryAndPixelPlacement) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   std::string path = dir.file("grid.png");
   // Three 2 x 3 gray images, two columns, padding 1: the PNG is
   // (2 * (3 + 1) + 1) x (2 * (2 + 1) + 1) = 9 x 7.
@@ -359,7 +323,7 @@ TEST(Png, GridGeometryAndPixelPlacement) {
 }
 
 TEST(Png, RgbGridKeepsChannelsAndColumnsShrinkToN) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   std::string path = dir.file("rgb.png");
   // Two 1 x 1 RGB images in a grid asked for 5 columns: only 2 are used.
   std::vector<float> images = {-1.0f, 0.0f, 1.0f, 1.0f, -1.0f, 0.5f};
@@ -382,7 +346,7 @@ TEST(Png, RgbGridKeepsChannelsAndColumnsShrinkToN) {
 }
 
 TEST(Png, LatentPreviewNormalisesChannelsZeroToTwo) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   std::string path = dir.file("latent.png");
   // One 1 x 2 latent with 4 channels. Channels 0..2 span [-4, 4]; channel 3
   // is huge and must influence neither the picture nor the normalisation.
@@ -407,7 +371,7 @@ TEST(Png, LatentPreviewNormalisesChannelsZeroToTwo) {
 }
 
 TEST(Png, GridRejectsBadArguments) {
-  TempDir dir;
+  TempDir dir{"diffrt-png"};
   std::vector<float> data(64, 0.0f);
   expectError([&] { writeImageGrid(dir.file("g.png"), data.data(), 1, 2, 2, 2, 1); },
               {"g.png", "2 channels"});

@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../TestSupport.h"
 #include "diffrt/Error.h"
 #include "diffrt/Safetensors.h"
 
@@ -24,47 +25,9 @@
 
 namespace fs = std::filesystem;
 using namespace diffrt;
+using namespace diffrt::testsupport;
 
 namespace {
-
-class TempDir {
-public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "diffrt-safetensors-XXXXXX").string();
-    if (!::mkdtemp(pattern.data()))
-      throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string &name) const { return (path_ / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto &e : fs::directory_iterator(path_))
-      out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
-private:
-  fs::path path_;
-};
-
-/// Runs `body`, which must throw diffrt::Error containing every fragment.
-void expectError(const std::function<void()> &body, std::initializer_list<std::string> fragments) {
-  try {
-    body();
-  } catch (const Error &e) {
-    std::string message = e.what();
-    for (const std::string &fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "message \"" << message << "\" lacks \"" << fragment << "\"";
-    return;
-  }
-  ADD_FAILURE() << "no diffrt::Error was thrown";
-}
 
 /// A file with a hand-written header: 8-byte length (or `lengthOverride`),
 /// the header text, then `dataBytes` bytes of payload.
@@ -86,7 +49,7 @@ std::vector<unsigned char> readBytes(const std::string &path) {
 } // namespace
 
 TEST(Safetensors, RoundTripEveryDtype) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("all.safetensors");
   std::mt19937 gen(7);
   std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
@@ -168,7 +131,7 @@ TEST(Safetensors, RoundTripEveryDtype) {
 }
 
 TEST(Safetensors, WriterLayoutIsSortedPackedAndPadded) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("layout.safetensors");
   float b[3] = {1, 2, 3};
   float a[2] = {4, 5};
@@ -200,7 +163,7 @@ TEST(Safetensors, WriterLayoutIsSortedPackedAndPadded) {
 }
 
 TEST(Safetensors, WriteLeavesNoTemporaryFileAndReplacesAtomically) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("ckpt.safetensors");
   float v[4] = {1, 2, 3, 4};
   SafetensorsWriter first;
@@ -235,7 +198,7 @@ TEST(Safetensors, WriterRejectsBadInput) {
 }
 
 TEST(Safetensors, MoveTransfersTheMapping) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("m.safetensors");
   float v[3] = {1.5f, 2.5f, 3.5f};
   SafetensorsWriter writer;
@@ -252,7 +215,7 @@ TEST(Safetensors, MoveTransfersTheMapping) {
 }
 
 TEST(Safetensors, UnknownNameSuggestsCloseNames) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("n.safetensors");
   float v = 0;
   SafetensorsWriter writer;
@@ -273,7 +236,7 @@ TEST(Safetensors, UnknownNameSuggestsCloseNames) {
 }
 
 TEST(Safetensors, RejectsFileShorterThanLengthField) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("tiny.safetensors");
   std::ofstream(path, std::ios::binary) << "abc";
   expectError([&] { SafetensorsFile::open(path); }, {path, "3 bytes", "8-byte"});
@@ -282,7 +245,7 @@ TEST(Safetensors, RejectsFileShorterThanLengthField) {
 }
 
 TEST(Safetensors, RejectsHeaderLengthPastTheEnd) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("len.safetensors");
   writeRaw(path, "{}", 0, 1000);
   expectError([&] { SafetensorsFile::open(path); },
@@ -290,7 +253,7 @@ TEST(Safetensors, RejectsHeaderLengthPastTheEnd) {
 }
 
 TEST(Safetensors, RejectsHeaderOverTheSizeLimit) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("huge.safetensors");
   uint64_t length = (100ull << 20) + 8;
   writeRaw(path, "", 0, length);
@@ -301,7 +264,7 @@ TEST(Safetensors, RejectsHeaderOverTheSizeLimit) {
 }
 
 TEST(Safetensors, RejectsBadJson) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("json.safetensors");
   writeRaw(path, R"({"w": {"dtype": "F32", )", 0);
   expectError([&] { SafetensorsFile::open(path); }, {path, "header JSON", "does not parse"});
@@ -310,7 +273,7 @@ TEST(Safetensors, RejectsBadJson) {
 }
 
 TEST(Safetensors, RejectsUnknownDtype) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("dtype.safetensors");
   writeRaw(path, R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})", 2);
   expectError([&] { SafetensorsFile::open(path); }, {path, "tensor 'w'", "dtype 'F8_E4M3'"});
@@ -319,7 +282,7 @@ TEST(Safetensors, RejectsUnknownDtype) {
 }
 
 TEST(Safetensors, RejectsNegativeOrNonIntegerShape) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("shape.safetensors");
   writeRaw(path, R"({"w": {"dtype": "F32", "shape": [2, -3], "data_offsets": [0, 0]}})", 0);
   expectError([&] { SafetensorsFile::open(path); }, {path, "tensor 'w'", "shape[1]", "-3"});
@@ -330,7 +293,7 @@ TEST(Safetensors, RejectsNegativeOrNonIntegerShape) {
 }
 
 TEST(Safetensors, RejectsOffsetsNotMatchingTheShape) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("w.safetensors");
   writeRaw(path,
            R"({"blocks.0.attn.qkv.weight": {"dtype": "F32", "shape": [3, 9], )"
@@ -351,7 +314,7 @@ TEST(Safetensors, RejectsOffsetsNotMatchingTheShape) {
 }
 
 TEST(Safetensors, RejectsTruncatedData) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("trunc.safetensors");
   std::vector<float> v(16, 1.0f);
   SafetensorsWriter writer;
@@ -363,7 +326,7 @@ TEST(Safetensors, RejectsTruncatedData) {
 }
 
 TEST(Safetensors, RejectsOverlappingRanges) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("overlap.safetensors");
   writeRaw(path,
            R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, )"
@@ -381,7 +344,7 @@ TEST(Safetensors, RejectsOverlappingRanges) {
 }
 
 TEST(Safetensors, RejectsNonStringMetadata) {
-  TempDir dir;
+  TempDir dir{"diffrt-safetensors"};
   std::string path = dir.file("meta.safetensors");
   writeRaw(path, R"({"__metadata__": {"epoch": 3}})", 0);
   expectError([&] { SafetensorsFile::open(path); }, {path, "__metadata__", "'epoch'", "string"});

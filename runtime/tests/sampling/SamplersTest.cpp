@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../TestSupport.h"
 #include "diffrt/Error.h"
 #include "diffrt/Samplers.h"
 
@@ -18,21 +19,9 @@
 #include <random>
 
 using namespace diffrt;
+using namespace diffrt::testsupport;
 
 namespace {
-
-void expectError(const std::function<void()> &body, std::initializer_list<std::string> fragments) {
-  try {
-    body();
-  } catch (const Error &e) {
-    std::string message = e.what();
-    for (const std::string &fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "message \"" << message << "\" lacks \"" << fragment << "\"";
-    return;
-  }
-  ADD_FAILURE() << "no diffrt::Error was thrown";
-}
 
 /// The linear schedule written directly from its definition.
 std::vector<double> referenceBetas() {
