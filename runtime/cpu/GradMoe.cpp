@@ -159,49 +159,12 @@ void moeTokenChoiceBackward(ConstMat x, const TokenChoiceArgs &args, ConstMat dO
   }
 
   // Routing, exactly as the forward.
-  std::unique_ptr<float[]> probs = routerProbs(x, args.router, e);
-  std::vector<int32_t> chosen(static_cast<size_t>(m * topK));
-  std::vector<float> weight(chosen.size()), totals(static_cast<size_t>(m));
-  parallelFor(m, rowGrain(e * topK), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float *p = probs.get() + r * e;
-      int32_t *ids = &chosen[r * topK];
-      float *w = &weight[r * topK];
-      float total = 0.0f;
-      for (int64_t s = 0; s < topK; ++s) {
-        int32_t best = -1;
-        for (int64_t i = 0; i < e; ++i) {
-          if (std::find(ids, ids + s, static_cast<int32_t>(i)) != ids + s)
-            continue;
-          if (best < 0 || rankKey(p[i]) > rankKey(p[best]))
-            best = static_cast<int32_t>(i);
-        }
-        ids[s] = best;
-        w[s] = p[best];
-        total += p[best];
-      }
-      totals[r] = total;
-      if (args.normalize)
-        for (int64_t s = 0; s < topK; ++s)
-          w[s] /= total;
-    }
-  });
-  std::vector<int64_t> count(static_cast<size_t>(e), 0), offset(static_cast<size_t>(e) + 1, 0);
-  for (int32_t id : chosen)
-    ++count[id];
-  for (int64_t i = 0; i < e; ++i)
-    offset[i + 1] = offset[i] + count[i];
-  // groupedSlot[pos]: the slot (token · topK + j) at grouped position pos;
-  // groupedToken[pos] its token. Tokens ascend within an expert.
-  std::vector<int64_t> groupedSlot(chosen.size()), groupedToken(chosen.size());
-  {
-    std::vector<int64_t> cursor(offset.begin(), offset.end() - 1);
-    for (int64_t s = 0; s < m * topK; ++s) {
-      int64_t pos = cursor[chosen[s]]++;
-      groupedSlot[pos] = s;
-      groupedToken[pos] = s / topK;
-    }
-  }
+  TopKRouting routing = routeTopK(x, args.router, e, topK, args.normalize);
+  const std::unique_ptr<float[]> &probs = routing.probs;
+  const std::vector<int32_t> &chosen = routing.chosen;
+  const std::vector<float> &weight = routing.weight, &totals = routing.totals;
+  const std::vector<int64_t> &count = routing.count, &offset = routing.offset;
+  const std::vector<int64_t> &groupedSlot = routing.groupedSlot, &groupedToken = routing.groupedToken;
 
   std::unique_ptr<float[]> dyBuf, yBuf;
   ConstMat dy = epilogueInputGrad(epi, dOut, dyBuf);

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <vector>
 
 namespace diffrt::cpu::detail {
 
@@ -280,6 +281,24 @@ inline float rankKey(float p) { return std::isnan(p) ? -std::numeric_limits<floa
 
 /// dst row i = x row rows[i] (dst contiguous, x.cols wide).
 void gatherRows(ConstMat x, const int64_t *rows, int64_t n, float *dst);
+
+/// DiT-MoE's token-choice routing, shared by the forward and the backward:
+/// per token the topK experts by router probability (ties to the lower
+/// index, NaN last) in selection order, their weights (renormalised when
+/// `normalize`), and the slots (token · topK + j) grouped by expert with
+/// tokens ascending within an expert.
+struct TopKRouting {
+  std::unique_ptr<float[]> probs;   // m x e
+  std::vector<int32_t> chosen;      // m x topK expert ids
+  std::vector<float> weight;        // m x topK
+  std::vector<float> totals;        // m: sum of the chosen probabilities
+  std::vector<int64_t> count;       // e: slots per expert
+  std::vector<int64_t> offset;      // e + 1: first grouped position per expert
+  std::vector<int64_t> slotPosition; // slot -> grouped position
+  std::vector<int64_t> groupedSlot;  // grouped position -> slot
+  std::vector<int64_t> groupedToken; // grouped position -> token
+};
+TopKRouting routeTopK(ConstMat x, const float *router, int64_t e, int64_t topK, bool normalize);
 
 } // namespace diffrt::cpu::detail
 

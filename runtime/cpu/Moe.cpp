@@ -57,6 +57,56 @@ void gatherRows(ConstMat x, const int64_t *rows, int64_t n, float *dst) {
   });
 }
 
+TopKRouting routeTopK(ConstMat x, const float *router, int64_t e, int64_t topK, bool normalize) {
+  int64_t m = x.rows;
+  TopKRouting r;
+  r.probs = routerProbs(x, router, e);
+  r.chosen.resize(static_cast<size_t>(m * topK));
+  r.weight.resize(r.chosen.size());
+  r.totals.resize(static_cast<size_t>(m));
+  parallelFor(m, rowGrain(e * topK), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const float *p = r.probs.get() + row * e;
+      int32_t *ids = &r.chosen[row * topK];
+      float *w = &r.weight[row * topK];
+      float total = 0.0f;
+      for (int64_t s = 0; s < topK; ++s) {
+        int32_t best = -1;
+        for (int64_t i = 0; i < e; ++i) {
+          if (std::find(ids, ids + s, static_cast<int32_t>(i)) != ids + s)
+            continue;
+          if (best < 0 || rankKey(p[i]) > rankKey(p[best]))
+            best = static_cast<int32_t>(i);
+        }
+        ids[s] = best;
+        w[s] = p[best];
+        total += p[best];
+      }
+      r.totals[row] = total;
+      if (normalize)
+        for (int64_t s = 0; s < topK; ++s)
+          w[s] /= total;
+    }
+  });
+  r.count.assign(static_cast<size_t>(e), 0);
+  r.offset.assign(static_cast<size_t>(e) + 1, 0);
+  for (int32_t id : r.chosen)
+    ++r.count[id];
+  for (int64_t i = 0; i < e; ++i)
+    r.offset[i + 1] = r.offset[i] + r.count[i];
+  r.slotPosition.resize(r.chosen.size());
+  r.groupedSlot.resize(r.chosen.size());
+  r.groupedToken.resize(r.chosen.size());
+  std::vector<int64_t> cursor(r.offset.begin(), r.offset.end() - 1);
+  for (int64_t s = 0; s < m * topK; ++s) {
+    int64_t pos = cursor[r.chosen[s]]++;
+    r.slotPosition[s] = pos;
+    r.groupedSlot[pos] = s;
+    r.groupedToken[pos] = s / topK;
+  }
+  return r;
+}
+
 } // namespace detail
 
 namespace {
@@ -98,48 +148,10 @@ void moeTokenChoice(ConstMat x, const TokenChoiceArgs &args, Mat out) {
 
   // Routing: per token, the topK experts (ties to the lower index) and
   // their weights, in selection order.
-  std::unique_ptr<float[]> probs = routerProbs(x, args.router, e);
-  std::vector<int32_t> chosen(static_cast<size_t>(m * topK));
-  std::vector<float> weight(chosen.size());
-  parallelFor(m, rowGrain(e * topK), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float *p = probs.get() + r * e;
-      int32_t *ids = &chosen[r * topK];
-      float *w = &weight[r * topK];
-      float total = 0.0f;
-      for (int64_t s = 0; s < topK; ++s) {
-        int32_t best = -1;
-        for (int64_t i = 0; i < e; ++i) {
-          if (std::find(ids, ids + s, static_cast<int32_t>(i)) != ids + s)
-            continue;
-          if (best < 0 || rankKey(p[i]) > rankKey(p[best]))
-            best = static_cast<int32_t>(i);
-        }
-        ids[s] = best;
-        w[s] = p[best];
-        total += p[best];
-      }
-      if (args.normalize)
-        for (int64_t s = 0; s < topK; ++s)
-          w[s] /= total;
-    }
-  });
-
-  // Group the slots by expert, tokens in ascending order within an expert.
-  std::vector<int64_t> count(static_cast<size_t>(e), 0), offset(static_cast<size_t>(e) + 1, 0);
-  for (int32_t id : chosen)
-    ++count[id];
-  for (int64_t i = 0; i < e; ++i)
-    offset[i + 1] = offset[i] + count[i];
-  std::vector<int64_t> slotRow(chosen.size()), groupedToken(chosen.size());
-  {
-    std::vector<int64_t> cursor(offset.begin(), offset.end() - 1);
-    for (int64_t s = 0; s < m * topK; ++s) {
-      int64_t pos = cursor[chosen[s]]++;
-      slotRow[s] = pos;
-      groupedToken[pos] = s / topK;
-    }
-  }
+  TopKRouting routing = routeTopK(x, args.router, e, topK, args.normalize);
+  const std::vector<float> &weight = routing.weight;
+  const std::vector<int64_t> &count = routing.count, &offset = routing.offset;
+  const std::vector<int64_t> &slotRow = routing.slotPosition, &groupedToken = routing.groupedToken;
   if (args.routedCounts != nullptr)
     std::copy(count.begin(), count.end(), args.routedCounts);
 
