@@ -20,6 +20,7 @@
 #include "diffrt/Error.h"
 
 #include "../cpu/TestUtil.h"
+#include "GpuTestUtil.h"
 
 #include <cuda_runtime.h>
 
@@ -40,83 +41,11 @@ using cpu::testing::Rng;
 // Device helpers
 //===----------------------------------------------------------------------===//
 
-/// Empty when a device is usable, else why not (no driver: error 35).
-std::string deviceProblem() {
-  int count = 0;
-  cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return std::string("no usable CUDA device: cudaGetDeviceCount failed with error ") +
-           std::to_string(static_cast<int>(e)) + " (" + cudaGetErrorString(e) + ")";
-  }
-  if (count == 0)
-    return "no CUDA device present";
-  return {};
-}
-
-#define SKIP_WITHOUT_GPU()                                                                         \
-  do {                                                                                             \
-    std::string problem = deviceProblem();                                                         \
-    if (!problem.empty())                                                                          \
-      GTEST_SKIP() << problem;                                                                     \
-  } while (0)
-
-void cudaOk(cudaError_t e, const char *what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-
-class DeviceBuffer {
-public:
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    cudaOk(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1)), "cudaMalloc");
-  }
-  DeviceBuffer(const DeviceBuffer &) = delete;
-  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
-  ~DeviceBuffer() { cudaFree(ptr_); }
-  void *get() const { return ptr_; }
-  size_t bytes() const { return bytes_; }
-
-private:
-  void *ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
-
-float roundTo(DType t, float x) {
-  switch (t) {
-  case DType::F16: return halfToFloat(floatToHalf(x));
-  case DType::BF16: return bf16ToFloat(floatToBf16(x));
-  default: return x;
-  }
-}
-
-std::vector<unsigned char> encode(DType t, const std::vector<float> &v) {
-  std::vector<unsigned char> out(v.size() * dtypeSize(t));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == DType::F32) {
-      std::memcpy(&out[i * 4], &v[i], 4);
-    } else {
-      uint16_t h = t == DType::F16 ? floatToHalf(v[i]) : floatToBf16(v[i]);
-      std::memcpy(&out[i * 2], &h, 2);
-    }
-  }
-  return out;
-}
-
-std::vector<float> decode(DType t, const std::vector<unsigned char> &bytes) {
-  size_t n = bytes.size() / dtypeSize(t);
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (t == DType::F32) {
-      std::memcpy(&out[i], &bytes[i * 4], 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, &bytes[i * 2], 2);
-      out[i] = t == DType::F16 ? halfToFloat(h) : bf16ToFloat(h);
-    }
-  }
-  return out;
-}
+using ::diffrt::cuda::testing::cudaOk;
+using ::diffrt::cuda::testing::decode;
+using ::diffrt::cuda::testing::DeviceBuffer;
+using ::diffrt::cuda::testing::encode;
+using ::diffrt::cuda::testing::roundTo;
 
 /// Around every view; representable in every dtype.
 constexpr float kSentinel = -1280.0f;
@@ -147,11 +76,11 @@ struct TestBuf {
         at(r, c) = std::numeric_limits<float>::quiet_NaN();
   }
   void upload() {
-    std::vector<unsigned char> bytes = encode(dtype, host);
+    std::vector<uint8_t> bytes = encode(dtype, host);
     cudaOk(cudaMemcpy(dev.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice), "upload");
   }
   std::vector<float> download() const {
-    std::vector<unsigned char> bytes(host.size() * dtypeSize(dtype));
+    std::vector<uint8_t> bytes(host.size() * dtypeSize(dtype));
     cudaOk(cudaMemcpy(bytes.data(), dev.get(), bytes.size(), cudaMemcpyDeviceToHost),
            "download");
     return decode(dtype, bytes);
@@ -271,7 +200,7 @@ constexpr DType kHalfTypes[] = {DType::F16, DType::BF16};
 constexpr int64_t kNativeDims[] = {64, 72, 88, 128};
 
 TEST(GpuAttention, SelfAttentionNativeHeadDimsOnPackedQkv) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   for (DType t : kHalfTypes)
@@ -280,7 +209,7 @@ TEST(GpuAttention, SelfAttentionNativeHeadDimsOnPackedQkv) {
 }
 
 TEST(GpuAttention, CrossAttention64QueriesOn77Keys) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   for (DType t : kHalfTypes)
@@ -289,7 +218,7 @@ TEST(GpuAttention, CrossAttention64QueriesOn77Keys) {
 }
 
 TEST(GpuAttention, MisalignedRowsUseTheScalarPath) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   for (DType t : kHalfTypes)
@@ -304,7 +233,7 @@ TEST(GpuAttention, MisalignedRowsUseTheScalarPath) {
 }
 
 TEST(GpuAttention, PaddedAndUnequalHeadDims) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   for (DType t : kHalfTypes) {
@@ -318,7 +247,7 @@ TEST(GpuAttention, PaddedAndUnequalHeadDims) {
 }
 
 TEST(GpuAttention, LongSequencesManyKeyTiles) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   for (DType t : kHalfTypes) {
@@ -329,7 +258,7 @@ TEST(GpuAttention, LongSequencesManyKeyTiles) {
 }
 
 TEST(GpuAttention, LargeAndNegativeScales) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   for (DType t : kHalfTypes) {
@@ -349,7 +278,7 @@ TEST(GpuAttention, LargeAndNegativeScales) {
 }
 
 TEST(GpuAttention, Float32ExactKernel) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   for (int64_t d : {64, 72})
@@ -359,7 +288,7 @@ TEST(GpuAttention, Float32ExactKernel) {
 }
 
 TEST(GpuAttention, RejectsBadShapesAndOverlaps) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   TestBuf qkv(DType::F16, 64, 3 * 64, 3 * 64, 0);
@@ -383,7 +312,7 @@ TEST(GpuAttention, RejectsBadShapesAndOverlaps) {
 //===----------------------------------------------------------------------===//
 
 TEST(GpuAttentionTiming, DitShapes) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   struct Shape {
@@ -402,7 +331,7 @@ TEST(GpuAttentionTiming, DitShapes) {
       DeviceBuffer qkv(static_cast<size_t>(elems) * 2), out(static_cast<size_t>(rows * s.h * s.d) * 2);
       {
         const int64_t block = 1 << 20;
-        std::vector<unsigned char> bytes = encode(t, rng.normal(std::min(elems, block), 1.0));
+        std::vector<uint8_t> bytes = encode(t, rng.normal(std::min(elems, block), 1.0));
         for (int64_t done = 0; done < elems; done += block)
           cudaOk(cudaMemcpy(static_cast<char *>(qkv.get()) + done * 2, bytes.data(),
                             static_cast<size_t>(std::min(block, elems - done)) * 2,

@@ -20,6 +20,7 @@
 #include "diffrt/Error.h"
 
 #include "../cpu/TestUtil.h"
+#include "GpuTestUtil.h"
 
 #include <cuda_runtime.h>
 
@@ -40,97 +41,11 @@ using cpu::testing::Rng;
 // Device helpers
 //===----------------------------------------------------------------------===//
 
-/// Empty when a device is usable, else why not (no driver: error 35).
-std::string deviceProblem() {
-  int count = 0;
-  cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return std::string("no usable CUDA device: cudaGetDeviceCount failed with error ") +
-           std::to_string(static_cast<int>(e)) + " (" + cudaGetErrorString(e) + ")";
-  }
-  if (count == 0)
-    return "no CUDA device present";
-  return {};
-}
-
-#define SKIP_WITHOUT_GPU()                                                                         \
-  do {                                                                                             \
-    std::string problem = deviceProblem();                                                         \
-    if (!problem.empty())                                                                          \
-      GTEST_SKIP() << problem;                                                                     \
-  } while (0)
-
-void cudaOk(cudaError_t e, const char *what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-
-class DeviceBuffer {
-public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    if (bytes > 0)
-      cudaOk(cudaMalloc(&ptr_, bytes), "cudaMalloc");
-  }
-  DeviceBuffer(DeviceBuffer &&o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
-    o.ptr_ = nullptr;
-    o.bytes_ = 0;
-  }
-  DeviceBuffer &operator=(DeviceBuffer &&o) noexcept {
-    std::swap(ptr_, o.ptr_);
-    std::swap(bytes_, o.bytes_);
-    return *this;
-  }
-  DeviceBuffer(const DeviceBuffer &) = delete;
-  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
-  ~DeviceBuffer() {
-    if (ptr_)
-      cudaFree(ptr_);
-  }
-  void *get() const { return ptr_; }
-  size_t bytes() const { return bytes_; }
-
-private:
-  void *ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
-
-float roundTo(DType t, float x) {
-  switch (t) {
-  case DType::F16: return halfToFloat(floatToHalf(x));
-  case DType::BF16: return bf16ToFloat(floatToBf16(x));
-  default: return x;
-  }
-}
-
-std::vector<unsigned char> encode(DType t, const std::vector<float> &v) {
-  std::vector<unsigned char> out(v.size() * dtypeSize(t));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == DType::F32) {
-      std::memcpy(&out[i * 4], &v[i], 4);
-    } else {
-      uint16_t h = t == DType::F16 ? floatToHalf(v[i]) : floatToBf16(v[i]);
-      std::memcpy(&out[i * 2], &h, 2);
-    }
-  }
-  return out;
-}
-
-std::vector<float> decode(DType t, const std::vector<unsigned char> &bytes) {
-  size_t n = bytes.size() / dtypeSize(t);
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (t == DType::F32) {
-      std::memcpy(&out[i], &bytes[i * 4], 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, &bytes[i * 2], 2);
-      out[i] = t == DType::F16 ? halfToFloat(h) : bf16ToFloat(h);
-    }
-  }
-  return out;
-}
+using ::diffrt::cuda::testing::cudaOk;
+using ::diffrt::cuda::testing::decode;
+using ::diffrt::cuda::testing::DeviceBuffer;
+using ::diffrt::cuda::testing::encode;
+using ::diffrt::cuda::testing::roundTo;
 
 const char *typeName(DType t) { return dtypeName(t); }
 
@@ -168,13 +83,13 @@ struct TestMat {
         at(r, c) = std::numeric_limits<float>::quiet_NaN();
   }
   void upload() {
-    std::vector<unsigned char> bytes = encode(dtype, host);
+    std::vector<uint8_t> bytes = encode(dtype, host);
     cudaOk(cudaMemcpy(dev.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice),
            "upload");
   }
   /// The device contents (the whole buffer) decoded to floats.
   std::vector<float> download() const {
-    std::vector<unsigned char> bytes(host.size() * dtypeSize(dtype));
+    std::vector<uint8_t> bytes(host.size() * dtypeSize(dtype));
     cudaOk(cudaMemcpy(bytes.data(), dev.get(), bytes.size(), cudaMemcpyDeviceToHost),
            "download");
     return decode(dtype, bytes);
@@ -211,7 +126,7 @@ std::vector<float> randomVector(Rng &rng, DType t, int64_t n, double stddev = 1.
 }
 
 DeviceBuffer uploadVector(DType t, const std::vector<float> &v) {
-  std::vector<unsigned char> bytes = encode(t, v);
+  std::vector<uint8_t> bytes = encode(t, v);
   DeviceBuffer b(std::max<size_t>(bytes.size(), 1));
   if (!bytes.empty())
     cudaOk(cudaMemcpy(b.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice),
@@ -321,7 +236,7 @@ void runGemmCase(Rng &rng, Gemm &gemm, const GemmCase &g) {
 }
 
 TEST(GpuGemm, EveryActivationWithAndWithoutBias) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -332,7 +247,7 @@ TEST(GpuGemm, EveryActivationWithAndWithoutBias) {
 }
 
 TEST(GpuGemm, GatedResidualIntoOutAndInPlace) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -344,7 +259,7 @@ TEST(GpuGemm, GatedResidualIntoOutAndInPlace) {
 }
 
 TEST(GpuGemm, StridedColumnSlicesAtOddOffsets) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -355,7 +270,7 @@ TEST(GpuGemm, StridedColumnSlicesAtOddOffsets) {
 }
 
 TEST(GpuGemm, ShapesLargerThanOneTile) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -366,7 +281,7 @@ TEST(GpuGemm, ShapesLargerThanOneTile) {
 }
 
 TEST(GpuGemm, CachedPlansAreReusedAcrossCalls) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -378,7 +293,7 @@ TEST(GpuGemm, CachedPlansAreReusedAcrossCalls) {
 }
 
 TEST(GpuGemm, EmptyReductionGivesTheActivatedBias) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -407,7 +322,7 @@ TEST(GpuGemm, EmptyReductionGivesTheActivatedBias) {
 }
 
 TEST(GpuGemm, RejectsATooSmallWorkspaceAndOverlaps) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -473,7 +388,7 @@ void runSwiglu(Rng &rng, Gemm &gemm, DType t, bool packed, bool epilogue, int64_
 }
 
 TEST(GpuSwiglu, PackedAndSeparateWeightsWithAndWithoutEpilogue) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -492,7 +407,7 @@ TEST(GpuSwiglu, PackedAndSeparateWeightsWithAndWithoutEpilogue) {
 //===----------------------------------------------------------------------===//
 
 TEST(GpuPatchEmbed, MatchesTheCpuConvolution) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;
@@ -554,7 +469,7 @@ template <typename F> double medianMs(F &&call, int warmup, int runs) {
 /// one random host block, repeated.
 DeviceBuffer randomDevice(Rng &rng, DType t, int64_t n, double stddev) {
   const int64_t block = 1 << 20;
-  std::vector<unsigned char> bytes = encode(t, rng.normal(std::min(n, block), stddev));
+  std::vector<uint8_t> bytes = encode(t, rng.normal(std::min(n, block), stddev));
   DeviceBuffer b(static_cast<size_t>(n) * dtypeSize(t));
   for (int64_t done = 0; done < n; done += block) {
     int64_t count = std::min(block, n - done);
@@ -566,7 +481,7 @@ DeviceBuffer randomDevice(Rng &rng, DType t, int64_t n, double stddev) {
 }
 
 TEST(GpuGemmTiming, DitXlShapes) {
-  SKIP_WITHOUT_GPU();
+  DIFFRT_REQUIRE_GPU();
   Rng rng;
   SCOPED_TRACE(rng.trace());
   Gemm gemm;

@@ -230,6 +230,13 @@ inline std::vector<float> decode(DType t, const uint8_t *bytes, size_t n) {
 
 /// Copies n values to a fresh device buffer as type t, with `offset`
 /// elements of slack in front (offset 1 makes the data misaligned).
+inline std::vector<uint8_t> encode(DType t, const std::vector<float> &v) {
+  return encode(t, v.data(), v.size());
+}
+inline std::vector<float> decode(DType t, const std::vector<uint8_t> &bytes) {
+  return decode(t, bytes.data(), bytes.size() / dtypeSize(t));
+}
+
 inline DeviceBuffer upload(DType t, const float *v, size_t n, size_t offset = 0) {
   DeviceBuffer buf((n + offset) * dtypeSize(t));
   std::vector<uint8_t> bytes = encode(t, v, n);
