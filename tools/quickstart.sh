@@ -25,6 +25,6 @@ if [ -f "$WEIGHTS" ]; then
   echo
   echo "== diffc sample: one image per class from the trained weights"
   "$DIFFC" sample "$OUT/dit-moe-fmnist.dfx" --weights "$WEIGHTS" --sampler ddpm:100 --cfg 2.0 \
-    --columns 10 -o "$OUT/fmnist-classes.png"
+    --columns 10 --zoom 3 -o "$OUT/fmnist-classes.png"
   echo "diffc: the class grid is $OUT/fmnist-classes.png"
 fi

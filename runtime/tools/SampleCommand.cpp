@@ -75,7 +75,7 @@ int sample(const std::vector<std::string> &argv) {
   std::string message;
   if (!args.parse(argv,
                   {"--weights", "--sampler", "--cfg", "--class", "--seed", "-o", "--raw",
-                   "--captions", "--device", "--columns"},
+                   "--captions", "--device", "--columns", "--zoom"},
                   {"--quiet"}, message))
     fail(message);
   if (args.positional.size() != 1)
@@ -212,7 +212,20 @@ int sample(const std::vector<std::string> &argv) {
   std::string output = args.get("-o").value_or("samples.png");
   int64_t columns = static_cast<int64_t>(parseNumber("--columns", args.get("--columns").value_or(
                                               std::to_string(std::min<int64_t>(images, 8)))));
-  writeImageGrid(output, x.data(), images, c, h, w, std::max<int64_t>(1, columns));
+  // --zoom N shows each pixel as N x N (small images such as
+  // Fashion-MNIST's 32 x 32); the raw samples keep their size.
+  int64_t zoom = static_cast<int64_t>(parseNumber("--zoom", args.get("--zoom").value_or("1")));
+  if (zoom < 1 || zoom > 16)
+    fail("--zoom must be between 1 and 16, got ", zoom);
+  std::vector<float> shown = x;
+  if (zoom > 1) {
+    shown.assign(x.size() * zoom * zoom, 0.0f);
+    for (int64_t plane = 0; plane < images * c; ++plane)
+      for (int64_t r = 0; r < h * zoom; ++r)
+        for (int64_t col = 0; col < w * zoom; ++col)
+          shown[(plane * h * zoom + r) * w * zoom + col] = x[(plane * h + r / zoom) * w + col / zoom];
+  }
+  writeImageGrid(output, shown.data(), images, c, h * zoom, w * zoom, std::max<int64_t>(1, columns));
   if (auto raw = args.get("--raw")) {
     SafetensorsWriter writer;
     writer.addF32("samples", {images, c, h, w}, x.data());

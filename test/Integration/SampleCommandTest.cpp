@@ -69,7 +69,13 @@ TEST(SampleCommand, DdpmGridIsReproducibleAndGuided) {
   EXPECT_EQ(grid.width, 2 * 8 + 3 * 2);
   EXPECT_EQ(grid.height, 8 + 2 * 2);
   EXPECT_EQ(grid.channels, 3);
-  ASSERT_EQ(m.sample("--sampler ddpm:20 --cfg 4 --seed 7 --class 3,5", png, b).first, 0);
+  ASSERT_EQ(m.sample("--sampler ddpm:20 --cfg 4 --seed 7 --class 3,5 --zoom 3", png, b).first, 0);
+  diffrt::Image zoomed = diffrt::readPng(png);
+  EXPECT_EQ(zoomed.width, 2 * 24 + 3 * 2);
+  EXPECT_EQ(zoomed.height, 24 + 2 * 2);
+  // Each sample pixel is a 3 x 3 block: rows 2..4 of the first image agree.
+  for (int col = 2; col < 2 + 24; ++col)
+    EXPECT_EQ(zoomed.pixels[size_t(2 * zoomed.width + col) * 3], zoomed.pixels[size_t(4 * zoomed.width + col) * 3]);
   ASSERT_EQ(m.sample("--sampler ddpm:20 --cfg 4 --seed 8 --class 3,5", png, c).first, 0);
   ASSERT_EQ(m.sample("--sampler ddpm:20 --cfg 1.5 --seed 7 --class 3,5", png, d).first, 0);
   EXPECT_EQ(samplesOf(a), samplesOf(b)) << "the same seed must give the same samples";
@@ -136,6 +142,7 @@ TEST(SampleCommand, MisuseGetsClearErrors) {
   expectError("--class 12", "--class 12 is outside [0, 10) for this model");
   expectError("--sampler ddpm:ten", "ddpm:ten");
   expectError("--captions x.safetensors", "--captions does not apply to dit-s/2");
+  expectError("--zoom 0", "--zoom must be between 1 and 16, got 0");
   auto [status, out] = shell(diffcBinary() + " sample " + m.dfx + " -o " + png);
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("sample needs --weights FILE.safetensors"), std::string::npos) << out;

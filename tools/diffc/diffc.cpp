@@ -48,7 +48,7 @@ int usage(llvm::raw_ostream &os) {
         "  stats FILE.mlir|-             parameters and forward cost, per block kind\n"
         "  sample MODEL.dfx --weights W.safetensors [-o grid.png] [--sampler ddpm:250|ddim:N|rf:N|edm:N]\n"
         "      [--cfg S] [--class 1,2,...] [--seed N] [--raw out.safetensors] [--captions c.safetensors]\n"
-        "      [--device cpu|cuda] [--columns N] [--quiet]\n"
+        "      [--device cpu|cuda] [--columns N] [--zoom N] [--quiet]\n"
         "  train MODEL.dfx --ckpt-dir DIR [--data fashion-mnist|latents:FILE] [--steps N] [--lr X]\n"
         "      [--resume] [--save-every N] [--log-every N] [--seed N] [--ema-decay D] [--grad-clip C]\n"
         "      [--weight-decay W] [--weights W.safetensors]   (CPU, f32)\n"
