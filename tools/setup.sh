@@ -5,7 +5,7 @@ set -euo pipefail
 
 DIFFC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PACKAGES=(
-  cmake ninja-build clang-19 lld python3
+  cmake ninja-build clang-19 lld g++ python3
   libmlir-19-dev mlir-19-tools llvm-19-dev llvm-19-tools
   libgtest-dev libgmock-dev libtorch-dev
   libopenblas-dev libopenblas0-pthread nlohmann-json3-dev zlib1g-dev
