@@ -3,7 +3,7 @@
 // LibTorch reference implementations of DiT, DiT-MoE, MicroDiT and DiG.
 //
 // These are the numerical ground truth that diffc's compiled models are checked against: plain
-// eager LibTorch (CPU), written from the model specification (/work/shared/spec/models.md,
+// eager LibTorch (CPU), written from the model specification (spec/models.md of the steering repository,
 // sections 1-5), consuming state dicts keyed exactly like the reference PyTorch checkpoints. Every
 // forward is built from differentiable out-of-place ops so that gradients can later be taken with
 // autograd through the same code. Speed is deliberately not a goal: data-dependent parts (MoE
