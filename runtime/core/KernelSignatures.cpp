@@ -146,6 +146,19 @@ void checkScan(const Check &c, const std::vector<int64_t> &grid, int64_t tokens)
     c.error("column-major orders need a square grid, got ", grid[0], "x", grid[1]);
 }
 
+/// dit.add and dit.mul: rhs broadcasts over the leading dimensions of lhs.
+void checkSuffixBroadcast(const Check &c) {
+  c.counts(2, 1);
+  const ValueDesc &a = c.in(0, "lhs"), &b = c.in(1, "rhs");
+  c.contiguous(a, "lhs");
+  c.contiguous(b, "rhs");
+  if (b.shape.size() > a.shape.size() ||
+      !std::equal(b.shape.rbegin(), b.shape.rend(), a.shape.rbegin()))
+    c.error("rhs ", shapeText(b.shape), " is not a suffix of lhs ", shapeText(a.shape));
+  c.shape(c.out(), a.shape, "result");
+  c.sameFloat();
+}
+
 using Checker = std::function<void(const Check &)>;
 
 const std::map<std::string, Checker> &checkers() {
@@ -431,30 +444,8 @@ const std::map<std::string, Checker> &checkers() {
          c.shape(c.out(), x.shape, "result");
          c.sameFloat();
        }},
-      {"dit.add",
-       [](const Check &c) {
-         c.counts(2, 1);
-         const ValueDesc &a = c.in(0, "lhs"), &b = c.in(1, "rhs");
-         c.contiguous(a, "lhs");
-         c.contiguous(b, "rhs");
-         if (b.shape.size() > a.shape.size() ||
-             !std::equal(b.shape.rbegin(), b.shape.rend(), a.shape.rbegin()))
-           c.error("rhs ", shapeText(b.shape), " is not a suffix of lhs ", shapeText(a.shape));
-         c.shape(c.out(), a.shape, "result");
-         c.sameFloat();
-       }},
-      {"dit.mul",
-       [](const Check &c) {
-         c.counts(2, 1);
-         const ValueDesc &a = c.in(0, "lhs"), &b = c.in(1, "rhs");
-         c.contiguous(a, "lhs");
-         c.contiguous(b, "rhs");
-         if (b.shape.size() > a.shape.size() ||
-             !std::equal(b.shape.rbegin(), b.shape.rend(), a.shape.rbegin()))
-           c.error("rhs ", shapeText(b.shape), " is not a suffix of lhs ", shapeText(a.shape));
-         c.shape(c.out(), a.shape, "result");
-         c.sameFloat();
-       }},
+      {"dit.add", checkSuffixBroadcast},
+      {"dit.mul", checkSuffixBroadcast},
       {"dit.silu",
        [](const Check &c) {
          c.counts(1, 1);
