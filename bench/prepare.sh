@@ -30,6 +30,13 @@ compile dig-s-2_1024px_b4 dig-s/2 --batch 4 --latent-size 128
 compile dit-s-2_2048px_b1 dit-s/2 --batch 1 --latent-size 256
 compile dig-s-2_2048px_b1 dig-s/2 --batch 1 --latent-size 256
 
+# The shipped Fashion-MNIST model, sampled on the GPU by run_gpu.sh's
+# "samples" stage with models/dit-moe-fmnist.safetensors.
+mkdir -p "$CARRY/samples"
+"$DIFFC" import dit-moe-fmnist --batch 20 -o "$CARRY/samples/fmnist.mlir"
+"$DIFFC" compile "$CARRY/samples/fmnist.mlir" --target cuda --dtype f16 -o "$CARRY/samples/dit-moe-fmnist_b20.dfx"
+rm "$CARRY/samples/fmnist.mlir"
+
 # Tiny models of every family for the GPU-against-CPU end-to-end tests
 # (runtime/tests/gpu/FamilyGpuTest.cpp reads them from $CARRY/family).
 mkdir -p "$CARRY/family"

@@ -6,7 +6,7 @@
 #
 # Usage (from the repository root on the GPU machine):
 #   bench/run_gpu.sh [OUT_DIR]
-# STAGES (default "build tests bench torch") selects what runs, so the work
+# STAGES (default "build tests bench samples torch") selects what runs, so the work
 # can be split over device calls; ratios need bench and torch in one call.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,7 +15,7 @@ CARRY="$ROOT/.carry/bench"
 mkdir -p "$OUT"
 cd "$ROOT"
 
-STAGES="${STAGES:-build tests bench torch}"
+STAGES="${STAGES:-build tests bench samples torch}"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
 if has build; then
@@ -41,6 +41,17 @@ for dfx in "$CARRY"/*.dfx; do
   ./build-runtime/bin/diffrt bench "$dfx" --device cuda --iterations 20 --warmup 5 \
     --label "$label" --json "$OUT/diffc.json" 2>&1 | tee -a "$OUT/diffc.log"
 done
+fi
+
+if has samples; then
+echo "== whole sampling runs (32 images with guidance, host sampler) and the trained Fashion-MNIST model"
+D=./build-runtime/bin/diffrt
+$D bench "$CARRY/dit-xl-2_b64.dfx" --device cuda --sample ddpm:250 --cfg 1.5 --json "$OUT/diffc.json"
+$D bench "$CARRY/dit-moe-xl-2-8e2a_b64.dfx" --device cuda --sample rf:50 --cfg 7 --json "$OUT/diffc.json"
+$D bench "$CARRY/dig-s-2_b64.dfx" --device cuda --sample ddpm:250 --cfg 1.5 --json "$OUT/diffc.json"
+$D bench "$CARRY/microdit-xl-2_b64.dfx" --device cuda --sample edm:30 --cfg 5 --json "$OUT/diffc.json"
+$D sample "$CARRY/samples/dit-moe-fmnist_b20.dfx" --weights models/dit-moe-fmnist.safetensors \
+  --device cuda --sampler ddpm:250 --cfg 3 --seed 1 --columns 10 --zoom 3 --quiet -o "$OUT/fmnist-gpu.png"
 fi
 
 if has torch; then
