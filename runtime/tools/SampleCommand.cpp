@@ -18,10 +18,12 @@
 #include "diffrt/Samplers.h"
 #include "diffrt/Session.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
+#include <unistd.h>
 
 namespace diffrt {
 
@@ -52,11 +54,20 @@ double parseNumber(const std::string &name, const std::string &text) {
 /// A progress bar on stderr that redraws in place.
 class Progress {
 public:
-  explicit Progress(bool enabled) : enabled(enabled), start(std::chrono::steady_clock::now()) {}
+  explicit Progress(bool enabled)
+      : enabled(enabled), terminal(::isatty(STDERR_FILENO) != 0), start(std::chrono::steady_clock::now()) {}
   void operator()(int64_t step, int64_t total) {
     if (!enabled)
       return;
+    // A log file gets one line per tenth of the run instead of a redrawn bar.
+    if (!terminal && step != total && step % std::max<int64_t>(1, total / 10) != 0)
+      return;
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!terminal) {
+      std::fprintf(stderr, "%lld/%lld steps, %.1f s\n", static_cast<long long>(step),
+                   static_cast<long long>(total), secs);
+      return;
+    }
     int filled = total ? static_cast<int>(30 * step / total) : 30;
     std::fprintf(stderr, "\r[%-30s] %lld/%lld steps, %.1f s", std::string(filled, '#').c_str(),
                  static_cast<long long>(step), static_cast<long long>(total), secs);
@@ -66,7 +77,7 @@ public:
   }
 
 private:
-  bool enabled;
+  bool enabled, terminal;
   std::chrono::steady_clock::time_point start;
 };
 
