@@ -97,6 +97,19 @@ public:
     }
   }
 
+  std::vector<double> profileKernels(const EntryDesc &entry, int iterations) override {
+    std::vector<double> ms(entry.kernels.size(), 0.0);
+    for (int it = 0; it < iterations; ++it)
+      for (size_t i = 0; i < entry.kernels.size(); ++i) {
+        auto start = std::chrono::steady_clock::now();
+        dispatch(entry.kernels[i]);
+        ms[i] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      }
+    for (double &t : ms)
+      t /= iterations;
+    return ms;
+  }
+
   std::vector<double> time(const EntryDesc &entry, int warmup, int iterations) override {
     for (int i = 0; i < warmup; ++i)
       run(entry);

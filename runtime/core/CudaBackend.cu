@@ -196,6 +196,39 @@ public:
     return ms;
   }
 
+  std::vector<double> profileKernels(const EntryDesc &entry, int iterations) override {
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    size_t n = entry.kernels.size();
+    std::vector<cudaEvent_t> events(n + 1);
+    for (cudaEvent_t &e : events)
+      cu::check(cudaEventCreate(&e), "cudaEventCreate");
+    std::vector<double> ms(n, 0.0);
+    try {
+      for (int it = 0; it < iterations; ++it) {
+        for (size_t i = 0; i < n; ++i) {
+          cu::check(cudaEventRecord(events[i], stream), "cudaEventRecord");
+          dispatch(entry.kernels[i]);
+        }
+        cu::check(cudaEventRecord(events[n], stream), "cudaEventRecord");
+        cu::check(cudaEventSynchronize(events[n]), ("profiling entry '" + entry.name + "'").c_str());
+        for (size_t i = 0; i < n; ++i) {
+          float elapsed = 0;
+          cu::check(cudaEventElapsedTime(&elapsed, events[i], events[i + 1]), "cudaEventElapsedTime");
+          ms[i] += elapsed;
+        }
+      }
+    } catch (...) {
+      for (cudaEvent_t e : events)
+        cudaEventDestroy(e);
+      throw;
+    }
+    for (cudaEvent_t e : events)
+      cudaEventDestroy(e);
+    for (double &t : ms)
+      t /= iterations;
+    return ms;
+  }
+
   void fillNormal(Region region, uint64_t offset, DType dtype, int64_t count, uint64_t seed,
                   float scale) override {
     cu::check(cudaSetDevice(device), "cudaSetDevice");

@@ -356,6 +356,16 @@ std::vector<double> Session::time(const std::string &entryName, int warmup, int 
   return backend_->time(*entry, warmup, iterations);
 }
 
+std::vector<double> Session::profileKernels(const std::string &entryName, int iterations) {
+  const EntryDesc *entry = module_.plan().entry(entryName);
+  if (!entry)
+    fail(module_.path(), ": no entry point '", entryName, "'");
+  if (iterations < 1)
+    fail("profiling needs iterations >= 1, got ", iterations);
+  backend_->run(*entry);
+  return backend_->profileKernels(*entry, iterations);
+}
+
 std::vector<HostTensor> Session::run(const std::string &entryName,
                                      const std::map<std::string, HostTensor> &inputs) {
   const Plan &plan = module_.plan();

@@ -14,6 +14,10 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
 #include <cstdint>
 
 namespace diffrt::cpu {
@@ -47,6 +51,72 @@ void checkEpilogue(const char *kernel, const GatedResidual *epilogue, int64_t ro
   checkView(kernel, "epilogue residual", epilogue->residual, rows, cols);
   checkPerSample(kernel, "epilogue gate", epilogue->gate, rows, epilogue->rowsPerGate, cols);
 }
+
+namespace {
+
+/// Free scratch blocks by capacity (elements). Capacities are powers of two
+/// from 4096, so a request reuses any block of its class; at most
+/// kPoolBytes stay cached, the rest goes back to the heap.
+struct ScratchPool {
+  static constexpr size_t kHeader = 64;
+  static constexpr size_t kPoolBytes = size_t(1) << 30;
+  std::mutex mutex;
+  std::multimap<size_t, float *> free;
+  size_t cachedBytes = 0;
+
+  static size_t capacityOf(float *p) {
+    size_t c;
+    std::memcpy(&c, reinterpret_cast<char *>(p) - kHeader, sizeof c);
+    return c;
+  }
+  float *take(size_t n) {
+    size_t capacity = 4096;
+    while (capacity < n)
+      capacity *= 2;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto it = free.find(capacity);
+      if (it != free.end()) {
+        float *p = it->second;
+        free.erase(it);
+        cachedBytes -= capacity * sizeof(float);
+        return p;
+      }
+    }
+    char *raw = static_cast<char *>(std::aligned_alloc(kHeader, kHeader + capacity * sizeof(float)));
+    if (raw == nullptr)
+      fail("out of host memory: a kernel's scratch buffer of ", capacity * sizeof(float),
+           " bytes could not be allocated");
+    std::memcpy(raw, &capacity, sizeof capacity);
+    return reinterpret_cast<float *>(raw + kHeader);
+  }
+  void give(float *p) {
+    size_t capacity = capacityOf(p);
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (cachedBytes + capacity * sizeof(float) <= kPoolBytes) {
+        free.emplace(capacity, p);
+        cachedBytes += capacity * sizeof(float);
+        return;
+      }
+    }
+    std::free(reinterpret_cast<char *>(p) - kHeader);
+  }
+};
+
+ScratchPool &scratchPool() {
+  static ScratchPool *pool = new ScratchPool; // never destroyed: kernels may run at exit
+  return *pool;
+}
+
+} // namespace
+
+void ScratchRelease::operator()(float *p) const {
+  if (p != nullptr)
+    scratchPool().give(p);
+}
+
+Scratch scratch(int64_t n) { return Scratch(scratchPool().take(static_cast<size_t>(n > 0 ? n : 1))); }
 
 bool overlaps(ConstMat a, ConstMat b) {
   if (a.data == nullptr || b.data == nullptr || a.rows == 0 || b.rows == 0 || a.cols == 0 ||

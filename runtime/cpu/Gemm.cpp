@@ -41,7 +41,7 @@ void gemm(ConstMat a, ConstMat w, const float *bias, Act act, const GatedResidua
     finishRows(out.data, out.ld, bias, act, epilogue, out);
     return;
   }
-  std::unique_ptr<float[]> y = scratch(m * n);
+  Scratch y = scratch(m * n);
   sgemmNT(m, n, k, 1.0f, a.data, a.ld, w.data, w.ld, 0.0f, y.get(), n);
   finishRows(y.get(), n, bias, act, epilogue, out);
 }
@@ -76,7 +76,7 @@ void swiglu(ConstMat x, ConstMat gate, ConstMat up, ConstMat down, const GatedRe
     finishRows(out.data, out.ld, nullptr, Act::None, epilogue, out);
     return;
   }
-  std::unique_ptr<float[]> owned;
+  Scratch owned;
   float *y = u;
   if (n > f) {
     owned = scratch(m * n);

@@ -63,7 +63,7 @@ void sgemmTN(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64
     }
     return;
   }
-  std::unique_ptr<float[]> owned;
+  Scratch owned;
   if (buf == nullptr || bufLen < m) {
     // The whole transpose at once: the same size as a, which the caller
     // already holds, so this at most doubles its footprint.

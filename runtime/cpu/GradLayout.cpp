@@ -53,7 +53,7 @@ void patchEmbedBackward(const float *x, int64_t batch, int64_t c, int64_t height
 
   if (dWeight != nullptr) {
     // dWeight (d x c·p·p) = dOutᵀ · patches, patches as the forward's im2col.
-    std::unique_ptr<float[]> patches = scratch(rows * patchLen);
+    Scratch patches = scratch(rows * patchLen);
     parallelFor(rows, rowGrain(patchLen), [&](int64_t t0, int64_t t1) {
       for (int64_t row = t0; row < t1; ++row) {
         int64_t b = row / tokens, pr = (row % tokens) / wp, pc = row % wp;
@@ -71,7 +71,7 @@ void patchEmbedBackward(const float *x, int64_t batch, int64_t c, int64_t height
 
   if (dX != nullptr) {
     // dPatches = dOut · weight, then each pixel takes its (only) patch entry.
-    std::unique_ptr<float[]> dPatches = scratch(rows * patchLen);
+    Scratch dPatches = scratch(rows * patchLen);
     sgemmNN(rows, patchLen, d, 1.0f, dOut.data, dOut.ld, weight, patchLen, 0.0f, dPatches.get(),
             patchLen);
     parallelFor(batch * c * height, rowGrain(width), [&](int64_t i0, int64_t i1) {

@@ -49,7 +49,7 @@ void scatterAddRows(const float *src, const int64_t *rows, int64_t n, Mat dX) {
 }
 
 /// dy = gate ⊙ dOut under an epilogue (in `buf`), else dOut itself.
-ConstMat epilogueInputGrad(const GatedResidual *epi, ConstMat dOut, std::unique_ptr<float[]> &buf) {
+ConstMat epilogueInputGrad(const GatedResidual *epi, ConstMat dOut, Scratch &buf) {
   if (epi == nullptr)
     return dOut;
   int64_t m = dOut.rows, d = dOut.cols;
@@ -160,13 +160,13 @@ void moeTokenChoiceBackward(ConstMat x, const TokenChoiceArgs &args, ConstMat dO
 
   // Routing, exactly as the forward.
   TopKRouting routing = routeTopK(x, args.router, e, topK, args.normalize);
-  const std::unique_ptr<float[]> &probs = routing.probs;
+  const Scratch &probs = routing.probs;
   const std::vector<int32_t> &chosen = routing.chosen;
   const std::vector<float> &weight = routing.weight, &totals = routing.totals;
   const std::vector<int64_t> &count = routing.count, &offset = routing.offset;
   const std::vector<int64_t> &groupedSlot = routing.groupedSlot, &groupedToken = routing.groupedToken;
 
-  std::unique_ptr<float[]> dyBuf, yBuf;
+  Scratch dyBuf, yBuf;
   ConstMat dy = epilogueInputGrad(epi, dOut, dyBuf);
   if (wantEpiGate)
     yBuf = scratch(m * d);
@@ -174,7 +174,7 @@ void moeTokenChoiceBackward(ConstMat x, const TokenChoiceArgs &args, ConstMat dO
   // Shared expert: unweighted, every token. It also initialises dX.
   if (shared && (wantX || wantEpiGate || grads.dSharedGate != nullptr ||
                  grads.dSharedUp != nullptr || grads.dSharedDown != nullptr)) {
-    std::unique_ptr<float[]> hs = scratch(4 * m * fs);
+    Scratch hs = scratch(4 * m * fs);
     float *g = hs.get(), *u = g + m * fs, *h = u + m * fs, *work = h + m * fs;
     ConstMat sGate = constMat(args.sharedGate, fs, d), sUp = constMat(args.sharedUp, fs, d);
     ConstMat sDown = constMat(args.sharedDown, d, fs);
@@ -194,8 +194,8 @@ void moeTokenChoiceBackward(ConstMat x, const TokenChoiceArgs &args, ConstMat dO
   // Routed experts: recompute, routing-weight gradient, SwiGLU backward.
   std::vector<float> dw(chosen.size());
   int64_t maxCount = *std::max_element(count.begin(), count.end());
-  std::unique_ptr<float[]> xs = scratch(maxCount * d), hid = scratch(4 * maxCount * f);
-  std::unique_ptr<float[]> ye = scratch(maxCount * d), dxs = scratch(wantX ? maxCount * d : 0);
+  Scratch xs = scratch(maxCount * d), hid = scratch(4 * maxCount * f);
+  Scratch ye = scratch(maxCount * d), dxs = scratch(wantX ? maxCount * d : 0);
   for (int64_t i = 0; i < e; ++i) {
     int64_t n = count[i];
     ConstMat gateI = constMat(args.gate + i * f * d, f, d),
@@ -275,7 +275,7 @@ void moeTokenChoiceBackward(ConstMat x, const TokenChoiceArgs &args, ConstMat dO
   if (grads.dRouter == nullptr && !wantX)
     return;
 
-  std::unique_ptr<float[]> dp = scratch(m * e);
+  Scratch dp = scratch(m * e);
   parallelFor(m, rowGrain(e * topK), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       float *g = dp.get() + r * e;
@@ -338,7 +338,7 @@ void moeExpertChoiceBackward(ConstMat x, const ExpertChoiceArgs &args, ConstMat 
 
   // Selection, exactly as the forward: per (expert, sample) the k tokens of
   // largest probability, ties to the lower token index.
-  std::unique_ptr<float[]> probs = routerProbs(x, args.router, e);
+  Scratch probs = routerProbs(x, args.router, e);
   int64_t n = batch * k;
   std::vector<int64_t> rows(static_cast<size_t>(e * n));
   parallelFor(e * batch, 1, [&](int64_t t0, int64_t t1) {
@@ -356,7 +356,7 @@ void moeExpertChoiceBackward(ConstMat x, const ExpertChoiceArgs &args, ConstMat 
     }
   });
 
-  std::unique_ptr<float[]> dyBuf, yBuf;
+  Scratch dyBuf, yBuf;
   ConstMat dy = epilogueInputGrad(epi, dOut, dyBuf);
   if (wantEpiGate) {
     yBuf = scratch(m * d);
@@ -365,15 +365,15 @@ void moeExpertChoiceBackward(ConstMat x, const ExpertChoiceArgs &args, ConstMat 
   if (wantX)
     zeroMat(grads.dX.data, m, d, grads.dX.ld);
   bool wantRouter = grads.dRouter != nullptr || wantX;
-  std::unique_ptr<float[]> dp = scratch(wantRouter ? m * e : 0);
+  Scratch dp = scratch(wantRouter ? m * e : 0);
   if (wantRouter)
     std::fill(dp.get(), dp.get() + m * e, 0.0f);
 
   // Per expert: z = x W1, a = act(z), Y = a W2 (layouts per inOut), then
   // dp = dy·Y, dY = p·dy, and the MLP backward.
-  std::unique_ptr<float[]> xs = scratch(n * d), z = scratch(n * f), a = scratch(n * f);
-  std::unique_ptr<float[]> ye = scratch(n * d), dxs = scratch(wantX ? n * d : 0);
-  std::unique_ptr<float[]> tbuf = scratch(n * std::max(d, f));
+  Scratch xs = scratch(n * d), z = scratch(n * f), a = scratch(n * f);
+  Scratch ye = scratch(n * d), dxs = scratch(wantX ? n * d : 0);
+  Scratch tbuf = scratch(n * std::max(d, f));
   for (int64_t ei = 0; ei < e; ++ei) {
     const float *w1 = args.w1 + ei * d * f, *w2 = args.w2 + ei * f * d;
     float *dW1 = grads.dW1 != nullptr ? grads.dW1 + ei * d * f : nullptr;

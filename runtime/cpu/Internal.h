@@ -49,11 +49,19 @@ void checkAct(const char *kernel, Act act);
 /// Whether the memory spanned by two views overlaps.
 bool overlaps(ConstMat a, ConstMat b);
 
-/// Uninitialised float buffer: the kernels overwrite every scratch element,
-/// so value-initialising it (std::vector) would be a wasted pass.
-inline std::unique_ptr<float[]> scratch(int64_t n) {
-  return std::unique_ptr<float[]>(new float[static_cast<size_t>(n > 0 ? n : 1)]);
-}
+/// Hands a scratch block back to the pool it came from.
+struct ScratchRelease {
+  void operator()(float *p) const;
+};
+using Scratch = std::unique_ptr<float[], ScratchRelease>;
+
+/// Uninitialised float buffer of at least n elements, 64-byte aligned: the
+/// kernels overwrite every scratch element, so value-initialising it would
+/// be a wasted pass. Blocks come from a process-wide pool and go back to it:
+/// kernels ask for the same sizes at every call, and memory fresh from the
+/// OS costs a page fault per 4 KiB on first touch, which on a virtual
+/// machine took more time than a small MoE layer's arithmetic.
+Scratch scratch(int64_t n);
 
 /// c (m x n) = alpha · a (m x k) · bᵀ + beta · c, with b stored n x k.
 void sgemmNT(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
@@ -273,7 +281,7 @@ void swigluBackwardFromHidden(ConstMat x, ConstMat gate, ConstMat up, ConstMat d
 /// Router probabilities shared by the MoE forward and backward, which must
 /// reproduce the forward's routing decisions bit for bit: probs (rows x e)
 /// = softmax over experts of x · routerᵀ, max subtracted.
-std::unique_ptr<float[]> routerProbs(ConstMat x, const float *router, int64_t e);
+Scratch routerProbs(ConstMat x, const float *router, int64_t e);
 
 /// Sort key that puts NaN below every number, so a corrupt router output
 /// cannot break the strict weak ordering std::partial_sort relies on.
@@ -288,7 +296,7 @@ void gatherRows(ConstMat x, const int64_t *rows, int64_t n, float *dst);
 /// `normalize`), and the slots (token · topK + j) grouped by expert with
 /// tokens ascending within an expert.
 struct TopKRouting {
-  std::unique_ptr<float[]> probs;   // m x e
+  Scratch probs;   // m x e
   std::vector<int32_t> chosen;      // m x topK expert ids
   std::vector<float> weight;        // m x topK
   std::vector<float> totals;        // m: sum of the chosen probabilities

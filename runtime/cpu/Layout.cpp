@@ -196,7 +196,7 @@ void patchEmbed(const float *x, int64_t batch, int64_t c, int64_t height, int64_
 
   // Patch rows in the (channel, row, column) order of the flattened
   // (d, c, p, p) weight, so the convolution is one product with wᵀ.
-  std::unique_ptr<float[]> patches = scratch(batch * tokens * patchLen);
+  Scratch patches = scratch(batch * tokens * patchLen);
   parallelFor(batch * tokens, rowGrain(patchLen), [&](int64_t t0, int64_t t1) {
     for (int64_t row = t0; row < t1; ++row) {
       int64_t b = row / tokens, pr = (row % tokens) / wp, pc = row % wp;

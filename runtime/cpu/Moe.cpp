@@ -26,9 +26,9 @@ using namespace detail;
 
 namespace detail {
 
-std::unique_ptr<float[]> routerProbs(ConstMat x, const float *router, int64_t e) {
+Scratch routerProbs(ConstMat x, const float *router, int64_t e) {
   int64_t rows = x.rows, d = x.cols;
-  std::unique_ptr<float[]> probs = scratch(rows * e);
+  Scratch probs = scratch(rows * e);
   sgemmNT(rows, e, d, 1.0f, x.data, x.ld, router, d, 0.0f, probs.get(), e);
   parallelFor(rows, rowGrain(e * 8), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -156,8 +156,8 @@ void moeTokenChoice(ConstMat x, const TokenChoiceArgs &args, Mat out) {
     std::copy(count.begin(), count.end(), args.routedCounts);
 
   int64_t maxCount = *std::max_element(count.begin(), count.end());
-  std::unique_ptr<float[]> xs = scratch(maxCount * d), h = scratch(maxCount * 2 * f);
-  std::unique_ptr<float[]> y = scratch(m * topK * d);
+  Scratch xs = scratch(maxCount * d), h = scratch(maxCount * 2 * f);
+  Scratch y = scratch(m * topK * d);
   for (int64_t i = 0; i < e; ++i) {
     int64_t n = count[i];
     if (n == 0)
@@ -167,11 +167,11 @@ void moeTokenChoice(ConstMat x, const TokenChoiceArgs &args, Mat out) {
                args.down + i * d * f, h.get(), y.get() + offset[i] * d);
   }
 
-  std::unique_ptr<float[]> sharedY;
+  Scratch sharedY;
   if (shared) {
     int64_t fs = args.sharedHidden;
     sharedY = scratch(m * d);
-    std::unique_ptr<float[]> hs = scratch(m * 2 * fs);
+    Scratch hs = scratch(m * 2 * fs);
     swigluRows(x.data, x.ld, m, d, fs, args.sharedGate, args.sharedUp, args.sharedDown, hs.get(),
                sharedY.get());
   }
@@ -229,7 +229,7 @@ void moeExpertChoice(ConstMat x, const ExpertChoiceArgs &args, Mat out) {
   // Selection per (expert, sample): the k tokens with the largest
   // probability for that expert, ties to the lower token index. Rows are
   // laid out expert-major so each expert's rows form one block.
-  std::unique_ptr<float[]> probs = routerProbs(x, args.router, e);
+  Scratch probs = routerProbs(x, args.router, e);
   int64_t perExpertRows = batch * k;
   std::vector<int64_t> rows(static_cast<size_t>(e * perExpertRows));
   parallelFor(e * batch, 1, [&](int64_t t0, int64_t t1) {
@@ -254,8 +254,8 @@ void moeExpertChoice(ConstMat x, const ExpertChoiceArgs &args, Mat out) {
     for (int64_t j = 0; j < perExpertRows; ++j)
       slot[rows[ei * perExpertRows + j] * e + ei] = ei * perExpertRows + j;
 
-  std::unique_ptr<float[]> xs = scratch(perExpertRows * d), h = scratch(perExpertRows * f);
-  std::unique_ptr<float[]> y = scratch(e * perExpertRows * d);
+  Scratch xs = scratch(perExpertRows * d), h = scratch(perExpertRows * f);
+  Scratch y = scratch(e * perExpertRows * d);
   for (int64_t ei = 0; ei < e; ++ei) {
     const float *w1 = args.w1 + ei * d * f, *w2 = args.w2 + ei * f * d;
     float *ye = y.get() + ei * perExpertRows * d;

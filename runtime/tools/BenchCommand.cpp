@@ -28,12 +28,12 @@ namespace diffrt {
 
 namespace {
 
-/// Useful floating-point operations of one run of an entry (2 per
-/// multiply-add; attention counts its two products).
-double entryFlops(const Plan &plan, const EntryDesc &entry) {
+/// Useful floating-point operations of one kernel (2 per multiply-add;
+/// attention counts its two products); 0 for memory-bound kernels.
+double kernelFlops(const Plan &plan, const KernelDesc &k) {
   auto v = [&](int32_t id) -> const ValueDesc & { return plan.values[id]; };
   double flops = 0;
-  for (const KernelDesc &k : entry.kernels) {
+  {
     const auto &o = k.operands;
     if (k.op == "kern.gemm") {
       flops += 2.0 * v(o[0]).rows() * v(o[1]).shape[0] * v(o[1]).shape[1];
@@ -67,20 +67,78 @@ double entryFlops(const Plan &plan, const EntryDesc &entry) {
   return flops;
 }
 
+double entryFlops(const Plan &plan, const EntryDesc &entry) {
+  double flops = 0;
+  for (const KernelDesc &k : entry.kernels)
+    flops += kernelFlops(plan, k);
+  return flops;
+}
+
+/// The profile's row label of a kernel: its op and the fused parts that
+/// change its cost.
+std::string kernelClass(const KernelDesc &k) {
+  std::string label = k.op;
+  auto has = [&](size_t i) { return k.operands.size() > i && k.operands[i] >= 0; };
+  if (k.op == "kern.gemm") {
+    if (attrString(k, "act") != "none")
+      label += " +" + attrString(k, "act");
+    if (has(3))
+      label += " +gated residual";
+  } else if (k.op == "kern.norm") {
+    label += " " + attrString(k, "kind");
+    if (has(3))
+      label += " +modulate";
+  } else if (k.op == "kern.moe") {
+    label += " " + attrString(k, "routing");
+  }
+  return label;
+}
+
+std::string formatTflops(double tflops) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, tflops < 10 ? "%.3f" : "%.1f", tflops);
+  return buf;
+}
+
+/// Per-kernel times summed by kernel class, largest first.
+void printProfile(const Plan &plan, const EntryDesc &entry, const std::vector<double> &ms, double graphMs) {
+  struct Row {
+    int count = 0;
+    double ms = 0, flops = 0;
+  };
+  std::map<std::string, Row> rows;
+  double total = 0;
+  for (size_t i = 0; i < entry.kernels.size(); ++i) {
+    Row &r = rows[kernelClass(entry.kernels[i])];
+    ++r.count;
+    r.ms += ms[i];
+    r.flops += kernelFlops(plan, entry.kernels[i]);
+    total += ms[i];
+  }
+  std::vector<std::pair<std::string, Row>> sorted(rows.begin(), rows.end());
+  std::sort(sorted.begin(), sorted.end(), [](auto &a, auto &b) { return a.second.ms > b.second.ms; });
+  std::printf("%-36s %6s %10s %7s %9s\n", "kernel class", "count", "ms", "share", "TFLOP/s");
+  for (auto &[name, r] : sorted)
+    std::printf("%-36s %6d %10.3f %6.1f%% %9s\n", name.c_str(), r.count, r.ms, 100.0 * r.ms / total,
+                r.flops > 0 ? formatTflops(r.flops / r.ms / 1e9).c_str() : "-");
+  std::printf("%-36s %6zu %10.3f  (one graph replay: %.3f ms)\n", "sum of kernels",
+              entry.kernels.size(), total, graphMs);
+}
+
 int bench(const std::vector<std::string> &argv) {
   Args args;
   std::string message;
   if (!args.parse(argv, {"--iterations", "--warmup", "--device", "--seed", "--json", "--label", "--sample",
                          "--cfg"},
-                  {}, message))
+                  {"--profile"}, message))
     fail(message);
   if (args.positional.size() != 1)
     fail("bench takes one compiled model (.dfx)");
   Module module = Module::load(args.positional[0]);
   const Plan &plan = module.plan();
-  int iterations = std::stoi(args.get("--iterations").value_or("20"));
-  int warmup = std::stoi(args.get("--warmup").value_or("3"));
-  uint64_t seed = std::stoull(args.get("--seed").value_or("1"));
+  int iterations = static_cast<int>(args.integer("--iterations", 20));
+  int warmup = static_cast<int>(args.integer("--warmup", 3));
+  uint64_t seed = static_cast<uint64_t>(args.integer("--seed", 1));
   std::string deviceName = args.get("--device").value_or(plan.target);
   Device device = deviceName == "cuda" ? Device::cuda(0) : Device::cpu();
   Session session(module, device);
@@ -132,7 +190,7 @@ int bench(const std::vector<std::string> &argv) {
     SamplerConfig cfg = parseSampler(*spec);
     cfg.learnedSigma = module.modelField("learn_sigma") == "true";
     const ValueDesc &x = plan.values[forward->inputs.at(0).second];
-    double scale = std::stod(args.get("--cfg").value_or("4.0"));
+    double scale = args.number("--cfg", 4.0);
     int64_t batch = x.shape[0], images = batch / 2, c = x.shape[1], h = x.shape[2], w = x.shape[3];
     int64_t cOut = plan.values[forward->outputs.at(0)].shape.at(1);
     std::map<std::string, HostTensor> feed = inputs;
@@ -179,6 +237,8 @@ int bench(const std::vector<std::string> &argv) {
               label.c_str(), device.name().c_str(),
               static_cast<long long>(plan.values[forward->inputs.at(0).second].shape.at(0)), median,
               ms.front(), ms.back(), flops / median / 1e9);
+  if (args.has("--profile"))
+    printProfile(plan, *forward, session.profileKernels("forward", iterations), median);
   if (auto json = args.get("--json")) {
     std::ofstream f(*json, std::ios::app);
     f << "{\"case\":\"" << label << "\",\"variant\":\"diffc\",\"device\":\"" << device.name()
@@ -195,7 +255,7 @@ int runBenchCommand(const std::vector<std::string> &argv) {
   try {
     return bench(argv);
   } catch (const std::exception &e) {
-    std::cerr << "diffrt: error: " << e.what() << "\n";
+    std::cerr << "diffc: error: " << e.what() << "\n";
     return 1;
   }
 }

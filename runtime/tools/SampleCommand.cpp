@@ -43,14 +43,6 @@ std::vector<int32_t> parseClasses(const std::string &text) {
   return out;
 }
 
-double parseNumber(const std::string &name, const std::string &text) {
-  char *end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end)
-    fail(name, " expects a number, got '", text, "'");
-  return v;
-}
-
 /// A progress bar on stderr that redraws in place.
 class Progress {
 public:
@@ -119,13 +111,13 @@ int sample(const std::vector<std::string> &argv) {
       (objective == "rf") != (cfg.kind == SamplerConfig::RectifiedFlow))
     fail("sampler '", samplerSpec(cfg), "' does not fit a model trained with ", objective,
          " (use ", defaultSampler, ")");
-  double scale = parseNumber("--cfg", args.get("--cfg").value_or(std::to_string(defaultCfg)));
+  double scale = args.number("--cfg", defaultCfg);
   bool guided = scale != 1.0;
   if (guided && batch % 2)
     fail(module.path(), ": compiled for batch ", batch, "; classifier-free guidance needs an even "
          "batch (2 x images) — import with --batch ", 2 * batch, " or pass --cfg 1");
   int64_t images = guided ? batch / 2 : batch;
-  uint64_t seed = static_cast<uint64_t>(parseNumber("--seed", args.get("--seed").value_or("0")));
+  uint64_t seed = static_cast<uint64_t>(args.integer("--seed", 0));
 
   // Conditioning.
   std::vector<int32_t> labels;
@@ -221,11 +213,10 @@ int sample(const std::vector<std::string> &argv) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   std::string output = args.get("-o").value_or("samples.png");
-  int64_t columns = static_cast<int64_t>(parseNumber("--columns", args.get("--columns").value_or(
-                                              std::to_string(std::min<int64_t>(images, 8)))));
+  int64_t columns = args.integer("--columns", std::min<int64_t>(images, 8));
   // --zoom N shows each pixel as N x N (small images such as
   // Fashion-MNIST's 32 x 32); the raw samples keep their size.
-  int64_t zoom = static_cast<int64_t>(parseNumber("--zoom", args.get("--zoom").value_or("1")));
+  int64_t zoom = args.integer("--zoom", 1);
   if (zoom < 1 || zoom > 16)
     fail("--zoom must be between 1 and 16, got ", zoom);
   std::vector<float> shown = x;

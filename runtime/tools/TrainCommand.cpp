@@ -27,17 +27,6 @@ namespace diffrt {
 
 namespace {
 
-double number(const Args &args, const std::string &name, double fallback) {
-  auto v = args.get(name);
-  if (!v)
-    return fallback;
-  char *end = nullptr;
-  double d = std::strtod(v->c_str(), &end);
-  if (v->empty() || *end)
-    fail(name, " expects a number, got '", *v, "'");
-  return d;
-}
-
 int train(const std::vector<std::string> &argv) {
   Args args;
   std::string message;
@@ -56,14 +45,14 @@ int train(const std::vector<std::string> &argv) {
   Session session(module, Device::cpu());
 
   TrainConfig config;
-  config.lr = number(args, "--lr", 1e-4);
-  config.seed = static_cast<uint64_t>(number(args, "--seed", 0));
-  config.emaDecay = number(args, "--ema-decay", 0.9999);
-  config.gradClip = number(args, "--grad-clip", 0);
-  config.weightDecay = number(args, "--weight-decay", 0);
-  int64_t steps = static_cast<int64_t>(number(args, "--steps", 1000));
-  int64_t saveEvery = static_cast<int64_t>(number(args, "--save-every", 500));
-  int64_t logEvery = static_cast<int64_t>(number(args, "--log-every", 50));
+  config.lr = args.number("--lr", 1e-4);
+  config.seed = static_cast<uint64_t>(args.integer("--seed", 0));
+  config.emaDecay = args.number("--ema-decay", 0.9999);
+  config.gradClip = args.number("--grad-clip", 0);
+  config.weightDecay = args.number("--weight-decay", 0);
+  int64_t steps = args.integer("--steps", 1000);
+  int64_t saveEvery = args.integer("--save-every", 500);
+  int64_t logEvery = args.integer("--log-every", 50);
   std::string dir = args.get("--ckpt-dir").value_or("");
   if (dir.empty())
     fail("train needs --ckpt-dir DIR for checkpoints and the log");

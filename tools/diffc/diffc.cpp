@@ -54,6 +54,7 @@ int usage(llvm::raw_ostream &os) {
         "      [--weight-decay W] [--weights W.safetensors]   (CPU, f32)\n"
         "  bench MODEL.dfx [--device cpu|cuda] [--iterations N] [--warmup N] [--json FILE] [--label L]\n"
         "      [--sample ddpm:250|ddim:N|rf:N|edm:N --cfg S]   (time a whole sampling run)\n"
+        "      [--profile]   (also each kernel's time, summed by kernel class)\n"
         "  compile FILE.mlir -o FILE.dfx [--emit=PHASE] --target cpu|cuda --dtype f32|f16|bf16\n"
         "      [--mode sample|train] [--objective ddpm|rf|edm]\n"
         "      phases:";

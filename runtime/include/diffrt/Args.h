@@ -9,6 +9,7 @@
 #ifndef DIFFRT_ARGS_H
 #define DIFFRT_ARGS_H
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -71,6 +72,11 @@ public:
     return it->second;
   }
   bool has(const std::string &name) const { return values.count(name) != 0; }
+  /// The option's value as a number, `fallback` when absent; a value that
+  /// is not a number throws a diffrt::Error naming the option.
+  double number(const std::string &name, double fallback) const;
+  /// The option's value as a whole number, `fallback` when absent.
+  int64_t integer(const std::string &name, int64_t fallback) const;
 
   std::vector<std::string> positional;
 

@@ -75,6 +75,11 @@ public:
   /// each of `iterations` further runs, measured on the device (CUDA events
   /// around graph replays; the host clock on the CPU), inputs as they are.
   virtual std::vector<double> time(const EntryDesc &entry, int warmup, int iterations) = 0;
+  /// The mean time in milliseconds of each kernel of `entry` over
+  /// `iterations` runs, kernel by kernel (no graph: CUDA events between the
+  /// launches on the GPU, the host clock on the CPU). Their sum exceeds a
+  /// graph replay's time by the launch gaps.
+  virtual std::vector<double> profileKernels(const EntryDesc &entry, int iterations) = 0;
   /// Fills `count` elements at a place with N(0, scale²) values from a
   /// counter-based generator seeded with `seed` (benchmarks and tests).
   virtual void fillNormal(Region region, uint64_t offset, DType dtype, int64_t count, uint64_t seed,
@@ -113,6 +118,9 @@ public:
   void randomizeParameters(uint64_t seed, float scale);
   /// Device-timed runs of an entry with the inputs of the last run().
   std::vector<double> time(const std::string &entry, int warmup, int iterations);
+  /// Per-kernel times of an entry (see Backend::profileKernels), after one
+  /// warm-up run; inputs as they are.
+  std::vector<double> profileKernels(const std::string &entry, int iterations);
 
   /// Runs an entry; inputs by name, float inputs as f32 and integer inputs
   /// as i32 whatever the plan's element types; outputs come back as f32.
