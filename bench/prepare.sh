@@ -47,6 +47,10 @@ family() { # name, zoo name, import options...
   "$DIFFC" compile "$m" -o "$CARRY/family/$name.cpu.dfx" 2>/dev/null
   "$DIFFC" compile "$m" --target cuda --dtype f32 -o "$CARRY/family/$name.cuda32.dfx" 2>/dev/null
   "$DIFFC" compile "$m" --target cuda --dtype f16 -o "$CARRY/family/$name.cuda16.dfx" 2>/dev/null
+  # Training steps (runtime/tests/gpu/TrainGpuTest.cpp), each family's objective.
+  "$DIFFC" compile "$m" --mode train -o "$CARRY/family/$name.train.cpu.dfx" 2>/dev/null
+  "$DIFFC" compile "$m" --mode train --target cuda --dtype f32 -o "$CARRY/family/$name.train.cuda32.dfx" 2>/dev/null
+  "$DIFFC" compile "$m" --mode train --target cuda --dtype bf16 -o "$CARRY/family/$name.train.cudabf16.dfx" 2>/dev/null
   rm "$m"
 }
 family dit dit-s/2 --depth 2 --hidden 128 --heads 2 --latent-size 16 --num-classes 10 --batch 4
@@ -55,6 +59,34 @@ family ditmoe_qk dit-moe-xl/2-8e2a --depth 2 --hidden 144 --heads 2 --latent-siz
 family dig dig-s/2 --depth 4 --hidden 128 --heads 2 --latent-size 16 --num-classes 10 --batch 4
 family microdit microdit-tiny/2 --depth 4 --hidden 128 --head-dim 32 --mixer-depth 2 --mixer-hidden 96 --caption-channels 64 --caption-tokens 77 --latent-size 16 --experts 8 --batch 4
 family microdit_masked microdit-tiny/2 --depth 4 --hidden 128 --head-dim 32 --mixer-depth 2 --mixer-hidden 96 --caption-channels 64 --caption-tokens 77 --latent-size 16 --experts 8 --batch 4 --mask-ratio 0.75
+
+# Training steps (bf16, batch 32, the issue's benchmark), timed by run_gpu.sh's
+# "train" stage against torch_baselines.py MODEL:train in the same call.
+mkdir -p "$CARRY/train"
+train() { # label, zoo name, import options...
+  local label="$1" name="$2"; shift 2
+  "$DIFFC" import "$name" "$@" -o "$CARRY/train/$label.mlir"
+  "$DIFFC" compile "$CARRY/train/$label.mlir" --mode train --target cuda --dtype bf16 -o "$CARRY/train/$label.dfx"
+  rm "$CARRY/train/$label.mlir"
+}
+train dit-xl-2_train_b32 dit-xl/2 --batch 32
+train dit-moe-s-2-8e2a_train_b32 dit-moe-s/2-8e2a --batch 32
+train dit-moe-b-2-8e2a_train_b32 dit-moe-b/2-8e2a --batch 32
+# The Fashion-MNIST model trained on the GPU by the "fmnist" stage, with the
+# dataset carried along (the GPU machine has no Debian package).
+train dit-moe-fmnist_train_b64 dit-moe-fmnist --batch 64
+mkdir -p "$CARRY/fashion-mnist"
+cp /usr/share/datasets/fashion-mnist/train-*.gz "$CARRY/fashion-mnist/"
+cat >"$CARRY/torch_train_cases.txt" <<'CASES'
+--case dit-xl/2:train --variants eager,compile
+--case dit-moe-s/2-8e2a:train --case dit-moe-b/2-8e2a:train --variants grouped
+CASES
+cat >"$CARRY/train_pairs.txt" <<'PAIRS'
+dit-xl-2_train_b32 dit-xl/2:train compile 0.67 DiT-XL/2 training step, batch 32, bf16
+dit-xl-2_train_b32 dit-xl/2:train eager - DiT-XL/2 training step vs eager
+dit-moe-s-2-8e2a_train_b32 dit-moe-s/2-8e2a:train grouped 0.5 DiT-MoE-S/2-8E2A training step vs grouped-GEMM PyTorch
+dit-moe-b-2-8e2a_train_b32 dit-moe-b/2-8e2a:train grouped 0.5 DiT-MoE-B/2-8E2A training step vs grouped-GEMM PyTorch
+PAIRS
 
 # One torch_baselines.py invocation per line: cases and variants.
 cat >"$CARRY/torch_cases.txt" <<'CASES'

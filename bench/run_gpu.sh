@@ -6,8 +6,11 @@
 #
 # Usage (from the repository root on the GPU machine):
 #   bench/run_gpu.sh [OUT_DIR]
-# STAGES (default "build tests bench samples torch") selects what runs, so the work
-# can be split over device calls; ratios need bench and torch in one call.
+# STAGES (default "build tests bench samples torch"; also "train": training
+# steps against PyTorch's (TRAIN_PROFILE=1 adds per-kernel profiles),
+# "fmnist": train the Fashion-MNIST model on the GPU)
+# selects what runs, so the work can be split over device calls; ratios need
+# bench and torch (or train) in one call.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${1:-${OUT:-$ROOT/build-runtime/bench}}"
@@ -52,6 +55,41 @@ $D bench "$CARRY/dig-s-2_b64.dfx" --device cuda --sample ddpm:250 --cfg 1.5 --js
 $D bench "$CARRY/microdit-xl-2_b64.dfx" --device cuda --sample edm:30 --cfg 5 --json "$OUT/diffc.json"
 $D sample "$CARRY/samples/dit-moe-fmnist_b20.dfx" --weights models/dit-moe-fmnist.safetensors \
   --device cuda --sampler ddpm:250 --cfg 3 --seed 1 --columns 10 --zoom 3 --quiet -o "$OUT/fmnist-gpu.png"
+fi
+
+if has train; then
+echo "== training steps (bf16, batch 32) against PyTorch's in the same call"
+rm -f "$OUT/train.json" "$OUT/torch_train.json" "$OUT/torch_train.log"
+for dfx in "$CARRY"/train/*_b32.dfx; do
+  label="$(basename "$dfx" .dfx)"
+  ./build-runtime/bin/diffrt bench "$dfx" --device cuda --iterations 10 --warmup 3 \
+    --label "$label" --json "$OUT/train.json" ${TRAIN_PROFILE:+--profile} 2>&1 | tee -a "$OUT/train.log"
+done
+i=0
+while read -r cases; do
+  i=$((i + 1))
+  timeout "${TORCH_TIMEOUT:-240}" python3 "$CARRY/torch_baselines.py" --json "$OUT/torch_train.$i.json" $cases \
+    >>"$OUT/torch_train.log" 2>&1 || echo "torch training baselines line $i failed or timed out: $cases"
+done <"$CARRY/torch_train_cases.txt"
+python3 - "$OUT" <<'PY'
+import glob, json, sys
+rows = []
+for f in sorted(glob.glob(sys.argv[1] + "/torch_train.*.json")):
+    rows += json.load(open(f))
+json.dump(rows, open(sys.argv[1] + "/torch_train.json", "w"), indent=1)
+PY
+python3 "$ROOT/bench/ratios.py" "$OUT/train.json" "$OUT/torch_train.json" "$CARRY/train_pairs.txt" | tee "$OUT/train_ratios.txt"
+fi
+
+if has fmnist; then
+echo "== the Fashion-MNIST model trained on the GPU (bf16), then sampled"
+FM_STEPS="${FM_STEPS:-12000}"
+rm -rf "$OUT/fmnist-run"
+./build-runtime/bin/diffrt train "$CARRY/train/dit-moe-fmnist_train_b64.dfx" --device cuda \
+  --data "fashion-mnist:$CARRY/fashion-mnist" --steps "$FM_STEPS" --lr 5e-4 --ema-decay 0.9995 \
+  --grad-clip 1 --seed 1 --log-every 1000 --save-every "$FM_STEPS" --ckpt-dir "$OUT/fmnist-run" 2>&1 | tail -15
+./build-runtime/bin/diffrt sample "$CARRY/samples/dit-moe-fmnist_b20.dfx" --weights "$OUT/fmnist-run/weights.safetensors" \
+  --device cuda --sampler ddpm:250 --cfg 3 --seed 1 --columns 10 --zoom 3 --quiet -o "$OUT/fmnist-gpu-trained.png"
 fi
 
 if has torch; then

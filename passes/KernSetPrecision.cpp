@@ -2,7 +2,9 @@
 //
 // Everything becomes the requested dtype except the values whose precision
 // the spec requires: the time input and the sinusoidal tables stay f32 and
-// are converted where they are consumed.
+// are converted where they are consumed; in a training program the
+// per-sample losses (f32 by definition) and EDM's noise levels stay f32 too,
+// while the gradients take the type of what they differentiate.
 //
 //===----------------------------------------------------------------------===//
 
@@ -28,9 +30,34 @@ RankedTensorType withElement(Type t, Type element) {
   return RankedTensorType::get(r.getShape(), element);
 }
 
-/// Ops whose results the spec keeps in f32.
+/// Ops whose results the spec keeps in f32 (converted where consumed).
 bool producesF32(Operation *op) {
   return isa<dit::TimestepEmbedOp, dit::SinCosPosEmbedOp>(op);
+}
+
+/// Losses: per-sample f32 values by definition (their result type is
+/// inferred as f32), returned as they are; only their inputs are 16-bit.
+bool isLoss(Operation *op) {
+  return isa<dit::DdpmLossOp, dit::RfLossOp, dit::EdmLossOp, dit::MoeBalanceLossOp>(op);
+}
+
+/// Arguments that stay f32: the time input of the sinusoidal embedding and
+/// EDM's noise levels, which the loss reads in f32.
+bool keepsF32(BlockArgument arg) {
+  return llvm::any_of(arg.getUses(), [](OpOperand &use) {
+    Operation *u = use.getOwner();
+    if (isa<dit::TimestepEmbedOp>(u))
+      return true;
+    if (auto edm = dyn_cast<dit::EdmLossOp>(u))
+      return use.get() == edm.getSigma();
+    if (auto vjp = dyn_cast<kern::VjpOp>(u)) {
+      // Operand i of a vjp is forward slot present[i]; sigma is slot 3.
+      ArrayRef<int64_t> present = vjp.getPresent();
+      unsigned i = use.getOperandNumber();
+      return vjp.getForward() == "dit.edm_loss" && i < present.size() && present[i] == 3;
+    }
+    return false;
+  });
 }
 
 struct KernSetPrecision : diffc::impl::KernSetPrecisionBase<KernSetPrecision> {
@@ -58,14 +85,13 @@ struct KernSetPrecision : diffc::impl::KernSetPrecisionBase<KernSetPrecision> {
     for (BlockArgument arg : entry.getArguments()) {
       if (!isF32Tensor(arg.getType()))
         continue;
-      bool keep = llvm::any_of(arg.getUsers(), [](Operation *u) { return isa<dit::TimestepEmbedOp>(u); });
-      if (!keep)
+      if (!keepsF32(arg))
         arg.setType(withElement(arg.getType(), target));
     }
 
     OpBuilder builder(&getContext());
     func.walk([&](Operation *op) {
-      if (isa<kern::CastOp>(op))
+      if (isa<kern::CastOp>(op) || isLoss(op))
         return;
       for (Value result : op->getResults()) {
         if (!isF32Tensor(result.getType()))

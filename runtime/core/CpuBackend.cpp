@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -133,10 +134,109 @@ public:
       out[i] *= scale;
   }
 
+  void initOptimizer(const std::vector<int32_t> &params, const std::vector<int32_t> &grads, bool ema) override {
+    paramIds = params;
+    gradIds = grads;
+    moment1.assign(params.size(), {});
+    moment2.assign(params.size(), {});
+    emaState.assign(ema ? params.size() : 0, {});
+    for (size_t p = 0; p < params.size(); ++p) {
+      int64_t n = desc(params[p]).numel();
+      moment1[p].assign(n, 0.0f);
+      moment2[p].assign(n, 0.0f);
+      if (ema)
+        emaState[p].assign(ptr(params[p]), ptr(params[p]) + n);
+    }
+  }
+
+  double optimizerStep(const AdamWStep &step) override {
+    if (paramIds.empty())
+      fail("optimizerStep before initOptimizer");
+    double sq = 0;
+    for (int32_t g : gradIds) {
+      const float *gp = ptr(g);
+      for (int64_t i = 0, n = desc(g).numel(); i < n; ++i)
+        sq += static_cast<double>(gp[i]) * gp[i];
+    }
+    double norm = std::sqrt(sq) / step.lossScale;
+    if (!std::isfinite(norm))
+      return norm;
+    double clip = step.gradClip > 0 && norm > step.gradClip ? step.gradClip / (norm + 1e-6) : 1.0;
+    double unscale = clip / step.lossScale;
+    double b1 = step.beta1, b2 = step.beta2;
+    double c1 = 1 - std::pow(b1, static_cast<double>(step.step));
+    double c2 = 1 - std::pow(b2, static_cast<double>(step.step));
+    double decay = 1 - step.lr * step.weightDecay;
+    for (size_t p = 0; p < paramIds.size(); ++p) {
+      float *w = ptr(paramIds[p]);
+      const float *g = ptr(gradIds[p]);
+      float *m = moment1[p].data(), *v = moment2[p].data();
+      int64_t n = desc(paramIds[p]).numel();
+      for (int64_t i = 0; i < n; ++i) {
+        double gi = g[i] * unscale;
+        m[i] = static_cast<float>(b1 * m[i] + (1 - b1) * gi);
+        v[i] = static_cast<float>(b2 * v[i] + (1 - b2) * gi * gi);
+        double update = (m[i] / c1) / (std::sqrt(v[i] / c2) + step.eps);
+        w[i] = static_cast<float>(w[i] * decay - step.lr * update);
+      }
+      if (!emaState.empty() && step.emaDecay > 0) {
+        float *e = emaState[p].data();
+        for (int64_t i = 0; i < n; ++i)
+          e[i] = static_cast<float>(step.emaDecay * e[i] + (1 - step.emaDecay) * w[i]);
+      }
+    }
+    return norm;
+  }
+
+  std::vector<float> readOptimizer(OptimizerSlot slot, size_t param) override {
+    std::vector<float> &state = stateOf(slot, param);
+    if (slot != OptimizerSlot::Master)
+      return state;
+    const float *w = ptr(paramIds[param]);
+    return {w, w + desc(paramIds[param]).numel()};
+  }
+
+  void writeOptimizer(OptimizerSlot slot, size_t param, const std::vector<float> &values) override {
+    std::vector<float> &state = stateOf(slot, param);
+    if (slot != OptimizerSlot::Master) {
+      state = values;
+      return;
+    }
+    std::memcpy(ptr(paramIds[param]), values.data(), values.size() * sizeof(float));
+  }
+
+  void setLossScale(double scale) override { lossScale = static_cast<float>(scale); }
+
+  uint64_t deviceBytes() const override {
+    uint64_t bytes = weights.bytes + constants.bytes + arena.bytes + scratch.size() * sizeof(float);
+    for (const auto *state : {&moment1, &moment2, &emaState})
+      for (const std::vector<float> &v : *state)
+        bytes += v.size() * sizeof(float);
+    return bytes;
+  }
+
 private:
   const Plan &plan;
   Buffer weights, constants, arena;
   std::vector<float> scratch;
+  std::vector<int32_t> paramIds, gradIds;
+  std::vector<std::vector<float>> moment1, moment2, emaState;
+  std::vector<float> noState;
+  float lossScale = 1.0f;
+
+  std::vector<float> &stateOf(OptimizerSlot slot, size_t param) {
+    if (param >= paramIds.size())
+      fail("optimizer state of parameter #", param, " requested, but the optimizer holds ", paramIds.size());
+    switch (slot) {
+    case OptimizerSlot::Moment1: return moment1[param];
+    case OptimizerSlot::Moment2: return moment2[param];
+    case OptimizerSlot::Ema:
+      if (emaState.empty())
+        fail("the optimizer keeps no EMA");
+      return emaState[param];
+    default: return noState;
+    }
+  }
 
   uint8_t *base(Region r) {
     Buffer &b = r == Region::Weights ? weights : r == Region::Constants ? constants : arena;
@@ -315,7 +415,7 @@ private:
       }
     } else if (op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss") {
       int64_t n = desc(o[0]).shape[0];
-      std::vector<float> weight(n, static_cast<float>(attrFloat(k, "loss_weight"))), loss(n);
+      std::vector<float> weight(n, static_cast<float>(attrFloat(k, "loss_weight")) * lossScale), loss(n);
       loss_(k, loss.data(), weight.data(), ptr(r[0]));
     } else {
       fail("the CPU backend has no backward kernel for ", op);

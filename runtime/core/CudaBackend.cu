@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "diffrt/CudaGradKernels.h"
 #include "diffrt/CudaKernels.h"
 #include "diffrt/Error.h"
 #include "diffrt/KernelSignatures.h"
@@ -21,8 +22,13 @@
 
 #include <type_traits>
 
+#include <cmath>
+#include <memory>
+
 #include <algorithm>
+#include <cstdlib>
 #include <map>
+#include <string>
 
 namespace diffrt {
 
@@ -111,9 +117,23 @@ public:
     regions[1] = allocate(plan.constantsBytes, "constants");
     regions[2] = allocate(plan.arenaBytes, "arena");
     workspace = allocate(workspaceBytes, "kernel workspace");
+    // DIFFRT_POISON_MEMORY=1 fills the arena and workspace with NaN (all
+    // bits set, NaN in every float type), so a kernel that reads memory no
+    // kernel wrote shows up as NaN in its first run instead of as values
+    // that depend on what the previous call left behind.
+    if (const char *poison = std::getenv("DIFFRT_POISON_MEMORY"); poison && std::string(poison) == "1") {
+      cu::check(cudaMemset(regions[2], 0xff, plan.arenaBytes), "poisoning the arena");
+      cu::check(cudaMemset(workspace, 0xff, workspaceBytes), "poisoning the workspace");
+    }
     errorFlag = reinterpret_cast<int32_t *>(allocate(sizeof(int32_t), "error flag"));
+    lossScale = reinterpret_cast<float *>(allocate(sizeof(float), "loss scale"));
+    const float one = 1.0f;
+    cu::check(cudaMemcpy(lossScale, &one, sizeof(float), cudaMemcpyHostToDevice), "loss scale");
     cu::check(cudaMemset(errorFlag, 0, sizeof(int32_t)), "cudaMemset(error flag)");
     cu::check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    // The set-up above ran on the legacy stream, which the non-blocking
+    // stream of every later call does not wait for.
+    cu::check(cudaDeviceSynchronize(), "device set-up");
   }
 
   ~CudaBackend() override {
@@ -148,7 +168,7 @@ public:
     } else {
       launchAll(entry);
       // Capture once the entry has run cleanly; "init" runs rarely.
-      if (entry.name == "forward") {
+      if (entry.name == "forward" || entry.name == "train_step") {
         cu::check(cudaStreamSynchronize(stream), "forward");
         cudaGraph_t g;
         cu::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "graph capture");
@@ -169,7 +189,8 @@ public:
     int32_t flag = 0;
     cu::check(cudaMemcpy(&flag, errorFlag, sizeof(flag), cudaMemcpyDeviceToHost), "error flag");
     if (flag) {
-      cudaMemset(errorFlag, 0, sizeof(int32_t));
+      cudaMemsetAsync(errorFlag, 0, sizeof(int32_t), stream);
+      cudaStreamSynchronize(stream);
       fail("entry '", entry.name, "': an input index was out of range (a class label outside "
            "[0, num_classes] or a kept-token index outside the sequence or repeated; code ", flag, ")");
     }
@@ -246,7 +267,154 @@ public:
     cu::check(cudaStreamSynchronize(stream), "fillNormal");
   }
 
+  void initOptimizer(const std::vector<int32_t> &params, const std::vector<int32_t> &grads, bool ema) override {
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    if (params.empty())
+      fail("initOptimizer: no parameters");
+    DType dt = desc(params[0]).dtype;
+    int64_t total = 0;
+    for (size_t p = 0; p < params.size(); ++p) {
+      if (desc(params[p]).dtype != dt || desc(grads[p]).dtype != dt)
+        fail("initOptimizer: parameter #", p, " or its gradient is not ", dtypeName(dt),
+             " like the first parameter; the fused optimizer takes one element type");
+      total += desc(params[p]).numel();
+    }
+    const bool needMaster = dt != DType::F32;
+    const int slots = 2 + (ema ? 1 : 0) + (needMaster ? 1 : 0);
+    size_t freeBytes = 0, totalBytes = 0;
+    cu::check(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
+    uint64_t need = static_cast<uint64_t>(slots) * total * sizeof(float);
+    if (need > freeBytes)
+      fail("out of GPU memory: the optimizer state (", slots, " f32 copies of ", total, " parameters) needs ",
+           mib(need), " but device ", device, " has ", mib(freeBytes), " free of ", mib(totalBytes));
+    float *m = reinterpret_cast<float *>(allocate(total * sizeof(float), "AdamW first moments"));
+    float *v = reinterpret_cast<float *>(allocate(total * sizeof(float), "AdamW second moments"));
+    float *e = ema ? reinterpret_cast<float *>(allocate(total * sizeof(float), "EMA weights")) : nullptr;
+    float *master = needMaster ? reinterpret_cast<float *>(allocate(total * sizeof(float), "f32 master weights"))
+                               : nullptr;
+    cu::check(cudaMemsetAsync(m, 0, total * sizeof(float), stream), "optimizer state clear");
+    cu::check(cudaMemsetAsync(v, 0, total * sizeof(float), stream), "optimizer state clear");
+    optimizer.clear();
+    std::vector<cu::AdamWTensor> tensors;
+    int64_t at = 0;
+    for (size_t p = 0; p < params.size(); ++p) {
+      int64_t n = desc(params[p]).numel();
+      cu::AdamWTensor t;
+      t.weight = ptr(params[p]);
+      t.grad = ptr(grads[p]);
+      t.m = m + at;
+      t.v = v + at;
+      t.ema = e ? e + at : nullptr;
+      t.master = master ? master + at : nullptr;
+      t.n = n;
+      // The master and the EMA start from the current weights.
+      for (float *copy : {t.master, t.ema})
+        if (copy)
+          cu::cast(s(), dt, t.weight, DType::F32, copy, n);
+      tensors.push_back(t);
+      optimizer.push_back(t);
+      at += n;
+    }
+    adamw = std::make_unique<cu::MultiTensorAdamW>(tensors, dt);
+    optimizerTableBytes = adamw->deviceBytes();
+    normOnDevice = reinterpret_cast<double *>(allocate(sizeof(double), "gradient norm"));
+    cu::check(cudaStreamSynchronize(stream), "optimizer set-up");
+  }
+
+  double optimizerStep(const AdamWStep &step) override {
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    if (!adamw)
+      fail("optimizerStep before initOptimizer");
+    cu::AdamWHyper h;
+    h.lr = static_cast<float>(step.lr);
+    h.beta1 = static_cast<float>(step.beta1);
+    h.beta2 = static_cast<float>(step.beta2);
+    h.eps = static_cast<float>(step.eps);
+    h.weightDecay = static_cast<float>(step.weightDecay);
+    h.gradClip = static_cast<float>(step.gradClip);
+    h.emaDecay = static_cast<float>(step.emaDecay);
+    h.correction1 = static_cast<float>(1.0 / (1.0 - std::pow(step.beta1, static_cast<double>(step.step))));
+    h.correction2 = static_cast<float>(1.0 / (1.0 - std::pow(step.beta2, static_cast<double>(step.step))));
+    h.lossScale = static_cast<float>(step.lossScale);
+    adamw->step(s(), h, normOnDevice);
+    double norm = 0;
+    cu::check(cudaMemcpyAsync(&norm, normOnDevice, sizeof(double), cudaMemcpyDeviceToHost, stream),
+              "gradient norm");
+    cu::check(cudaStreamSynchronize(stream), "optimizer step");
+    return norm;
+  }
+
+  std::vector<float> readOptimizer(OptimizerSlot slot, size_t param) override {
+    const cu::AdamWTensor &t = optimizerTensor(param);
+    std::vector<float> out(t.n);
+    if (slot == OptimizerSlot::Master && !t.master) {
+      download(desc(paramValue(param)).region, desc(paramValue(param)).offset, out.data(), t.n * sizeof(float));
+      return out;
+    }
+    const float *src = slotPtr(slot, t);
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    copyOnStream(out.data(), src, t.n * sizeof(float), cudaMemcpyDeviceToHost, "optimizer state download");
+    return out;
+  }
+
+  void writeOptimizer(OptimizerSlot slot, size_t param, const std::vector<float> &values) override {
+    const cu::AdamWTensor &t = optimizerTensor(param);
+    if (slot == OptimizerSlot::Master && !t.master) {
+      upload(desc(paramValue(param)).region, desc(paramValue(param)).offset, values.data(), t.n * sizeof(float));
+      return;
+    }
+    float *dst = const_cast<float *>(slotPtr(slot, t));
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    copyOnStream(dst, values.data(), t.n * sizeof(float), cudaMemcpyHostToDevice, "optimizer state upload");
+    if (slot == OptimizerSlot::Master) {
+      cu::cast(s(), DType::F32, t.master, desc(paramValue(param)).dtype, t.weight, t.n);
+      cu::check(cudaStreamSynchronize(stream), "master weights to the plan's weights");
+    }
+  }
+
+  uint64_t deviceBytes() const override { return allocatedBytes + optimizerTableBytes; }
+
+  void setLossScale(double scale) override {
+    float v = static_cast<float>(scale);
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    copyOnStream(lossScale, &v, sizeof(float), cudaMemcpyHostToDevice, "loss scale");
+  }
+
 private:
+  std::vector<cu::AdamWTensor> optimizer;
+  std::unique_ptr<cu::MultiTensorAdamW> adamw;
+  double *normOnDevice = nullptr;
+  /// Device f32 factor of the loss gradients (dynamic loss scaling).
+  float *lossScale = nullptr;
+
+  /// A copy ordered with the kernels on `stream` and finished on return.
+  /// (cudaMemcpy from pageable memory may return before its DMA lands, and
+  /// runs on the legacy stream, which `stream` does not wait for: a kernel
+  /// launched next could read the old values.)
+  void copyOnStream(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, const char *what) {
+    cu::check(cudaMemcpyAsync(dst, src, bytes, kind, stream), what);
+    cu::check(cudaStreamSynchronize(stream), what);
+  }
+
+  const cu::AdamWTensor &optimizerTensor(size_t param) {
+    if (param >= optimizer.size())
+      fail("optimizer state of parameter #", param, " requested, but the optimizer holds ", optimizer.size());
+    return optimizer[param];
+  }
+  int32_t paramValue(size_t param) { return plan.params.at(param).value; }
+  const float *slotPtr(OptimizerSlot slot, const cu::AdamWTensor &t) {
+    switch (slot) {
+    case OptimizerSlot::Master: return t.master;
+    case OptimizerSlot::Moment1: return t.m;
+    case OptimizerSlot::Moment2: return t.v;
+    case OptimizerSlot::Ema:
+      if (!t.ema)
+        fail("the optimizer keeps no EMA");
+      return t.ema;
+    }
+    return nullptr;
+  }
+
   /// One launch of an entry: its graph if captured, else its kernels.
   void launch(const EntryDesc &entry) {
     auto graph = graphs.find(entry.name);
@@ -264,6 +432,7 @@ private:
   uint64_t workspaceBytes = 0;
   int32_t *errorFlag = nullptr;
   std::vector<void *> allocations;
+  uint64_t allocatedBytes = 0, optimizerTableBytes = 0;
   std::map<std::string, cudaGraphExec_t> graphs;
   cu::Gemm gemm;
 
@@ -275,6 +444,7 @@ private:
     if (e != cudaSuccess)
       fail("out of GPU memory allocating the ", what, " (", mib(bytes), "): ", cudaGetErrorString(e));
     allocations.push_back(p);
+    allocatedBytes += bytes;
     return static_cast<uint8_t *>(p);
   }
 
@@ -304,6 +474,8 @@ private:
   }
 
   uint64_t workspaceFor(const KernelDesc &k) {
+    if (k.op.rfind("vjp:", 0) == 0)
+      return vjpWorkspaceFor(k);
     const auto &o = k.operands;
     if (k.op == "kern.gemm") {
       const ValueDesc &a = desc(o[0]), &w = desc(o[1]);
@@ -334,6 +506,58 @@ private:
       cu::ExpertChoiceArgs a = expertChoice(k, nullptr);
       return cu::moeExpertChoiceWorkspaceBytes(x.rows(), x.cols(), a, x.dtype);
     }
+    return 0;
+  }
+
+  /// Scratch of a backward kernel (operands: the forward slots, then the
+  /// incoming gradients).
+  uint64_t vjpWorkspaceFor(const KernelDesc &k) {
+    const std::string op = k.op.substr(4);
+    const auto &o = k.operands;
+    if (op == "kern.gemm") {
+      const ValueDesc &a = desc(o[0]), &w = desc(o[1]);
+      return cu::gemmBackwardWorkspaceBytes(a.rows(), w.shape[0], w.shape[1], a.dtype);
+    }
+    if (op == "kern.swiglu") {
+      const ValueDesc &x = desc(o[0]), &g = desc(o[1]), &d = desc(o[3]);
+      int64_t hidden = o[2] >= 0 ? g.shape[0] : g.shape[0] / 2;
+      return cu::swigluBackwardWorkspaceBytes(x.rows(), hidden, d.shape[0], x.dtype);
+    }
+    if (op == "kern.norm") {
+      const ValueDesc &x = desc(o[0]);
+      return cu::normBackwardWorkspaceBytes(x.rows(), x.cols(), attrInt(k, "group_size"),
+                                            o[3] >= 0 ? x.shape[1] : 1, x.dtype);
+    }
+    if (op == "kern.moe") {
+      const ValueDesc &x = desc(o[0]);
+      if (attrString(k, "routing") == "token_choice")
+        return cu::moeTokenChoiceBackwardWorkspaceBytes(x.rows(), x.cols(), tokenChoice(k, nullptr), x.dtype);
+      return cu::moeExpertChoiceBackwardWorkspaceBytes(x.rows(), x.cols(), expertChoice(k, nullptr), x.dtype);
+    }
+    if (op == "kern.dwconv") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      return cu::depthwiseConvBackwardWorkspaceBytes(x.shape[0], grid[0], grid[1], x.shape[2],
+                                                     desc(o[1]).shape[2]);
+    }
+    if (op == "kern.patch_embed") {
+      const ValueDesc &x = desc(o[0]), &w = desc(o[1]);
+      return cu::patchEmbedBackwardWorkspaceBytes(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
+                                                  w.shape[2], x.dtype);
+    }
+    if (op == "dit.attention") {
+      const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
+      int64_t h = attrInt(k, "num_heads");
+      return cu::attentionBackwardWorkspaceBytes(q.shape[0], q.shape[1], kk.shape[1], h, q.shape[2] / h, q.dtype);
+    }
+    if (op == "dit.gla") {
+      const ValueDesc &q = desc(o[0]), &v = desc(o[2]);
+      int64_t h = attrInt(k, "num_heads");
+      return cu::glaBackwardWorkspaceBytes(q.shape[0], q.shape[1], h, q.shape[2] / h, v.shape[2] / h,
+                                           attrInt(k, "chunk_size"));
+    }
+    if (op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss")
+      return static_cast<uint64_t>(desc(o[0]).shape[0]) * sizeof(float);
     return 0;
   }
 
@@ -384,7 +608,192 @@ private:
     }
   }
 
+  cu::DMat mOpt(int32_t id) { return id < 0 ? cu::DMat{} : m(id); }
+
+  cu::NormArgs normArgs(const KernelDesc &k) {
+    const auto &o = k.operands;
+    cu::NormArgs a;
+    a.kind = attrString(k, "kind") == "rms" ? cu::NormKind::Rms : cu::NormKind::Layer;
+    a.group = attrInt(k, "group_size");
+    a.eps = static_cast<float>(attrFloat(k, "epsilon"));
+    a.weight = ptr(o[1]);
+    a.bias = ptr(o[2]);
+    a.shift = cm(o[3]);
+    a.scale = cm(o[4]);
+    if (o[3] >= 0)
+      a.rowsPerSample = desc(o[0]).shape[1];
+    a.siluGate = cm(o[5]);
+    return a;
+  }
+
+  /// The loss kernels: values into `loss` (f32), and with `weight` > 0 the
+  /// gradient of weight·lossScale·Σ loss into dPrediction.
+  void loss(const KernelDesc &k, const std::string &op, float *lossOut, float weight, void *dPrediction) {
+    const auto &o = k.operands;
+    DType dt = desc(o[0]).dtype;
+    auto f32 = [&](int32_t id) {
+      if (desc(id).dtype != DType::F32)
+        fail(op, ": operand #", id, " must be f32, got ", dtypeName(desc(id).dtype));
+      return static_cast<const float *>(ptr(id));
+    };
+    if (op == "dit.ddpm_loss") {
+      const ValueDesc &x0 = desc(o[1]);
+      cu::ddpmLoss(s(), dt, ptr(o[0]), ptr(o[1]), ptr(o[2]), ptr(o[3]), static_cast<const int32_t *>(ptr(o[4])),
+                   x0.shape[0], x0.shape[1], x0.shape[2] * x0.shape[3], attrInt(k, "num_timesteps"), lossOut,
+                   weight, lossScale, dPrediction);
+    } else if (op == "dit.rf_loss") {
+      const ValueDesc &p = desc(o[0]), &x0 = desc(o[1]);
+      cu::rfLoss(s(), dt, ptr(o[0]), ptr(o[1]), ptr(o[2]), x0.shape[0], x0.shape[1], p.shape[1],
+                 x0.shape[2] * x0.shape[3], lossOut, weight, lossScale, dPrediction);
+    } else {
+      const ValueDesc &x0 = desc(o[2]);
+      cu::edmLoss(s(), dt, ptr(o[0]), ptr(o[1]), ptr(o[2]), f32(o[3]),
+                  o[4] >= 0 ? static_cast<const int32_t *>(ptr(o[4])) : nullptr, o[4] >= 0 ? desc(o[4]).shape[1] : 0,
+                  x0.shape[0], x0.shape[1], x0.shape[2], x0.shape[3], attrInt(k, "patch_size"),
+                  attrFloat(k, "sigma_data"), lossOut, weight, lossScale, dPrediction);
+    }
+  }
+
+  /// Backward kernels: operands are the forward slots then the incoming
+  /// gradients; result i is the gradient of forward slot i (-1: not wanted).
+  void dispatchVjp(const KernelDesc &k) {
+    const std::string op = k.op.substr(4);
+    const auto &o = k.operands;
+    const auto &r = k.results;
+    size_t sl = r.size();
+    auto dOut = [&](size_t i = 0) { return cm(o[sl + i]); };
+    DType dt = desc(o[0]).dtype;
+    if (op == "kern.gemm") {
+      cu::GatedResidual e;
+      bool hasE = epilogue(k, 3, e);
+      cu::GemmGrads g{mOpt(r[0]), ptr(r[1]), ptr(r[2]), mOpt(r[4])};
+      cu::gemmBackward(s(), gemm, dt, cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")),
+                       hasE ? &e : nullptr, dOut(), g, ws());
+    } else if (op == "kern.swiglu") {
+      cu::DConstMat gate = cm(o[1]), up;
+      cu::SwiGluGrads g;
+      g.dX = mOpt(r[0]);
+      g.dDownW = ptr(r[3]);
+      g.dGate = mOpt(r[5]);
+      if (o[2] >= 0) {
+        up = cm(o[2]);
+        g.dGateW = ptr(r[1]);
+        g.dUpW = ptr(r[2]);
+      } else {
+        int64_t f = gate.rows / 2;
+        up = {static_cast<const uint8_t *>(gate.data) + f * gate.ld * dtypeSize(dt), f, gate.cols, gate.ld};
+        gate.rows = f;
+        g.dGateW = ptr(r[1]);
+        g.dUpW = r[1] >= 0 ? static_cast<uint8_t *>(ptr(r[1])) + f * gate.cols * dtypeSize(dt) : nullptr;
+      }
+      g.gateLd = g.upLd = gate.cols;
+      cu::GatedResidual e;
+      bool hasE = epilogue(k, 4, e);
+      cu::swigluBackward(s(), gemm, dt, cm(o[0]), gate, up, cm(o[3]), hasE ? &e : nullptr, dOut(), g, ws());
+    } else if (op == "kern.norm") {
+      cu::NormGrads g{mOpt(r[0]), ptr(r[1]), ptr(r[2]), mOpt(r[3]), mOpt(r[4]), mOpt(r[5])};
+      cu::normBackward(s(), dt, cm(o[0]), normArgs(k), dOut(), g, ws());
+    } else if (op == "kern.moe") {
+      cu::GatedResidual e;
+      bool hasE = epilogue(k, 8, e);
+      if (attrString(k, "routing") == "token_choice") {
+        cu::TokenChoiceGrads g;
+        g.dX = mOpt(r[0]);
+        g.dRouter = ptr(r[1]);
+        g.dGate = ptr(r[2]);
+        g.dUp = ptr(r[3]);
+        g.dDown = ptr(r[4]);
+        g.dSharedGate = ptr(r[5]);
+        g.dSharedUp = ptr(r[6]);
+        g.dSharedDown = ptr(r[7]);
+        g.dEpilogueGate = mOpt(r[9]);
+        g.balanceCoef = attrFloat(k, "balance_coef");
+        cu::moeTokenChoiceBackward(s(), gemm, dt, cm(o[0]), tokenChoice(k, hasE ? &e : nullptr), dOut(), g, ws());
+      } else {
+        cu::ExpertChoiceGrads g{mOpt(r[0]), ptr(r[1]), ptr(r[2]), ptr(r[3]), mOpt(r[9])};
+        cu::moeExpertChoiceBackward(s(), gemm, dt, cm(o[0]), expertChoice(k, hasE ? &e : nullptr), dOut(), g, ws());
+      }
+    } else if (op == "kern.dwconv") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      cu::depthwiseConvBackward(s(), dt, cm(o[0]), x.shape[0], grid[0], grid[1], ptr(o[1]), desc(o[1]).shape[2],
+                                scanOrder(attrString(k, "from")), scanOrder(attrString(k, "to")), dOut(),
+                                mOpt(r[0]), ptr(r[1]), ptr(r[2]), ws());
+    } else if (op == "kern.patch_embed") {
+      const ValueDesc &x = desc(o[0]), &w = desc(o[1]);
+      cu::patchEmbedBackward(s(), gemm, dt, ptr(o[0]), x.shape[0], x.shape[1], x.shape[2], x.shape[3], ptr(o[1]),
+                             w.shape[0], w.shape[2], dOut(), ptr(r[0]), ptr(r[1]), ptr(r[2]), ws());
+    } else if (op == "kern.cast") {
+      cu::cast(s(), desc(o[sl]).dtype, ptr(o[sl]), desc(r[0]).dtype, ptr(r[0]), desc(r[0]).numel());
+    } else if (op == "dit.attention") {
+      const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
+      cu::attentionBackward(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1],
+                            attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")), dOut(), mOpt(r[0]),
+                            mOpt(r[1]), mOpt(r[2]), ws());
+    } else if (op == "dit.gla") {
+      const ValueDesc &q = desc(o[0]);
+      cu::glaBackward(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), cm(o[3]), q.shape[0], q.shape[1],
+                      attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")),
+                      static_cast<float>(attrFloat(k, "gate_normalizer")), attrInt(k, "chunk_size"), dOut(),
+                      mOpt(r[0]), mOpt(r[1]), mOpt(r[2]), mOpt(r[3]), ws());
+    } else if (op == "dit.unpatchify") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      int64_t p = attrInt(k, "patch_size");
+      cu::unpatchifyBackward(s(), dt, ptr(o[sl]), x.shape[0], grid[0], grid[1], p, x.shape[2] / (p * p), m(r[0]));
+    } else if (op == "dit.token_mean") {
+      const ValueDesc &x = desc(o[0]);
+      cu::tokenMeanBackward(s(), dt, dOut(), x.shape[0], x.shape[1], m(r[0]));
+    } else if (op == "dit.reorder_tokens") {
+      const ValueDesc &x = desc(o[0]);
+      const std::vector<int64_t> &grid = attrInts(k, "grid");
+      cu::reorderTokens(s(), dt, dOut(), x.shape[0], grid[0], grid[1], scanOrder(attrString(k, "to")),
+                        scanOrder(attrString(k, "from")), m(r[0]));
+    } else if (op == "dit.silu" || op == "dit.gelu") {
+      cu::Act act = op == "dit.silu" ? cu::Act::Silu : attrInt(k, "approximate") ? cu::Act::GeluTanh : cu::Act::Gelu;
+      cu::activateBackward(s(), dt, ptr(o[0]), ptr(o[sl]), desc(o[0]).numel(), act, ptr(r[0]));
+    } else if (op == "dit.label_embed") {
+      const ValueDesc &table = desc(o[1]);
+      cu::labelEmbedBackward(s(), desc(o[1]).dtype, static_cast<const int32_t *>(ptr(o[0])), desc(o[0]).shape[0],
+                             attrInt(k, "num_classes"), table.shape[1], dOut(), ptr(r[1]));
+    } else if (op == "dit.mask_tokens") {
+      const ValueDesc &x = desc(o[0]), &keep = desc(o[1]);
+      cu::unmaskTokens(s(), dt, dOut(), static_cast<const int32_t *>(ptr(o[1])), x.shape[0], x.shape[1],
+                       keep.shape[1], m(r[0]), errorFlag);
+    } else if (op == "dit.unmask_tokens") {
+      const ValueDesc &x = desc(o[0]);
+      cu::maskTokens(s(), dt, dOut(), static_cast<const int32_t *>(ptr(o[1])), x.shape[0], attrInt(k, "num_tokens"),
+                     x.shape[1], m(r[0]), errorFlag);
+    } else if (op == "dit.add") {
+      cu::addBroadcastBackwardRhs(s(), dt, ptr(o[sl]), desc(o[0]).numel(), desc(o[1]).numel(), ptr(r[1]));
+    } else if (op == "dit.mul") {
+      cu::mulBroadcastBackward(s(), dt, ptr(o[0]), desc(o[0]).numel(), ptr(o[1]), desc(o[1]).numel(), ptr(o[sl]),
+                               ptr(r[0]), ptr(r[1]));
+    } else if (op == "dit.modulate") {
+      cu::modulateBackward(s(), dt, cm(o[0]), cm(o[2]), desc(o[0]).shape[1], dOut(), mOpt(r[0]), mOpt(r[1]),
+                           mOpt(r[2]));
+    } else if (op == "dit.gated_residual") {
+      cu::gatedResidualBackward(s(), dt, cm(o[1]), cm(o[2]), desc(o[0]).shape[1], dOut(), mOpt(r[1]), mOpt(r[2]));
+    } else if (op == "dit.split") {
+      // Each part's gradient is a column block of the whole's.
+      cu::DMat whole = m(r[0]);
+      size_t elem = dtypeSize(desc(r[0]).dtype);
+      for (size_t part = 0; part + sl < o.size(); ++part) {
+        cu::DConstMat g = dOut(part);
+        cu::check(cudaMemcpy2DAsync(static_cast<uint8_t *>(whole.data) + part * g.cols * elem, whole.ld * elem,
+                                    g.data, g.ld * elem, g.cols * elem, g.rows, cudaMemcpyDeviceToDevice, stream),
+                  "split backward copy");
+      }
+    } else if (op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss") {
+      loss(k, op, static_cast<float *>(workspace), static_cast<float>(attrFloat(k, "loss_weight")), ptr(r[0]));
+    } else {
+      fail("the CUDA backend has no backward kernel for ", op);
+    }
+  }
+
   void dispatch(const KernelDesc &k) {
+    if (k.op.rfind("vjp:", 0) == 0)
+      return dispatchVjp(k);
     const auto &o = k.operands;
     int32_t res = k.results[0];
     const std::string &op = k.op;
@@ -407,18 +816,7 @@ private:
       bool hasE = epilogue(k, 4, e);
       cu::swiglu(s(), gemm, dt, cm(o[0]), gate, up, cm(o[3]), hasE ? &e : nullptr, m(res), ws());
     } else if (op == "kern.norm") {
-      cu::NormArgs a;
-      a.kind = attrString(k, "kind") == "rms" ? cu::NormKind::Rms : cu::NormKind::Layer;
-      a.group = attrInt(k, "group_size");
-      a.eps = static_cast<float>(attrFloat(k, "epsilon"));
-      a.weight = ptr(o[1]);
-      a.bias = ptr(o[2]);
-      a.shift = cm(o[3]);
-      a.scale = cm(o[4]);
-      if (o[3] >= 0)
-        a.rowsPerSample = desc(o[0]).shape[1];
-      a.siluGate = cm(o[5]);
-      cu::norm(s(), dt, cm(o[0]), a, m(res));
+      cu::norm(s(), dt, cm(o[0]), normArgs(k), m(res));
     } else if (op == "kern.moe") {
       cu::GatedResidual e;
       bool hasE = epilogue(k, 8, e);
@@ -492,6 +890,10 @@ private:
       cu::modulate(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), desc(o[0]).shape[1], m(res));
     } else if (op == "dit.gated_residual") {
       cu::gatedResidual(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), desc(o[0]).shape[1], m(res));
+    } else if (op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss") {
+      if (dt != DType::F32)
+        fail(op, ": the per-sample loss must be f32, got ", dtypeName(dt));
+      loss(k, op, static_cast<float *>(ptr(res)), 0.0f, nullptr);
     } else {
       fail("the CUDA backend has no kernel for ", op);
     }

@@ -76,6 +76,17 @@ struct Check {
       if (id >= 0 && isFloat(plan.values[id].dtype) && plan.values[id].dtype != first)
         error("mixes ", dtypeName(plan.values[id].dtype), " and ", dtypeName(first));
   }
+  /// The tensor operands 0..count-1 of a loss share one float type (the
+  /// model's); the per-sample loss itself is f32.
+  void lossTypes(size_t count) const {
+    DType first = in(0, "prediction").dtype;
+    if (!isFloat(first))
+      error("prediction dtype ", dtypeName(first), " is not a float type");
+    for (size_t i = 1; i < count; ++i)
+      dtype(in(i, "loss operand"), first, "loss operands (the prediction's type)");
+    if (hasOut())
+      dtype(out(), DType::F32, "the per-sample loss");
+  }
   void resultsContiguous() const {
     for (size_t i = 0; i < k.results.size(); ++i)
       if (k.results[i] >= 0 && !out(i).contiguous())
@@ -496,8 +507,7 @@ const std::map<std::string, Checker> &checkers() {
          c.dtype(c.in(4, "timesteps"), DType::I32, "timesteps");
          if (c.integer("num_timesteps") < 2)
            c.error("num_timesteps must be at least 2");
-         for (size_t i = 0; i < 4; ++i)
-           c.dtype(c.in(i, "loss operand"), DType::F32, "loss operands");
+         c.lossTypes(4);
          if (c.hasOut())
            c.shape(c.out(), {x0.shape[0]}, "loss");
        }},
@@ -511,8 +521,7 @@ const std::map<std::string, Checker> &checkers() {
              p.shape[3] != x0.shape[3])
            c.error("prediction ", shapeText(p.shape), " does not cover x_start ", shapeText(x0.shape));
          c.shape(c.in(2, "noise"), x0.shape, "noise");
-         for (size_t i = 0; i < 3; ++i)
-           c.dtype(c.in(i, "loss operand"), DType::F32, "loss operands");
+         c.lossTypes(3);
          if (c.hasOut())
            c.shape(c.out(), {x0.shape[0]}, "loss");
        }},
@@ -534,8 +543,8 @@ const std::map<std::string, Checker> &checkers() {
                keep.shape[0] != x0.shape[0] || keep.shape[1] > (x0.shape[2] / p) * (x0.shape[3] / p))
              c.error("keep ", shapeText(keep.shape), " does not select patches of ", shapeText(x0.shape));
          }
-         for (size_t i = 0; i < 4; ++i)
-           c.dtype(c.in(i, "loss operand"), DType::F32, "loss operands");
+         c.lossTypes(3);
+         c.dtype(c.in(3, "sigma"), DType::F32, "sigma");
          if (c.hasOut())
            c.shape(c.out(), {x0.shape[0]}, "loss");
        }},

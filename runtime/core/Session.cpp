@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -368,6 +369,11 @@ std::vector<double> Session::profileKernels(const std::string &entryName, int it
 
 std::vector<HostTensor> Session::run(const std::string &entryName,
                                      const std::map<std::string, HostTensor> &inputs) {
+  return run(entryName, inputs, std::numeric_limits<size_t>::max());
+}
+
+std::vector<HostTensor> Session::run(const std::string &entryName,
+                                     const std::map<std::string, HostTensor> &inputs, size_t count) {
   const Plan &plan = module_.plan();
   const EntryDesc *entry = plan.entry(entryName);
   if (!entry)
@@ -401,12 +407,65 @@ std::vector<HostTensor> Session::run(const std::string &entryName,
   backend_->run(*entry);
   std::vector<HostTensor> outputs;
   for (int32_t id : entry->outputs) {
+    if (outputs.size() >= count)
+      break;
     const ValueDesc &v = plan.values[id];
     outputs.push_back(HostTensor::floats(v.shape, decodeFloats(downloadValue(*backend_, v).data(),
                                                                v.numel(), v.dtype)));
   }
   return outputs;
 }
+
+void Session::initOptimizer(bool ema) {
+  const Plan &plan = module_.plan();
+  const EntryDesc *entry = plan.entry("train_step");
+  if (!entry)
+    fail(module_.path(), ": not a training artifact (no 'train_step' entry); compile with --mode train");
+  if (entry->outputs.size() != plan.params.size() + 1)
+    fail(module_.path(), ": train_step returns ", entry->outputs.size(), " values for ", plan.params.size(),
+         " parameters (expected the loss and one gradient each)");
+  std::vector<int32_t> params, grads;
+  for (size_t p = 0; p < plan.params.size(); ++p) {
+    const ValueDesc &w = plan.values[plan.params[p].value], &g = plan.values[entry->outputs[p + 1]];
+    if (w.shape != g.shape || w.dtype != g.dtype)
+      fail(module_.path(), ": the gradient of '", plan.params[p].name, "' is ", shapeText(g.shape), " ",
+           dtypeName(g.dtype), " but the parameter is ", shapeText(w.shape), " ", dtypeName(w.dtype));
+    params.push_back(plan.params[p].value);
+    grads.push_back(entry->outputs[p + 1]);
+  }
+  backend_->initOptimizer(params, grads, ema);
+}
+
+double Session::optimizerStep(const AdamWStep &step) {
+  double norm = backend_->optimizerStep(step);
+  // Constants computed from parameters (none in today's models, but the
+  // plan format allows them) must follow the new weights.
+  if (std::isfinite(norm))
+    if (const EntryDesc *init = module_.plan().entry("init"))
+      for (const KernelDesc &k : init->kernels)
+        for (int32_t id : k.operands)
+          if (id >= 0 && module_.plan().values[id].region == Region::Weights) {
+            backend_->run(*init);
+            return norm;
+          }
+  return norm;
+}
+
+std::vector<float> Session::optimizerState(OptimizerSlot slot, size_t param) const {
+  return backend_->readOptimizer(slot, param);
+}
+
+void Session::setOptimizerState(OptimizerSlot slot, size_t param, const std::vector<float> &values) {
+  const ValueDesc &v = module_.plan().values[module_.plan().params.at(param).value];
+  if (static_cast<int64_t>(values.size()) != v.numel())
+    fail("optimizer state of '", module_.plan().params[param].name, "' has ", v.numel(), " elements, got ",
+         values.size());
+  backend_->writeOptimizer(slot, param, values);
+}
+
+void Session::setLossScale(double scale) { backend_->setLossScale(scale); }
+
+uint64_t Session::deviceBytes() const { return backend_->deviceBytes(); }
 
 #ifndef DIFFRT_WITH_CUDA
 std::unique_ptr<Backend> createCudaBackend(const Plan &, int) {

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 namespace diffrt {
@@ -28,6 +29,13 @@ std::vector<int64_t> entryInputShape(const Plan &plan, const std::string &name) 
     if (n == name)
       return plan.values[id].shape;
   return {};
+}
+
+/// A double as text that reads back to the same value.
+std::string formatExact(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
 }
 
 int64_t numel(const std::vector<int64_t> &s) {
@@ -55,14 +63,13 @@ Trainer::Trainer(Session &session, TrainConfig config) : session_(session), conf
   else
     objective_ = "rf";
   numClasses_ = session.module().modelInt("num_classes", 0);
-  for (const ParamDesc &p : plan.params) {
+  for (const ParamDesc &p : plan.params)
     names_.push_back(p.name);
-    int64_t n = plan.values[p.value].numel();
-    m_.emplace_back(n, 0.0f);
-    v_.emplace_back(n, 0.0f);
-    if (config_.emaDecay > 0)
-      ema_.push_back(session.getParameter(p.name));
-  }
+  // f16 gradients underflow without a scaled loss; bf16 and f32 have f32's
+  // exponent range and need none.
+  dynamicScaling_ = !plan.params.empty() && plan.values[plan.params[0].value].dtype == DType::F16;
+  lossScale_ = dynamicScaling_ ? kInitialLossScale : 1.0;
+  session.initOptimizer(config_.emaDecay > 0);
 }
 
 double Trainer::step(const Batch &batch) {
@@ -158,7 +165,9 @@ double Trainer::step(const Batch &batch) {
   feed["x"] = HostTensor::floats(xShape_, x);
   feed["t"] = HostTensor::floats({n}, t);
 
-  std::vector<HostTensor> out = session_.run("train_step", feed);
+  // Only the loss comes back; the gradients stay where the optimizer runs.
+  session_.setLossScale(lossScale_);
+  std::vector<HostTensor> out = session_.run("train_step", feed, 1);
   double loss = 0;
   for (float l : out[0].f32)
     loss += l;
@@ -166,33 +175,34 @@ double Trainer::step(const Batch &batch) {
   if (!std::isfinite(loss))
     fail("step ", step_, ": the loss is not finite (", loss, ")");
 
-  double sq = 0;
-  for (size_t i = 1; i < out.size(); ++i)
-    for (float g : out[i].f32)
-      sq += static_cast<double>(g) * g;
-  lastGradNorm_ = std::sqrt(sq);
-  double clip = 1.0;
-  if (config_.gradClip > 0 && lastGradNorm_ > config_.gradClip)
-    clip = config_.gradClip / (lastGradNorm_ + 1e-6);
-
+  AdamWStep hyper;
+  hyper.lr = config_.lr;
+  hyper.beta1 = config_.beta1;
+  hyper.beta2 = config_.beta2;
+  hyper.eps = config_.eps;
+  hyper.weightDecay = config_.weightDecay;
+  hyper.gradClip = config_.gradClip;
+  hyper.emaDecay = config_.emaDecay;
+  hyper.step = appliedSteps_ + 1;
+  hyper.lossScale = lossScale_;
+  lastGradNorm_ = session_.optimizerStep(hyper);
   ++step_;
-  double b1 = config_.beta1, b2 = config_.beta2;
-  double c1 = 1 - std::pow(b1, static_cast<double>(step_)), c2 = 1 - std::pow(b2, static_cast<double>(step_));
-  for (size_t p = 0; p < names_.size(); ++p) {
-    std::vector<float> w = session_.getParameter(names_[p]);
-    const std::vector<float> &g = out[p + 1].f32;
-    std::vector<float> &m = m_[p], &v = v_[p];
-    for (size_t i = 0; i < w.size(); ++i) {
-      double gi = g[i] * clip;
-      m[i] = static_cast<float>(b1 * m[i] + (1 - b1) * gi);
-      v[i] = static_cast<float>(b2 * v[i] + (1 - b2) * gi * gi);
-      double update = (m[i] / c1) / (std::sqrt(v[i] / c2) + config_.eps);
-      w[i] = static_cast<float>(w[i] * (1 - config_.lr * config_.weightDecay) - config_.lr * update);
-    }
-    session_.setParameter(names_[p], w);
-    if (config_.emaDecay > 0)
-      for (size_t i = 0; i < w.size(); ++i)
-        ema_[p][i] = static_cast<float>(config_.emaDecay * ema_[p][i] + (1 - config_.emaDecay) * w[i]);
+  if (!std::isfinite(lastGradNorm_)) {
+    // f16 overflowed at this scale: skip the update and halve the scale
+    // (the data of this step is consumed, as in PyTorch's GradScaler).
+    if (!dynamicScaling_)
+      fail("step ", step_ - 1, ": the gradient norm is not finite (", lastGradNorm_, ")");
+    lossScale_ /= 2;
+    goodSteps_ = 0;
+    ++skippedSteps_;
+    if (lossScale_ < 1.0 / 65536)
+      fail("step ", step_ - 1, ": gradients are not finite even at loss scale ", lossScale_ * 2);
+    return loss;
+  }
+  ++appliedSteps_;
+  if (dynamicScaling_ && ++goodSteps_ >= kScaleGrowthInterval) {
+    lossScale_ *= 2;
+    goodSteps_ = 0;
   }
   return loss;
 }
@@ -202,15 +212,17 @@ void Trainer::saveCheckpoint(const std::string &path) const {
   SafetensorsWriter w;
   for (size_t p = 0; p < names_.size(); ++p) {
     const std::vector<int64_t> &shape = plan.values[plan.params[p].value].shape;
-    std::vector<float> weights = session_.getParameter(names_[p]);
-    w.addF32("param/" + names_[p], shape, weights.data());
-    w.addF32("adam_m/" + names_[p], shape, m_[p].data());
-    w.addF32("adam_v/" + names_[p], shape, v_[p].data());
-    if (!ema_.empty())
-      w.addF32("ema/" + names_[p], shape, ema_[p].data());
+    w.addF32("param/" + names_[p], shape, session_.optimizerState(OptimizerSlot::Master, p).data());
+    w.addF32("adam_m/" + names_[p], shape, session_.optimizerState(OptimizerSlot::Moment1, p).data());
+    w.addF32("adam_v/" + names_[p], shape, session_.optimizerState(OptimizerSlot::Moment2, p).data());
+    if (config_.emaDecay > 0)
+      w.addF32("ema/" + names_[p], shape, session_.optimizerState(OptimizerSlot::Ema, p).data());
   }
   w.setMetadata("diffc_checkpoint", "1");
   w.setMetadata("step", std::to_string(step_));
+  w.setMetadata("applied_steps", std::to_string(appliedSteps_));
+  w.setMetadata("loss_scale", formatExact(lossScale_));
+  w.setMetadata("good_steps", std::to_string(goodSteps_));
   w.setMetadata("seed", std::to_string(config_.seed));
   w.setMetadata("model", session_.module().modelString("name", ""));
   w.write(path);
@@ -235,17 +247,35 @@ void Trainer::loadCheckpoint(const std::string &path) {
   };
   for (size_t p = 0; p < names_.size(); ++p) {
     const std::vector<int64_t> &shape = plan.values[plan.params[p].value].shape;
-    session_.setParameter(names_[p], read("param/" + names_[p], shape));
-    m_[p] = read("adam_m/" + names_[p], shape);
-    v_[p] = read("adam_v/" + names_[p], shape);
-    if (!ema_.empty())
-      ema_[p] = read("ema/" + names_[p], shape);
+    session_.setOptimizerState(OptimizerSlot::Master, p, read("param/" + names_[p], shape));
+    session_.setOptimizerState(OptimizerSlot::Moment1, p, read("adam_m/" + names_[p], shape));
+    session_.setOptimizerState(OptimizerSlot::Moment2, p, read("adam_v/" + names_[p], shape));
+    if (config_.emaDecay > 0)
+      session_.setOptimizerState(OptimizerSlot::Ema, p, read("ema/" + names_[p], shape));
   }
-  step_ = std::stoll(meta["step"]);
+  auto integer = [&](const char *key, int64_t fallback) {
+    if (!meta.count(key))
+      return fallback;
+    try {
+      return static_cast<int64_t>(std::stoll(meta[key]));
+    } catch (const std::exception &) {
+      fail(path, ": metadata '", key, "' is not an integer: '", meta[key], "'");
+    }
+  };
+  step_ = integer("step", 0);
+  appliedSteps_ = integer("applied_steps", step_);
+  goodSteps_ = integer("good_steps", 0);
+  if (meta.count("loss_scale")) {
+    try {
+      lossScale_ = std::stod(meta["loss_scale"]);
+    } catch (const std::exception &) {
+      fail(path, ": metadata 'loss_scale' is not a number: '", meta["loss_scale"], "'");
+    }
+  }
 }
 
 void Trainer::saveWeights(const std::string &path, bool ema) const {
-  if (!ema || ema_.empty()) {
+  if (!ema || config_.emaDecay <= 0) {
     session_.saveWeights(path);
     return;
   }
@@ -254,16 +284,16 @@ void Trainer::saveWeights(const std::string &path, bool ema) const {
   for (size_t p = 0; p < names_.size(); ++p) {
     const ValueDesc &v = plan.values[plan.params[p].value];
     const std::string &name = names_[p];
+    std::vector<float> values = session_.optimizerState(OptimizerSlot::Ema, p);
     size_t at = name.find("{e}");
     if (at == std::string::npos) {
-      w.addF32(name, v.shape, ema_[p].data());
+      w.addF32(name, v.shape, values.data());
       continue;
     }
     std::vector<int64_t> slice(v.shape.begin() + 1, v.shape.end());
     int64_t per = v.numel() / v.shape[0];
     for (int64_t e = 0; e < v.shape[0]; ++e)
-      w.addF32(name.substr(0, at) + std::to_string(e) + name.substr(at + 3), slice,
-               ema_[p].data() + e * per);
+      w.addF32(name.substr(0, at) + std::to_string(e) + name.substr(at + 3), slice, values.data() + e * per);
   }
   w.write(path);
 }

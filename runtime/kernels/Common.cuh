@@ -258,6 +258,25 @@ __device__ __forceinline__ float applyActPrecise(float x, int act) {
   default: return x;
   }
 }
+/// d act / dx in the forms of cpu::detail::actDerivative (the backward
+/// kernels' chain rule through the fused activations).
+__device__ __forceinline__ float actDerivativePrecise(float x, int act) {
+  switch (act) {
+  case 1:
+    return 0.5f * erfcf(x * -0.70710678118654752f) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+  case 2: {
+    const float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+    const float s = 1.0f / (1.0f + expf(-2.0f * u));
+    const float du = 0.79788456080286536f * (1.0f + 3.0f * 0.044715f * x * x);
+    return s + x * s * (1.0f - s) * 2.0f * du;
+  }
+  case 3: {
+    const float s = 1.0f / (1.0f + expf(-x));
+    return s * (1.0f + x * (1.0f - s));
+  }
+  default: return 1.0f;
+  }
+}
 
 /// Codes the index-checking kernels (maskTokens, unmaskTokens, labelEmbed)
 /// store in their device error flag; the first error of a launch wins.

@@ -236,6 +236,10 @@ struct Gemm::Impl {
   /// Guards the cache and the per-call bias pointer of a shared descriptor.
   std::mutex mutex;
   std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
+  /// product(): the same cache, keyed with the transposes in `epilogue`'s
+  /// place (bit 0: transA, bit 1: transB, bit 2: beta != 0) so the two
+  /// kinds of plan never share an entry.
+  std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> products;
 
   [[noreturn]] static void ltFail(cublasStatus_t status, const char *call, const Key &key) {
     fail("Gemm: ", call, " failed for M x N x K = ", key.m, " x ", key.n, " x ", key.k, " (",
@@ -319,6 +323,64 @@ struct Gemm::Impl {
     p->workspace = results[chosen].workspaceSize;
     Plan &ref = *p;
     plans.emplace(key, std::move(p));
+    return ref;
+  }
+
+  /// A plan for product(): the row-major out = op(a)·op(b) is issued
+  /// column-major as outᵀ = op(b)ᵀ·op(a)ᵀ. Row-major data read column-major
+  /// is the transpose, so cuBLAS's A is b's data with op N (op T when
+  /// transB) and its B is a's data with op N (op T when transA). key.ldw is
+  /// b's leading dimension; key.epilogue holds the flags (bit 0 transA,
+  /// bit 1 transB).
+  Plan &productPlan(const Key &key) {
+    auto found = products.find(key);
+    if (found != products.end())
+      return *found->second;
+    const bool transA = key.epilogue & 1u, transB = key.epilogue & 2u;
+    auto p = std::make_unique<Plan>();
+    cudaDataType_t type = cudaTypeOf(key.dtype);
+    ltCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+            "cublasLtMatmulDescCreate", key);
+    setDesc(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(transB ? CUBLAS_OP_T : CUBLAS_OP_N), key);
+    setDesc(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(transA ? CUBLAS_OP_T : CUBLAS_OP_N), key);
+    // Stored shapes (column-major rows x cols) of the three operands.
+    const uint64_t m = key.m, n = key.n, k = key.k;
+    ltCheck(cublasLtMatrixLayoutCreate(&p->layoutW, type, transB ? k : n, transB ? n : k, key.ldw),
+            "cublasLtMatrixLayoutCreate(b)", key);
+    ltCheck(cublasLtMatrixLayoutCreate(&p->layoutA, type, transA ? m : k, transA ? k : m, key.lda),
+            "cublasLtMatrixLayoutCreate(a)", key);
+    ltCheck(cublasLtMatrixLayoutCreate(&p->layoutY, type, n, m, key.ldy),
+            "cublasLtMatrixLayoutCreate(out)", key);
+    cublasLtMatmulPreference_t pref = nullptr;
+    ltCheck(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", key);
+    std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
+                    cublasStatus_t (*)(cublasLtMatmulPreference_t)>
+        prefOwner(pref, cublasLtMatmulPreferenceDestroy);
+    auto setPref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto &value) {
+      ltCheck(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
+              "cublasLtMatmulPreferenceSetAttribute", key);
+    };
+    setPref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, key.workspace);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.alignW);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.alignA);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.alignY);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.alignY);
+    constexpr int kCandidates = 4;
+    cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
+    int count = 0;
+    ltCheck(cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->layoutW, p->layoutA, p->layoutY,
+                                           p->layoutY, pref, kCandidates, results, &count),
+            "cublasLtMatmulAlgoGetHeuristic", key);
+    int chosen = -1;
+    for (int i = 0; i < count && chosen < 0; ++i)
+      if (results[i].state == CUBLAS_STATUS_SUCCESS)
+        chosen = i;
+    if (chosen < 0)
+      ltFail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulAlgoGetHeuristic (no algorithm)", key);
+    p->algo = results[chosen].algo;
+    p->workspace = results[chosen].workspaceSize;
+    Plan &ref = *p;
+    products.emplace(key, std::move(p));
     return ref;
   }
 };
@@ -471,6 +533,66 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
     p.cols = n;
     launchPass<T>(s, p);
   });
+}
+
+size_t Gemm::productWorkspaceBytes() { return kCarveAlign + kLtWorkspaceBytes; }
+
+void Gemm::product(Stream stream, DType dtype, DConstMat a, bool transA, DConstMat b, bool transB,
+                   DMat out, float beta, Workspace ws) {
+  if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
+    fail("Gemm: unsupported element type ", dtypeName(dtype));
+  const int64_t m = out.rows, n = out.cols, k = transA ? a.rows : a.cols;
+  const size_t elem = dtypeSize(dtype);
+  checkView("a", a, transA ? k : m, transA ? m : k);
+  checkView("b", b, transB ? n : k, transB ? k : n);
+  checkView("out", out, m, n);
+  if (overlaps(out, a, elem) || overlaps(out, b, elem))
+    fail("Gemm: out overlaps an input of the product (", m, " x ", n, " x ", k, ")");
+  if (m == 0 || n == 0)
+    return;
+  cudaStream_t s = native(stream);
+  if (k == 0) {
+    // An empty reduction: out = beta·out, which for the only beta the
+    // backward passes use with k = 0 (zero) is a clear.
+    if (beta != 0.0f)
+      return;
+    for (int64_t r = 0; r < m; ++r)
+      check(cudaMemsetAsync(static_cast<char *>(out.data) + r * out.ld * elem, 0, n * elem, s),
+            "Gemm: clearing an empty product");
+    return;
+  }
+  char *base = static_cast<char *>(ws.data);
+  size_t avail = ws.data != nullptr ? ws.bytes : 0;
+  if (base != nullptr) {
+    size_t skew = alignUp(reinterpret_cast<uintptr_t>(base), kCarveAlign) -
+                  reinterpret_cast<uintptr_t>(base);
+    avail = avail > skew ? avail - skew : 0;
+    base += skew;
+  }
+  uint64_t ltBytes = 0;
+  for (uint64_t candidate : {uint64_t(kLtWorkspaceBytes), uint64_t(8) << 20, uint64_t(1) << 20})
+    if (ltBytes == 0 && avail >= candidate)
+      ltBytes = candidate;
+  Impl::Key key{m,
+                n,
+                k,
+                a.ld,
+                b.ld,
+                out.ld,
+                dtype,
+                (transA ? 1u : 0u) | (transB ? 2u : 0u),
+                alignmentOf(a.data, a.ld, elem),
+                alignmentOf(b.data, b.ld, elem),
+                alignmentOf(out.data, out.ld, elem),
+                0u,
+                ltBytes};
+  const float alpha = 1.0f;
+  std::lock_guard<std::mutex> lock(impl->mutex);
+  Impl::Plan &plan = impl->productPlan(key);
+  Impl::ltCheck(cublasLtMatmul(impl->handle, plan.desc, &alpha, b.data, plan.layoutW, a.data, plan.layoutA,
+                               &beta, out.data, plan.layoutY, out.data, plan.layoutY, &plan.algo,
+                               ltBytes > 0 ? base : nullptr, plan.workspace, s),
+                "cublasLtMatmul (product)", key);
 }
 
 } // namespace diffrt::cuda

@@ -1,7 +1,7 @@
 //===- TrainCommand.cpp - train: train a compiled model -------------------===//
 //
-// `diffc train MODEL.dfx --data fashion-mnist --steps N --ckpt-dir DIR`:
-// batches from Fashion-MNIST (Debian's dataset-fashion-mnist) or from
+// `diffc train MODEL.dfx --data fashion-mnist --steps N --ckpt-dir DIR`
+// on the artifact's device (--device to choose): batches from Fashion-MNIST (Debian's dataset-fashion-mnist) or from
 // precomputed latents, the reference initialisation or given weights,
 // resumable checkpoints written crash-safely every --save-every steps, and
 // the loss logged to the terminal and to DIR/log.csv.
@@ -32,17 +32,21 @@ int train(const std::vector<std::string> &argv) {
   std::string message;
   if (!args.parse(argv,
                   {"--data", "--steps", "--lr", "--ckpt-dir", "--save-every", "--log-every", "--seed",
-                   "--ema-decay", "--grad-clip", "--weights", "--weight-decay"},
+                   "--ema-decay", "--grad-clip", "--weights", "--weight-decay", "--device"},
                   {"--resume", "--quiet"}, message))
     fail(message);
   if (args.positional.size() != 1)
     fail("train takes one training artifact (compile with --mode train)");
   Module module = Module::load(args.positional[0]);
-  // The backward kernels exist for the CPU backend only (diffc compile
-  // --mode train refuses other targets).
-  if (module.plan().target != "cpu")
-    fail(module.path(), ": compiled for ", module.plan().target, "; training runs on the CPU backend");
-  Session session(module, Device::cpu());
+  // The artifact's target is the default device; the CPU backend refuses
+  // 16-bit plans with a message saying how to compile for it.
+  std::string deviceName = args.get("--device").value_or(module.plan().target);
+  Device device = Device::cpu();
+  if (deviceName == "cuda")
+    device = Device::cuda(0);
+  else if (deviceName != "cpu")
+    fail("--device must be cpu or cuda, got '", deviceName, "'");
+  Session session(module, device);
 
   TrainConfig config;
   config.lr = args.number("--lr", 1e-4);
@@ -123,9 +127,13 @@ int train(const std::vector<std::string> &argv) {
     log << trainer.stepCount() << "," << loss << "," << trainer.lastGradNorm() << "," << secs << "\n";
     if (trainer.stepCount() % logEvery == 0 || trainer.stepCount() == steps) {
       if (!args.has("--quiet"))
-        std::fprintf(stderr, "step %lld/%lld  loss %.4f  grad norm %.3f  %.1f s\n",
+        std::fprintf(stderr, "step %lld/%lld  loss %.4f  grad norm %.3f  %.1f s%s\n",
                      static_cast<long long>(trainer.stepCount()), static_cast<long long>(steps),
-                     window / windowSteps, trainer.lastGradNorm(), secs);
+                     window / windowSteps, trainer.lastGradNorm(), secs,
+                     trainer.skippedSteps() > 0
+                         ? (" (f16 loss scale " + std::to_string(trainer.lossScale()) + ", " +
+                            std::to_string(trainer.skippedSteps()) + " overflowed steps skipped)").c_str()
+                         : "");
       window = 0;
       windowSteps = 0;
       log.flush();

@@ -16,3 +16,19 @@ func.func @forward(%t: tensor<2xf32> {dit.input = "t"}, %w: tensor<8x16xf32> {di
   %1 = kern.gemm %0, %w : (tensor<2x16xf32>, tensor<8x16xf32>) -> tensor<2x8xf32>
   return %1 : tensor<2x8xf32>
 }
+
+// A training program: the per-sample loss stays f32 (its type is inferred
+// as f32) and is returned as such, EDM's noise levels stay f32 for the
+// loss, and the gradient takes the type of what it differentiates.
+// BF16-LABEL: func @train_step
+// BF16-SAME: (%{{.*}}: tensor<2x4x8x8xbf16> {dit.input = "raw"}, %{{.*}}: tensor<2x4x8x8xbf16> {dit.input = "x_noisy"}, %{{.*}}: tensor<2x4x8x8xbf16> {dit.input = "x_start"}, %{{.*}}: tensor<2xf32> {dit.input = "sigma"}) -> (tensor<2xf32>, tensor<2x4x8x8xbf16>)
+// BF16: dit.edm_loss {{.*}} : (tensor<2x4x8x8xbf16>, tensor<2x4x8x8xbf16>, tensor<2x4x8x8xbf16>, tensor<2xf32>) -> tensor<2xf32>
+// BF16-NOT: kern.cast
+// BF16: kern.vjp "dit.edm_loss"{{.*}} -> tensor<2x4x8x8xbf16>
+func.func @train_step(%raw: tensor<2x4x8x8xf32> {dit.input = "raw"}, %xn: tensor<2x4x8x8xf32> {dit.input = "x_noisy"},
+                      %x0: tensor<2x4x8x8xf32> {dit.input = "x_start"}, %s: tensor<2xf32> {dit.input = "sigma"})
+    -> (tensor<2xf32>, tensor<2x4x8x8xf32>) {
+  %l = dit.edm_loss %raw, %xn, %x0, %s {sigma_data = 0.9 : f64, patch_size = 2 : i64} : (tensor<2x4x8x8xf32>, tensor<2x4x8x8xf32>, tensor<2x4x8x8xf32>, tensor<2xf32>) -> tensor<2xf32>
+  %g = kern.vjp "dit.edm_loss"(%raw, %xn, %x0, %s) {forward_attrs = {sigma_data = 0.9 : f64, patch_size = 2 : i64}, present = array<i64: 0, 1, 2, 3>, grads_of = array<i64: 0>, loss_weight = 5.000000e-01 : f64} : (tensor<2x4x8x8xf32>, tensor<2x4x8x8xf32>, tensor<2x4x8x8xf32>, tensor<2xf32>) -> tensor<2x4x8x8xf32>
+  return %l, %g : tensor<2xf32>, tensor<2x4x8x8xf32>
+}

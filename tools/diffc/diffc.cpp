@@ -51,7 +51,7 @@ int usage(llvm::raw_ostream &os) {
         "      [--device cpu|cuda] [--columns N] [--zoom N] [--quiet]\n"
         "  train MODEL.dfx --ckpt-dir DIR [--data fashion-mnist|latents:FILE] [--steps N] [--lr X]\n"
         "      [--resume] [--save-every N] [--log-every N] [--seed N] [--ema-decay D] [--grad-clip C]\n"
-        "      [--weight-decay W] [--weights W.safetensors]   (CPU, f32)\n"
+        "      [--weight-decay W] [--weights W.safetensors] [--device cpu|cuda]\n"
         "  bench MODEL.dfx [--device cpu|cuda] [--iterations N] [--warmup N] [--json FILE] [--label L]\n"
         "      [--sample ddpm:250|ddim:N|rf:N|edm:N --cfg S]   (time a whole sampling run)\n"
         "      [--profile]   (also each kernel's time, summed by kernel class)\n"
@@ -234,21 +234,21 @@ int cmdCompile(const std::vector<std::string> &argv) {
     return error("compile takes one .mlir file ('-' for stdin)");
   PipelineOptions options;
   options.target = args.get("--target").value_or("cpu");
-  options.dtype = args.get("--dtype").value_or(options.target == "cuda" ? "f16" : "f32");
+  options.mode = args.get("--mode").value_or("sample");
+  // Sampling on the GPU defaults to f16, training to bf16 (f32's exponent
+  // range: no loss scaling needed).
+  options.dtype = args.get("--dtype").value_or(options.target != "cuda" ? "f32"
+                                               : options.mode == "train" ? "bf16" : "f16");
   if (options.target != "cpu" && options.target != "cuda")
     return error("--target must be cpu or cuda, got '" + options.target + "'");
   if (options.dtype != "f32" && options.dtype != "f16" && options.dtype != "bf16")
     return error("--dtype must be f32, f16 or bf16, got '" + options.dtype + "'");
-  options.mode = args.get("--mode").value_or("sample");
   options.objective = args.get("--objective").value_or("");
   if (options.mode != "sample" && options.mode != "train")
     return error("--mode must be sample or train, got '" + options.mode + "'");
   if (!options.objective.empty() && options.objective != "ddpm" && options.objective != "rf" &&
       options.objective != "edm")
     return error("--objective must be ddpm, rf or edm, got '" + options.objective + "'");
-  if (options.mode == "train" && (options.target != "cpu" || options.dtype != "f32"))
-    return error("--mode train: training runs on the CPU backend in f32 (the GPU backward kernels "
-                 "are not built yet); compile with --target cpu --dtype f32");
   if (options.target == "cpu" && options.dtype != "f32")
     return error("the CPU backend executes f32 (got --dtype " + options.dtype + ")");
   int phases = static_cast<int>(pipelinePhases().size());

@@ -75,6 +75,14 @@ public:
   /// Scratch bytes run() needs for these sizes.
   static size_t workspaceBytes(int64_t m, int64_t n, int64_t k, bool epilogue, DType dtype);
 
+  /// The general product out (M x N) = op(a) · op(b) + beta · out, where
+  /// op(x) is x or xᵀ: a is M x K (K x M when transA), b is K x N (N x K
+  /// when transB). Backward passes need all three forms (dA = dz·w,
+  /// dW = dzᵀ·a). beta = 1 accumulates into out. Scratch: productWorkspaceBytes.
+  void product(Stream stream, DType dtype, DConstMat a, bool transA, DConstMat b, bool transB,
+               DMat out, float beta, Workspace ws);
+  static size_t productWorkspaceBytes();
+
 private:
   struct Impl;
   Impl *impl;

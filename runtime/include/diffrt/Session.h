@@ -64,6 +64,27 @@ private:
   std::string path_;
 };
 
+/// One AdamW step over every parameter (decoupled weight decay, bias
+/// corrections for `step`, global-norm clipping, then the EMA).
+struct AdamWStep {
+  double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.0;
+  /// Clip the global gradient norm to this; 0: no clipping.
+  double gradClip = 0.0;
+  /// EMA decay; 0: no EMA update.
+  double emaDecay = 0.0;
+  /// 1-based count of applied steps, for the bias corrections.
+  int64_t step = 1;
+  /// The gradients are scaled by this (dynamic loss scaling); the step
+  /// divides it out.
+  double lossScale = 1.0;
+};
+
+/// The optimizer state of one parameter. Master is the f32 copy the
+/// updates are applied to: the weights themselves in an f32 plan, a
+/// separate copy (rounded into the weights after every step) in a 16-bit
+/// plan.
+enum class OptimizerSlot { Master, Moment1, Moment2, Ema };
+
 /// Executes a plan's kernels on one device. Implemented per device kind.
 class Backend {
 public:
@@ -84,6 +105,24 @@ public:
   /// counter-based generator seeded with `seed` (benchmarks and tests).
   virtual void fillNormal(Region region, uint64_t offset, DType dtype, int64_t count, uint64_t seed,
                           float scale) = 0;
+
+  /// Training: the optimizer runs where the gradients are. `params` are the
+  /// parameters' value ids and `grads` those of their gradients (outputs of
+  /// train_step), in the same order; state starts at zero moments, the EMA
+  /// (when wanted) at the current weights.
+  virtual void initOptimizer(const std::vector<int32_t> &params, const std::vector<int32_t> &grads,
+                             bool ema) = 0;
+  /// One step over every parameter. Returns the global norm of the
+  /// unscaled gradients; when it is not finite nothing is changed.
+  virtual double optimizerStep(const AdamWStep &step) = 0;
+  virtual std::vector<float> readOptimizer(OptimizerSlot slot, size_t param) = 0;
+  /// Writing Master also sets the weights.
+  virtual void writeOptimizer(OptimizerSlot slot, size_t param, const std::vector<float> &values) = 0;
+  /// The factor the loss kernels' gradients are multiplied by.
+  virtual void setLossScale(double scale) = 0;
+  /// Bytes this backend holds on its device: regions, kernel workspace and
+  /// optimizer state (what a peak-memory comparison counts).
+  virtual uint64_t deviceBytes() const = 0;
 };
 
 std::unique_ptr<Backend> createCpuBackend(const Plan &plan);
@@ -126,6 +165,21 @@ public:
   /// as i32 whatever the plan's element types; outputs come back as f32.
   std::vector<HostTensor> run(const std::string &entry,
                               const std::map<std::string, HostTensor> &inputs);
+  /// Like run, but downloads only the first `count` outputs; the others
+  /// stay on the device (a training step's gradients, for the optimizer).
+  std::vector<HostTensor> run(const std::string &entry, const std::map<std::string, HostTensor> &inputs,
+                              size_t count);
+
+  /// Training (see Backend): state for every parameter, whose gradients
+  /// are train_step's outputs 1..P.
+  void initOptimizer(bool ema);
+  /// One optimizer step; re-runs "init" when it reads parameters.
+  double optimizerStep(const AdamWStep &step);
+  std::vector<float> optimizerState(OptimizerSlot slot, size_t param) const;
+  void setOptimizerState(OptimizerSlot slot, size_t param, const std::vector<float> &values);
+  void setLossScale(double scale);
+  /// Bytes held on the device (see Backend::deviceBytes).
+  uint64_t deviceBytes() const;
 
 private:
   void runInit();

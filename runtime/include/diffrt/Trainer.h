@@ -4,8 +4,10 @@
 // noise, times and dropouts from a counter-based generator keyed by
 // (seed, step), runs @train_step for the loss and every parameter's
 // gradient, clips the global gradient norm, applies AdamW, and keeps an EMA
-// of the weights. Checkpoints hold parameters, optimizer moments, the EMA
-// and the step, and are written crash-safely; a run resumed from one ends
+// of the weights, on the session's device (the gradients never leave it).
+// f16 plans use dynamic loss scaling. Checkpoints hold the f32 master
+// parameters, optimizer moments, the EMA and the step, and are written
+// crash-safely; a run resumed from one ends
 // with the same weights, bit for bit, as one that was not interrupted.
 //
 //===----------------------------------------------------------------------===//
@@ -61,6 +63,10 @@ public:
   int64_t stepCount() const { return step_; }
   /// Global gradient norm of the last step, before clipping.
   double lastGradNorm() const { return lastGradNorm_; }
+  /// The current loss scale (1 unless the plan is f16) and the steps whose
+  /// update was skipped because f16 gradients overflowed.
+  double lossScale() const { return lossScale_; }
+  int64_t skippedSteps() const { return skippedSteps_; }
 
   void saveCheckpoint(const std::string &path) const;
   void loadCheckpoint(const std::string &path);
@@ -77,10 +83,20 @@ private:
   std::string objective_;
   std::vector<int64_t> xShape_;
   int64_t numClasses_ = 0;
+  /// Batches consumed (the data and noise of step k come from Philox(seed, k)).
   int64_t step_ = 0;
+  /// Optimizer updates applied (fewer than step_ when f16 overflow skipped some).
+  int64_t appliedSteps_ = 0;
   double lastGradNorm_ = 0;
   std::vector<std::string> names_;
-  std::vector<std::vector<float>> m_, v_, ema_;
+  /// Dynamic loss scaling (f16 plans): halve on overflow, double after
+  /// kScaleGrowthInterval good steps.
+  static constexpr double kInitialLossScale = 65536.0;
+  static constexpr int64_t kScaleGrowthInterval = 2000;
+  bool dynamicScaling_ = false;
+  double lossScale_ = 1.0;
+  int64_t goodSteps_ = 0;
+  int64_t skippedSteps_ = 0;
 };
 
 } // namespace diffrt

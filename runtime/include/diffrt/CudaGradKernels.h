@@ -1,0 +1,224 @@
+//===- CudaGradKernels.h - backward kernels of the CUDA backend -*- C++ -*-===//
+//
+// The GPU counterparts of CpuGradKernels.h: the same vector-Jacobian
+// products with the same conventions (outputs overwritten, never
+// accumulated; a null pointer or empty view is a gradient not wanted and not
+// computed), on device pointers in one element type (f32, bf16 or f16) with
+// f32 accumulation, on one stream, with no host synchronisation. Every
+// kernel is checked against its CPU reference on the GPU machine (ctest
+// label gpu). Kernels that need scratch memory take a Workspace sized by
+// their *WorkspaceBytes function and fail with the bytes needed when it is
+// too small.
+//
+// This header has no CUDA types so that host-only code can include it.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DIFFRT_CUDAGRADKERNELS_H
+#define DIFFRT_CUDAGRADKERNELS_H
+
+#include "diffrt/CudaKernels.h"
+
+#include <vector>
+
+namespace diffrt::cuda {
+
+//===----------------------------------------------------------------------===//
+// Dense layers
+//===----------------------------------------------------------------------===//
+
+/// Backward of Gemm::run (see cpu::gemmBackward): z = a·wᵀ + bias is
+/// recomputed, dA = dz·w, dW = dzᵀ·a, dBias = Σ_rows dz, dGate of the gated
+/// residual epilogue per group of rowsPerGate rows.
+struct GemmGrads {
+  DMat dA;                 // M x K
+  void *dW = nullptr;      // N x K, contiguous
+  void *dBias = nullptr;   // N
+  DMat dGate;              // (M / rowsPerGate) x N
+};
+void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat w, const void *bias,
+                  Act act, const GatedResidual *epilogue, DConstMat dOut, const GemmGrads &grads,
+                  Workspace ws);
+size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype);
+
+/// Backward of swiglu (see cpu::swigluBackward). dGateW and dUpW may point
+/// into one packed (2F x K) gradient: gateLd/upLd are their row strides.
+struct SwiGluGrads {
+  DMat dX;
+  void *dGateW = nullptr, *dUpW = nullptr, *dDownW = nullptr;
+  int64_t gateLd = 0, upLd = 0;
+  DMat dGate;
+};
+void swigluBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat x, DConstMat gate, DConstMat up,
+                    DConstMat down, const GatedResidual *epilogue, DConstMat dOut,
+                    const SwiGluGrads &grads, Workspace ws);
+size_t swigluBackwardWorkspaceBytes(int64_t rows, int64_t hidden, int64_t out, DType dtype);
+
+//===----------------------------------------------------------------------===//
+// Norms and element-wise kernels
+//===----------------------------------------------------------------------===//
+
+/// Backward of norm with all its fused parts (see cpu::normBackward).
+/// dWeight/dBias: (group) vectors summed over every group of every row;
+/// dShift/dScale: (rows / rowsPerSample) x cols; dSiluGate like x.
+struct NormGrads {
+  DMat dX;
+  void *dWeight = nullptr, *dBias = nullptr;
+  DMat dShift, dScale, dSiluGate;
+};
+void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DConstMat dOut,
+                  const NormGrads &grads, Workspace ws);
+size_t normBackwardWorkspaceBytes(int64_t rows, int64_t cols, int64_t group, int64_t rowsPerSample,
+                                  DType dtype);
+
+/// dX = dOut ⊙ act'(x), n contiguous values.
+void activateBackward(Stream stream, DType dtype, const void *x, const void *dOut, int64_t n, Act act,
+                      void *dX);
+/// dX = dOut ⊙ (1 + scale); dShift = Σ_tokens dOut; dScale = Σ_tokens dOut ⊙ x.
+void modulateBackward(Stream stream, DType dtype, DConstMat x, DConstMat scale, int64_t rowsPerSample,
+                      DConstMat dOut, DMat dX, DMat dShift, DMat dScale);
+/// dGate = Σ_tokens dOut ⊙ y; dY = gate ⊙ dOut.
+void gatedResidualBackward(Stream stream, DType dtype, DConstMat gate, DConstMat y, int64_t rowsPerSample,
+                           DConstMat dOut, DMat dGate, DMat dY);
+/// Suffix-broadcast products and sums (rhs repeats every rhsCount values).
+void mulBroadcastBackward(Stream stream, DType dtype, const void *lhs, int64_t count, const void *rhs,
+                          int64_t rhsCount, const void *dOut, void *dLhs, void *dRhs);
+void addBroadcastBackwardRhs(Stream stream, DType dtype, const void *dOut, int64_t count, int64_t rhsCount,
+                             void *dRhs);
+
+//===----------------------------------------------------------------------===//
+// Token mixers
+//===----------------------------------------------------------------------===//
+
+/// Backward of attention (softmax statistics recomputed): dQ, dK, dV in
+/// the layouts of q, k, v (possibly column slices of one packed gradient),
+/// head dims 64, 72, 88, 128 (any multiple of 8 up to 128), lq != lk.
+void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, int64_t batch,
+                       int64_t lq, int64_t lk, int64_t heads, float scale, DConstMat dOut, DMat dQ,
+                       DMat dK, DMat dV, Workspace ws);
+size_t attentionBackwardWorkspaceBytes(int64_t batch, int64_t lq, int64_t lk, int64_t heads,
+                                       int64_t headDim, DType dtype);
+
+/// Backward of chunked gated linear attention (see cpu::glaBackward).
+void glaBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, DConstMat gateLogits,
+                 int64_t batch, int64_t t, int64_t heads, float scale, float normalizer, int64_t chunk,
+                 DConstMat dOut, DMat dQ, DMat dK, DMat dV, DMat dGateLogits, Workspace ws);
+size_t glaBackwardWorkspaceBytes(int64_t batch, int64_t t, int64_t heads, int64_t dk, int64_t dv,
+                                 int64_t chunk);
+
+//===----------------------------------------------------------------------===//
+// Mixtures of experts (routing recomputed on the device, no host sync)
+//===----------------------------------------------------------------------===//
+
+/// See cpu::moeTokenChoiceBackward; the balance loss's gradient is added
+/// when balanceCoef > 0 (its value is not reported).
+struct TokenChoiceGrads {
+  DMat dX;
+  void *dRouter = nullptr;
+  void *dGate = nullptr, *dUp = nullptr, *dDown = nullptr;
+  void *dSharedGate = nullptr, *dSharedUp = nullptr, *dSharedDown = nullptr;
+  DMat dEpilogueGate;
+  double balanceCoef = 0;
+};
+void moeTokenChoiceBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat x, const TokenChoiceArgs &args,
+                            DConstMat dOut, const TokenChoiceGrads &grads, Workspace ws);
+size_t moeTokenChoiceBackwardWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args,
+                                            DType dtype);
+
+struct ExpertChoiceGrads {
+  DMat dX;
+  void *dRouter = nullptr, *dW1 = nullptr, *dW2 = nullptr;
+  DMat dEpilogueGate;
+};
+void moeExpertChoiceBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
+                             const ExpertChoiceArgs &args, DConstMat dOut, const ExpertChoiceGrads &grads,
+                             Workspace ws);
+size_t moeExpertChoiceBackwardWorkspaceBytes(int64_t rows, int64_t d, const ExpertChoiceArgs &args,
+                                             DType dtype);
+
+//===----------------------------------------------------------------------===//
+// Token layout and embeddings
+//===----------------------------------------------------------------------===//
+
+/// dWeight (d, c, p, p), dBias (d), dX (NCHW) when wanted.
+void patchEmbedBackward(Stream stream, Gemm &gemm, DType dtype, const void *x, int64_t batch, int64_t c,
+                        int64_t height, int64_t width, const void *weight, int64_t d, int64_t p,
+                        DConstMat dOut, void *dX, void *dWeight, void *dBias, Workspace ws);
+size_t patchEmbedBackwardWorkspaceBytes(int64_t batch, int64_t c, int64_t height, int64_t width,
+                                        int64_t d, int64_t p, DType dtype);
+void unpatchifyBackward(Stream stream, DType dtype, const void *dOut, int64_t batch, int64_t h, int64_t w,
+                        int64_t p, int64_t c, DMat dX);
+/// dTable: all numClasses + 1 rows written (zero for labels not present).
+void labelEmbedBackward(Stream stream, DType dtype, const int32_t *labels, int64_t batch, int64_t numClasses,
+                        int64_t d, DConstMat dOut, void *dTable);
+void depthwiseConvBackward(Stream stream, DType dtype, DConstMat x, int64_t batch, int64_t h, int64_t w,
+                           const void *weight, int64_t k, ScanOrder from, ScanOrder to, DConstMat dOut,
+                           DMat dX, void *dWeight, void *dBias, Workspace ws);
+size_t depthwiseConvBackwardWorkspaceBytes(int64_t batch, int64_t h, int64_t w, int64_t channels,
+                                           int64_t k);
+void tokenMeanBackward(Stream stream, DType dtype, DConstMat dOut, int64_t batch, int64_t tokens, DMat dX);
+
+//===----------------------------------------------------------------------===//
+// Losses: per-sample f32 values and the gradient of Σ_n weight·lossScale·loss[n]
+//===----------------------------------------------------------------------===//
+
+/// `dtype` is the element type of the tensor operands and of dPrediction;
+/// `loss` is f32. `lossScale` is a device f32 (dynamic loss scaling) or
+/// null for 1. dPrediction null: the values only.
+void ddpmLoss(Stream stream, DType dtype, const void *prediction, const void *xStart, const void *xT,
+              const void *noise, const int32_t *timesteps, int64_t n, int64_t c, int64_t hw,
+              int64_t numTimesteps, float *loss, float weight, const float *lossScale, void *dPrediction);
+void rfLoss(Stream stream, DType dtype, const void *prediction, const void *xStart, const void *noise,
+            int64_t n, int64_t c, int64_t cPrediction, int64_t hw, float *loss, float weight,
+            const float *lossScale, void *dPrediction);
+/// `sigma` is f32 (n values).
+void edmLoss(Stream stream, DType dtype, const void *raw, const void *xNoisy, const void *xStart,
+             const float *sigma, const int32_t *keep, int64_t kept, int64_t n, int64_t c, int64_t h,
+             int64_t w, int64_t patch, double sigmaData, float *loss, float weight, const float *lossScale,
+             void *dRaw);
+
+//===----------------------------------------------------------------------===//
+// Optimizer: AdamW over every parameter in three launches
+//===----------------------------------------------------------------------===//
+
+/// One parameter of a multi-tensor step: its weights (element type of the
+/// plan), gradient (same type), and f32 state. master is null when the
+/// weights are f32 (they are their own master copy); ema may be null.
+struct AdamWTensor {
+  void *weight = nullptr;
+  const void *grad = nullptr;
+  float *master = nullptr, *m = nullptr, *v = nullptr, *ema = nullptr;
+  int64_t n = 0;
+};
+
+struct AdamWHyper {
+  float lr, beta1, beta2, eps, weightDecay, gradClip, emaDecay;
+  /// 1 / (1 − β^step) of both moments.
+  float correction1, correction2;
+  float lossScale;
+};
+
+/// A fused AdamW over a fixed set of tensors: the global gradient norm
+/// (fixed-order reduction), then clipping, the update, the rounded
+/// 16-bit weights and the EMA in one pass over fixed-size chunks of every
+/// tensor. Owns its device chunk table; step() only enqueues work.
+class MultiTensorAdamW {
+public:
+  MultiTensorAdamW(std::vector<AdamWTensor> tensors, DType dtype);
+  ~MultiTensorAdamW();
+  MultiTensorAdamW(const MultiTensorAdamW &) = delete;
+  MultiTensorAdamW &operator=(const MultiTensorAdamW &) = delete;
+  /// Enqueues the step; the unscaled global gradient norm lands in
+  /// *deviceNorm (an f64 on the device). Non-finite norm: nothing changes.
+  void step(Stream stream, const AdamWHyper &hyper, double *deviceNorm);
+  /// Device bytes of the chunk table and partial sums.
+  size_t deviceBytes() const;
+
+private:
+  struct Impl;
+  Impl *impl;
+};
+
+} // namespace diffrt::cuda
+
+#endif // DIFFRT_CUDAGRADKERNELS_H

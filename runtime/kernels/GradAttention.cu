@@ -1,0 +1,1040 @@
+//===- GradAttention.cu - backward of multi-head attention on the GPU ----===//
+//
+// cuda::attentionBackward, the GPU counterpart of cpu::attentionBackward.
+// With S = scale·Q Kᵀ, P = softmax(S), O = P V per (sample, head):
+//   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − Δ),  Δ_i = rowsum(dO_i ⊙ O_i),
+//   dQ = scale·dS K,  dK = scale·dSᵀ Q.
+// FlashAttention-2 style: P is never stored. Three passes on the stream:
+//   1. statistics: per query row the log-sum-exp L_i of the scaled scores
+//      and Δ_i = rowsum(P ⊙ dP) (= rowsum(dO ⊙ O)), online over the key
+//      tiles like a forward pass but with dP = dO Vᵀ in place of P V (O is
+//      not an operand; this costs one forward's worth of products and needs
+//      no O buffer). Both go to the workspace, f32.
+//   2. dQ: one CTA per (query tile, sample·head) walks the key tiles,
+//      recomputes P = exp(S − L), dP and dS and accumulates dQ in registers.
+//   3. dK, dV: one CTA per (key tile, sample·head) walks the query tiles and
+//      accumulates dK and dV in registers.
+// Every output element is written by exactly one CTA from a fixed-order
+// reduction: no atomics, deterministic, and nothing outside the views'
+// columns is written (dQ, dK, dV may be column slices of one packed
+// gradient). Recomputing S and dP in both passes 2 and 3 (seven products
+// where pass 3 with f32 atomics on dQ would need five) costs tensor-core
+// work, but avoids a f32 dQ buffer, its zeroing and conversion, and
+// non-determinism.
+//
+// f16/bf16 with head dims up to 128 run on mma.sync with the fragment
+// helpers and tile geometry of the forward (AttentionKernels.cuh), natively
+// for head-dim tiles 32, 64, 72, 88, 128 (other dims in the next tile up,
+// zero-padded in shared memory only; global traffic stays unpadded). Each
+// warp owns 16 rows of its CTA's 64 (queries in pass 2, keys in pass 3), so
+// its A operands come from its own rows of shared memory. Pass 3 computes
+// Sᵀ = K Qᵀ and dPᵀ = V dOᵀ directly: their accumulator fragments are then
+// the A fragments of dV += Pᵀ dO and dK += dSᵀ Q, with Q and dO tiles as the
+// row-major B operands (ldmatrix.trans), so nothing is transposed through
+// shared memory. P and dS are rounded to the operand type before their
+// products, as the forward rounds P; scores, L, Δ and all accumulators are
+// f32. Softmax runs in the exp2 domain (L is stored as log2).
+//
+// f32 (and 16-bit head dims above 128) run on SIMT kernels of the same
+// three-pass structure with 32-row tiles and accurate expf: exact to f32
+// rounding, not fast.
+//
+//===----------------------------------------------------------------------===//
+
+#include "diffrt/CudaGradKernels.h"
+
+#include "AttentionKernels.cuh"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <atomic>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <type_traits>
+
+namespace diffrt::cuda {
+
+namespace {
+
+constexpr const char *kName = "attentionBackward";
+
+struct GradParams {
+  const void *q, *k, *v, *dO;
+  void *dQ, *dK, *dV;
+  int64_t ldq, ldk, ldv, ldo, lddq, lddk, lddv;
+  int32_t lq, lk, heads, dk, dv;
+  /// Tiles of the own side per (sample, head): query tiles (passes 1, 2),
+  /// key tiles (pass 3).
+  int32_t tiles;
+  /// Softmax scale as given, and in the exp2 domain: scale·log2(e) (signed),
+  /// and |scale|·log2(e) floored at FLT_MIN for the forward helpers, which
+  /// take the maximum of sign-corrected scores.
+  float scale, scaleLog2, absScaleLog2;
+  /// XORed into packed Q fragments in pass 1 for a negative scale.
+  uint32_t qSign;
+  /// Every view's rows start on 16 bytes and dk, dv are multiples of 8.
+  int32_t aligned;
+  /// Per (sample·head, query): log-sum-exp (log2 on the tensor-core path,
+  /// natural log on the SIMT path) and Δ.
+  float *lse, *delta;
+};
+
+//===----------------------------------------------------------------------===//
+// Tensor-core path (f16, bf16)
+//===----------------------------------------------------------------------===//
+
+/// 4 warps of 16 own rows (MT = 1: dK and dV accumulators both live in
+/// registers in pass 3); 64-row tiles of the other side, 32 at D = 128 so
+/// that the score and dP fragments fit next to two D-wide accumulators.
+template <int D> struct BwdTile {
+  static constexpr int kWarps = 4;
+  static constexpr int kBN = D <= 88 ? 64 : 32;
+  using C = attn::TileConfig<D, 1, kBN, kWarps>;
+};
+
+/// A fragments of the warp's 16 rows of an own-side tile (row pitch
+/// C::kStride): kK16 16x16 blocks and, for an odd multiple of 8, the k8 tail.
+template <typename T, typename C>
+__device__ __forceinline__ void loadA(uint32_t (&f)[1][C::kK16][4], uint32_t (&tail)[1][2],
+                                      const T *sOwn, int warpRow, int lane, uint32_t sign) {
+  const T *rowPtr = sOwn + (warpRow + (lane & 15)) * C::kStride;
+#pragma unroll
+  for (int ks = 0; ks < C::kK16; ++ks) {
+    attn::ldsmX4(f[0][ks], attn::smemAddr(rowPtr + ks * 16 + (lane >> 4) * 8));
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      f[0][ks][i] ^= sign;
+  }
+  if constexpr (C::kK8Tail) {
+    attn::ldsmX2(tail[0], attn::smemAddr(rowPtr + C::kK16 * 16));
+    tail[0][0] ^= sign;
+    tail[0][1] ^= sign;
+  } else {
+    tail[0][0] = tail[0][1] = 0;
+  }
+}
+
+/// Accumulator fragments (rows g, g+8 of the warp's 16) times `mul`, packed
+/// into the warp's own rows of a shared tile, then copied to global rows
+/// [0, validRows) and columns [0, validCols) of g (leading dimension ld),
+/// 16-byte chunks when aligned. Only the warp's own rows are touched, so a
+/// __syncwarp suffices.
+template <typename T, typename C>
+__device__ __forceinline__ void storeRows(const float (&acc)[1][C::kDTiles][4], float mul,
+                                          T *sOwn, int warpRow, int lane, T *g, int64_t ld,
+                                          int validRows, int validCols, bool aligned) {
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    T *dst = sOwn + (warpRow + (lane >> 2) + 8 * hh) * C::kStride + 2 * (lane & 3);
+#pragma unroll
+    for (int dt = 0; dt < C::kDTiles; ++dt)
+      *reinterpret_cast<uint32_t *>(dst + dt * 8) =
+          attn::pack2<T>(acc[0][dt][2 * hh] * mul, acc[0][dt][2 * hh + 1] * mul);
+  }
+  __syncwarp();
+  constexpr int kWarpChunks = 16 * C::kChunks;
+  for (int i = lane; i < kWarpChunks; i += 32) {
+    const int r = i / C::kChunks, c = i - r * C::kChunks;
+    const int row = warpRow + r;
+    if (row >= validRows)
+      continue;
+    const T *src = sOwn + row * C::kStride + c * 8;
+    T *out = g + static_cast<int64_t>(row) * ld + c * 8;
+    if (aligned) {
+      if (c * 8 < validCols)
+        *reinterpret_cast<uint4 *>(out) = *reinterpret_cast<const uint4 *>(src);
+    } else {
+#pragma unroll
+      for (int x = 0; x < 8; ++x)
+        if (c * 8 + x < validCols)
+          out[x] = src[x];
+    }
+  }
+}
+
+/// Packs a 16 x (8·kSTiles) accumulator tile into A fragments of 16-wide
+/// reduction steps (the layout softmaxTile produces for P).
+template <typename T, int kSTiles>
+__device__ __forceinline__ void packA(const float (&s)[1][kSTiles][4],
+                                      uint32_t (&f)[1][kSTiles / 2][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kSTiles / 2; ++kk) {
+    f[0][kk][0] = attn::pack2<T>(s[0][2 * kk][0], s[0][2 * kk][1]);
+    f[0][kk][1] = attn::pack2<T>(s[0][2 * kk][2], s[0][2 * kk][3]);
+    f[0][kk][2] = attn::pack2<T>(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
+    f[0][kk][3] = attn::pack2<T>(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+  }
+}
+
+/// Pass 1: one CTA per (query tile of 64, sample·head), key tiles through a
+/// two-stage cp.async pipeline. Online over the key tiles, per query row:
+/// the running maximum m, Σ_j 2^(s_j·sc − m) and Σ_j 2^(s_j·sc − m)·dP_j
+/// with dP = dO Vᵀ on the tensor cores, both rescaled when m grows; then
+/// L = m·sc + log2 Σ and Δ = rowsum(P ⊙ dP), the CPU reference's form.
+/// Computing Δ from f32 probabilities rather than from O = P V keeps it
+/// free of the rounding of P to T that the PV product would need (with
+/// peaked rows, dS = P ⊙ (dP − Δ) is a small difference and that rounding
+/// would dominate it).
+template <typename T, int D>
+__global__ void __launch_bounds__(128) statsTc(const __grid_constant__ GradParams p) {
+  using C = typename BwdTile<D>::C;
+  constexpr int BN = BwdTile<D>::kBN;
+  extern __shared__ __align__(128) unsigned char smemRaw[];
+  T *sQ = reinterpret_cast<T *>(smemRaw);
+  T *sO = sQ + C::kQElems;
+  T *sK = sO + C::kQElems;
+  T *sV = sK + 2 * C::kKVElems;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warpRow = warp * 16;
+  const int qTile = blockIdx.x % p.tiles, pair = blockIdx.x / p.tiles;
+  const int h = pair % p.heads, b = pair / p.heads;
+  const int q0 = qTile * C::kBM;
+  const int validQ = min(C::kBM, p.lq - q0);
+  const bool aligned = p.aligned != 0;
+  const int64_t qRow0 = static_cast<int64_t>(b) * p.lq + q0;
+  const T *qG = static_cast<const T *>(p.q) + qRow0 * p.ldq + static_cast<int64_t>(h) * p.dk;
+  const T *dOG = static_cast<const T *>(p.dO) + qRow0 * p.ldo + static_cast<int64_t>(h) * p.dv;
+  const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk +
+                static_cast<int64_t>(h) * p.dk;
+  const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv +
+                static_cast<int64_t>(h) * p.dv;
+
+  attn::loadTile<T, C::kBM, D, C::kStride, C::kThreads>(sQ, qG, p.ldq, validQ, p.dk, aligned);
+  attn::loadTile<T, C::kBM, D, C::kStride, C::kThreads>(sO, dOG, p.ldo, validQ, p.dv, aligned);
+  attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sK, kG, p.ldk, min(BN, p.lk), p.dk, aligned);
+  attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sV, vG, p.ldv, min(BN, p.lk), p.dv, aligned);
+  attn::cpAsyncCommit();
+
+  // Rows g and g+8 of the warp. The maximum is quad-uniform; the sums are
+  // per-thread parts (the rescale factor is the same for the whole quad),
+  // reduced over the quad at the end.
+  float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.0f, 0.0f}, rowDot[2] = {0.0f, 0.0f};
+  uint32_t qf[1][C::kK16][4], qt[1][2], of[1][C::kK16][4], ot[1][2];
+  const float sc = p.absScaleLog2;
+
+  const int nTiles = (p.lk + BN - 1) / BN;
+  int stage = 0;
+  for (int j = 0; j < nTiles; ++j) {
+    if (j + 1 < nTiles) {
+      const int64_t off = static_cast<int64_t>(j + 1) * BN;
+      const int valid = min(BN, p.lk - (j + 1) * BN);
+      attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sK + (stage ^ 1) * C::kKVElems,
+                                                        kG + off * p.ldk, p.ldk, valid, p.dk,
+                                                        aligned);
+      attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sV + (stage ^ 1) * C::kKVElems,
+                                                        vG + off * p.ldv, p.ldv, valid, p.dv,
+                                                        aligned);
+    }
+    attn::cpAsyncCommit(); // possibly empty: keeps the group count uniform
+    attn::cpAsyncWait<1>();
+    __syncthreads();
+    if (j == 0) {
+      // Q negated for a negative scale, so that the maximum below is that of
+      // the scaled scores (as in the forward).
+      loadA<T, C>(qf, qt, sQ, warpRow, lane, p.qSign);
+      loadA<T, C>(of, ot, sO, warpRow, lane, 0u);
+    }
+    float s[1][C::kSTiles][4], dp[1][C::kSTiles][4];
+    attn::qkTile<T, C, 1>(s, qf, qt, sK + stage * C::kKVElems, lane);
+    attn::maskTile<C, 1>(s, p.lk - j * BN, lane);
+    attn::qkTile<T, C, 1>(dp, of, ot, sV + stage * C::kKVElems, lane);
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      float mx = rowMax[hh];
+#pragma unroll
+      for (int nt = 0; nt < C::kSTiles; ++nt)
+        mx = fmaxf(mx, fmaxf(s[0][nt][2 * hh], s[0][nt][2 * hh + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      // mx is finite (every tile holds a key < lk); 2^-inf = 0 on the first.
+      const float alpha = attn::exp2Approx((rowMax[hh] - mx) * sc);
+      const float shift = mx * sc;
+      float sum = 0.0f, dot = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < C::kSTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          // Masked keys: 2^-inf = 0, and their dP is 0 (zero V rows).
+          const float pr = attn::exp2Approx(fmaf(s[0][nt][2 * hh + e], sc, -shift));
+          sum += pr;
+          dot = fmaf(pr, dp[0][nt][2 * hh + e], dot);
+        }
+      rowSum[hh] = fmaf(rowSum[hh], alpha, sum);
+      rowDot[hh] = fmaf(rowDot[hh], alpha, dot);
+      rowMax[hh] = mx;
+    }
+    __syncthreads(); // this stage is reloaded by the next iteration's prefetch
+    stage ^= 1;
+  }
+
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    float l = rowSum[hh], d = rowDot[hh];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    d += __shfl_xor_sync(0xffffffffu, d, 1);
+    d += __shfl_xor_sync(0xffffffffu, d, 2);
+    const int row = warpRow + (lane >> 2) + 8 * hh;
+    if (row < validQ && (lane & 3) == 0) {
+      const int64_t at = static_cast<int64_t>(pair) * p.lq + q0 + row;
+      p.lse[at] = fmaf(rowMax[hh], sc, log2f(l));
+      p.delta[at] = d / l;
+    }
+  }
+}
+
+/// Pass 2: dQ for one (query tile of 64, sample·head). Q and dO fragments
+/// stay in registers; K and V tiles stream through two cp.async stages.
+///   S = Q Kᵀ, P = 2^(S·sc − L) (0 past lk), dP = dO Vᵀ,
+///   dS = P ⊙ (dP − Δ) rounded to T, dQ += dS K (K as the row-major B).
+template <typename T, int D>
+__global__ void __launch_bounds__(128) queryGradTc(const __grid_constant__ GradParams p) {
+  using C = typename BwdTile<D>::C;
+  constexpr int BN = BwdTile<D>::kBN;
+  extern __shared__ __align__(128) unsigned char smemRaw[];
+  T *sQ = reinterpret_cast<T *>(smemRaw);
+  T *sO = sQ + C::kQElems;
+  T *sK = sO + C::kQElems;
+  T *sV = sK + 2 * C::kKVElems;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warpRow = warp * 16;
+  const int qTile = blockIdx.x % p.tiles, pair = blockIdx.x / p.tiles;
+  const int h = pair % p.heads, b = pair / p.heads;
+  const int q0 = qTile * C::kBM;
+  const int validQ = min(C::kBM, p.lq - q0);
+  const bool aligned = p.aligned != 0;
+  const int64_t qRow0 = static_cast<int64_t>(b) * p.lq + q0;
+  const T *qG = static_cast<const T *>(p.q) + qRow0 * p.ldq + static_cast<int64_t>(h) * p.dk;
+  const T *dOG = static_cast<const T *>(p.dO) + qRow0 * p.ldo + static_cast<int64_t>(h) * p.dv;
+  const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk +
+                static_cast<int64_t>(h) * p.dk;
+  const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv +
+                static_cast<int64_t>(h) * p.dv;
+
+  attn::loadTile<T, C::kBM, D, C::kStride, C::kThreads>(sQ, qG, p.ldq, validQ, p.dk, aligned);
+  attn::loadTile<T, C::kBM, D, C::kStride, C::kThreads>(sO, dOG, p.ldo, validQ, p.dv, aligned);
+  attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sK, kG, p.ldk, min(BN, p.lk), p.dk, aligned);
+  attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sV, vG, p.ldv, min(BN, p.lk), p.dv, aligned);
+  attn::cpAsyncCommit();
+
+  // Rows g and g+8 of the warp: their statistics (rows past lq: 0, their
+  // results are never stored).
+  float rowL[2], rowDelta[2];
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int row = warpRow + (lane >> 2) + 8 * hh;
+    const int64_t at = static_cast<int64_t>(pair) * p.lq + q0 + row;
+    rowL[hh] = row < validQ ? p.lse[at] : 0.0f;
+    rowDelta[hh] = row < validQ ? p.delta[at] : 0.0f;
+  }
+
+  float dq[1][C::kDTiles][4];
+#pragma unroll
+  for (int dt = 0; dt < C::kDTiles; ++dt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      dq[0][dt][i] = 0.0f;
+  uint32_t qf[1][C::kK16][4], qt[1][2], of[1][C::kK16][4], ot[1][2];
+
+  const int nTiles = (p.lk + BN - 1) / BN;
+  int stage = 0;
+  for (int j = 0; j < nTiles; ++j) {
+    if (j + 1 < nTiles) {
+      const int64_t off = static_cast<int64_t>(j + 1) * BN;
+      const int valid = min(BN, p.lk - (j + 1) * BN);
+      attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sK + (stage ^ 1) * C::kKVElems,
+                                                        kG + off * p.ldk, p.ldk, valid, p.dk,
+                                                        aligned);
+      attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sV + (stage ^ 1) * C::kKVElems,
+                                                        vG + off * p.ldv, p.ldv, valid, p.dv,
+                                                        aligned);
+    }
+    attn::cpAsyncCommit();
+    attn::cpAsyncWait<1>();
+    __syncthreads();
+    if (j == 0) {
+      loadA<T, C>(qf, qt, sQ, warpRow, lane, 0u);
+      loadA<T, C>(of, ot, sO, warpRow, lane, 0u);
+    }
+    const T *sKs = sK + stage * C::kKVElems;
+    const T *sVs = sV + stage * C::kKVElems;
+    const int validKeys = p.lk - j * BN;
+
+    float s[1][C::kSTiles][4];
+    attn::qkTile<T, C, 1>(s, qf, qt, sKs, lane);
+    float dp[1][C::kSTiles][4];
+    attn::qkTile<T, C, 1>(dp, of, ot, sVs, lane);
+#pragma unroll
+    for (int nt = 0; nt < C::kSTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int key = nt * 8 + 2 * (lane & 3) + (i & 1);
+        const int hh = i >> 1;
+        const float pr =
+            key < validKeys ? attn::exp2Approx(fmaf(s[0][nt][i], p.scaleLog2, -rowL[hh])) : 0.0f;
+        s[0][nt][i] = pr * (dp[0][nt][i] - rowDelta[hh]);
+      }
+    uint32_t dsf[1][C::kSTiles / 2][4];
+    packA<T, C::kSTiles>(s, dsf);
+    attn::pvTile<T, C, 1>(dq, dsf, sKs, lane);
+    __syncthreads();
+    stage ^= 1;
+  }
+
+  T *dQG = static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * p.dk;
+  storeRows<T, C>(dq, p.scale, sQ, warpRow, lane, dQG, p.lddq, validQ, p.dk, aligned);
+}
+
+/// Pass 3: dK and dV for one (key tile of 64, sample·head). The warp's K and
+/// V rows stay in shared memory (their A fragments are reloaded per query
+/// tile to keep registers for the two accumulators); Q, dO, L and Δ tiles
+/// stream through two stages.
+///   Sᵀ = K Qᵀ, Pᵀ = 2^(Sᵀ·sc − L) (0 past lq), dV += Pᵀ dO,
+///   dPᵀ = V dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − Δ), dK += dSᵀ Q.
+template <typename T, int D>
+__global__ void __launch_bounds__(128) keyValueGradTc(const __grid_constant__ GradParams p) {
+  using C = typename BwdTile<D>::C;
+  constexpr int BN = BwdTile<D>::kBN;
+  extern __shared__ __align__(128) unsigned char smemRaw[];
+  T *sK = reinterpret_cast<T *>(smemRaw);
+  T *sV = sK + C::kQElems;
+  T *sQ = sV + C::kQElems;
+  T *sO = sQ + 2 * C::kKVElems;
+  float *sL = reinterpret_cast<float *>(sO + 2 * C::kKVElems);
+  float *sDelta = sL + 2 * BN;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warpRow = warp * 16;
+  const int kTile = blockIdx.x % p.tiles, pair = blockIdx.x / p.tiles;
+  const int h = pair % p.heads, b = pair / p.heads;
+  const int k0 = kTile * C::kBM;
+  const int validK = min(C::kBM, p.lk - k0);
+  const bool aligned = p.aligned != 0;
+  const int64_t kRow0 = static_cast<int64_t>(b) * p.lk + k0;
+  const T *kG = static_cast<const T *>(p.k) + kRow0 * p.ldk + static_cast<int64_t>(h) * p.dk;
+  const T *vG = static_cast<const T *>(p.v) + kRow0 * p.ldv + static_cast<int64_t>(h) * p.dv;
+  const T *qG = static_cast<const T *>(p.q) + static_cast<int64_t>(b) * p.lq * p.ldq +
+                static_cast<int64_t>(h) * p.dk;
+  const T *dOG = static_cast<const T *>(p.dO) + static_cast<int64_t>(b) * p.lq * p.ldo +
+                 static_cast<int64_t>(h) * p.dv;
+  const float *lG = p.lse + static_cast<int64_t>(pair) * p.lq;
+  const float *deltaG = p.delta + static_cast<int64_t>(pair) * p.lq;
+
+  // Statistics of query tile t into stage `st` (plain loads: BN floats).
+  auto loadStats = [&](int t, int st) {
+    for (int i = threadIdx.x; i < BN; i += C::kThreads) {
+      const int qi = t * BN + i;
+      sL[st * BN + i] = qi < p.lq ? lG[qi] : 0.0f;
+      sDelta[st * BN + i] = qi < p.lq ? deltaG[qi] : 0.0f;
+    }
+  };
+
+  attn::loadTile<T, C::kBM, D, C::kStride, C::kThreads>(sK, kG, p.ldk, validK, p.dk, aligned);
+  attn::loadTile<T, C::kBM, D, C::kStride, C::kThreads>(sV, vG, p.ldv, validK, p.dv, aligned);
+  attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sQ, qG, p.ldq, min(BN, p.lq), p.dk, aligned);
+  attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sO, dOG, p.ldo, min(BN, p.lq), p.dv, aligned);
+  loadStats(0, 0);
+  attn::cpAsyncCommit();
+
+  float dk[1][C::kDTiles][4], dv[1][C::kDTiles][4];
+#pragma unroll
+  for (int dt = 0; dt < C::kDTiles; ++dt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      dk[0][dt][i] = 0.0f;
+      dv[0][dt][i] = 0.0f;
+    }
+
+  const int nTiles = (p.lq + BN - 1) / BN;
+  int stage = 0;
+  for (int t = 0; t < nTiles; ++t) {
+    if (t + 1 < nTiles) {
+      const int64_t off = static_cast<int64_t>(t + 1) * BN;
+      const int valid = min(BN, p.lq - (t + 1) * BN);
+      attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sQ + (stage ^ 1) * C::kKVElems,
+                                                        qG + off * p.ldq, p.ldq, valid, p.dk,
+                                                        aligned);
+      attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sO + (stage ^ 1) * C::kKVElems,
+                                                        dOG + off * p.ldo, p.ldo, valid, p.dv,
+                                                        aligned);
+      loadStats(t + 1, stage ^ 1);
+    }
+    attn::cpAsyncCommit();
+    attn::cpAsyncWait<1>();
+    __syncthreads();
+    const T *sQs = sQ + stage * C::kKVElems;
+    const T *sOs = sO + stage * C::kKVElems;
+    const float *sLs = sL + stage * BN;
+    const float *sDs = sDelta + stage * BN;
+    const int validQ = p.lq - t * BN;
+
+    uint32_t af[1][C::kK16][4], at[1][2];
+    float s[1][C::kSTiles][4];
+    loadA<T, C>(af, at, sK, warpRow, lane, 0u);
+    attn::qkTile<T, C, 1>(s, af, at, sQs, lane);
+    // Columns are queries: fragment element i of n tile nt is query
+    // nt·8 + 2(lane%4) + i%2 (rows: keys g and g+8).
+#pragma unroll
+    for (int nt = 0; nt < C::kSTiles; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int qc = nt * 8 + 2 * (lane & 3) + e;
+        const float l = sLs[qc];
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          float &x = s[0][nt][2 * hh + e];
+          x = qc < validQ ? attn::exp2Approx(fmaf(x, p.scaleLog2, -l)) : 0.0f;
+        }
+      }
+    uint32_t pf[1][C::kSTiles / 2][4];
+    packA<T, C::kSTiles>(s, pf);
+    attn::pvTile<T, C, 1>(dv, pf, sOs, lane);
+
+    float dp[1][C::kSTiles][4];
+    loadA<T, C>(af, at, sV, warpRow, lane, 0u);
+    attn::qkTile<T, C, 1>(dp, af, at, sOs, lane);
+#pragma unroll
+    for (int nt = 0; nt < C::kSTiles; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float delta = sDs[nt * 8 + 2 * (lane & 3) + e];
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int i = 2 * hh + e;
+          s[0][nt][i] *= dp[0][nt][i] - delta;
+        }
+      }
+    packA<T, C::kSTiles>(s, pf);
+    attn::pvTile<T, C, 1>(dk, pf, sQs, lane);
+    __syncthreads(); // this stage is reloaded by the next iteration's prefetch
+    stage ^= 1;
+  }
+
+  // Each warp stages its results in its own rows of sK and sV, which no
+  // other warp reads.
+  if (p.dK != nullptr) {
+    T *dKG = static_cast<T *>(p.dK) + kRow0 * p.lddk + static_cast<int64_t>(h) * p.dk;
+    storeRows<T, C>(dk, p.scale, sK, warpRow, lane, dKG, p.lddk, validK, p.dk, aligned);
+  }
+  if (p.dV != nullptr) {
+    T *dVG = static_cast<T *>(p.dV) + kRow0 * p.lddv + static_cast<int64_t>(h) * p.dv;
+    storeRows<T, C>(dv, 1.0f, sV, warpRow, lane, dVG, p.lddv, validK, p.dv, aligned);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// SIMT path (f32; 16-bit head dims above 128)
+//===----------------------------------------------------------------------===//
+
+/// 32 own rows per CTA of 8 warps; warp w owns rows w, w+8, w+16, w+24 and
+/// lane j takes row j of the other side's 32-row tile, so that one warp
+/// computes 32 scores of an own row at once (a warp-wide softmax step), and
+/// then, lanes over columns, folds them into the row's accumulators. Other-
+/// side tiles use an odd row pitch (d + 1) so that the 32 lanes reading one
+/// column of 32 rows hit 32 banks.
+constexpr int kSimtRows = 32;
+constexpr int kSimtThreads = 256;
+constexpr int kSimtRowsPerWarp = kSimtRows / (kSimtThreads / 32);
+
+__device__ __forceinline__ float warpSum(float x) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1)
+    x += __shfl_xor_sync(0xffffffffu, x, off);
+  return x;
+}
+__device__ __forceinline__ float warpMax(float x) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1)
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, off));
+  return x;
+}
+
+/// Rows [0, valid) of a 32 x cols block at g into shared memory with pitch
+/// `pitch`, zeros below.
+template <typename T>
+__device__ __forceinline__ void loadRowsF(float *s, int pitch, const T *g, int64_t ld, int valid,
+                                          int cols) {
+  for (int i = threadIdx.x; i < kSimtRows * cols; i += kSimtThreads) {
+    const int r = i / cols, c = i - r * cols;
+    s[r * pitch + c] = r < valid ? toF<T>(g[static_cast<int64_t>(r) * ld + c]) : 0.0f;
+  }
+}
+
+/// Shared floats of the three SIMT kernels.
+inline size_t simtStatsFloats(int dk, int dv) {
+  return size_t(kSimtRows) * (dk + dv + (dk + 1) + (dv + 1));
+}
+inline size_t simtQueryFloats(int dk, int dv) {
+  return size_t(kSimtRows) * (2 * dk + dv + (dk + 1) + (dv + 1) + kSimtRows);
+}
+inline size_t simtKeyValueFloats(int dk, int dv) {
+  return size_t(kSimtRows) * (2 * dk + 2 * dv + (dk + 1) + (dv + 1) + 2 * kSimtRows + 2);
+}
+
+/// Pass 1 (SIMT): natural-log L = max + log Σ and Δ = rowsum(P ⊙ dP), online
+/// over key tiles of 32 as in statsTc.
+template <typename T>
+__global__ void __launch_bounds__(kSimtThreads) statsSimt(const __grid_constant__ GradParams p) {
+  extern __shared__ float smemF[];
+  const int dk = p.dk, dv = p.dv;
+  float *sQ = smemF;                     // 32 x dk
+  float *sO = sQ + kSimtRows * dk;       // 32 x dv (dO)
+  float *sK = sO + kSimtRows * dv;       // 32 x (dk + 1)
+  float *sV = sK + kSimtRows * (dk + 1); // 32 x (dv + 1)
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int qTile = blockIdx.x % p.tiles, pair = blockIdx.x / p.tiles;
+  const int h = pair % p.heads, b = pair / p.heads;
+  const int q0 = qTile * kSimtRows;
+  const int validQ = min(kSimtRows, p.lq - q0);
+  const int64_t qRow0 = static_cast<int64_t>(b) * p.lq + q0;
+  const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk +
+                static_cast<int64_t>(h) * dk;
+  const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv +
+                static_cast<int64_t>(h) * dv;
+  loadRowsF<T>(sQ, dk, static_cast<const T *>(p.q) + qRow0 * p.ldq + static_cast<int64_t>(h) * dk,
+               p.ldq, validQ, dk);
+  loadRowsF<T>(sO, dv, static_cast<const T *>(p.dO) + qRow0 * p.ldo + static_cast<int64_t>(h) * dv,
+               p.ldo, validQ, dv);
+
+  float runMax[kSimtRowsPerWarp], runSum[kSimtRowsPerWarp], runDot[kSimtRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kSimtRowsPerWarp; ++r) {
+    runMax[r] = -INFINITY;
+    runSum[r] = 0.0f;
+    runDot[r] = 0.0f;
+  }
+  for (int j0 = 0; j0 < p.lk; j0 += kSimtRows) {
+    __syncthreads(); // the previous tile is consumed
+    const int validK = min(kSimtRows, p.lk - j0);
+    loadRowsF<T>(sK, dk + 1, kG + static_cast<int64_t>(j0) * p.ldk, p.ldk, validK, dk);
+    loadRowsF<T>(sV, dv + 1, vG + static_cast<int64_t>(j0) * p.ldv, p.ldv, validK, dv);
+    __syncthreads();
+    const bool valid = lane < validK;
+    // Unrolled so that the per-row statistics stay in registers.
+#pragma unroll
+    for (int r = 0; r < kSimtRowsPerWarp; ++r) {
+      const int i = warp + 8 * r;
+      float dot = 0.0f, dp = 0.0f;
+      for (int c = 0; c < dk; ++c)
+        dot = fmaf(sQ[i * dk + c], sK[lane * (dk + 1) + c], dot);
+      for (int c = 0; c < dv; ++c)
+        dp = fmaf(sO[i * dv + c], sV[lane * (dv + 1) + c], dp);
+      const float score = valid ? p.scale * dot : -INFINITY;
+      const float newMax = fmaxf(runMax[r], warpMax(score)); // finite: key j0 is valid
+      const float alpha = runMax[r] == -INFINITY ? 0.0f : expf(runMax[r] - newMax);
+      const float pr = valid ? expf(score - newMax) : 0.0f;
+      runSum[r] = runSum[r] * alpha + warpSum(pr);
+      runDot[r] = runDot[r] * alpha + warpSum(pr * dp);
+      runMax[r] = newMax;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kSimtRowsPerWarp; ++r) {
+    const int i = warp + 8 * r;
+    if (i < validQ && lane == 0) {
+      const int64_t at = static_cast<int64_t>(pair) * p.lq + q0 + i;
+      p.lse[at] = runMax[r] + logf(runSum[r]);
+      p.delta[at] = runDot[r] / runSum[r];
+    }
+  }
+}
+
+/// Pass 2 (SIMT): dQ for 32 query rows, key tiles of 32.
+template <typename T>
+__global__ void __launch_bounds__(kSimtThreads) queryGradSimt(const __grid_constant__ GradParams p) {
+  extern __shared__ float smemF[];
+  const int dk = p.dk, dv = p.dv;
+  float *sQ = smemF;                      // 32 x dk
+  float *sO = sQ + kSimtRows * dk;        // 32 x dv (dO)
+  float *sK = sO + kSimtRows * dv;        // 32 x (dk + 1)
+  float *sV = sK + kSimtRows * (dk + 1);  // 32 x (dv + 1)
+  float *sDs = sV + kSimtRows * (dv + 1); // 32 x 32
+  float *sAcc = sDs + kSimtRows * kSimtRows; // 32 x dk
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int qTile = blockIdx.x % p.tiles, pair = blockIdx.x / p.tiles;
+  const int h = pair % p.heads, b = pair / p.heads;
+  const int q0 = qTile * kSimtRows;
+  const int validQ = min(kSimtRows, p.lq - q0);
+  const int64_t qRow0 = static_cast<int64_t>(b) * p.lq + q0;
+  const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk +
+                static_cast<int64_t>(h) * dk;
+  const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv +
+                static_cast<int64_t>(h) * dv;
+  loadRowsF<T>(sQ, dk, static_cast<const T *>(p.q) + qRow0 * p.ldq + static_cast<int64_t>(h) * dk,
+               p.ldq, validQ, dk);
+  loadRowsF<T>(sO, dv, static_cast<const T *>(p.dO) + qRow0 * p.ldo + static_cast<int64_t>(h) * dv,
+               p.ldo, validQ, dv);
+  for (int i = threadIdx.x; i < kSimtRows * dk; i += kSimtThreads)
+    sAcc[i] = 0.0f;
+  float rowL[kSimtRowsPerWarp], rowDelta[kSimtRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kSimtRowsPerWarp; ++r) {
+    const int i = warp + 8 * r;
+    const int64_t at = static_cast<int64_t>(pair) * p.lq + q0 + i;
+    rowL[r] = i < validQ ? p.lse[at] : 0.0f;
+    rowDelta[r] = i < validQ ? p.delta[at] : 0.0f;
+  }
+
+  for (int j0 = 0; j0 < p.lk; j0 += kSimtRows) {
+    __syncthreads();
+    const int validK = min(kSimtRows, p.lk - j0);
+    loadRowsF<T>(sK, dk + 1, kG + static_cast<int64_t>(j0) * p.ldk, p.ldk, validK, dk);
+    loadRowsF<T>(sV, dv + 1, vG + static_cast<int64_t>(j0) * p.ldv, p.ldv, validK, dv);
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < kSimtRowsPerWarp; ++r) {
+      const int i = warp + 8 * r;
+      float dot = 0.0f, dp = 0.0f;
+      for (int c = 0; c < dk; ++c)
+        dot = fmaf(sQ[i * dk + c], sK[lane * (dk + 1) + c], dot);
+      for (int c = 0; c < dv; ++c)
+        dp = fmaf(sO[i * dv + c], sV[lane * (dv + 1) + c], dp);
+      const float pr = lane < validK ? expf(p.scale * dot - rowL[r]) : 0.0f;
+      sDs[i * kSimtRows + lane] = pr * (dp - rowDelta[r]);
+      __syncwarp();
+      for (int c = lane; c < dk; c += 32) {
+        float a = sAcc[i * dk + c];
+        for (int jj = 0; jj < kSimtRows; ++jj)
+          a = fmaf(sDs[i * kSimtRows + jj], sK[jj * (dk + 1) + c], a);
+        sAcc[i * dk + c] = a;
+      }
+      __syncwarp();
+    }
+  }
+  T *dQG = static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * dk;
+#pragma unroll 1
+  for (int r = 0; r < kSimtRowsPerWarp; ++r) {
+    const int i = warp + 8 * r;
+    if (i < validQ)
+      for (int c = lane; c < dk; c += 32)
+        dQG[static_cast<int64_t>(i) * p.lddq + c] = fromF<T>(p.scale * sAcc[i * dk + c]);
+  }
+}
+
+/// Pass 3 (SIMT): dK and dV for 32 key rows, query tiles of 32.
+template <typename T>
+__global__ void __launch_bounds__(kSimtThreads) keyValueGradSimt(const __grid_constant__ GradParams p) {
+  extern __shared__ float smemF[];
+  const int dk = p.dk, dv = p.dv;
+  float *sK = smemF;                        // 32 x dk
+  float *sV = sK + kSimtRows * dk;          // 32 x dv
+  float *sQ = sV + kSimtRows * dv;          // 32 x (dk + 1)
+  float *sO = sQ + kSimtRows * (dk + 1);    // 32 x (dv + 1) (dO)
+  float *sP = sO + kSimtRows * (dv + 1);    // 32 x 32 (key, query)
+  float *sDs = sP + kSimtRows * kSimtRows;  // 32 x 32
+  float *sAccK = sDs + kSimtRows * kSimtRows; // 32 x dk
+  float *sAccV = sAccK + kSimtRows * dk;      // 32 x dv
+  float *sL = sAccV + kSimtRows * dv;         // 32
+  float *sDelta = sL + kSimtRows;             // 32
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int kTile = blockIdx.x % p.tiles, pair = blockIdx.x / p.tiles;
+  const int h = pair % p.heads, b = pair / p.heads;
+  const int k0 = kTile * kSimtRows;
+  const int validK = min(kSimtRows, p.lk - k0);
+  const int64_t kRow0 = static_cast<int64_t>(b) * p.lk + k0;
+  const T *qG = static_cast<const T *>(p.q) + static_cast<int64_t>(b) * p.lq * p.ldq +
+                static_cast<int64_t>(h) * dk;
+  const T *dOG = static_cast<const T *>(p.dO) + static_cast<int64_t>(b) * p.lq * p.ldo +
+                 static_cast<int64_t>(h) * dv;
+  const float *lG = p.lse + static_cast<int64_t>(pair) * p.lq;
+  const float *deltaG = p.delta + static_cast<int64_t>(pair) * p.lq;
+  loadRowsF<T>(sK, dk, static_cast<const T *>(p.k) + kRow0 * p.ldk + static_cast<int64_t>(h) * dk,
+               p.ldk, validK, dk);
+  loadRowsF<T>(sV, dv, static_cast<const T *>(p.v) + kRow0 * p.ldv + static_cast<int64_t>(h) * dv,
+               p.ldv, validK, dv);
+  for (int i = threadIdx.x; i < kSimtRows * dk; i += kSimtThreads)
+    sAccK[i] = 0.0f;
+  for (int i = threadIdx.x; i < kSimtRows * dv; i += kSimtThreads)
+    sAccV[i] = 0.0f;
+
+  for (int i0 = 0; i0 < p.lq; i0 += kSimtRows) {
+    __syncthreads();
+    const int validQ = min(kSimtRows, p.lq - i0);
+    loadRowsF<T>(sQ, dk + 1, qG + static_cast<int64_t>(i0) * p.ldq, p.ldq, validQ, dk);
+    loadRowsF<T>(sO, dv + 1, dOG + static_cast<int64_t>(i0) * p.ldo, p.ldo, validQ, dv);
+    if (threadIdx.x < kSimtRows) {
+      const bool ok = static_cast<int>(threadIdx.x) < validQ;
+      sL[threadIdx.x] = ok ? lG[i0 + threadIdx.x] : 0.0f;
+      sDelta[threadIdx.x] = ok ? deltaG[i0 + threadIdx.x] : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll 1
+    for (int r = 0; r < kSimtRowsPerWarp; ++r) {
+      const int j = warp + 8 * r;
+      float dot = 0.0f, dp = 0.0f;
+      for (int c = 0; c < dk; ++c)
+        dot = fmaf(sK[j * dk + c], sQ[lane * (dk + 1) + c], dot);
+      for (int c = 0; c < dv; ++c)
+        dp = fmaf(sV[j * dv + c], sO[lane * (dv + 1) + c], dp);
+      const float pr = lane < validQ ? expf(p.scale * dot - sL[lane]) : 0.0f;
+      sP[j * kSimtRows + lane] = pr;
+      sDs[j * kSimtRows + lane] = pr * (dp - sDelta[lane]);
+      __syncwarp();
+      for (int c = lane; c < dv; c += 32) {
+        float a = sAccV[j * dv + c];
+        for (int ii = 0; ii < kSimtRows; ++ii)
+          a = fmaf(sP[j * kSimtRows + ii], sO[ii * (dv + 1) + c], a);
+        sAccV[j * dv + c] = a;
+      }
+      for (int c = lane; c < dk; c += 32) {
+        float a = sAccK[j * dk + c];
+        for (int ii = 0; ii < kSimtRows; ++ii)
+          a = fmaf(sDs[j * kSimtRows + ii], sQ[ii * (dk + 1) + c], a);
+        sAccK[j * dk + c] = a;
+      }
+      __syncwarp();
+    }
+  }
+#pragma unroll 1
+  for (int r = 0; r < kSimtRowsPerWarp; ++r) {
+    const int j = warp + 8 * r;
+    if (j >= validK)
+      continue;
+    if (p.dK != nullptr) {
+      T *row = static_cast<T *>(p.dK) + (kRow0 + j) * p.lddk + static_cast<int64_t>(h) * dk;
+      for (int c = lane; c < dk; c += 32)
+        row[c] = fromF<T>(p.scale * sAccK[j * dk + c]);
+    }
+    if (p.dV != nullptr) {
+      T *row = static_cast<T *>(p.dV) + (kRow0 + j) * p.lddv + static_cast<int64_t>(h) * dv;
+      for (int c = lane; c < dv; c += 32)
+        row[c] = fromF<T>(sAccV[j * dv + c]);
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Host side
+//===----------------------------------------------------------------------===//
+
+/// Raises a kernel's dynamic shared-memory limit above the 48 KB default,
+/// once per device (the attribute belongs to the function in each device's
+/// context); fails naming the bytes when the device cannot give them.
+/// Raises the kernel's dynamic shared-memory limit to `bytes` on the current
+/// device once per (device, larger size): the attribute is per function, and
+/// a later call with larger head dims must raise it again.
+template <auto Kernel> void allowSmem(size_t bytes) {
+  if (bytes <= 48 * 1024)
+    return;
+  static std::mutex mutex;
+  static std::map<int, size_t> granted;
+  int device = 0;
+  check(cudaGetDevice(&device), "attentionBackward: cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mutex);
+  if (granted[device] >= bytes)
+    return;
+  int limit = 0;
+  check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+        "attentionBackward: shared-memory limit");
+  if (bytes > static_cast<size_t>(limit))
+    fail(kName, ": a kernel needs ", bytes, " bytes of shared memory for these head dims, the "
+         "device allows ", limit);
+  check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes)),
+        "attentionBackward: cudaFuncSetAttribute");
+  granted[device] = bytes;
+}
+
+unsigned gridOf(int64_t tiles, int64_t pairs) {
+  const int64_t blocks = tiles * pairs;
+  if (blocks > INT32_MAX)
+    fail(kName, ": ", tiles, " tiles x ", pairs, " (sample, head) pairs exceed the grid limit");
+  return static_cast<unsigned>(blocks);
+}
+
+template <typename T, int D>
+void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV) {
+  using C = typename BwdTile<D>::C;
+  constexpr int BN = BwdTile<D>::kBN;
+  const int64_t qTiles = (p.lq + C::kBM - 1) / C::kBM;
+  const int64_t kTiles = (p.lk + C::kBM - 1) / C::kBM;
+  const size_t elem = sizeof(T);
+  {
+    constexpr auto kernel = statsTc<T, D>;
+    const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem;
+    allowSmem<kernel>(smem);
+    p.tiles = static_cast<int32_t>(qTiles);
+    kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
+    checkLaunch("attentionBackward (statistics)");
+  }
+  if (wantQ) {
+    constexpr auto kernel = queryGradTc<T, D>;
+    const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem;
+    allowSmem<kernel>(smem);
+    p.tiles = static_cast<int32_t>(qTiles);
+    kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
+    checkLaunch("attentionBackward (dQ)");
+  }
+  if (wantKV) {
+    constexpr auto kernel = keyValueGradTc<T, D>;
+    const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem +
+                        4 * BN * sizeof(float);
+    allowSmem<kernel>(smem);
+    p.tiles = static_cast<int32_t>(kTiles);
+    kernel<<<gridOf(kTiles, pairs), C::kThreads, smem, stream>>>(p);
+    checkLaunch("attentionBackward (dK, dV)");
+  }
+}
+
+template <typename T>
+void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV) {
+  const int64_t qTiles = (p.lq + kSimtRows - 1) / kSimtRows;
+  const int64_t kTiles = (p.lk + kSimtRows - 1) / kSimtRows;
+  {
+    constexpr auto kernel = statsSimt<T>;
+    const size_t smem = simtStatsFloats(p.dk, p.dv) * sizeof(float);
+    allowSmem<kernel>(smem);
+    p.tiles = static_cast<int32_t>(qTiles);
+    kernel<<<gridOf(qTiles, pairs), kSimtThreads, smem, stream>>>(p);
+    checkLaunch("attentionBackward (statistics, simt)");
+  }
+  if (wantQ) {
+    constexpr auto kernel = queryGradSimt<T>;
+    const size_t smem = simtQueryFloats(p.dk, p.dv) * sizeof(float);
+    allowSmem<kernel>(smem);
+    p.tiles = static_cast<int32_t>(qTiles);
+    kernel<<<gridOf(qTiles, pairs), kSimtThreads, smem, stream>>>(p);
+    checkLaunch("attentionBackward (dQ, simt)");
+  }
+  if (wantKV) {
+    constexpr auto kernel = keyValueGradSimt<T>;
+    const size_t smem = simtKeyValueFloats(p.dk, p.dv) * sizeof(float);
+    allowSmem<kernel>(smem);
+    p.tiles = static_cast<int32_t>(kTiles);
+    kernel<<<gridOf(kTiles, pairs), kSimtThreads, smem, stream>>>(p);
+    checkLaunch("attentionBackward (dK, dV, simt)");
+  }
+}
+
+template <typename T>
+void dispatch16(cudaStream_t s, const GradParams &p, int64_t pairs, bool wantQ, bool wantKV) {
+  const int need = std::max(p.dk, p.dv);
+  if (need <= 32)
+    launchTc<T, 32>(s, p, pairs, wantQ, wantKV);
+  else if (need <= 64)
+    launchTc<T, 64>(s, p, pairs, wantQ, wantKV);
+  else if (need <= 72)
+    launchTc<T, 72>(s, p, pairs, wantQ, wantKV);
+  else if (need <= 88)
+    launchTc<T, 88>(s, p, pairs, wantQ, wantKV);
+  else if (need <= 128)
+    launchTc<T, 128>(s, p, pairs, wantQ, wantKV);
+  else
+    launchSimt<T>(s, p, pairs, wantQ, wantKV);
+}
+
+bool rowsAligned(DConstMat m, size_t elem) {
+  return m.data == nullptr ||
+         ((reinterpret_cast<uintptr_t>(m.data) % 16) == 0 && (m.ld * elem) % 16 == 0);
+}
+
+} // namespace
+
+size_t attentionBackwardWorkspaceBytes(int64_t batch, int64_t lq, int64_t lk, int64_t heads,
+                                       int64_t headDim, DType dtype) {
+  (void)lk;
+  (void)headDim;
+  (void)dtype;
+  if (batch <= 0 || lq <= 0 || heads <= 0)
+    return 0;
+  // L and Δ: one f32 each per (sample, head, query).
+  return 2 * static_cast<size_t>(batch * heads * lq) * sizeof(float);
+}
+
+void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v,
+                       int64_t batch, int64_t lq, int64_t lk, int64_t heads, float scale,
+                       DConstMat dOut, DMat dQ, DMat dK, DMat dV, Workspace ws) {
+  if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
+    fail(kName, ": unsupported element type ", dtypeName(dtype));
+  checkDPositive(kName, "batch", batch);
+  checkDPositive(kName, "lq", lq);
+  checkDPositive(kName, "lk", lk);
+  checkDPositive(kName, "heads", heads);
+  if (q.cols % heads != 0 || v.cols % heads != 0)
+    fail(kName, ": ", heads, " heads do not divide the q width ", q.cols, " or the v width ",
+         v.cols);
+  const int64_t dk = q.cols / heads, dv = v.cols / heads;
+  if (dk == 0 || dv == 0)
+    fail(kName, ": empty head dims (", dk, ", ", dv, ")");
+  checkDView(kName, "q", q, batch * lq, heads * dk);
+  checkDView(kName, "k", k, batch * lk, heads * dk);
+  checkDView(kName, "v", v, batch * lk, heads * dv);
+  checkDView(kName, "dOut", dOut, batch * lq, heads * dv);
+  const bool wantQ = dQ.data != nullptr, wantK = dK.data != nullptr, wantV = dV.data != nullptr;
+  if (wantQ)
+    checkDView(kName, "dQ", dQ, batch * lq, heads * dk);
+  if (wantK)
+    checkDView(kName, "dK", dK, batch * lk, heads * dk);
+  if (wantV)
+    checkDView(kName, "dV", dV, batch * lk, heads * dv);
+  const size_t elem = dtypeSize(dtype);
+  // dQ, dK and dV may share one packed buffer (disjoint columns), so only
+  // overlaps with the inputs are errors, as in the CPU reference.
+  for (DConstMat g : {DConstMat(dQ), DConstMat(dK), DConstMat(dV)})
+    if (overlapsD(g, q, elem) || overlapsD(g, k, elem) || overlapsD(g, v, elem) ||
+        overlapsD(g, dOut, elem))
+      fail(kName, ": a gradient overlaps q, k, v or dOut");
+  if (!wantQ && !wantK && !wantV)
+    return;
+  if (lq > INT32_MAX || lk > INT32_MAX || heads > INT32_MAX || dk > INT32_MAX / 4 ||
+      dv > INT32_MAX / 4 || batch * heads > INT32_MAX)
+    fail(kName, ": sequence lengths ", lq, ", ", lk, ", heads ", heads, " and head dims ", dk, ", ",
+         dv, " must fit 32 bits");
+  const size_t need = attentionBackwardWorkspaceBytes(batch, lq, lk, heads, dk, dtype);
+  if (ws.bytes < need || (need > 0 && ws.data == nullptr))
+    fail(kName, ": workspace of ", ws.bytes, " bytes is too small, ", need, " bytes needed");
+  if (reinterpret_cast<uintptr_t>(ws.data) % alignof(float) != 0)
+    fail(kName, ": workspace is not 4-byte aligned");
+
+  GradParams p{};
+  p.q = q.data;
+  p.k = k.data;
+  p.v = v.data;
+  p.dO = dOut.data;
+  p.dQ = dQ.data;
+  p.dK = dK.data;
+  p.dV = dV.data;
+  p.ldq = q.ld;
+  p.ldk = k.ld;
+  p.ldv = v.ld;
+  p.ldo = dOut.ld;
+  p.lddq = dQ.ld;
+  p.lddk = dK.ld;
+  p.lddv = dV.ld;
+  p.lq = static_cast<int32_t>(lq);
+  p.lk = static_cast<int32_t>(lk);
+  p.heads = static_cast<int32_t>(heads);
+  p.dk = static_cast<int32_t>(dk);
+  p.dv = static_cast<int32_t>(dv);
+  p.scale = scale;
+  p.scaleLog2 = scale * 1.4426950408889634f;
+  // As in the forward: the floor keeps 0·(-inf) for masked keys out of the
+  // statistics pass when scale is 0.
+  p.absScaleLog2 = std::max(std::fabs(scale) * 1.4426950408889634f, FLT_MIN);
+  p.qSign = scale < 0.0f ? 0x80008000u : 0u;
+  p.aligned = rowsAligned(q, elem) && rowsAligned(k, elem) && rowsAligned(v, elem) &&
+              rowsAligned(dOut, elem) && rowsAligned(dQ, elem) && rowsAligned(dK, elem) &&
+              rowsAligned(dV, elem) && dk % 8 == 0 && dv % 8 == 0;
+  p.lse = static_cast<float *>(ws.data);
+  p.delta = p.lse + batch * heads * lq;
+  const int64_t pairs = batch * heads;
+  const bool wantKV = wantK || wantV;
+  cudaStream_t s = native(stream);
+
+  dispatchFloat(dtype, kName, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float>)
+      launchSimt<float>(s, p, pairs, wantQ, wantKV);
+    else
+      dispatch16<T>(s, p, pairs, wantQ, wantKV);
+  });
+}
+
+} // namespace diffrt::cuda

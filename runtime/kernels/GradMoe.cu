@@ -1,0 +1,1462 @@
+//===- GradMoe.cu - backward of the mixtures of experts on the GPU --------===//
+//
+// The GPU counterparts of cpu::moeTokenChoiceBackward and
+// cpu::moeExpertChoiceBackward. Like the forward (Moe.cu) every
+// data-dependent size stays on the device: a fixed sequence of launches
+// whatever the routing, no host synchronisation, capturable in a graph.
+//
+// Routing is recomputed with a copy of the forward's router kernel (same
+// arithmetic, same vectorisation decision, so the same experts and tokens
+// are selected bit for bit) that also keeps the per-token probabilities
+// and, for token choice, the sums of the chosen probabilities, which the
+// backward needs. The forward's token-choice permutation orders the rows of
+// an expert by atomics; a backward that sums over those rows (the weight
+// gradients) would then depend on scheduling, so the permutation here is
+// stable instead: per chunk of 256 slots a count per expert, one scan over
+// the chunks, and a placement by warp match and per-warp counts. Rows of an
+// expert are in slot order, as on the CPU, and every result is
+// reproducible bit for bit. Expert choice reuses the forward's bitonic
+// selection, which is deterministic already.
+//
+// Per expert (all experts in one launch each, groups read on the device):
+//   forward recomputation   G, U = x[rows]·gateᵀ, x[rows]·upᵀ, H = silu(G)⊙U,
+//                           Y = H·downᵀ (grouped GEMM, tensor cores for
+//                           aligned 16-bit operands);
+//   routing-weight grads    a warp per row: dw = dy·Y, then dY = w·dy in
+//                           place of Y (dy = gate ⊙ dOut is formed on the fly
+//                           from dOut and the epilogue gate);
+//   SwiGLU backward         dDown = dYᵀ·H, dH = dY·down (into H),
+//                           dG, dU in place of G, U, dX rows = dG·gate and
+//                           dU·up (two grouped products, summed later);
+//   weight gradients        wgradKernel, see below.
+// The shared expert is the same pipeline with one group of all tokens and
+// unit weights. The epilogue gate's gradient needs the layer output before
+// the gate, so it is summed (per gate row, rows in order) from the stored
+// expert outputs before they are overwritten by their gradients. The
+// router's gradient goes through the top-k renormalisation, the balance
+// loss (which only needs the integer counts) and the softmax Jacobian in a
+// thread per token. The final dX kernel adds, per element, the shared
+// expert's two parts, the token's slots in slot order (or the experts that
+// picked it in expert order) and dlogit·router: no float atomics anywhere.
+//
+// Weight gradients (dW_g = Σ_{rows r of g} A[r]ᵀ·B[r] over a row range
+// only the device knows) use wgradKernel: a 64 x 64 tile of the output per
+// block, 16 rows per step staged as f32 in shared memory, 4 x 4 outputs per
+// thread with f32 accumulation, rows gathered through an optional index on
+// either operand. It is SIMT (no tensor cores): correct for every size and
+// alignment first; a tensor-core version (ldmatrix.trans of both operands)
+// is the obvious next step for the large 16-bit products. When the output
+// tiles are too few to fill the GPU (shared expert, router) the rows are
+// split into a fixed number of ranges, each writing f32 partial sums that a
+// second kernel adds in split order; the split count is a function of the
+// shapes only, so results do not depend on the device.
+//
+// Intermediates are stored in the activation type (as in the forward), all
+// sums and the routing arithmetic in f32 (the router's Jacobian in double,
+// as the CPU).
+//
+//===----------------------------------------------------------------------===//
+
+#include "diffrt/CudaGradKernels.h"
+
+#include "GroupedGemm.cuh"
+
+#include <algorithm>
+
+namespace diffrt::cuda {
+
+using grouped::BLayout;
+using grouped::Epilogue;
+using grouped::GroupedGemmArgs;
+
+namespace {
+
+constexpr int kMaxExperts = 64;
+constexpr int kWarpsPerBlock = 8;
+constexpr int kThreads = kWarpsPerBlock * 32;
+constexpr size_t kRouterSmemBytes = 100 * 1024; // as in Moe.cu: decides the f32 router copy
+constexpr int kChunk = 256;                     // slots per block of the stable permutation
+
+bool routerInSmem(int64_t experts, int64_t d) {
+  return static_cast<size_t>(experts * d) * sizeof(float) <= kRouterSmemBytes;
+}
+
+//===----------------------------------------------------------------------===//
+// Router (the forward's arithmetic, keeping probabilities and totals)
+//===----------------------------------------------------------------------===//
+
+template <typename T> struct RouterParams {
+  const T *x;
+  int64_t ldx, rows, d;
+  const T *router;
+  const float *routerF32;
+  int experts, topK;
+  bool normalize, vec;
+  float *probs;      // rows x experts
+  int32_t *expertOf; // token choice: rows x topK
+  float *weightOf;   // token choice: rows x topK
+  float *totals;     // token choice: rows
+};
+
+__device__ __forceinline__ float rankKey(float p) { return isnan(p) ? -INFINITY : p; }
+
+template <typename T, int EMAX, bool kTokenChoice>
+__global__ void __launch_bounds__(kThreads, 1) routerKernel(RouterParams<T> p) {
+  extern __shared__ float4 routerSmem[];
+  const int tid = threadIdx.x, lane = tid & 31, E = p.experts;
+  const float *W = p.routerF32;
+  if (W == nullptr) {
+    float *w = reinterpret_cast<float *>(routerSmem);
+    for (int64_t i = tid; i < E * p.d; i += kThreads)
+      w[i] = toF<T>(p.router[i]);
+    W = w;
+  }
+  __syncthreads();
+
+  constexpr int V = kVec<T>;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (tid >> 5); t < p.rows;
+       t += warps) {
+    const T *xr = p.x + t * p.ldx;
+    float acc[EMAX];
+#pragma unroll
+    for (int e = 0; e < EMAX; ++e)
+      acc[e] = 0.0f;
+    // The logits exactly as routerKernel in Moe.cu computes them: the same
+    // per-lane partial sums in the same order, the same butterfly.
+    if (p.vec) {
+      for (int64_t c = static_cast<int64_t>(lane) * V; c < p.d; c += 32 * V) {
+        float xv[V];
+        loadN<V>(xr + c, xv);
+#pragma unroll
+        for (int e = 0; e < EMAX; ++e) {
+          if (e < E) {
+            const float4 *w4 = reinterpret_cast<const float4 *>(W + e * p.d + c);
+#pragma unroll
+            for (int q = 0; q < V / 4; ++q) {
+              const float4 wv = w4[q];
+              acc[e] += wv.x * xv[4 * q] + wv.y * xv[4 * q + 1] + wv.z * xv[4 * q + 2] +
+                        wv.w * xv[4 * q + 3];
+            }
+          }
+        }
+      }
+    } else {
+      for (int64_t c = lane; c < p.d; c += 32) {
+        const float xv = toF<T>(xr[c]);
+#pragma unroll
+        for (int e = 0; e < EMAX; ++e)
+          if (e < E)
+            acc[e] += W[e * p.d + c] * xv;
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < EMAX; ++e)
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1)
+        acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], o);
+
+    float mx = acc[0];
+#pragma unroll
+    for (int e = 1; e < EMAX; ++e)
+      if (e < E)
+        mx = fmaxf(mx, acc[e]);
+    float total = 0.0f;
+#pragma unroll
+    for (int e = 0; e < EMAX; ++e)
+      if (e < E) {
+        acc[e] = expf(acc[e] - mx);
+        total += acc[e];
+      }
+    const float inv = 1.0f / total;
+#pragma unroll
+    for (int e = 0; e < EMAX; ++e)
+      acc[e] *= inv;
+
+    if (lane == 0) {
+#pragma unroll
+      for (int e = 0; e < EMAX; ++e)
+        if (e < E)
+          p.probs[t * E + e] = acc[e];
+      if constexpr (kTokenChoice) {
+        unsigned long long chosen = 0ull;
+        float picked = 0.0f;
+        for (int s = 0; s < p.topK; ++s) {
+          int best = -1;
+          float bestRank = 0.0f, bestP = 0.0f;
+#pragma unroll
+          for (int e = 0; e < EMAX; ++e) {
+            if (e < E && !((chosen >> e) & 1ull)) {
+              const float r = rankKey(acc[e]);
+              if (best < 0 || r > bestRank) {
+                best = e;
+                bestRank = r;
+                bestP = acc[e];
+              }
+            }
+          }
+          chosen |= 1ull << best;
+          p.expertOf[t * p.topK + s] = best;
+          p.weightOf[t * p.topK + s] = bestP;
+          picked += bestP;
+        }
+        p.totals[t] = picked;
+        if (p.normalize)
+          for (int s = 0; s < p.topK; ++s)
+            p.weightOf[t * p.topK + s] /= picked;
+      }
+    }
+  }
+}
+
+template <typename T, bool kTokenChoice>
+void launchRouter(Stream stream, RouterParams<T> p) {
+  const size_t smem =
+      p.routerF32 == nullptr ? static_cast<size_t>(p.experts * p.d) * sizeof(float) : 0;
+  auto pick = [&](auto kernel) {
+    if (smem > 48 * 1024)
+      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smem)),
+            "moe backward router: shared memory limit");
+    const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock, 2);
+    kernel<<<blocks, kThreads, smem, native(stream)>>>(p);
+    checkLaunch("moe backward router");
+  };
+  if (p.experts <= 8)
+    pick(routerKernel<T, 8, kTokenChoice>);
+  else if (p.experts <= 16)
+    pick(routerKernel<T, 16, kTokenChoice>);
+  else if (p.experts <= 32)
+    pick(routerKernel<T, 32, kTokenChoice>);
+  else
+    pick(routerKernel<T, 64, kTokenChoice>);
+}
+
+//===----------------------------------------------------------------------===//
+// Stable token-choice permutation
+//===----------------------------------------------------------------------===//
+
+/// chunkCounts[chunk · E + e] = slots of the chunk routed to e.
+__global__ void __launch_bounds__(kChunk)
+    chunkCountKernel(const int32_t *expertOf, int64_t slots, int experts, int32_t *chunkCounts) {
+  __shared__ int32_t cnt[kMaxExperts];
+  if (threadIdx.x < kMaxExperts)
+    cnt[threadIdx.x] = 0;
+  __syncthreads();
+  const int64_t s = static_cast<int64_t>(blockIdx.x) * kChunk + threadIdx.x;
+  if (s < slots)
+    atomicAdd(&cnt[expertOf[s]], 1); // integer: the count is exact whatever the order
+  __syncthreads();
+  if (threadIdx.x < experts)
+    chunkCounts[static_cast<int64_t>(blockIdx.x) * experts + threadIdx.x] = cnt[threadIdx.x];
+}
+
+/// Per expert, the exclusive scan of the chunk counts in place; then the
+/// expert offsets (experts + 1 values) and the totals.
+__global__ void __launch_bounds__(kMaxExperts)
+    chunkScanKernel(int32_t *chunkCounts, int64_t chunks, int experts, int32_t *counts,
+                    int32_t *offsets) {
+  __shared__ int32_t total[kMaxExperts];
+  const int e = threadIdx.x;
+  if (e < experts) {
+    int32_t run = 0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int32_t v = chunkCounts[c * experts + e];
+      chunkCounts[c * experts + e] = run;
+      run += v;
+    }
+    total[e] = run;
+    counts[e] = run;
+  }
+  __syncthreads();
+  if (e == 0) {
+    int32_t run = 0;
+    for (int i = 0; i < experts; ++i) {
+      offsets[i] = run;
+      run += total[i];
+    }
+    offsets[experts] = run;
+  }
+}
+
+/// Row of every slot: expert offset + earlier chunks + earlier warps of the
+/// chunk + earlier lanes of the warp with the same expert (slot order).
+__global__ void __launch_bounds__(kChunk)
+    placeKernel(const int32_t *expertOf, int64_t slots, int topK, int experts,
+                const int32_t *chunkBase, const int32_t *offsets, int32_t *slotRow,
+                int32_t *rowToken, int32_t *rowSlot) {
+  constexpr int kW = kChunk / 32;
+  __shared__ int32_t warpCount[kW][kMaxExperts];
+  for (int i = threadIdx.x; i < kW * kMaxExperts; i += kChunk)
+    (&warpCount[0][0])[i] = 0;
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t s = static_cast<int64_t>(blockIdx.x) * kChunk + threadIdx.x;
+  const bool active = s < slots;
+  const int e = active ? expertOf[s] : -1;
+  const unsigned peers = __match_any_sync(0xffffffffu, e);
+  const int rank = __popc(peers & ((1u << lane) - 1u));
+  if (active && lane == __ffs(peers) - 1)
+    warpCount[warp][e] = __popc(peers);
+  __syncthreads();
+  if (!active)
+    return;
+  int32_t pos = offsets[e] + chunkBase[static_cast<int64_t>(blockIdx.x) * experts + e] + rank;
+  for (int w = 0; w < warp; ++w)
+    pos += warpCount[w][e];
+  slotRow[s] = pos;
+  rowToken[pos] = static_cast<int32_t>(s / topK);
+  rowSlot[pos] = static_cast<int32_t>(s);
+}
+
+//===----------------------------------------------------------------------===//
+// Expert-choice selection (as the forward's selectKernel)
+//===----------------------------------------------------------------------===//
+
+constexpr int kSelectThreads = 1024;
+
+__device__ __forceinline__ unsigned long long selectKey(float prob, int64_t token) {
+  const float r = rankKey(prob);
+  const unsigned bits = __float_as_uint(r);
+  const unsigned ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  return (static_cast<unsigned long long>(ordered) << 32) |
+         static_cast<unsigned>(0xFFFFFFFFu - static_cast<unsigned>(token));
+}
+
+__global__ void __launch_bounds__(kSelectThreads)
+    selectKernel(const float *probs, int64_t tokens, int experts, int64_t batch, int64_t k,
+                 int pow2, int32_t *rows, int32_t *slotMap) {
+  extern __shared__ unsigned long long keys[];
+  const int64_t b = blockIdx.x / experts;
+  const int e = static_cast<int>(blockIdx.x % experts);
+  const int tid = threadIdx.x;
+  for (int i = tid; i < pow2; i += kSelectThreads)
+    keys[i] = i < tokens ? selectKey(probs[(b * tokens + i) * experts + e], i) : 0ull;
+  __syncthreads();
+  for (int size = 2; size <= pow2; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int i = tid; i < pow2; i += kSelectThreads) {
+        const int j = i ^ stride;
+        if (j > i) {
+          const unsigned long long a = keys[i], c = keys[j];
+          const bool descending = (i & size) == 0;
+          if (descending ? a < c : a > c) {
+            keys[i] = c;
+            keys[j] = a;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  const int64_t perExpert = batch * k;
+  for (int64_t j = tid; j < k; j += kSelectThreads) {
+    const int64_t token = 0xFFFFFFFFu - static_cast<unsigned>(keys[j] & 0xFFFFFFFFull);
+    const int64_t row = b * tokens + token;
+    const int64_t slot = e * perExpert + b * k + j;
+    rows[slot] = static_cast<int32_t>(row);
+    slotMap[row * experts + e] = static_cast<int32_t>(slot);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Element-wise pieces
+//===----------------------------------------------------------------------===//
+
+/// act'(x) in the CPU reference's forms (cpu::detail::actDerivative).
+__device__ __forceinline__ float actDerivativeF(float x, int act) {
+  switch (act) {
+  case 1: {
+    constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+    return 0.5f * erfcf(x * -0.70710678118654752f) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
+  }
+  case 2: {
+    constexpr float kSqrt2OverPi = 0.79788456080286536f;
+    const float u = kSqrt2OverPi * (x + 0.044715f * x * x * x);
+    const float s = 1.0f / (1.0f + expf(-2.0f * u));
+    const float du = kSqrt2OverPi * (1.0f + 3.0f * 0.044715f * x * x);
+    return s + x * s * (1.0f - s) * 2.0f * du;
+  }
+  case 3: {
+    const float s = 1.0f / (1.0f + expf(-x));
+    return s * (1.0f + x * (1.0f - s));
+  }
+  default: return 1.0f;
+  }
+}
+
+/// h = silu(g) ⊙ u over n contiguous values.
+template <typename T>
+__global__ void swigluHiddenKernel(const T *g, const T *u, T *h, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    h[i] = fromF<T>(siluPrecise(toF<T>(g[i])) * toF<T>(u[i]));
+}
+
+/// With dh: g ← dh ⊙ u ⊙ silu'(g), u ← dh ⊙ silu(g).
+template <typename T>
+__global__ void swigluGradKernel(T *g, T *u, const T *dh, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float gi = toF<T>(g[i]), ui = toF<T>(u[i]), d = toF<T>(dh[i]);
+    const float s = 1.0f / (1.0f + expf(-gi));
+    g[i] = fromF<T>(d * ui * (s * (1.0f + gi * (1.0f - s))));
+    u[i] = fromF<T>(d * (gi * s));
+  }
+}
+
+/// out = act(z), or with dOut: out = dOut ⊙ act'(z) (out may be dOut).
+template <typename T>
+__global__ void actKernel(const T *z, const T *dOut, T *out, int64_t n, int act) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float zi = toF<T>(z[i]);
+    out[i] = fromF<T>(dOut == nullptr ? applyActPrecise(zi, act)
+                                      : toF<T>(dOut[i]) * actDerivativeF(zi, act));
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Routing-weight gradient: dw = dy·Y and dY = w·dy per grouped row
+//===----------------------------------------------------------------------===//
+
+template <typename T> struct GradYParams {
+  const T *dOut;
+  int64_t ldOut;
+  const T *epiGate; // null: dy = dOut
+  int64_t ldGate, rowsPerGate;
+  const int32_t *rowToken; // null: row r is token r
+  const int32_t *rowSlot;  // token choice: weight and dot index of row r
+  int64_t groupRows;       // expert choice: index token·experts + r / groupRows
+  int experts;
+  const float *weight; // null: 1
+  float *dot;          // null: not wanted
+  T *y;                // rows x d: Y in, dY out (may be null when dot is null: dy only)
+  T *dy;               // output when y is null (the shared expert's dy)
+  int64_t rows, d;
+};
+
+template <typename T> __global__ void __launch_bounds__(kThreads) gradYKernel(GradYParams<T> p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+       r < p.rows; r += warps) {
+    const int64_t token = p.rowToken != nullptr ? p.rowToken[r] : r;
+    int64_t widx = 0;
+    if (p.rowSlot != nullptr)
+      widx = p.rowSlot[r];
+    else if (p.groupRows > 0)
+      widx = token * p.experts + r / p.groupRows;
+    const float w = p.weight != nullptr ? p.weight[widx] : 1.0f;
+    const T *dr = p.dOut + token * p.ldOut;
+    const T *gr = p.epiGate != nullptr ? p.epiGate + (token / p.rowsPerGate) * p.ldGate : nullptr;
+    T *out = p.y != nullptr ? p.y + r * p.d : p.dy + r * p.d;
+    float acc = 0.0f;
+    for (int64_t c = lane; c < p.d; c += 32) {
+      float dy = toF<T>(dr[c]);
+      if (gr != nullptr)
+        dy *= toF<T>(gr[c]);
+      if (p.dot != nullptr)
+        acc += dy * toF<T>(out[c]); // each lane reads and then rewrites its own elements
+      out[c] = fromF<T>(w * dy);
+    }
+    if (p.dot != nullptr) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1)
+        acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      if (lane == 0)
+        p.dot[widx] = acc;
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Epilogue gate gradient and the final dX
+//===----------------------------------------------------------------------===//
+
+template <typename T> struct TokenSumParams {
+  const T *shared;      // per-token rows (ld d) or null
+  const T *shared2;     // second per-token part (dX only) or null
+  const T *slots;       // per-slot rows (ld d)
+  const T *slots2;      // second per-slot part (dX only) or null
+  const int32_t *slot;  // rows x perToken, < 0: none
+  const float *weight;  // rows x perToken (epilogue only), null: 1
+  int perToken;
+  int64_t rows, d;
+};
+
+/// Σ of one token's parts at column c: shared parts, then the slots in order.
+template <typename T>
+__device__ __forceinline__ float tokenSum(const TokenSumParams<T> &p, int64_t t, int64_t c) {
+  float acc = 0.0f;
+  if (p.shared != nullptr)
+    acc = toF<T>(p.shared[t * p.d + c]);
+  if (p.shared2 != nullptr)
+    acc += toF<T>(p.shared2[t * p.d + c]);
+  for (int j = 0; j < p.perToken; ++j) {
+    const int32_t s = p.slot[t * p.perToken + j];
+    if (s < 0)
+      continue;
+    float v = toF<T>(p.slots[static_cast<int64_t>(s) * p.d + c]);
+    if (p.slots2 != nullptr)
+      v += toF<T>(p.slots2[static_cast<int64_t>(s) * p.d + c]);
+    acc += p.weight != nullptr ? p.weight[t * p.perToken + j] * v : v;
+  }
+  return acc;
+}
+
+/// dGate[g][c] = Σ_{rows of gate row g, in order} dOut ⊙ y, y the layer's
+/// output before the gate.
+template <typename T>
+__global__ void epilogueGateKernel(TokenSumParams<T> p, const T *dOut, int64_t ldOut,
+                                   int64_t rowsPerGate, T *dGate, int64_t ldGate,
+                                   int64_t gateRows) {
+  const int64_t n = gateRows * p.d;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t g = i / p.d, c = i % p.d;
+    float acc = 0.0f;
+    for (int64_t t = g * rowsPerGate; t < (g + 1) * rowsPerGate; ++t)
+      acc += toF<T>(dOut[t * ldOut + c]) * tokenSum(p, t, c);
+    dGate[g * ldGate + c] = fromF<T>(acc);
+  }
+}
+
+/// dX = token parts + dlogit·router.
+template <typename T>
+__global__ void dxKernel(TokenSumParams<T> p, const float *dLogits, const T *router, int experts,
+                         T *dX, int64_t ldx) {
+  const int64_t n = p.rows * p.d;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / p.d, c = i % p.d;
+    float acc = tokenSum(p, t, c);
+    if (dLogits != nullptr)
+      for (int e = 0; e < experts; ++e)
+        acc += dLogits[t * experts + e] * toF<T>(router[e * p.d + c]);
+    dX[t * ldx + c] = fromF<T>(acc);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Router Jacobians
+//===----------------------------------------------------------------------===//
+
+/// Token choice, a thread per token: the probabilities' gradient (balance
+/// loss, routing weights through the renormalisation) then the softmax
+/// backward, as cpu::moeTokenChoiceBackward.
+__global__ void tokenLogitsKernel(const float *probs, const int32_t *expertOf,
+                                  const float *weightOf, const float *totals, const float *dw, const int32_t *counts,
+                                  int64_t rows, int experts, int topK, bool normalize,
+                                  double balanceCoef, float *dLogits) {
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float *g = dLogits + r * experts;
+    for (int i = 0; i < experts; ++i) {
+      double bg = 0.0;
+      if (balanceCoef > 0.0) {
+        const double fi = static_cast<double>(experts) /
+                          static_cast<double>(static_cast<int64_t>(topK) * rows) *
+                          static_cast<double>(counts[i]);
+        bg = balanceCoef * fi / static_cast<double>(rows);
+      }
+      g[i] = static_cast<float>(bg);
+    }
+    const int32_t *ids = expertOf + r * topK;
+    const float *dwr = dw + r * topK, *wr = weightOf + r * topK;
+    if (normalize) {
+      double c = 0.0;
+      for (int s = 0; s < topK; ++s)
+        c += static_cast<double>(dwr[s]) * wr[s];
+      for (int s = 0; s < topK; ++s)
+        g[ids[s]] += static_cast<float>((dwr[s] - c) / totals[r]);
+    } else {
+      for (int s = 0; s < topK; ++s)
+        g[ids[s]] += dwr[s];
+    }
+    const float *p = probs + r * experts;
+    double dot = 0.0;
+    for (int i = 0; i < experts; ++i)
+      dot += static_cast<double>(p[i]) * g[i];
+    const float fdot = static_cast<float>(dot);
+    for (int i = 0; i < experts; ++i)
+      g[i] = p[i] * (g[i] - fdot);
+  }
+}
+
+/// Softmax backward in place (expert choice).
+__global__ void softmaxBackwardKernel(const float *probs, float *g, int64_t rows, int experts) {
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float *p = probs + r * experts;
+    float *gr = g + r * experts;
+    double dot = 0.0;
+    for (int i = 0; i < experts; ++i)
+      dot += static_cast<double>(p[i]) * gr[i];
+    const float fdot = static_cast<float>(dot);
+    for (int i = 0; i < experts; ++i)
+      gr[i] = p[i] * (gr[i] - fdot);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Grouped weight gradient: C_g (n x k) = Σ_{rows r of g} A[r]ᵀ · B[r]
+//===----------------------------------------------------------------------===//
+
+constexpr int kWT = 64, kWR = 16, kWThreads = 256;
+/// Output tiles below which the rows are split (fixed: results must not
+/// depend on the device).
+constexpr int64_t kWTargetBlocks = 256;
+
+template <typename TA, typename T> struct WgradParams {
+  const TA *a;
+  int64_t lda;
+  const int32_t *aIndex;
+  const T *b;
+  int64_t ldb;
+  const int32_t *bIndex;
+  int64_t n, k;
+  const int32_t *offsets; // null: uniform groups of groupRows
+  int64_t groupRows;
+  int groups, splits;
+  T *c;
+  int64_t ldc, strideC;
+  float *partial; // splits > 1: splits x groups x n x k
+};
+
+template <typename TA, typename T>
+__global__ void __launch_bounds__(kWThreads) wgradKernel(WgradParams<TA, T> p) {
+  __shared__ float4 aStore[kWR * kWT / 4];
+  __shared__ float4 bStore[kWR * kWT / 4];
+  float *As = reinterpret_cast<float *>(aStore);
+  float *Bs = reinterpret_cast<float *>(bStore);
+  const int64_t tilesK = (p.k + kWT - 1) / kWT;
+  const int64_t nBase = (blockIdx.x / tilesK) * kWT, kBase = (blockIdx.x % tilesK) * kWT;
+  const int g = blockIdx.y, split = blockIdx.z;
+  int64_t b0, b1;
+  if (p.offsets != nullptr) {
+    b0 = p.offsets[g];
+    b1 = p.offsets[g + 1];
+  } else {
+    b0 = g * p.groupRows;
+    b1 = b0 + p.groupRows;
+  }
+  const int64_t per = ((b1 - b0 + p.splits - 1) / p.splits + kWR - 1) / kWR * kWR;
+  const int64_t r0 = b0 + split * per;
+  const int64_t r1 = r0 + per < b1 ? r0 + per : b1;
+
+  const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
+  const int lr = tid >> 4, lc = (tid & 15) * 4;
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      acc[i][j] = 0.0f;
+
+  for (int64_t r = r0; r < r1; r += kWR) {
+    const int64_t row = r + lr;
+    const bool ok = row < r1;
+    const int64_t ia = ok ? (p.aIndex != nullptr ? p.aIndex[row] : row) : 0;
+    const int64_t ib = ok ? (p.bIndex != nullptr ? p.bIndex[row] : row) : 0;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t cn = nBase + lc + q, ck = kBase + lc + q;
+      As[lr * kWT + lc + q] = ok && cn < p.n ? toF<TA>(p.a[ia * p.lda + cn]) : 0.0f;
+      Bs[lr * kWT + lc + q] = ok && ck < p.k ? toF<T>(p.b[ib * p.ldb + ck]) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < kWR; ++q) {
+      const float4 a4 = reinterpret_cast<const float4 *>(As + q * kWT)[ty];
+      const float4 b4 = reinterpret_cast<const float4 *>(Bs + q * kWT)[tx];
+      const float av[4] = {a4.x, a4.y, a4.z, a4.w}, bv[4] = {b4.x, b4.y, b4.z, b4.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          acc[i][j] += av[i] * bv[j];
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t nn = nBase + ty * 4 + i;
+    if (nn >= p.n)
+      continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t kk = kBase + tx * 4 + j;
+      if (kk >= p.k)
+        continue;
+      if (p.splits == 1)
+        p.c[g * p.strideC + nn * p.ldc + kk] = fromF<T>(acc[i][j]);
+      else
+        p.partial[((static_cast<int64_t>(split) * p.groups + g) * p.n + nn) * p.k + kk] =
+            acc[i][j];
+    }
+  }
+}
+
+template <typename T>
+__global__ void wgradReduceKernel(const float *partial, int splits, int groups, int64_t n,
+                                  int64_t k, T *c, int64_t ldc, int64_t strideC) {
+  const int64_t total = static_cast<int64_t>(groups) * n * k;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float acc = 0.0f;
+    for (int s = 0; s < splits; ++s)
+      acc += partial[s * total + i];
+    const int64_t g = i / (n * k), nn = (i / k) % n, kk = i % k;
+    c[g * strideC + nn * ldc + kk] = fromF<T>(acc);
+  }
+}
+
+/// Row splits of a weight gradient: enough blocks to fill the GPU, a
+/// function of the shapes only. maxRows bounds a group's rows.
+int wgradSplits(int64_t n, int64_t k, int64_t groups, int64_t maxRows) {
+  const int64_t tiles = ((n + kWT - 1) / kWT) * ((k + kWT - 1) / kWT) * groups;
+  if (tiles >= kWTargetBlocks)
+    return 1;
+  int64_t s = (kWTargetBlocks + tiles - 1) / tiles;
+  const int64_t byRows = (maxRows + 63) / 64; // at least 64 rows per split
+  if (s > byRows)
+    s = byRows;
+  return static_cast<int>(s > 1 ? s : 1);
+}
+
+size_t wgradPartialBytes(int64_t n, int64_t k, int64_t groups, int64_t maxRows) {
+  const int s = wgradSplits(n, k, groups, maxRows);
+  return s > 1 ? static_cast<size_t>(s) * groups * n * k * sizeof(float) : 0;
+}
+
+template <typename TA, typename T>
+void launchWgrad(Stream stream, WgradParams<TA, T> p, int64_t maxRows, float *partial) {
+  p.splits = wgradSplits(p.n, p.k, p.groups, maxRows);
+  p.partial = partial;
+  const int64_t tiles = ((p.n + kWT - 1) / kWT) * ((p.k + kWT - 1) / kWT);
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(p.groups),
+                  static_cast<unsigned>(p.splits));
+  wgradKernel<TA, T><<<grid, kWThreads, 0, native(stream)>>>(p);
+  checkLaunch("moe backward weight gradient");
+  if (p.splits > 1) {
+    const int64_t total = static_cast<int64_t>(p.groups) * p.n * p.k;
+    wgradReduceKernel<T><<<gridStrideBlocks(total, 256, 8), 256, 0, native(stream)>>>(
+        partial, p.splits, p.groups, p.n, p.k, p.c, p.ldc, p.strideC);
+    checkLaunch("moe backward weight gradient reduction");
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Small launch helpers
+//===----------------------------------------------------------------------===//
+
+unsigned elementBlocks(int64_t n) { return gridStrideBlocks(n, 256, 8); }
+
+/// A grouped product C = A[rows]·op(B_g) through GroupedGemm (Store).
+GroupedGemmArgs product(DType dtype, const void *a, int64_t lda, const int32_t *rowIndex,
+                        const void *b, int64_t ldb, int64_t strideB, BLayout layout, void *c,
+                        int64_t n, int64_t k, const int32_t *offsets, int64_t groupRows,
+                        int groups, int64_t maxRows) {
+  GroupedGemmArgs g;
+  g.dtype = dtype;
+  g.a = a;
+  g.lda = lda;
+  g.rowIndex = rowIndex;
+  g.b = b;
+  g.ldb = ldb;
+  g.groupStrideB = strideB;
+  g.layout = layout;
+  g.c = c;
+  g.ldc = n;
+  g.n = n;
+  g.k = k;
+  g.offsets = offsets;
+  g.groupRows = groupRows;
+  g.groups = groups;
+  g.maxRows = maxRows;
+  g.epilogue = Epilogue::Store;
+  return g;
+}
+
+struct Carve {
+  size_t bytes = 0;
+  size_t take(size_t n) {
+    const size_t at = bytes;
+    bytes += (n + 255) / 256 * 256;
+    return at;
+  }
+};
+
+template <typename U> U *at(const Workspace &ws, size_t offset) {
+  return reinterpret_cast<U *>(static_cast<uint8_t *>(ws.data) + offset);
+}
+
+void checkWorkspace(const char *kernel, const Workspace &ws, size_t need) {
+  if (need > 0 && (ws.data == nullptr || ws.bytes < need))
+    fail(kernel, ": workspace of ", ws.bytes, " bytes is too small, ", need, " bytes needed");
+  if (need > 0 && !aligned16(ws.data))
+    fail(kernel, ": workspace is not 16-byte aligned");
+}
+
+//===----------------------------------------------------------------------===//
+// Workspace layouts
+//===----------------------------------------------------------------------===//
+
+struct TokenLayout {
+  size_t chunkCounts, counts, offsets, expertOf, slotRow, rowToken, rowSlot;
+  size_t probs, weightOf, totals, dw, dLogits, routerF32, partial;
+  size_t g, u, h, y, xu;          // routed, per slot
+  size_t gs, us, hs, ys, dys;     // shared, per token
+  size_t total;
+};
+
+TokenLayout tokenLayout(int64_t m, int64_t d, const TokenChoiceArgs &a, DType dtype) {
+  const size_t es = dtypeSize(dtype);
+  const int64_t e = a.experts, slots = m * a.topK, f = a.hidden, fs = a.sharedHidden;
+  const int64_t chunks = (slots + kChunk - 1) / kChunk;
+  const bool shared = a.sharedGate != nullptr;
+  Carve c;
+  TokenLayout l{};
+  l.chunkCounts = c.take(chunks * e * sizeof(int32_t));
+  l.counts = c.take(e * sizeof(int32_t));
+  l.offsets = c.take((e + 1) * sizeof(int32_t));
+  l.expertOf = c.take(slots * sizeof(int32_t));
+  l.slotRow = c.take(slots * sizeof(int32_t));
+  l.rowToken = c.take(slots * sizeof(int32_t));
+  l.rowSlot = c.take(slots * sizeof(int32_t));
+  l.probs = c.take(m * e * sizeof(float));
+  l.weightOf = c.take(slots * sizeof(float));
+  l.totals = c.take(m * sizeof(float));
+  l.dw = c.take(slots * sizeof(float));
+  l.dLogits = c.take(m * e * sizeof(float));
+  l.routerF32 = routerInSmem(e, d) ? 0 : c.take(e * d * sizeof(float));
+  size_t partial = std::max({wgradPartialBytes(f, d, e, m), wgradPartialBytes(d, f, e, m),
+                             wgradPartialBytes(e, d, 1, m)});
+  if (shared)
+    partial = std::max({partial, wgradPartialBytes(fs, d, 1, m), wgradPartialBytes(d, fs, 1, m)});
+  l.partial = partial > 0 ? c.take(partial) : 0;
+  l.g = c.take(slots * f * es);
+  l.u = c.take(slots * f * es);
+  l.h = c.take(slots * f * es);
+  l.y = c.take(slots * d * es);
+  l.xu = c.take(slots * d * es);
+  if (shared) {
+    l.gs = c.take(m * fs * es);
+    l.us = c.take(m * fs * es);
+    l.hs = c.take(m * fs * es);
+    l.ys = c.take(m * d * es);
+    l.dys = c.take(m * d * es);
+  }
+  l.total = c.bytes;
+  return l;
+}
+
+int64_t expertCapacity(const ExpertChoiceArgs &a) {
+  if (a.experts <= 0 || a.tokens <= 0)
+    return 0;
+  const double per = a.capacity * static_cast<double>(a.tokens) / static_cast<double>(a.experts);
+  if (!(per >= 1.0) || per >= static_cast<double>(a.tokens) + 1.0)
+    return 0;
+  return static_cast<int64_t>(per);
+}
+
+struct ExpertLayout {
+  size_t probs, rows, slotMap, dLogits, routerF32, partial, z, a, y, total;
+};
+
+ExpertLayout expertLayout(int64_t m, int64_t d, int64_t k, const ExpertChoiceArgs &a,
+                          DType dtype) {
+  const size_t es = dtypeSize(dtype);
+  const int64_t e = a.experts, f = a.hidden, batch = a.tokens > 0 ? m / a.tokens : 0;
+  const int64_t per = batch * k, selected = e * per;
+  Carve c;
+  ExpertLayout l{};
+  l.probs = c.take(m * e * sizeof(float));
+  l.rows = c.take(selected * sizeof(int32_t));
+  l.slotMap = c.take(m * e * sizeof(int32_t));
+  l.dLogits = c.take(m * e * sizeof(float));
+  l.routerF32 = routerInSmem(e, d) ? 0 : c.take(e * d * sizeof(float));
+  const size_t partial = std::max({wgradPartialBytes(f, d, e, per), wgradPartialBytes(d, f, e, per),
+                                   wgradPartialBytes(e, d, 1, m)});
+  l.partial = partial > 0 ? c.take(partial) : 0;
+  l.z = c.take(selected * f * es);
+  l.a = c.take(selected * f * es);
+  l.y = c.take(selected * d * es);
+  l.total = c.bytes;
+  return l;
+}
+
+template <typename T>
+RouterParams<T> routerParams(DConstMat x, const void *router, const float *routerF32, int64_t e) {
+  RouterParams<T> rp{};
+  rp.x = static_cast<const T *>(x.data);
+  rp.ldx = x.ld;
+  rp.rows = x.rows;
+  rp.d = x.cols;
+  rp.router = static_cast<const T *>(router);
+  rp.routerF32 = routerF32;
+  rp.experts = static_cast<int>(e);
+  rp.vec = vectorizable(x.data, x.ld, x.cols, sizeof(T));
+  return rp;
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Token choice
+//===----------------------------------------------------------------------===//
+
+size_t moeTokenChoiceBackwardWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args,
+                                            DType dtype) {
+  if (tokens <= 0 || d <= 0 || args.experts <= 0 || args.topK <= 0 || args.hidden <= 0)
+    return 0;
+  return tokenLayout(tokens, d, args, dtype).total;
+}
+
+void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
+                            const TokenChoiceArgs &args, DConstMat dOut,
+                            const TokenChoiceGrads &grads, Workspace ws) {
+  const char *kernel = "moeTokenChoiceBackward";
+  const int64_t m = x.rows, d = x.cols, e = args.experts, f = args.hidden, topK = args.topK;
+  checkDView(kernel, "x", x, m, d);
+  checkDView(kernel, "dOut", dOut, m, d);
+  checkDPositive(kernel, "experts", e);
+  checkDPositive(kernel, "hidden", f);
+  if (e > kMaxExperts)
+    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
+  if (topK < 1 || topK > e)
+    fail(kernel, ": topK ", topK, " is outside [1, ", e, "]");
+  if (args.router == nullptr || args.gate == nullptr || args.up == nullptr ||
+      args.down == nullptr)
+    fail(kernel, ": null router or expert weights");
+  const bool shared = args.sharedGate != nullptr;
+  const int64_t fs = args.sharedHidden;
+  if (shared) {
+    if (args.sharedUp == nullptr || args.sharedDown == nullptr)
+      fail(kernel, ": sharedGate is set but sharedUp or sharedDown is null");
+    checkDPositive(kernel, "sharedHidden", fs);
+  } else if (grads.dSharedGate != nullptr || grads.dSharedUp != nullptr ||
+             grads.dSharedDown != nullptr) {
+    fail(kernel, ": shared-expert gradients are wanted but there is no shared expert");
+  }
+  const GatedResidual *epi = args.epilogue;
+  checkDEpilogue(kernel, epi, m, d);
+  const bool wantX = grads.dX.data != nullptr;
+  if (wantX)
+    checkDView(kernel, "dX", grads.dX, m, d);
+  const bool wantEpiGate = grads.dEpilogueGate.data != nullptr;
+  if (wantEpiGate) {
+    if (epi == nullptr)
+      fail(kernel, ": dEpilogueGate is wanted but there is no gated-residual epilogue");
+    checkDPerSample(kernel, "dEpilogueGate", grads.dEpilogueGate, m, epi->rowsPerGate, d);
+  }
+  if (!(grads.balanceCoef >= 0.0))
+    fail(kernel, ": balance coefficient must be non-negative, got ", grads.balanceCoef);
+  const size_t es = dtypeSize(dtype);
+  if (wantX && (overlapsD(grads.dX, x, es) || overlapsD(grads.dX, dOut, es)))
+    fail(kernel, ": dX overlaps x or dOut");
+  if (m * topK > INT32_MAX)
+    fail(kernel, ": ", m, " tokens x top ", topK, " exceed the int32 slot range");
+  if (m == 0)
+    return;
+  const TokenLayout l = tokenLayout(m, d, args, dtype);
+  checkWorkspace(kernel, ws, l.total);
+  const int64_t slots = m * topK, chunks = (slots + kChunk - 1) / kChunk;
+  const bool wantRouter = grads.dRouter != nullptr || wantX;
+
+  dispatchFloat(dtype, kernel, [&](auto zero) {
+    using T = decltype(zero);
+    cudaStream_t s = native(stream);
+    int32_t *chunkCounts = at<int32_t>(ws, l.chunkCounts), *counts = at<int32_t>(ws, l.counts);
+    int32_t *offsets = at<int32_t>(ws, l.offsets), *expertOf = at<int32_t>(ws, l.expertOf);
+    int32_t *slotRow = at<int32_t>(ws, l.slotRow), *rowToken = at<int32_t>(ws, l.rowToken);
+    int32_t *rowSlot = at<int32_t>(ws, l.rowSlot);
+    float *probs = at<float>(ws, l.probs), *weightOf = at<float>(ws, l.weightOf);
+    float *totals = at<float>(ws, l.totals), *dw = at<float>(ws, l.dw);
+    float *dLogits = at<float>(ws, l.dLogits);
+    float *routerF32 = l.routerF32 != 0 ? at<float>(ws, l.routerF32) : nullptr;
+    float *partial = l.partial != 0 ? at<float>(ws, l.partial) : nullptr;
+    T *G = at<T>(ws, l.g), *U = at<T>(ws, l.u), *H = at<T>(ws, l.h), *Y = at<T>(ws, l.y);
+    T *XU = at<T>(ws, l.xu);
+    const T *dOutT = static_cast<const T *>(dOut.data);
+    const T *epiGate = epi != nullptr ? static_cast<const T *>(epi->gate.data) : nullptr;
+
+    // Routing and the stable permutation.
+    if (routerF32 != nullptr)
+      cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
+    RouterParams<T> rp = routerParams<T>(x, args.router, routerF32, e);
+    rp.topK = static_cast<int>(topK);
+    rp.normalize = args.normalize;
+    rp.probs = probs;
+    rp.expertOf = expertOf;
+    rp.weightOf = weightOf;
+    rp.totals = totals;
+    launchRouter<T, true>(stream, rp);
+    chunkCountKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(
+        expertOf, slots, static_cast<int>(e), chunkCounts);
+    checkLaunch("moe backward chunk counts");
+    chunkScanKernel<<<1, kMaxExperts, 0, s>>>(chunkCounts, chunks, static_cast<int>(e), counts,
+                                               offsets);
+    checkLaunch("moe backward chunk scan");
+    placeKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(
+        expertOf, slots, static_cast<int>(topK), static_cast<int>(e), chunkCounts, offsets,
+        slotRow, rowToken, rowSlot);
+    checkLaunch("moe backward permutation");
+
+    // Forward recomputation of the routed experts.
+    const int groups = static_cast<int>(e);
+    grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.gate, d, f * d,
+                                         BLayout::NK, G, f, d, offsets, 0, groups, slots));
+    grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.up, d, f * d,
+                                         BLayout::NK, U, f, d, offsets, 0, groups, slots));
+    swigluHiddenKernel<T><<<elementBlocks(slots * f), 256, 0, s>>>(G, U, H, slots * f);
+    checkLaunch("moe backward swiglu hidden");
+    grouped::groupedGemm(stream, product(dtype, H, f, nullptr, args.down, f, d * f, BLayout::NK,
+                                         Y, d, f, offsets, 0, groups, slots));
+
+    // The shared expert: one group of every token, unit weights.
+    T *Gs = nullptr, *Us = nullptr, *Hs = nullptr, *Ys = nullptr, *DYs = nullptr;
+    if (shared) {
+      Gs = at<T>(ws, l.gs);
+      Us = at<T>(ws, l.us);
+      Hs = at<T>(ws, l.hs);
+      Ys = at<T>(ws, l.ys);
+      DYs = at<T>(ws, l.dys);
+      grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedGate, d, 0,
+                                           BLayout::NK, Gs, fs, d, nullptr, m, 1, m));
+      grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedUp, d, 0,
+                                           BLayout::NK, Us, fs, d, nullptr, m, 1, m));
+      swigluHiddenKernel<T><<<elementBlocks(m * fs), 256, 0, s>>>(Gs, Us, Hs, m * fs);
+      checkLaunch("moe backward swiglu hidden");
+      if (wantEpiGate)
+        grouped::groupedGemm(stream, product(dtype, Hs, fs, nullptr, args.sharedDown, fs, 0,
+                                             BLayout::NK, Ys, d, fs, nullptr, m, 1, m));
+    }
+
+    // dEpilogueGate from the outputs before they are overwritten.
+    if (wantEpiGate) {
+      TokenSumParams<T> tp{};
+      tp.shared = Ys;
+      tp.slots = Y;
+      tp.slot = slotRow;
+      tp.weight = weightOf;
+      tp.perToken = static_cast<int>(topK);
+      tp.rows = m;
+      tp.d = d;
+      const int64_t gateRows = m / epi->rowsPerGate;
+      epilogueGateKernel<T><<<elementBlocks(gateRows * d), 256, 0, s>>>(
+          tp, dOutT, dOut.ld, epi->rowsPerGate, static_cast<T *>(grads.dEpilogueGate.data),
+          grads.dEpilogueGate.ld, gateRows);
+      checkLaunch("moe backward epilogue gate");
+    }
+
+    // dw = dy·Y per slot, Y ← w·dy.
+    GradYParams<T> gp{};
+    gp.dOut = dOutT;
+    gp.ldOut = dOut.ld;
+    gp.epiGate = epiGate;
+    gp.ldGate = epi != nullptr ? epi->gate.ld : 0;
+    gp.rowsPerGate = epi != nullptr ? epi->rowsPerGate : 1;
+    gp.rowToken = rowToken;
+    gp.rowSlot = rowSlot;
+    gp.experts = static_cast<int>(e);
+    gp.weight = weightOf;
+    gp.dot = dw;
+    gp.y = Y;
+    gp.rows = slots;
+    gp.d = d;
+    gradYKernel<T><<<gridStrideBlocks(slots, kWarpsPerBlock, 8), kThreads, 0, s>>>(gp);
+    checkLaunch("moe backward routing weights");
+
+    // SwiGLU backward of the routed experts.
+    if (grads.dDown != nullptr) {
+      WgradParams<T, T> wp{};
+      wp.a = Y;
+      wp.lda = d;
+      wp.b = H;
+      wp.ldb = f;
+      wp.n = d;
+      wp.k = f;
+      wp.offsets = offsets;
+      wp.groups = groups;
+      wp.c = static_cast<T *>(grads.dDown);
+      wp.ldc = f;
+      wp.strideC = d * f;
+      launchWgrad<T, T>(stream, wp, m, partial);
+    }
+    const bool wantExpertIn = wantX || grads.dGate != nullptr || grads.dUp != nullptr;
+    if (wantExpertIn) {
+      // dH = dY·down (into H), then dG, dU in place of G, U.
+      grouped::groupedGemm(stream, product(dtype, Y, d, nullptr, args.down, f, d * f,
+                                           BLayout::KN, H, f, d, offsets, 0, groups, slots));
+      swigluGradKernel<T><<<elementBlocks(slots * f), 256, 0, s>>>(G, U, H, slots * f);
+      checkLaunch("moe backward swiglu gradient");
+      WgradParams<T, T> wp{};
+      wp.lda = f;
+      wp.b = static_cast<const T *>(x.data);
+      wp.ldb = x.ld;
+      wp.bIndex = rowToken;
+      wp.n = f;
+      wp.k = d;
+      wp.offsets = offsets;
+      wp.groups = groups;
+      wp.ldc = d;
+      wp.strideC = f * d;
+      if (grads.dGate != nullptr) {
+        wp.a = G;
+        wp.c = static_cast<T *>(grads.dGate);
+        launchWgrad<T, T>(stream, wp, m, partial);
+      }
+      if (grads.dUp != nullptr) {
+        wp.a = U;
+        wp.c = static_cast<T *>(grads.dUp);
+        launchWgrad<T, T>(stream, wp, m, partial);
+      }
+      if (wantX) {
+        // dX rows of each slot: dG·gate into Y (dY is spent), dU·up into XU.
+        grouped::groupedGemm(stream, product(dtype, G, f, nullptr, args.gate, d, f * d,
+                                             BLayout::KN, Y, d, f, offsets, 0, groups, slots));
+        grouped::groupedGemm(stream, product(dtype, U, f, nullptr, args.up, d, f * d,
+                                             BLayout::KN, XU, d, f, offsets, 0, groups, slots));
+      }
+    }
+
+    // SwiGLU backward of the shared expert.
+    const bool wantShared = shared && (wantX || grads.dSharedGate != nullptr ||
+                                       grads.dSharedUp != nullptr || grads.dSharedDown != nullptr);
+    if (wantShared) {
+      GradYParams<T> sp = gp;
+      sp.rowToken = nullptr;
+      sp.rowSlot = nullptr;
+      sp.groupRows = 0;
+      sp.weight = nullptr;
+      sp.dot = nullptr;
+      sp.y = nullptr;
+      sp.dy = DYs;
+      sp.rows = m;
+      gradYKernel<T><<<gridStrideBlocks(m, kWarpsPerBlock, 8), kThreads, 0, s>>>(sp);
+      checkLaunch("moe backward shared dy");
+      if (grads.dSharedDown != nullptr) {
+        WgradParams<T, T> wp{};
+        wp.a = DYs;
+        wp.lda = d;
+        wp.b = Hs;
+        wp.ldb = fs;
+        wp.n = d;
+        wp.k = fs;
+        wp.groupRows = m;
+        wp.groups = 1;
+        wp.c = static_cast<T *>(grads.dSharedDown);
+        wp.ldc = fs;
+        launchWgrad<T, T>(stream, wp, m, partial);
+      }
+      if (wantX || grads.dSharedGate != nullptr || grads.dSharedUp != nullptr) {
+        grouped::groupedGemm(stream, product(dtype, DYs, d, nullptr, args.sharedDown, fs, 0,
+                                             BLayout::KN, Hs, fs, d, nullptr, m, 1, m));
+        swigluGradKernel<T><<<elementBlocks(m * fs), 256, 0, s>>>(Gs, Us, Hs, m * fs);
+        checkLaunch("moe backward swiglu gradient");
+        WgradParams<T, T> wp{};
+        wp.lda = fs;
+        wp.b = static_cast<const T *>(x.data);
+        wp.ldb = x.ld;
+        wp.n = fs;
+        wp.k = d;
+        wp.groupRows = m;
+        wp.groups = 1;
+        wp.ldc = d;
+        if (grads.dSharedGate != nullptr) {
+          wp.a = Gs;
+          wp.c = static_cast<T *>(grads.dSharedGate);
+          launchWgrad<T, T>(stream, wp, m, partial);
+        }
+        if (grads.dSharedUp != nullptr) {
+          wp.a = Us;
+          wp.c = static_cast<T *>(grads.dSharedUp);
+          launchWgrad<T, T>(stream, wp, m, partial);
+        }
+        if (wantX) {
+          // dG·gate into Ys, dU·up into DYs (both spent).
+          grouped::groupedGemm(stream, product(dtype, Gs, fs, nullptr, args.sharedGate, d, 0,
+                                               BLayout::KN, Ys, d, fs, nullptr, m, 1, m));
+          grouped::groupedGemm(stream, product(dtype, Us, fs, nullptr, args.sharedUp, d, 0,
+                                               BLayout::KN, DYs, d, fs, nullptr, m, 1, m));
+        }
+      }
+    }
+
+    // The router: probabilities' gradient, softmax, dRouter, then dX.
+    if (!wantRouter)
+      return;
+    tokenLogitsKernel<<<elementBlocks(m), 256, 0, s>>>(
+        probs, expertOf, weightOf, totals, dw, counts, m, static_cast<int>(e),
+        static_cast<int>(topK), args.normalize, grads.balanceCoef, dLogits);
+    checkLaunch("moe backward router logits");
+    if (grads.dRouter != nullptr) {
+      WgradParams<float, T> wp{};
+      wp.a = dLogits;
+      wp.lda = e;
+      wp.b = static_cast<const T *>(x.data);
+      wp.ldb = x.ld;
+      wp.n = e;
+      wp.k = d;
+      wp.groupRows = m;
+      wp.groups = 1;
+      wp.c = static_cast<T *>(grads.dRouter);
+      wp.ldc = d;
+      launchWgrad<float, T>(stream, wp, m, partial);
+    }
+    if (wantX) {
+      TokenSumParams<T> tp{};
+      tp.shared = wantShared ? Ys : nullptr;
+      tp.shared2 = wantShared ? DYs : nullptr;
+      tp.slots = Y;
+      tp.slots2 = XU;
+      tp.slot = slotRow;
+      tp.perToken = static_cast<int>(topK);
+      tp.rows = m;
+      tp.d = d;
+      dxKernel<T><<<elementBlocks(m * d), 256, 0, s>>>(tp, dLogits,
+                                                        static_cast<const T *>(args.router),
+                                                        static_cast<int>(e),
+                                                        static_cast<T *>(grads.dX.data),
+                                                        grads.dX.ld);
+      checkLaunch("moe backward dX");
+    }
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Expert choice
+//===----------------------------------------------------------------------===//
+
+size_t moeExpertChoiceBackwardWorkspaceBytes(int64_t rows, int64_t d, const ExpertChoiceArgs &args,
+                                             DType dtype) {
+  const int64_t k = expertCapacity(args);
+  if (rows <= 0 || d <= 0 || k == 0 || args.hidden <= 0)
+    return 0;
+  return expertLayout(rows, d, k, args, dtype).total;
+}
+
+void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
+                             const ExpertChoiceArgs &args, DConstMat dOut,
+                             const ExpertChoiceGrads &grads, Workspace ws) {
+  const char *kernel = "moeExpertChoiceBackward";
+  const int64_t m = x.rows, d = x.cols, e = args.experts, f = args.hidden, tokens = args.tokens;
+  checkDView(kernel, "x", x, m, d);
+  checkDView(kernel, "dOut", dOut, m, d);
+  checkDPositive(kernel, "experts", e);
+  checkDPositive(kernel, "hidden", f);
+  checkDPositive(kernel, "tokens", tokens);
+  if (e > kMaxExperts)
+    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
+  if (m % tokens != 0)
+    fail(kernel, ": ", m, " rows are not a whole number of samples of ", tokens, " tokens");
+  if (args.router == nullptr || args.w1 == nullptr || args.w2 == nullptr)
+    fail(kernel, ": null router or expert weights");
+  switch (args.act) {
+  case Act::None:
+  case Act::Gelu:
+  case Act::GeluTanh:
+  case Act::Silu:
+    break;
+  default:
+    fail(kernel, ": unknown activation ", static_cast<int32_t>(args.act));
+  }
+  const int64_t k = expertCapacity(args);
+  if (k == 0)
+    fail(kernel, ": int(capacity ", args.capacity, " x ", tokens, " tokens / ", e,
+         " experts) must lie in [1, ", tokens, "]");
+  const GatedResidual *epi = args.epilogue;
+  checkDEpilogue(kernel, epi, m, d);
+  const bool wantX = grads.dX.data != nullptr;
+  if (wantX)
+    checkDView(kernel, "dX", grads.dX, m, d);
+  const bool wantEpiGate = grads.dEpilogueGate.data != nullptr;
+  if (wantEpiGate) {
+    if (epi == nullptr)
+      fail(kernel, ": dEpilogueGate is wanted but there is no gated-residual epilogue");
+    checkDPerSample(kernel, "dEpilogueGate", grads.dEpilogueGate, m, epi->rowsPerGate, d);
+  }
+  const size_t es = dtypeSize(dtype);
+  if (wantX && (overlapsD(grads.dX, x, es) || overlapsD(grads.dX, dOut, es)))
+    fail(kernel, ": dX overlaps x or dOut");
+  if (m * e > INT32_MAX)
+    fail(kernel, ": ", m, " rows x ", e, " experts exceed the int32 index range");
+  if (m == 0)
+    return;
+  const int64_t batch = m / tokens;
+  int pow2 = 1;
+  while (pow2 < tokens)
+    pow2 <<= 1;
+  int device = 0, smemLimit = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&smemLimit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+        "shared memory limit");
+  const size_t selectSmem = static_cast<size_t>(pow2) * sizeof(unsigned long long);
+  if (selectSmem > static_cast<size_t>(smemLimit))
+    fail(kernel, ": ", tokens, " tokens per sample exceed the shared-memory sort (", selectSmem,
+         " bytes)");
+  const ExpertLayout l = expertLayout(m, d, k, args, dtype);
+  checkWorkspace(kernel, ws, l.total);
+  const int64_t per = batch * k, selected = e * per;
+  const bool wantRouter = grads.dRouter != nullptr || wantX;
+
+  dispatchFloat(dtype, kernel, [&](auto zero) {
+    using T = decltype(zero);
+    cudaStream_t s = native(stream);
+    float *probs = at<float>(ws, l.probs), *dLogits = at<float>(ws, l.dLogits);
+    int32_t *rows = at<int32_t>(ws, l.rows), *slotMap = at<int32_t>(ws, l.slotMap);
+    float *routerF32 = l.routerF32 != 0 ? at<float>(ws, l.routerF32) : nullptr;
+    float *partial = l.partial != 0 ? at<float>(ws, l.partial) : nullptr;
+    T *Z = at<T>(ws, l.z), *A = at<T>(ws, l.a), *Y = at<T>(ws, l.y);
+    const T *dOutT = static_cast<const T *>(dOut.data);
+
+    if (routerF32 != nullptr)
+      cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
+    RouterParams<T> rp = routerParams<T>(x, args.router, routerF32, e);
+    rp.probs = probs;
+    launchRouter<T, false>(stream, rp);
+    check(cudaMemsetAsync(slotMap, 0xFF, m * e * sizeof(int32_t), s),
+          "moeExpertChoiceBackward: slot map");
+    check(cudaMemsetAsync(dLogits, 0, m * e * sizeof(float), s),
+          "moeExpertChoiceBackward: router gradient");
+    if (selectSmem > 48 * 1024)
+      check(cudaFuncSetAttribute(selectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(selectSmem)),
+            "moeExpertChoiceBackward: shared memory limit");
+    selectKernel<<<static_cast<unsigned>(batch * e), kSelectThreads, selectSmem, s>>>(
+        probs, tokens, static_cast<int>(e), batch, k, pow2, rows, slotMap);
+    checkLaunch("moe backward select");
+
+    // Forward recomputation: Z = x[rows]·W1, A = act(Z), Y = A·W2.
+    const bool inOut = args.inOut;
+    const int groups = static_cast<int>(e);
+    const int act = static_cast<int>(args.act);
+    grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rows, args.w1, inOut ? f : d, d * f,
+                                         inOut ? BLayout::KN : BLayout::NK, Z, f, d, nullptr,
+                                         per, groups, selected));
+    actKernel<T><<<elementBlocks(selected * f), 256, 0, s>>>(Z, nullptr, A, selected * f, act);
+    checkLaunch("moe backward activation");
+    grouped::groupedGemm(stream, product(dtype, A, f, nullptr, args.w2, inOut ? d : f, f * d,
+                                         inOut ? BLayout::KN : BLayout::NK, Y, d, f, nullptr,
+                                         per, groups, selected));
+
+    if (wantEpiGate) {
+      TokenSumParams<T> tp{};
+      tp.slots = Y;
+      tp.slot = slotMap;
+      tp.weight = probs;
+      tp.perToken = static_cast<int>(e);
+      tp.rows = m;
+      tp.d = d;
+      const int64_t gateRows = m / epi->rowsPerGate;
+      epilogueGateKernel<T><<<elementBlocks(gateRows * d), 256, 0, s>>>(
+          tp, dOutT, dOut.ld, epi->rowsPerGate, static_cast<T *>(grads.dEpilogueGate.data),
+          grads.dEpilogueGate.ld, gateRows);
+      checkLaunch("moe backward epilogue gate");
+    }
+
+    // dp[token][expert] = dy·Y, Y ← p·dy.
+    GradYParams<T> gp{};
+    gp.dOut = dOutT;
+    gp.ldOut = dOut.ld;
+    gp.epiGate = epi != nullptr ? static_cast<const T *>(epi->gate.data) : nullptr;
+    gp.ldGate = epi != nullptr ? epi->gate.ld : 0;
+    gp.rowsPerGate = epi != nullptr ? epi->rowsPerGate : 1;
+    gp.rowToken = rows;
+    gp.groupRows = per;
+    gp.experts = static_cast<int>(e);
+    gp.weight = probs;
+    gp.dot = wantRouter ? dLogits : nullptr;
+    gp.y = Y;
+    gp.rows = selected;
+    gp.d = d;
+    gradYKernel<T><<<gridStrideBlocks(selected, kWarpsPerBlock, 8), kThreads, 0, s>>>(gp);
+    checkLaunch("moe backward routing weights");
+
+    if (grads.dW2 != nullptr) {
+      // inOut: dW2 (f x d) = Aᵀ·dY; else dW2 (d x f) = dYᵀ·A.
+      WgradParams<T, T> wp{};
+      wp.a = inOut ? A : Y;
+      wp.lda = inOut ? f : d;
+      wp.b = inOut ? Y : A;
+      wp.ldb = inOut ? d : f;
+      wp.n = inOut ? f : d;
+      wp.k = inOut ? d : f;
+      wp.groupRows = per;
+      wp.groups = groups;
+      wp.c = static_cast<T *>(grads.dW2);
+      wp.ldc = wp.k;
+      wp.strideC = f * d;
+      launchWgrad<T, T>(stream, wp, per, partial);
+    }
+    if (wantX || grads.dW1 != nullptr) {
+      // dA = dY·W2ᵀ (into A), dZ = dA ⊙ act'(Z) (into A).
+      grouped::groupedGemm(stream, product(dtype, Y, d, nullptr, args.w2, inOut ? d : f, f * d,
+                                           inOut ? BLayout::NK : BLayout::KN, A, f, d, nullptr,
+                                           per, groups, selected));
+      actKernel<T><<<elementBlocks(selected * f), 256, 0, s>>>(Z, A, A, selected * f, act);
+      checkLaunch("moe backward activation gradient");
+      if (grads.dW1 != nullptr) {
+        // inOut: dW1 (d x f) = xsᵀ·dZ; else dW1 (f x d) = dZᵀ·xs.
+        WgradParams<T, T> wp{};
+        wp.a = inOut ? static_cast<const T *>(x.data) : A;
+        wp.lda = inOut ? x.ld : f;
+        wp.aIndex = inOut ? rows : nullptr;
+        wp.b = inOut ? A : static_cast<const T *>(x.data);
+        wp.ldb = inOut ? f : x.ld;
+        wp.bIndex = inOut ? nullptr : rows;
+        wp.n = inOut ? d : f;
+        wp.k = inOut ? f : d;
+        wp.groupRows = per;
+        wp.groups = groups;
+        wp.c = static_cast<T *>(grads.dW1);
+        wp.ldc = wp.k;
+        wp.strideC = d * f;
+        launchWgrad<T, T>(stream, wp, per, partial);
+      }
+      if (wantX)
+        // dX rows = dZ·W1ᵀ into Y (dY is spent).
+        grouped::groupedGemm(stream, product(dtype, A, f, nullptr, args.w1, inOut ? f : d, d * f,
+                                             inOut ? BLayout::NK : BLayout::KN, Y, d, f,
+                                             nullptr, per, groups, selected));
+    }
+
+    if (!wantRouter)
+      return;
+    softmaxBackwardKernel<<<elementBlocks(m), 256, 0, s>>>(probs, dLogits, m, static_cast<int>(e));
+    checkLaunch("moe backward softmax");
+    if (grads.dRouter != nullptr) {
+      WgradParams<float, T> wp{};
+      wp.a = dLogits;
+      wp.lda = e;
+      wp.b = static_cast<const T *>(x.data);
+      wp.ldb = x.ld;
+      wp.n = e;
+      wp.k = d;
+      wp.groupRows = m;
+      wp.groups = 1;
+      wp.c = static_cast<T *>(grads.dRouter);
+      wp.ldc = d;
+      launchWgrad<float, T>(stream, wp, m, partial);
+    }
+    if (wantX) {
+      TokenSumParams<T> tp{};
+      tp.slots = Y;
+      tp.slot = slotMap;
+      tp.perToken = static_cast<int>(e);
+      tp.rows = m;
+      tp.d = d;
+      dxKernel<T><<<elementBlocks(m * d), 256, 0, s>>>(tp, dLogits,
+                                                        static_cast<const T *>(args.router),
+                                                        static_cast<int>(e),
+                                                        static_cast<T *>(grads.dX.data),
+                                                        grads.dX.ld);
+      checkLaunch("moe backward dX");
+    }
+  });
+}
+
+} // namespace diffrt::cuda

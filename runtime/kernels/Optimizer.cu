@@ -1,0 +1,174 @@
+//===- Optimizer.cu - fused multi-tensor AdamW on the GPU -----------------===//
+//
+// A training step's optimizer touches every parameter once: launching a
+// kernel per tensor (hundreds for DiT-XL) would cost more than the work, so
+// every tensor is cut into chunks of kChunk elements listed in one device
+// table, and three launches cover them all: partial sums of squared
+// gradients per chunk, a single-block reduction of the partials in a fixed
+// order (so the norm, and hence every update, is reproducible bit for bit)
+// that also derives the clipping factor, and the update itself. The update
+// reads the clipping factor and the finiteness of the norm from the device,
+// so the host never waits between the three; an overflowed f16 step (a
+// non-finite norm) changes nothing.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Common.cuh"
+
+#include "diffrt/CudaGradKernels.h"
+
+#include <cmath>
+
+namespace diffrt::cuda {
+
+namespace {
+
+constexpr int64_t kChunk = 16384;
+constexpr int kThreads = 256;
+
+struct Chunk {
+  AdamWTensor tensor;
+  int64_t begin, count;
+};
+
+/// What the reduction leaves for the update.
+struct StepState {
+  double norm;
+  float unscale; // clip / lossScale
+  int finite;
+};
+
+template <typename T> __global__ void chunkSquares(const Chunk *chunks, double *partial) {
+  const Chunk c = chunks[blockIdx.x];
+  const T *g = static_cast<const T *>(c.tensor.grad) + c.begin;
+  float acc = 0.0f;
+  for (int64_t i = threadIdx.x; i < c.count; i += kThreads) {
+    float v = toF<T>(g[i]);
+    acc += v * v;
+  }
+  __shared__ float red[kThreads];
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s)
+      red[threadIdx.x] += red[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0)
+    partial[blockIdx.x] = red[0];
+}
+
+__global__ void finishNorm(const double *partial, int64_t count, AdamWHyper h, StepState *state,
+                           double *normOut) {
+  __shared__ double red[1024];
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
+    acc += partial[i];
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s)
+      red[threadIdx.x] += red[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    double norm = sqrt(red[0]) / h.lossScale;
+    double clip = h.gradClip > 0 && norm > h.gradClip ? h.gradClip / (norm + 1e-6) : 1.0;
+    state->norm = norm;
+    state->unscale = static_cast<float>(clip / h.lossScale);
+    state->finite = isfinite(norm) ? 1 : 0;
+    *normOut = norm;
+  }
+}
+
+template <typename T> __global__ void adamwUpdate(const Chunk *chunks, AdamWHyper h, const StepState *state) {
+  if (!state->finite)
+    return;
+  const float unscale = state->unscale;
+  const Chunk c = chunks[blockIdx.x];
+  const T *g = static_cast<const T *>(c.tensor.grad) + c.begin;
+  T *weight = static_cast<T *>(c.tensor.weight) + c.begin;
+  float *master = c.tensor.master != nullptr ? c.tensor.master + c.begin : reinterpret_cast<float *>(weight);
+  float *m = c.tensor.m + c.begin, *v = c.tensor.v + c.begin;
+  float *ema = c.tensor.ema != nullptr ? c.tensor.ema + c.begin : nullptr;
+  const float decay = 1.0f - h.lr * h.weightDecay;
+  for (int64_t i = threadIdx.x; i < c.count; i += kThreads) {
+    float gi = toF<T>(g[i]) * unscale;
+    float mi = h.beta1 * m[i] + (1.0f - h.beta1) * gi;
+    float vi = h.beta2 * v[i] + (1.0f - h.beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float update = (mi * h.correction1) / (sqrtf(vi * h.correction2) + h.eps);
+    float w = master[i] * decay - h.lr * update;
+    master[i] = w;
+    if (c.tensor.master != nullptr)
+      weight[i] = fromF<T>(w);
+    if (ema != nullptr && h.emaDecay > 0)
+      ema[i] = h.emaDecay * ema[i] + (1.0f - h.emaDecay) * w;
+  }
+}
+
+} // namespace
+
+struct MultiTensorAdamW::Impl {
+  DType dtype;
+  Chunk *chunks = nullptr;
+  int64_t chunkCount = 0;
+  double *partial = nullptr;
+  StepState *state = nullptr;
+};
+
+MultiTensorAdamW::MultiTensorAdamW(std::vector<AdamWTensor> tensors, DType dtype) : impl(new Impl) {
+  impl->dtype = dtype;
+  if (dtype == DType::F32)
+    for (const AdamWTensor &t : tensors)
+      if (t.master != nullptr)
+        fail("MultiTensorAdamW: f32 weights are their own master copy");
+  std::vector<Chunk> chunks;
+  for (const AdamWTensor &t : tensors)
+    for (int64_t b = 0; b < t.n; b += kChunk)
+      chunks.push_back({t, b, std::min(kChunk, t.n - b)});
+  impl->chunkCount = static_cast<int64_t>(chunks.size());
+  try {
+    check(cudaMalloc(&impl->chunks, std::max<size_t>(1, chunks.size()) * sizeof(Chunk)), "optimizer chunk table");
+    check(cudaMalloc(&impl->partial, std::max<size_t>(1, chunks.size()) * sizeof(double)), "optimizer partial sums");
+    check(cudaMalloc(&impl->state, sizeof(StepState)), "optimizer state");
+    check(cudaMemcpy(impl->chunks, chunks.data(), chunks.size() * sizeof(Chunk), cudaMemcpyHostToDevice),
+          "optimizer chunk table upload");
+  } catch (...) {
+    cudaFree(impl->chunks);
+    cudaFree(impl->partial);
+    cudaFree(impl->state);
+    delete impl;
+    throw;
+  }
+}
+
+MultiTensorAdamW::~MultiTensorAdamW() {
+  cudaFree(impl->chunks);
+  cudaFree(impl->partial);
+  cudaFree(impl->state);
+  delete impl;
+}
+
+size_t MultiTensorAdamW::deviceBytes() const {
+  return static_cast<size_t>(impl->chunkCount) * (sizeof(Chunk) + sizeof(double)) + sizeof(StepState);
+}
+
+void MultiTensorAdamW::step(Stream stream, const AdamWHyper &hyper, double *deviceNorm) {
+  cudaStream_t s = native(stream);
+  if (impl->chunkCount == 0)
+    return;
+  unsigned blocks = static_cast<unsigned>(impl->chunkCount);
+  dispatchFloat(impl->dtype, "MultiTensorAdamW", [&](auto tag) {
+    using T = decltype(tag);
+    chunkSquares<T><<<blocks, kThreads, 0, s>>>(impl->chunks, impl->partial);
+    checkLaunch("optimizer gradient squares");
+    finishNorm<<<1, 1024, 0, s>>>(impl->partial, impl->chunkCount, hyper, impl->state, deviceNorm);
+    checkLaunch("optimizer gradient norm");
+    adamwUpdate<T><<<blocks, kThreads, 0, s>>>(impl->chunks, hyper, impl->state);
+    checkLaunch("optimizer update");
+  });
+}
+
+} // namespace diffrt::cuda
