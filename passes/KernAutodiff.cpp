@@ -147,6 +147,10 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
       if (auto model = module->getAttrOfType<DictionaryAttr>(dit::DitDialect::kModelAttrName))
         if (auto o = model.getAs<StringAttr>("objective"))
           objective = o.str();
+    if (remat != "none" && remat != "norms") {
+      module.emitError() << "kern-autodiff: remat must be none or norms, got '" << remat << "'";
+      return signalPassFailure();
+    }
     if (objective != "ddpm" && objective != "rf" && objective != "edm") {
       module.emitError() << "kern-autodiff: objective must be ddpm, rf or edm, got '" << objective
                          << "'";
@@ -254,13 +258,24 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
       it->second = {sum};
       return sum;
     };
+    // remat=norms: a norm output read by a backward kernel is recomputed
+    // right before it (once per backward kernel: the recomputation lives
+    // only as long as that kernel needs it).
+    auto rematerialise = [&](Value v) -> Value {
+      auto norm = v.getDefiningOp<kern::NormOp>();
+      if (remat != "norms" || !norm)
+        return v;
+      Operation *copy = b.clone(*norm);
+      copy->setAttr("kern.remat", b.getUnitAttr());
+      return copy->getResult(0);
+    };
     auto vjp = [&](Operation *forwardOp, ArrayRef<Value> slots, ArrayRef<Value> incoming,
                    ArrayRef<int64_t> gradSlots, std::optional<double> lossWeight) {
       SmallVector<Value> inputs;
       SmallVector<int64_t> present;
       for (auto [i, v] : llvm::enumerate(slots))
         if (v) {
-          inputs.push_back(v);
+          inputs.push_back(rematerialise(v));
           present.push_back(static_cast<int64_t>(i));
         }
       inputs.append(incoming.begin(), incoming.end());

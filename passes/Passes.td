@@ -81,10 +81,23 @@ def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
     through ordinary liveness in the memory plan. DiT-MoE's balance loss
     enters the router's gradient through the MoE's backward kernel, not the
     returned loss (spec 3.2).
+
+    Rematerialisation (`remat`): `none` keeps every forward value the
+    backward reads alive from the forward to its backward kernel; `norms`
+    recomputes the outputs of `kern.norm` (norm + adaLN modulate, which are
+    memory-bound and cheap) just before the backward kernel that reads
+    them, from the norm's inputs, which its own backward keeps alive anyway.
+    The forward copy then dies at its last forward use, so the memory plan
+    reuses its space: two activations of the residual width per transformer
+    block, for one more norm pass each. The recomputed norms carry the unit
+    attribute `kern.remat`, which also keeps CSE from merging them back
+    into the forward ones.
   }];
   let options = [
     Option<"objective", "objective", "std::string", /*default=*/"\"\"",
            "ddpm, rf or edm; empty: the model description's objective">,
+    Option<"remat", "remat", "std::string", /*default=*/"\"none\"",
+           "none, or norms: recompute norm outputs in the backward instead of keeping them">,
   ];
   let dependentDialects = ["::diffc::kern::KernDialect"];
 }

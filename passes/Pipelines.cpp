@@ -60,7 +60,7 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
   if (last < 4)
     return;
   if (options.mode == "train") {
-    pm.addPass(createKernAutodiff(KernAutodiffOptions{options.objective}));
+    pm.addPass(createKernAutodiff(KernAutodiffOptions{options.objective, options.remat}));
     pm.addPass(createCSEPass());
   }
   if (last < 5)
@@ -82,6 +82,7 @@ struct PipelineCliOptions : public PassPipelineOptions<PipelineCliOptions> {
   Option<std::string> mode{*this, "mode", llvm::cl::desc("sample or train"), llvm::cl::init("sample")};
   Option<std::string> objective{*this, "objective", llvm::cl::desc("ddpm, rf or edm"),
                                 llvm::cl::init("")};
+  Option<std::string> remat{*this, "remat", llvm::cl::desc("none or norms"), llvm::cl::init("none")};
 };
 } // namespace
 
@@ -94,6 +95,7 @@ void registerPipelines() {
         options.dtype = cli.dtype;
         options.mode = cli.mode;
         options.objective = cli.objective;
+        options.remat = cli.remat;
         int last = cli.emit.empty() ? static_cast<int>(pipelinePhases().size()) - 1
                                     : findPhase(cli.emit);
         if (last < 0)

@@ -26,6 +26,8 @@ struct PipelineOptions {
   std::string mode = "sample";
   /// Training objective (ddpm, rf, edm); empty: the model's own.
   std::string objective;
+  /// Rematerialisation in training (none, norms): see kern-autodiff.
+  std::string remat = "none";
 };
 
 /// A stop of the pipeline: its name and what the IR looks like there.

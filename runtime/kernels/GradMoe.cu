@@ -40,16 +40,28 @@
 // picked it in expert order) and dlogit·router: no float atomics anywhere.
 //
 // Weight gradients (dW_g = Σ_{rows r of g} A[r]ᵀ·B[r] over a row range
-// only the device knows) use wgradKernel: a 64 x 64 tile of the output per
-// block, 16 rows per step staged as f32 in shared memory, 4 x 4 outputs per
-// thread with f32 accumulation, rows gathered through an optional index on
-// either operand. It is SIMT (no tensor cores): correct for every size and
-// alignment first; a tensor-core version (ldmatrix.trans of both operands)
-// is the obvious next step for the large 16-bit products. When the output
-// tiles are too few to fill the GPU (shared expert, router) the rows are
-// split into a fixed number of ranges, each writing f32 partial sums that a
-// second kernel adds in split order; the split count is a function of the
-// shapes only, so results do not depend on the device.
+// only the device knows) were the bulk of the backward's time with a SIMT
+// kernel (5 ms of a 5.1 ms DiT-MoE-S layer), so for 16-bit operands they
+// use tensor cores (wgradTcKernel): a 128 x 128 output tile per block
+// looping over its group's rows 32 at a time, both operands row-major over
+// the rows and read as mma fragments with ldmatrix.trans, cp.async four
+// stages deep (element loads when rows are not whole 16-byte chunks), the
+// rows gathered through an optional index on either operand, f32
+// accumulators. The grid is the worst case (output tiles x groups x
+// splits); a block of an empty group writes zeros. f32 keeps the SIMT
+// wgradKernel (64 x 64 tile, 16 rows per step staged as f32), exact like
+// the CPU. When the output tiles are too few to fill the GPU (shared
+// expert, router) the rows are split into a fixed number of ranges, each
+// writing f32 partial sums that a second kernel adds in split order; the
+// split count is a function of the shapes only, so results do not depend
+// on the device, and every output element is summed in a fixed order:
+// reproducible bit for bit, no atomics.
+//
+// The per-token sums (the epilogue gate's gradient, the final dX) and the
+// routing-weight kernel use 16-byte accesses where the views allow; the
+// epilogue gate's sum over a sample's tokens runs on 16 token lanes per
+// column added in lane order, instead of one thread walking hundreds of
+// tokens at a memory latency each.
 //
 // Intermediates are stored in the activation type (as in the forward), all
 // sums and the routing arithmetic in f32 (the router's Jacobian in double,
@@ -62,6 +74,7 @@
 #include "GroupedGemm.cuh"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace diffrt::cuda {
 
@@ -436,7 +449,9 @@ template <typename T> struct GradYParams {
   int64_t rows, d;
 };
 
-template <typename T> __global__ void __launch_bounds__(kThreads) gradYKernel(GradYParams<T> p) {
+/// V = kVec<T> (16-byte accesses) when every row allows, else 1.
+template <int V, typename T>
+__global__ void __launch_bounds__(kThreads) gradYKernel(GradYParams<T> p) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
@@ -452,13 +467,26 @@ template <typename T> __global__ void __launch_bounds__(kThreads) gradYKernel(Gr
     const T *gr = p.epiGate != nullptr ? p.epiGate + (token / p.rowsPerGate) * p.ldGate : nullptr;
     T *out = p.y != nullptr ? p.y + r * p.d : p.dy + r * p.d;
     float acc = 0.0f;
-    for (int64_t c = lane; c < p.d; c += 32) {
-      float dy = toF<T>(dr[c]);
-      if (gr != nullptr)
-        dy *= toF<T>(gr[c]);
-      if (p.dot != nullptr)
-        acc += dy * toF<T>(out[c]); // each lane reads and then rewrites its own elements
-      out[c] = fromF<T>(w * dy);
+    for (int64_t c = static_cast<int64_t>(lane) * V; c < p.d; c += 32 * V) {
+      float dy[V], o[V];
+      loadN<V>(dr + c, dy);
+      if (gr != nullptr) {
+        float gv[V];
+        loadN<V>(gr + c, gv);
+#pragma unroll
+        for (int i = 0; i < V; ++i)
+          dy[i] *= gv[i];
+      }
+      if (p.dot != nullptr) {
+        loadN<V>(out + c, o); // each lane reads and then rewrites its own elements
+#pragma unroll
+        for (int i = 0; i < V; ++i)
+          acc += dy[i] * o[i];
+      }
+#pragma unroll
+      for (int i = 0; i < V; ++i)
+        o[i] = w * dy[i];
+      storeN<V>(out + c, o);
     }
     if (p.dot != nullptr) {
 #pragma unroll
@@ -468,6 +496,18 @@ template <typename T> __global__ void __launch_bounds__(kThreads) gradYKernel(Gr
         p.dot[widx] = acc;
     }
   }
+}
+
+template <typename T> void launchGradY(Stream stream, const GradYParams<T> &p) {
+  constexpr int V = kVec<T>;
+  const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock, 8);
+  const bool vec = vectorizable(p.dOut, p.ldOut, p.d, sizeof(T)) &&
+                   vectorizable(p.epiGate, p.ldGate, p.d, sizeof(T)) &&
+                   vectorizable(p.y, p.d, p.d, sizeof(T)) && vectorizable(p.dy, p.d, p.d, sizeof(T));
+  if (vec)
+    gradYKernel<V, T><<<blocks, kThreads, 0, native(stream)>>>(p);
+  else
+    gradYKernel<1, T><<<blocks, kThreads, 0, native(stream)>>>(p);
 }
 
 //===----------------------------------------------------------------------===//
@@ -485,57 +525,156 @@ template <typename T> struct TokenSumParams {
   int64_t rows, d;
 };
 
-/// Σ of one token's parts at column c: shared parts, then the slots in order.
-template <typename T>
-__device__ __forceinline__ float tokenSum(const TokenSumParams<T> &p, int64_t t, int64_t c) {
-  float acc = 0.0f;
+/// Σ of one token's parts at columns c .. c + V - 1: shared parts, then the
+/// slots in order (V = kVec<T> with 16-byte loads when every buffer allows,
+/// else 1).
+template <int V, typename T>
+__device__ __forceinline__ void tokenSum(const TokenSumParams<T> &p, int64_t t, int64_t c,
+                                         float (&acc)[V]) {
+  float v[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i)
+    acc[i] = 0.0f;
   if (p.shared != nullptr)
-    acc = toF<T>(p.shared[t * p.d + c]);
-  if (p.shared2 != nullptr)
-    acc += toF<T>(p.shared2[t * p.d + c]);
+    loadN<V>(p.shared + t * p.d + c, acc);
+  if (p.shared2 != nullptr) {
+    loadN<V>(p.shared2 + t * p.d + c, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      acc[i] += v[i];
+  }
   for (int j = 0; j < p.perToken; ++j) {
     const int32_t s = p.slot[t * p.perToken + j];
     if (s < 0)
       continue;
-    float v = toF<T>(p.slots[static_cast<int64_t>(s) * p.d + c]);
-    if (p.slots2 != nullptr)
-      v += toF<T>(p.slots2[static_cast<int64_t>(s) * p.d + c]);
-    acc += p.weight != nullptr ? p.weight[t * p.perToken + j] * v : v;
-  }
-  return acc;
-}
-
-/// dGate[g][c] = Σ_{rows of gate row g, in order} dOut ⊙ y, y the layer's
-/// output before the gate.
-template <typename T>
-__global__ void epilogueGateKernel(TokenSumParams<T> p, const T *dOut, int64_t ldOut,
-                                   int64_t rowsPerGate, T *dGate, int64_t ldGate,
-                                   int64_t gateRows) {
-  const int64_t n = gateRows * p.d;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t g = i / p.d, c = i % p.d;
-    float acc = 0.0f;
-    for (int64_t t = g * rowsPerGate; t < (g + 1) * rowsPerGate; ++t)
-      acc += toF<T>(dOut[t * ldOut + c]) * tokenSum(p, t, c);
-    dGate[g * ldGate + c] = fromF<T>(acc);
+    loadN<V>(p.slots + static_cast<int64_t>(s) * p.d + c, v);
+    if (p.slots2 != nullptr) {
+      float v2[V];
+      loadN<V>(p.slots2 + static_cast<int64_t>(s) * p.d + c, v2);
+#pragma unroll
+      for (int i = 0; i < V; ++i)
+        v[i] += v2[i];
+    }
+    const float w = p.weight != nullptr ? p.weight[t * p.perToken + j] : 1.0f;
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      acc[i] += p.weight != nullptr ? w * v[i] : v[i];
   }
 }
 
-/// dX = token parts + dlogit·router.
-template <typename T>
+/// dGate[g][c] = Σ_{rows of gate row g} dOut ⊙ y, y the layer's output
+/// before the gate. A gate row sums hundreds of tokens (a sample's), which
+/// one thread per element would walk serially at a memory latency per
+/// token; here a block takes 32 threads' worth of columns of one gate row
+/// and 16 token lanes, lane j summing tokens j, j + 16, ... in order, and
+/// the lanes' sums are added in lane order: fixed, so reproducible.
+constexpr int kGateCols = 32, kGateLanes = 16;
+
+template <int V, typename T>
+__global__ void __launch_bounds__(kGateCols *kGateLanes)
+    epilogueGateKernel(TokenSumParams<T> p, const T *dOut, int64_t ldOut, int64_t rowsPerGate,
+                       T *dGate, int64_t ldGate, int64_t gateRows) {
+  __shared__ float part[kGateLanes][V][kGateCols];
+  const int tx = threadIdx.x % kGateCols, lane = threadIdx.x / kGateCols;
+  const int64_t colTiles = (p.d + kGateCols * V - 1) / (kGateCols * V);
+  for (int64_t blk = blockIdx.x; blk < gateRows * colTiles; blk += gridDim.x) {
+    const int64_t g = blk / colTiles, c = (blk % colTiles) * (kGateCols * V) + tx * V;
+    float acc[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      acc[i] = 0.0f;
+    if (c < p.d)
+      for (int64_t t = g * rowsPerGate + lane; t < (g + 1) * rowsPerGate; t += kGateLanes) {
+        float y[V], dy[V];
+        tokenSum<V>(p, t, c, y);
+        loadN<V>(dOut + t * ldOut + c, dy);
+#pragma unroll
+        for (int i = 0; i < V; ++i)
+          acc[i] += dy[i] * y[i];
+      }
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      part[lane][i][tx] = acc[i];
+    __syncthreads();
+    if (lane == 0 && c < p.d) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        float s = 0.0f;
+        for (int j = 0; j < kGateLanes; ++j)
+          s += part[j][i][tx];
+        acc[i] = s;
+      }
+      storeN<V>(dGate + g * ldGate + c, acc);
+    }
+    __syncthreads(); // part is rewritten by the next tile
+  }
+}
+
+/// dX = token parts + dlogit·router, V columns per thread.
+template <int V, typename T>
 __global__ void dxKernel(TokenSumParams<T> p, const float *dLogits, const T *router, int experts,
                          T *dX, int64_t ldx) {
-  const int64_t n = p.rows * p.d;
+  const int64_t perRow = p.d / V, n = p.rows * perRow;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t t = i / p.d, c = i % p.d;
-    float acc = tokenSum(p, t, c);
+    const int64_t t = i / perRow, c = (i % perRow) * V;
+    float acc[V];
+    tokenSum<V>(p, t, c, acc);
     if (dLogits != nullptr)
-      for (int e = 0; e < experts; ++e)
-        acc += dLogits[t * experts + e] * toF<T>(router[e * p.d + c]);
-    dX[t * ldx + c] = fromF<T>(acc);
+      for (int e = 0; e < experts; ++e) {
+        const float dl = dLogits[t * experts + e];
+        float r[V];
+        loadN<V>(router + e * p.d + c, r);
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          acc[j] += dl * r[j];
+      }
+    storeN<V>(dX + t * ldx + c, acc);
   }
+}
+
+/// Whether the token sums can use 16-byte loads: every per-token and
+/// per-slot buffer is the workspace's (rows of d, 256-byte aligned bases),
+/// so d and the caller's own views decide.
+template <typename T> bool tokenSumVec(const TokenSumParams<T> &p) {
+  return p.d % kVec<T> == 0 && vectorizable(p.shared, p.d, p.d, sizeof(T)) &&
+         vectorizable(p.shared2, p.d, p.d, sizeof(T)) &&
+         vectorizable(p.slots, p.d, p.d, sizeof(T)) &&
+         vectorizable(p.slots2, p.d, p.d, sizeof(T));
+}
+
+template <typename T>
+void launchEpilogueGate(Stream stream, const TokenSumParams<T> &p, const T *dOut, int64_t ldOut,
+                        int64_t rowsPerGate, T *dGate, int64_t ldGate) {
+  const int64_t gateRows = p.rows / rowsPerGate;
+  constexpr int V = kVec<T>;
+  const bool vec = tokenSumVec(p) && vectorizable(dOut, ldOut, p.d, sizeof(T)) &&
+                   vectorizable(dGate, ldGate, p.d, sizeof(T));
+  auto go = [&](auto kernel, int v) {
+    const int64_t tiles = gateRows * ((p.d + kGateCols * v - 1) / (kGateCols * v));
+    kernel<<<gridStrideBlocks(tiles, 1, 4), kGateCols * kGateLanes, 0, native(stream)>>>(
+        p, dOut, ldOut, rowsPerGate, dGate, ldGate, gateRows);
+    checkLaunch("moe backward epilogue gate");
+  };
+  if (vec)
+    go(epilogueGateKernel<V, T>, V);
+  else
+    go(epilogueGateKernel<1, T>, 1);
+}
+
+template <typename T>
+void launchDx(Stream stream, const TokenSumParams<T> &p, const float *dLogits, const T *router,
+              int experts, T *dX, int64_t ldx) {
+  constexpr int V = kVec<T>;
+  const bool vec = tokenSumVec(p) && vectorizable(router, p.d, p.d, sizeof(T)) &&
+                   vectorizable(dX, ldx, p.d, sizeof(T));
+  if (vec)
+    dxKernel<V, T><<<gridStrideBlocks(p.rows * p.d / V, 256, 8), 256, 0, native(stream)>>>(
+        p, dLogits, router, experts, dX, ldx);
+  else
+    dxKernel<1, T><<<gridStrideBlocks(p.rows * p.d, 256, 8), 256, 0, native(stream)>>>(p, dLogits, router,
+                                                                           experts, dX, ldx);
+  checkLaunch("moe backward dX");
 }
 
 //===----------------------------------------------------------------------===//
@@ -621,6 +760,7 @@ template <typename TA, typename T> struct WgradParams {
   int groups, splits;
   T *c;
   int64_t ldc, strideC;
+  bool pairs;     // tensor-core kernel: C takes 2-element stores
   float *partial; // splits > 1: splits x groups x n x k
 };
 
@@ -713,33 +853,310 @@ __global__ void wgradReduceKernel(const float *partial, int splits, int groups, 
   }
 }
 
-/// Row splits of a weight gradient: enough blocks to fill the GPU, a
-/// function of the shapes only. maxRows bounds a group's rows.
-int wgradSplits(int64_t n, int64_t k, int64_t groups, int64_t maxRows) {
-  const int64_t tiles = ((n + kWT - 1) / kWT) * ((k + kWT - 1) / kWT) * groups;
-  if (tiles >= kWTargetBlocks)
+//===----------------------------------------------------------------------===//
+// Tensor-core weight gradient (f16/bf16): the same product as wgradKernel
+//===----------------------------------------------------------------------===//
+
+// A 128 (n) x 128 (k) output tile per block, four warps of 64 x 64, the
+// reduction over the group's rows 32 at a time. Both operands are
+// row-major over the rows (A[r] is a row of n values, B[r] of k values), so
+// a stage holds 32 rows x 128 columns of each, and both mma operands come
+// from ldmatrix.trans: for A the stored [row][n] slab read transposed is
+// the row-major n x rows fragment; for B the stored [row][k] slab read
+// transposed is the "col" rows x k fragment. Rows are 256 bytes, so
+// 16-byte chunks are XOR-swizzled with the row's low three bits: the eight
+// consecutive rows of an ldmatrix phase then hit eight distinct bank
+// groups. Four cp.async stages, one barrier per step.
+constexpr int kTcM = 128, kTcN = 128, kTcR = 32, kTcStages = 4, kTcThreads = 128;
+constexpr int kTcStage = kTcR * kTcM; // elements per operand per stage
+constexpr size_t kTcSmem = static_cast<size_t>(kTcStages) * 2 * kTcStage * 2;
+/// Blocks below which the rows are split (about two resident tiles per
+/// multiprocessor of an H100, but a constant: results must not depend on
+/// the device), and the fewest rows a split may get (fewer would spend
+/// more on the f32 partials than the split gains).
+constexpr int64_t kTcTargetBlocks = 264, kTcMinSplitRows = 512;
+
+__device__ __forceinline__ unsigned smemAddrW(const void *p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void ldsmX4Trans(unsigned (&r)[4], const void *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smemAddrW(p)));
+}
+
+template <typename T>
+__device__ __forceinline__ void mmaW(float (&d)[4], const unsigned (&a)[4], unsigned b0,
+                                     unsigned b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+/// Element offset of 16-byte chunk `chunk` (0-15) of stage row `row`.
+__device__ __forceinline__ int swzW(int row, int chunk) {
+  return row * kTcM + ((chunk ^ (row & 7)) << 3);
+}
+
+/// Eight values from `src` (columns col .. col + 7 of a row with `cols`
+/// columns, those past the end zero) into 16 shared bytes, element by
+/// element: rows that are not 16-byte aligned or widths that are not
+/// whole chunks.
+template <typename T>
+__device__ __forceinline__ void loadChunkScalar(T *dst, const T *src, int64_t col, int64_t cols,
+                                                bool ok) {
+  const unsigned short *s = reinterpret_cast<const unsigned short *>(src);
+  unsigned w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+    if (ok && col + j < cols)
+      w[j >> 1] |= static_cast<unsigned>(s[j]) << ((j & 1) * 16);
+  *reinterpret_cast<uint4 *>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+template <typename T, bool kAligned>
+__global__ void __launch_bounds__(kTcThreads) wgradTcKernel(WgradParams<T, T> p) {
+  extern __shared__ float4 wgradSmem[];
+  T *sA = reinterpret_cast<T *>(wgradSmem);
+  T *sB = sA + kTcStages * kTcStage;
+
+  const int64_t tilesK = (p.k + kTcN - 1) / kTcN;
+  const int64_t nBase = (blockIdx.x / tilesK) * kTcM, kBase = (blockIdx.x % tilesK) * kTcN;
+  const int group = blockIdx.y, split = blockIdx.z;
+  int64_t b0, b1;
+  if (p.offsets != nullptr) {
+    b0 = p.offsets[group];
+    b1 = p.offsets[group + 1];
+  } else {
+    b0 = group * p.groupRows;
+    b1 = b0 + p.groupRows;
+  }
+  const int64_t per = ((b1 - b0 + p.splits - 1) / p.splits + kTcR - 1) / kTcR * kTcR;
+  const int64_t r0 = b0 + split * per;
+  const int64_t r1 = r0 + per < b1 ? r0 + per : b1;
+  const int64_t steps = r1 > r0 ? (r1 - r0 + kTcR - 1) / kTcR : 0;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp & 1, wn = warp >> 1;
+
+  // Loader role: 16-byte chunk tid & 15 of stage rows (tid >> 4) + 8·i of
+  // both operands. The (gathered) row offsets of the next stage to load
+  // are fetched one stage ahead, so the index loads are not waited for
+  // right before the copies.
+  const int chunk = tid & 15, rowL = tid >> 4;
+  const int64_t colA = nBase + chunk * 8, colB = kBase + chunk * 8;
+  const bool colAOk = colA < p.n, colBOk = colB < p.k;
+  int64_t offA[4], offB[4];
+  bool rowOk[4];
+  auto fetchRows = [&](int64_t rbase) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t row = rbase + rowL + 8 * i;
+      rowOk[i] = row < r1;
+      const int64_t ia = rowOk[i] ? (p.aIndex != nullptr ? p.aIndex[row] : row) : 0;
+      const int64_t ib = rowOk[i] ? (p.bIndex != nullptr ? p.bIndex[row] : row) : 0;
+      offA[i] = ia * p.lda + colA;
+      offB[i] = ib * p.ldb + colB;
+    }
+  };
+  auto loadStage = [&](int stage) {
+    T *a = sA + stage * kTcStage;
+    T *b = sB + stage * kTcStage;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = rowL + 8 * i;
+      const bool okA = rowOk[i] && colAOk, okB = rowOk[i] && colBOk;
+      if constexpr (kAligned) {
+        cpAsync16(a + swzW(row, chunk), okA ? p.a + offA[i] : p.a, okA);
+        cpAsync16(b + swzW(row, chunk), okB ? p.b + offB[i] : p.b, okB);
+      } else {
+        loadChunkScalar<T>(a + swzW(row, chunk), okA ? p.a + offA[i] : p.a, colA, p.n, okA);
+        loadChunkScalar<T>(b + swzW(row, chunk), okB ? p.b + offB[i] : p.b, colB, p.k, okB);
+      }
+    }
+  };
+
+  float acc[4][8][4];
+#pragma unroll
+  for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        acc[mi][ni][q] = 0.0f;
+
+  fetchRows(r0);
+#pragma unroll
+  for (int s = 0; s < kTcStages - 1; ++s) {
+    if (s < steps) {
+      loadStage(s);
+      fetchRows(r0 + static_cast<int64_t>(s + 1) * kTcR);
+    }
+    cpAsyncCommit();
+  }
+
+  // ldmatrix roles: matrix q = lane / 8 of an x4 load takes its eight row
+  // addresses from lanes 8q .. 8q + 7. For A (m16 x k16, m = n-columns,
+  // k = rows) matrices 0-3 are (m 0-7, k 0-7), (m 8-15, k 0-7),
+  // (m 0-7, k 8-15), (m 8-15, k 8-15); for a pair of B fragments (k16 x
+  // n8 each, n = k-columns) (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7,
+  // n 8-15), (k 8-15, n 8-15).
+  const int q = lane >> 3;
+  const int aRow = (lane & 7) + ((q >> 1) << 3), aCol = (q & 1) << 3;
+  const int bRow = (lane & 7) + ((q & 1) << 3), bCol = (q >> 1) << 3;
+
+  for (int64_t st = 0; st < steps; ++st) {
+    cpAsyncWait<kTcStages - 2>();
+    __syncthreads(); // step st landed for all threads; stage (st-1) % kTcStages is free
+    const int64_t next = st + kTcStages - 1;
+    if (next < steps) {
+      loadStage(static_cast<int>(next % kTcStages));
+      fetchRows(r0 + (next + 1) * kTcR);
+    }
+    cpAsyncCommit();
+
+    const T *a = sA + (st % kTcStages) * kTcStage;
+    const T *b = sB + (st % kTcStages) * kTcStage;
+#pragma unroll
+    for (int kk = 0; kk < kTcR / 16; ++kk) {
+      unsigned af[4][4], bf[8][2];
+#pragma unroll
+      for (int mi = 0; mi < 4; ++mi)
+        ldsmX4Trans(af[mi], a + swzW(kk * 16 + aRow, (wm * 64 + mi * 16 + aCol) >> 3));
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        unsigned r[4];
+        ldsmX4Trans(r, b + swzW(kk * 16 + bRow, (wn * 64 + np * 16 + bCol) >> 3));
+        bf[2 * np][0] = r[0];
+        bf[2 * np][1] = r[1];
+        bf[2 * np + 1][0] = r[2];
+        bf[2 * np + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 8; ++ni)
+          mmaW<T>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+    }
+  }
+  cpAsyncWait<0>();
+
+  // Accumulator (mi, ni, e): output row (n) wm·64 + mi·16 + lane/4 (+8 for
+  // e >= 2), column (k) wn·64 + ni·8 + 2·(lane % 4) (+1 for odd e); the
+  // column is even, so pairs are 4-byte (T) or 8-byte (f32) aligned when
+  // the host said so.
+  const int gq = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t nn = nBase + wm * 64 + mi * 16 + gq + half * 8;
+      if (nn >= p.n)
+        continue;
+#pragma unroll
+      for (int ni = 0; ni < 8; ++ni) {
+        const int64_t kk = kBase + wn * 64 + ni * 8 + 2 * t4;
+        if (kk >= p.k)
+          continue;
+        const float v0 = acc[mi][ni][2 * half], v1 = acc[mi][ni][2 * half + 1];
+        const bool both = kk + 1 < p.k;
+        if (p.splits == 1) {
+          T *dst = p.c + group * p.strideC + nn * p.ldc + kk;
+          if (both && p.pairs) {
+            if constexpr (std::is_same_v<T, __nv_bfloat16>)
+              *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(v0, v1);
+            else
+              *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(v0, v1);
+          } else {
+            dst[0] = fromF<T>(v0);
+            if (both)
+              dst[1] = fromF<T>(v1);
+          }
+        } else {
+          float *dst =
+              p.partial + ((static_cast<int64_t>(split) * p.groups + group) * p.n + nn) * p.k + kk;
+          if (both && p.k % 2 == 0) {
+            *reinterpret_cast<float2 *>(dst) = make_float2(v0, v1);
+          } else {
+            dst[0] = v0;
+            if (both)
+              dst[1] = v1;
+          }
+        }
+      }
+    }
+}
+
+/// Row splits of a weight gradient, a function of the shapes only (the
+/// summation order, hence the result, must not depend on the device):
+/// enough blocks to fill the GPU, but not fewer rows per split than the
+/// partial sums are worth. `rows` is the typical rows of a group (for
+/// routed experts their mean, the real counts being on the device).
+int wgradSplits(bool tc, int64_t n, int64_t k, int64_t groups, int64_t rows) {
+  const int64_t tm = tc ? kTcM : kWT, tn = tc ? kTcN : kWT;
+  const int64_t target = tc ? kTcTargetBlocks : kWTargetBlocks;
+  const int64_t minRows = tc ? kTcMinSplitRows : 64;
+  const int64_t tiles = ((n + tm - 1) / tm) * ((k + tn - 1) / tn) * groups;
+  if (tiles >= target)
     return 1;
-  int64_t s = (kWTargetBlocks + tiles - 1) / tiles;
-  const int64_t byRows = (maxRows + 63) / 64; // at least 64 rows per split
+  int64_t s = (target + tiles - 1) / tiles;
+  const int64_t byRows = (rows + minRows - 1) / minRows;
   if (s > byRows)
     s = byRows;
   return static_cast<int>(s > 1 ? s : 1);
 }
 
-size_t wgradPartialBytes(int64_t n, int64_t k, int64_t groups, int64_t maxRows) {
-  const int s = wgradSplits(n, k, groups, maxRows);
+size_t wgradPartialBytes(bool tc, int64_t n, int64_t k, int64_t groups, int64_t rows) {
+  const int s = wgradSplits(tc, n, k, groups, rows);
   return s > 1 ? static_cast<size_t>(s) * groups * n * k * sizeof(float) : 0;
 }
 
+/// The weight gradient C_g = Σ_{rows of g} A[r]ᵀ·B[r] of every group:
+/// tensor cores when both operands are 16-bit (cp.async for 16-byte
+/// aligned rows of whole chunks, element loads otherwise), the SIMT kernel
+/// for f32 (exact) and the router's f32 logit gradients. `rows` as in
+/// wgradSplits; the workspace was sized with the same arguments.
 template <typename TA, typename T>
-void launchWgrad(Stream stream, WgradParams<TA, T> p, int64_t maxRows, float *partial) {
-  p.splits = wgradSplits(p.n, p.k, p.groups, maxRows);
+void launchWgrad(Stream stream, WgradParams<TA, T> p, int64_t rows, float *partial) {
+  constexpr bool kTc = std::is_same_v<TA, T> && !std::is_same_v<T, float>;
+  p.splits = wgradSplits(kTc, p.n, p.k, p.groups, rows);
   p.partial = partial;
-  const int64_t tiles = ((p.n + kWT - 1) / kWT) * ((p.k + kWT - 1) / kWT);
+  const int64_t tm = kTc ? kTcM : kWT, tn = kTc ? kTcN : kWT;
+  const int64_t tiles = ((p.n + tm - 1) / tm) * ((p.k + tn - 1) / tn);
+  if (tiles > INT32_MAX || p.groups > 65535 || p.splits > 65535)
+    fail("moe backward weight gradient: ", tiles, " tiles x ", p.groups, " groups x ", p.splits,
+         " splits exceed one launch");
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(p.groups),
                   static_cast<unsigned>(p.splits));
-  wgradKernel<TA, T><<<grid, kWThreads, 0, native(stream)>>>(p);
-  checkLaunch("moe backward weight gradient");
+  if constexpr (kTc) {
+    const bool aligned = p.n % 8 == 0 && p.k % 8 == 0 && p.lda % 8 == 0 && p.ldb % 8 == 0 &&
+                         aligned16(p.a) && aligned16(p.b);
+    p.pairs = (reinterpret_cast<uintptr_t>(p.c) & 3u) == 0 && p.ldc % 2 == 0 &&
+              p.strideC % 2 == 0;
+    auto go = [&](auto kernel) {
+      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(kTcSmem)),
+            "moe backward weight gradient: shared memory limit");
+      kernel<<<grid, kTcThreads, kTcSmem, native(stream)>>>(p);
+      checkLaunch("moe backward weight gradient (tensor cores)");
+    };
+    if (aligned)
+      go(wgradTcKernel<T, true>);
+    else
+      go(wgradTcKernel<T, false>);
+  } else {
+    wgradKernel<TA, T><<<grid, kWThreads, 0, native(stream)>>>(p);
+    checkLaunch("moe backward weight gradient");
+  }
   if (p.splits > 1) {
     const int64_t total = static_cast<int64_t>(p.groups) * p.n * p.k;
     wgradReduceKernel<T><<<gridStrideBlocks(total, 256, 8), 256, 0, native(stream)>>>(
@@ -804,6 +1221,10 @@ void checkWorkspace(const char *kernel, const Workspace &ws, size_t need) {
 // Workspace layouts
 //===----------------------------------------------------------------------===//
 
+/// Mean rows of a routed expert (the split argument of its weight
+/// gradients; the real counts are on the device).
+int64_t routedRows(int64_t m, int64_t topK, int64_t e) { return (m * topK + e - 1) / e; }
+
 struct TokenLayout {
   size_t chunkCounts, counts, offsets, expertOf, slotRow, rowToken, rowSlot;
   size_t probs, weightOf, totals, dw, dLogits, routerF32, partial;
@@ -832,10 +1253,15 @@ TokenLayout tokenLayout(int64_t m, int64_t d, const TokenChoiceArgs &a, DType dt
   l.dw = c.take(slots * sizeof(float));
   l.dLogits = c.take(m * e * sizeof(float));
   l.routerF32 = routerInSmem(e, d) ? 0 : c.take(e * d * sizeof(float));
-  size_t partial = std::max({wgradPartialBytes(f, d, e, m), wgradPartialBytes(d, f, e, m),
-                             wgradPartialBytes(e, d, 1, m)});
+  // The same shapes and split arguments as the launches below.
+  const bool tc = dtype != DType::F32;
+  const int64_t routed = routedRows(m, a.topK, e);
+  size_t partial = std::max({wgradPartialBytes(tc, f, d, e, routed),
+                             wgradPartialBytes(tc, d, f, e, routed),
+                             wgradPartialBytes(false, e, d, 1, m)});
   if (shared)
-    partial = std::max({partial, wgradPartialBytes(fs, d, 1, m), wgradPartialBytes(d, fs, 1, m)});
+    partial = std::max(
+        {partial, wgradPartialBytes(tc, fs, d, 1, m), wgradPartialBytes(tc, d, fs, 1, m)});
   l.partial = partial > 0 ? c.take(partial) : 0;
   l.g = c.take(slots * f * es);
   l.u = c.take(slots * f * es);
@@ -878,8 +1304,10 @@ ExpertLayout expertLayout(int64_t m, int64_t d, int64_t k, const ExpertChoiceArg
   l.slotMap = c.take(m * e * sizeof(int32_t));
   l.dLogits = c.take(m * e * sizeof(float));
   l.routerF32 = routerInSmem(e, d) ? 0 : c.take(e * d * sizeof(float));
-  const size_t partial = std::max({wgradPartialBytes(f, d, e, per), wgradPartialBytes(d, f, e, per),
-                                   wgradPartialBytes(e, d, 1, m)});
+  const bool tc = dtype != DType::F32;
+  const size_t partial =
+      std::max({wgradPartialBytes(tc, f, d, e, per), wgradPartialBytes(tc, d, f, e, per),
+                wgradPartialBytes(false, e, d, 1, m)});
   l.partial = partial > 0 ? c.take(partial) : 0;
   l.z = c.take(selected * f * es);
   l.a = c.take(selected * f * es);
@@ -964,6 +1392,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
   const TokenLayout l = tokenLayout(m, d, args, dtype);
   checkWorkspace(kernel, ws, l.total);
   const int64_t slots = m * topK, chunks = (slots + kChunk - 1) / kChunk;
+  const int64_t routed = routedRows(m, topK, e);
   const bool wantRouter = grads.dRouter != nullptr || wantX;
 
   dispatchFloat(dtype, kernel, [&](auto zero) {
@@ -1045,11 +1474,8 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       tp.perToken = static_cast<int>(topK);
       tp.rows = m;
       tp.d = d;
-      const int64_t gateRows = m / epi->rowsPerGate;
-      epilogueGateKernel<T><<<elementBlocks(gateRows * d), 256, 0, s>>>(
-          tp, dOutT, dOut.ld, epi->rowsPerGate, static_cast<T *>(grads.dEpilogueGate.data),
-          grads.dEpilogueGate.ld, gateRows);
-      checkLaunch("moe backward epilogue gate");
+      launchEpilogueGate<T>(stream, tp, dOutT, dOut.ld, epi->rowsPerGate,
+                            static_cast<T *>(grads.dEpilogueGate.data), grads.dEpilogueGate.ld);
     }
 
     // dw = dy·Y per slot, Y ← w·dy.
@@ -1067,7 +1493,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     gp.y = Y;
     gp.rows = slots;
     gp.d = d;
-    gradYKernel<T><<<gridStrideBlocks(slots, kWarpsPerBlock, 8), kThreads, 0, s>>>(gp);
+    launchGradY<T>(stream, gp);
     checkLaunch("moe backward routing weights");
 
     // SwiGLU backward of the routed experts.
@@ -1084,7 +1510,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       wp.c = static_cast<T *>(grads.dDown);
       wp.ldc = f;
       wp.strideC = d * f;
-      launchWgrad<T, T>(stream, wp, m, partial);
+      launchWgrad<T, T>(stream, wp, routed, partial);
     }
     const bool wantExpertIn = wantX || grads.dGate != nullptr || grads.dUp != nullptr;
     if (wantExpertIn) {
@@ -1107,12 +1533,12 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       if (grads.dGate != nullptr) {
         wp.a = G;
         wp.c = static_cast<T *>(grads.dGate);
-        launchWgrad<T, T>(stream, wp, m, partial);
+        launchWgrad<T, T>(stream, wp, routed, partial);
       }
       if (grads.dUp != nullptr) {
         wp.a = U;
         wp.c = static_cast<T *>(grads.dUp);
-        launchWgrad<T, T>(stream, wp, m, partial);
+        launchWgrad<T, T>(stream, wp, routed, partial);
       }
       if (wantX) {
         // dX rows of each slot: dG·gate into Y (dY is spent), dU·up into XU.
@@ -1136,7 +1562,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       sp.y = nullptr;
       sp.dy = DYs;
       sp.rows = m;
-      gradYKernel<T><<<gridStrideBlocks(m, kWarpsPerBlock, 8), kThreads, 0, s>>>(sp);
+      launchGradY<T>(stream, sp);
       checkLaunch("moe backward shared dy");
       if (grads.dSharedDown != nullptr) {
         WgradParams<T, T> wp{};
@@ -1217,12 +1643,8 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       tp.perToken = static_cast<int>(topK);
       tp.rows = m;
       tp.d = d;
-      dxKernel<T><<<elementBlocks(m * d), 256, 0, s>>>(tp, dLogits,
-                                                        static_cast<const T *>(args.router),
-                                                        static_cast<int>(e),
-                                                        static_cast<T *>(grads.dX.data),
-                                                        grads.dX.ld);
-      checkLaunch("moe backward dX");
+      launchDx<T>(stream, tp, dLogits, static_cast<const T *>(args.router), static_cast<int>(e),
+                  static_cast<T *>(grads.dX.data), grads.dX.ld);
     }
   });
 }
@@ -1351,11 +1773,8 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       tp.perToken = static_cast<int>(e);
       tp.rows = m;
       tp.d = d;
-      const int64_t gateRows = m / epi->rowsPerGate;
-      epilogueGateKernel<T><<<elementBlocks(gateRows * d), 256, 0, s>>>(
-          tp, dOutT, dOut.ld, epi->rowsPerGate, static_cast<T *>(grads.dEpilogueGate.data),
-          grads.dEpilogueGate.ld, gateRows);
-      checkLaunch("moe backward epilogue gate");
+      launchEpilogueGate<T>(stream, tp, dOutT, dOut.ld, epi->rowsPerGate,
+                            static_cast<T *>(grads.dEpilogueGate.data), grads.dEpilogueGate.ld);
     }
 
     // dp[token][expert] = dy·Y, Y ← p·dy.
@@ -1373,7 +1792,7 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     gp.y = Y;
     gp.rows = selected;
     gp.d = d;
-    gradYKernel<T><<<gridStrideBlocks(selected, kWarpsPerBlock, 8), kThreads, 0, s>>>(gp);
+    launchGradY<T>(stream, gp);
     checkLaunch("moe backward routing weights");
 
     if (grads.dW2 != nullptr) {
@@ -1449,12 +1868,8 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       tp.perToken = static_cast<int>(e);
       tp.rows = m;
       tp.d = d;
-      dxKernel<T><<<elementBlocks(m * d), 256, 0, s>>>(tp, dLogits,
-                                                        static_cast<const T *>(args.router),
-                                                        static_cast<int>(e),
-                                                        static_cast<T *>(grads.dX.data),
-                                                        grads.dX.ld);
-      checkLaunch("moe backward dX");
+      launchDx<T>(stream, tp, dLogits, static_cast<const T *>(args.router), static_cast<int>(e),
+                  static_cast<T *>(grads.dX.data), grads.dX.ld);
     }
   });
 }

@@ -3,6 +3,10 @@
 // paths, summed gradients for values with several consumers.
 // RUN: diffc-opt %s -split-input-file --kern-autodiff='objective=rf' | FileCheck %s
 // RUN: not diffc-opt %s -split-input-file --kern-autodiff='objective=score' 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: diffc-opt %s -split-input-file --kern-autodiff='objective=rf remat=norms' | FileCheck %s --check-prefix=REMAT
+// RUN: diffc-opt %s -split-input-file --kern-autodiff='objective=rf' | FileCheck %s --check-prefix=NOREMAT
+// RUN: not diffc-opt %s -split-input-file --kern-autodiff='objective=rf remat=all' 2>&1 | FileCheck %s --check-prefix=BADREMAT
+// BADREMAT: kern-autodiff: remat must be none or norms, got 'all'
 
 // t = patch_embed(x); y = t + gate * (h·wᵀ) with h = silu(t·vᵀ): the gemm
 // with a residual epilogue gets one vjp for its input and weight; the
@@ -37,3 +41,32 @@ func.func @forward(%x: tensor<2x2x4x4xf32> {dit.input = "x"}, %g: tensor<2x8xf32
   %img = dit.unpatchify %y {grid = array<i64: 2, 2>, patch_size = 2 : i64} : (tensor<2x4x8xf32>) -> tensor<2x2x4x4xf32>
   return %img : tensor<2x2x4x4xf32>
 }
+
+// -----
+
+// remat=norms: the gemm's backward reads the norm's output; it gets a
+// recomputed copy (kern.remat, from the same input, shift and scale) made
+// right before it, so the forward copy's last use is the forward gemm.
+// Without the option the backward reads the forward copy.
+// REMAT-LABEL: func @train_step
+// REMAT: %[[N:.*]] = kern.norm %[[T:[0-9a-z_]+]] shift %[[S:arg[0-9]+]] scale %[[C:arg[0-9]+]] {
+// REMAT-NOT: kern.remat
+// REMAT: kern.gemm %[[N]], %{{.*}} :
+// REMAT: %[[R:.*]] = kern.norm %[[T]] shift %[[S]] scale %[[C]] {{{.*}}kern.remat
+// REMAT-NEXT: kern.vjp "kern.gemm"(%[[R]],
+// REMAT: kern.vjp "kern.norm"(%[[T]], %[[S]], %[[C]],
+// NOREMAT-LABEL: func @train_step
+// NOREMAT: %[[N:.*]] = kern.norm
+// NOREMAT-NOT: kern.remat
+// NOREMAT: kern.vjp "kern.gemm"(%[[N]],
+func.func @forward(%x: tensor<2x2x4x4xf32> {dit.input = "x"}, %shift: tensor<2x8xf32> {dit.input = "shift"},
+                   %scale: tensor<2x8xf32> {dit.input = "scale"}, %pw: tensor<8x2x2x2xf32> {dit.param = "pw"},
+                   %pb: tensor<8xf32> {dit.param = "pb"}, %w: tensor<8x8xf32> {dit.param = "w"})
+    -> tensor<2x2x4x4xf32> {
+  %t = kern.patch_embed %x, %pw, %pb : (tensor<2x2x4x4xf32>, tensor<8x2x2x2xf32>, tensor<8xf32>) -> tensor<2x4x8xf32>
+  %n = kern.norm %t shift %shift scale %scale {epsilon = 1.0e-06 : f64, group_size = 8 : i64, kind = #kern.norm<layer>} : (tensor<2x4x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x4x8xf32>
+  %y = kern.gemm %n, %w : (tensor<2x4x8xf32>, tensor<8x8xf32>) -> tensor<2x4x8xf32>
+  %img = dit.unpatchify %y {grid = array<i64: 2, 2>, patch_size = 2 : i64} : (tensor<2x4x8xf32>) -> tensor<2x2x4x4xf32>
+  return %img : tensor<2x2x4x4xf32>
+}
+

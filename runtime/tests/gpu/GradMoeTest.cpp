@@ -33,6 +33,7 @@
 #include "diffrt/CpuGradKernels.h"
 #include "diffrt/CudaGradKernels.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <numeric>
 
@@ -204,8 +205,11 @@ void checkTokenChoice(DType t, const TokenCase &c, const TokenData &s, double ro
   GatedResidual gepi{dres.c(), dgEpi.c(), c.rowsPerGate};
   ga.epilogue = c.epilogue ? &gepi : nullptr;
 
-  DevMat gdx = toDevice(poisonedMat(m, d, d + c.ldPad + 3), t);
-  DevMat gdEpi = toDevice(poisonedMat(m / c.rowsPerGate, d, d + 5), t);
+  // Output pitches: whole 16-byte vectors when the inputs' are (ldPad 0),
+  // so that both the vectorised and the element-wise dX and dEpilogueGate
+  // kernels are checked.
+  DevMat gdx = toDevice(poisonedMat(m, d, d + (c.ldPad == 0 ? 8 : c.ldPad + 3)), t);
+  DevMat gdEpi = toDevice(poisonedMat(m / c.rowsPerGate, d, d + (c.ldPad == 0 ? 8 : 5)), t);
   DeviceBuffer gRouter = poisonedBuffer(t, e * d), gGate = poisonedBuffer(t, e * f * d),
                gUp = poisonedBuffer(t, e * f * d), gDown = poisonedBuffer(t, e * d * f),
                gsGate = poisonedBuffer(t, fs * d), gsUp = poisonedBuffer(t, fs * d),
@@ -382,6 +386,51 @@ TEST(GradMoeTokenChoice, SkewedRoutingAndExpertsWithoutTokens) {
   }
 }
 
+TEST(GradMoeTokenChoice, WeightGradientTileEdges) {
+  // Routing fixed by construction (router rows 2·e_i, token for expert j
+  // bumped by 3 along e_j, top 1): experts of 1, 45, 0, 1021 and 33 rows in
+  // shuffled token order, so the weight gradients' row ranges are a single
+  // row, ragged 32-row steps, an empty expert (zeros), several 128-row
+  // tiles, all read through the token gather. d 136 and hidden 200 are
+  // multiples of 8 but not of the 128-wide output tiles; the shared
+  // expert's 1100 rows are split across blocks (f32 partials, last split
+  // ragged). x and dOut row pitches aligned (cp.async) and odd (element
+  // loads); gate rows of 100 tokens.
+  DIFFRT_REQUIRE_GPU();
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  const std::vector<int64_t> counts = {1, 45, 0, 1021, 33};
+  const int64_t e = static_cast<int64_t>(counts.size());
+  std::vector<int64_t> owner;
+  for (int64_t i = 0; i < e; ++i)
+    owner.insert(owner.end(), static_cast<size_t>(counts[i]), i);
+  std::shuffle(owner.begin(), owner.end(), rng.gen());
+  const int64_t m = static_cast<int64_t>(owner.size()), d = 136;
+  ASSERT_EQ(m, 1100);
+  for (DType t : floatTypes())
+    for (int64_t ldPad : {0, 3}) {
+      TokenCase c{m, d, e, 200, 72, 1, false, true, true, 0.05, 100, ldPad};
+      TokenData s = tokenData(rng, t, c);
+      std::fill(s.router.begin(), s.router.end(), 0.0f);
+      for (int64_t i = 0; i < e; ++i)
+        s.router[i * d + i] = 2.0f;
+      for (int64_t r = 0; r < m; ++r) {
+        std::vector<float> row;
+        for (;;) {
+          row = rng.normal(d, 1.0, 0.0, t);
+          row[owner[r]] = roundTo(t, row[owner[r]] + 3.0f);
+          const std::vector<double> pr = routerProbs(row.data(), s.router, e, d);
+          if (std::max_element(pr.begin(), pr.end()) - pr.begin() == owner[r] &&
+              clearBoundary(pr, 1))
+            break;
+        }
+        std::copy(row.begin(), row.end(), s.x.row(r));
+      }
+      SCOPED_TRACE(::testing::Message() << "x row pitch " << d + ldPad);
+      checkTokenChoice(t, c, s);
+    }
+}
+
 TEST(GradMoeTokenChoice, OnlySomeGradientsAndSmallWorkspace) {
   DIFFRT_REQUIRE_GPU();
   Rng rng;
@@ -522,7 +571,7 @@ void checkExpertChoice(Rng &rng, DType t, const ExpertCase &c) {
   ga.w2 = dw2.get();
   GatedResidual gepi{dres.c(), dgEpi.c(), c.rowsPerGate};
   ga.epilogue = c.epilogue ? &gepi : nullptr;
-  DevMat gdx = toDevice(poisonedMat(m, d, d + 3), t);
+  DevMat gdx = toDevice(poisonedMat(m, d, d + (c.ldPad == 0 ? 8 : 3)), t);
   DevMat gdEpi = toDevice(poisonedMat(m / c.rowsPerGate, d, d + 2), t);
   DeviceBuffer gRouter = poisonedBuffer(t, e * d), gW1 = poisonedBuffer(t, e * d * f),
                gW2 = poisonedBuffer(t, e * f * d);
@@ -595,23 +644,26 @@ TEST(GradMoeExpertChoice, MicroDitLikeShape) {
 // Timing (reports, asserts nothing about speed)
 //===----------------------------------------------------------------------===//
 
-TEST(GradMoeTiming, DitMoeSTokenChoiceBf16) {
-  // DiT-MoE-S: 64 samples x 256 tokens, d 384, top 2 of 8 experts of 1536,
-  // shared expert of 768, epilogue and balance loss, every gradient.
-  DIFFRT_REQUIRE_GPU();
+/// Times the bf16 token-choice backward of one DiT-MoE layer (64 samples
+/// of 256 tokens, top 2 of 8 experts, shared expert, epilogue and balance
+/// loss, every gradient) and prints it with the rate over the layer's
+/// nine products per expert (forward recomputation 3, backward 6).
+void timeTokenChoice(const char *name, int64_t d, int64_t f, int64_t fs) {
   Rng rng;
   const DType t = DType::BF16;
-  const int64_t m = 64 * 256, d = 384, e = 8, f = 1536, fs = 768;
+  const int64_t samples = 64, m = samples * 256, e = 8, topK = 2;
   auto dev = [&](int64_t n, double sd) { return upload(t, rng.normal(n, sd, 0.0, t)); };
+  const double sx = 1.0 / std::sqrt(double(d));
   DeviceBuffer x = dev(m * d, 1.0), dOut = dev(m * d, 1.0), res = dev(m * d, 1.0),
-               gateEpi = dev(64 * d, 1.0), router = dev(e * d, 0.05), gate = dev(e * f * d, 0.05),
-               up = dev(e * f * d, 0.05), down = dev(e * d * f, 0.025), sg = dev(fs * d, 0.05),
-               su = dev(fs * d, 0.05), sd = dev(d * fs, 0.035);
+               gateEpi = dev(samples * d, 1.0), router = dev(e * d, 0.05),
+               gate = dev(e * f * d, sx), up = dev(e * f * d, sx),
+               down = dev(e * d * f, 1.0 / std::sqrt(double(f))), sg = dev(fs * d, sx),
+               su = dev(fs * d, sx), sd = dev(d * fs, 1.0 / std::sqrt(double(fs)));
   TokenChoiceArgs ga;
   ga.router = router.get();
   ga.experts = e;
   ga.hidden = f;
-  ga.topK = 2;
+  ga.topK = topK;
   ga.gate = gate.get();
   ga.up = up.get();
   ga.down = down.get();
@@ -619,10 +671,11 @@ TEST(GradMoeTiming, DitMoeSTokenChoiceBf16) {
   ga.sharedUp = su.get();
   ga.sharedDown = sd.get();
   ga.sharedHidden = fs;
-  GatedResidual epi{{res.get(), m, d, d}, {gateEpi.get(), 64, d, d}, 256};
+  GatedResidual epi{{res.get(), m, d, d}, {gateEpi.get(), samples, d, d}, 256};
   ga.epilogue = &epi;
   DeviceBuffer dx(m * d * 2), dRouter(e * d * 2), dGate(e * f * d * 2), dUp(e * f * d * 2),
-      dDown(e * d * f * 2), dsg(fs * d * 2), dsu(fs * d * 2), dsd(d * fs * 2), dEpi(64 * d * 2);
+      dDown(e * d * f * 2), dsg(fs * d * 2), dsu(fs * d * 2), dsd(d * fs * 2),
+      dEpi(samples * d * 2);
   TokenChoiceGrads gg;
   gg.dX = {dx.get(), m, d, d};
   gg.dRouter = dRouter.get();
@@ -632,7 +685,7 @@ TEST(GradMoeTiming, DitMoeSTokenChoiceBf16) {
   gg.dSharedGate = dsg.get();
   gg.dSharedUp = dsu.get();
   gg.dSharedDown = dsd.get();
-  gg.dEpilogueGate = {dEpi.get(), 64, d, d};
+  gg.dEpilogueGate = {dEpi.get(), samples, d, d};
   gg.balanceCoef = 0.01;
   const size_t wsBytes = moeTokenChoiceBackwardWorkspaceBytes(m, d, ga, t);
   DeviceBuffer ws(wsBytes);
@@ -651,11 +704,26 @@ TEST(GradMoeTiming, DitMoeSTokenChoiceBf16) {
   syncDevice();
   float ms = 0.0f;
   cudaOk(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-  std::printf("[GradMoeTiming] DiT-MoE-S token-choice backward (bf16, %lld tokens): %.3f ms, "
-              "workspace %.1f MiB\n",
-              static_cast<long long>(m), ms / kIters, wsBytes / 1048576.0);
+  const double flops = 9.0 * 2.0 * double(d) * (double(m * topK) * f + double(m) * fs);
+  std::printf("[GradMoeTiming] %s token-choice backward (bf16, %lld tokens, d %lld, hidden "
+              "%lld, shared %lld): %.3f ms, %.0f TFLOP/s over its products, workspace %.1f MiB\n",
+              name, static_cast<long long>(m), static_cast<long long>(d),
+              static_cast<long long>(f), static_cast<long long>(fs), ms / kIters,
+              flops / (ms / kIters * 1e-3) / 1e12, wsBytes / 1048576.0);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+}
+
+TEST(GradMoeTiming, DitMoeSTokenChoiceBf16) {
+  // DiT-MoE-S: d 384, experts of 1536, shared expert of 768.
+  DIFFRT_REQUIRE_GPU();
+  timeTokenChoice("DiT-MoE-S", 384, 1536, 768);
+}
+
+TEST(GradMoeTiming, DitMoeBTokenChoiceBf16) {
+  // DiT-MoE-B: d 768, experts of 3072, shared expert of 1536.
+  DIFFRT_REQUIRE_GPU();
+  timeTokenChoice("DiT-MoE-B", 768, 3072, 1536);
 }
 
 } // namespace
