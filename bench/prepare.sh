@@ -63,13 +63,15 @@ family microdit_masked microdit-tiny/2 --depth 4 --hidden 128 --head-dim 32 --mi
 # Training steps (bf16, batch 32, the issue's benchmark), timed by run_gpu.sh's
 # "train" stage against torch_baselines.py MODEL:train in the same call.
 mkdir -p "$CARRY/train"
-train() { # label, zoo name, import options...
+train() { # label, zoo name, import options... (REMAT=norms to recompute norm outputs)
   local label="$1" name="$2"; shift 2
   "$DIFFC" import "$name" "$@" -o "$CARRY/train/$label.mlir"
-  "$DIFFC" compile "$CARRY/train/$label.mlir" --mode train --target cuda --dtype bf16 -o "$CARRY/train/$label.dfx"
+  "$DIFFC" compile "$CARRY/train/$label.mlir" --mode train --target cuda --dtype bf16 --remat "${REMAT:-none}" \
+    -o "$CARRY/train/$label.dfx"
   rm "$CARRY/train/$label.mlir"
 }
 train dit-xl-2_train_b32 dit-xl/2 --batch 32
+REMAT=norms train dit-xl-2-remat_train_b32 dit-xl/2 --batch 32
 train dit-moe-s-2-8e2a_train_b32 dit-moe-s/2-8e2a --batch 32
 train dit-moe-b-2-8e2a_train_b32 dit-moe-b/2-8e2a --batch 32
 # The Fashion-MNIST model trained on the GPU by the "fmnist" stage, with the
@@ -80,10 +82,12 @@ cp /usr/share/datasets/fashion-mnist/train-*.gz "$CARRY/fashion-mnist/"
 cat >"$CARRY/torch_train_cases.txt" <<'CASES'
 --case dit-xl/2:train --variants eager,compile
 --case dit-moe-s/2-8e2a:train --case dit-moe-b/2-8e2a:train --variants grouped
+--case attention:72:256 --case attention:64:256
 CASES
 cat >"$CARRY/train_pairs.txt" <<'PAIRS'
 dit-xl-2_train_b32 dit-xl/2:train compile 0.67 DiT-XL/2 training step, batch 32, bf16
 dit-xl-2_train_b32 dit-xl/2:train eager - DiT-XL/2 training step vs eager
+dit-xl-2-remat_train_b32 dit-xl/2:train compile 0.67 DiT-XL/2 training step, norms recomputed
 dit-moe-s-2-8e2a_train_b32 dit-moe-s/2-8e2a:train grouped 0.5 DiT-MoE-S/2-8E2A training step vs grouped-GEMM PyTorch
 dit-moe-b-2-8e2a_train_b32 dit-moe-b/2-8e2a:train grouped 0.5 DiT-MoE-B/2-8E2A training step vs grouped-GEMM PyTorch
 PAIRS

@@ -776,14 +776,10 @@ private:
       cu::gatedResidualBackward(s(), dt, cm(o[1]), cm(o[2]), desc(o[0]).shape[1], dOut(), mOpt(r[1]), mOpt(r[2]));
     } else if (op == "dit.split") {
       // Each part's gradient is a column block of the whole's.
-      cu::DMat whole = m(r[0]);
-      size_t elem = dtypeSize(desc(r[0]).dtype);
-      for (size_t part = 0; part + sl < o.size(); ++part) {
-        cu::DConstMat g = dOut(part);
-        cu::check(cudaMemcpy2DAsync(static_cast<uint8_t *>(whole.data) + part * g.cols * elem, whole.ld * elem,
-                                    g.data, g.ld * elem, g.cols * elem, g.rows, cudaMemcpyDeviceToDevice, stream),
-                  "split backward copy");
-      }
+      std::vector<cu::DConstMat> parts;
+      for (size_t part = 0; part + sl < o.size(); ++part)
+        parts.push_back(dOut(part));
+      cu::splitBackward(s(), desc(r[0]).dtype, parts.data(), static_cast<int>(parts.size()), m(r[0]));
     } else if (op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss") {
       loss(k, op, static_cast<float *>(workspace), static_cast<float>(attrFloat(k, "loss_weight")), ptr(r[0]));
     } else {

@@ -579,4 +579,57 @@ void tokenMeanBackward(Stream stream, DType dtype, DConstMat dOut, int64_t batch
   });
 }
 
+//===----------------------------------------------------------------------===//
+// split backward: one launch for all parts (the adaLN split has six small
+// parts; a copy per part cost more in launches than in bytes)
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+constexpr int kMaxSplitParts = 16;
+
+template <typename T> struct SplitParts {
+  const T *data[kMaxSplitParts];
+  int64_t ld[kMaxSplitParts];
+};
+
+template <typename T>
+__global__ void splitBackwardKernel(SplitParts<T> parts, int64_t partCols, int64_t rows, int64_t cols, T *whole,
+                                    int64_t ld) {
+  const int64_t total = rows * cols;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i - r * cols, part = c / partCols, pc = c - part * partCols;
+    whole[r * ld + c] = parts.data[part][r * parts.ld[part] + pc];
+  }
+}
+
+} // namespace
+
+void splitBackward(Stream stream, DType dtype, const DConstMat *parts, int count, DMat whole) {
+  const char *kernel = "splitBackward";
+  if (count < 1 || count > kMaxSplitParts)
+    fail(kernel, ": ", count, " parts; one launch takes 1 to ", kMaxSplitParts);
+  if (whole.cols % count != 0)
+    fail(kernel, ": ", whole.cols, " columns do not split into ", count, " parts");
+  const int64_t partCols = whole.cols / count;
+  checkDView(kernel, "whole", whole, whole.rows, whole.cols);
+  for (int i = 0; i < count; ++i)
+    checkDView(kernel, "part", parts[i], whole.rows, partCols);
+  if (whole.rows == 0 || whole.cols == 0)
+    return;
+  dispatchFloat(dtype, kernel, [&](auto tag) {
+    using T = decltype(tag);
+    SplitParts<T> p{};
+    for (int i = 0; i < count; ++i) {
+      p.data[i] = static_cast<const T *>(parts[i].data);
+      p.ld[i] = parts[i].ld;
+    }
+    const int64_t total = whole.rows * whole.cols;
+    splitBackwardKernel<T><<<gridStrideBlocks(total, kThreads), kThreads, 0, native(stream)>>>(
+        p, partCols, whole.rows, whole.cols, static_cast<T *>(whole.data), whole.ld);
+    checkLaunch(kernel);
+  });
+}
+
 } // namespace diffrt::cuda

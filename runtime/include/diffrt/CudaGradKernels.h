@@ -157,6 +157,9 @@ void depthwiseConvBackward(Stream stream, DType dtype, DConstMat x, int64_t batc
 size_t depthwiseConvBackwardWorkspaceBytes(int64_t batch, int64_t h, int64_t w, int64_t channels,
                                            int64_t k);
 void tokenMeanBackward(Stream stream, DType dtype, DConstMat dOut, int64_t batch, int64_t tokens, DMat dX);
+/// Backward of split: the parts' gradients (each rows x cols/count) side by
+/// side as the column blocks of `whole` (rows x cols), in one launch.
+void splitBackward(Stream stream, DType dtype, const DConstMat *parts, int count, DMat whole);
 
 //===----------------------------------------------------------------------===//
 // Losses: per-sample f32 values and the gradient of Σ_n weight·lossScale·loss[n]
