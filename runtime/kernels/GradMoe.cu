@@ -57,7 +57,12 @@
 // on the device, and every output element is summed in a fixed order:
 // reproducible bit for bit, no atomics.
 //
-// The per-token sums (the epilogue gate's gradient, the final dX) and the
+// The element-wise passes over the hidden activations (SwiGLU, its
+// gradient, the expert-choice activation) walk whole workspace buffers in
+// 16-byte accesses; the router recomputation routes several tokens per warp
+// so each router value read from shared memory serves all of them; the
+// permutation's scan over chunk counts is block-parallel. The per-token
+// sums (the epilogue gate's gradient, the final dX) and the
 // routing-weight kernel use 16-byte accesses where the views allow; the
 // epilogue gate's sum over a sample's tokens runs on 16 token lanes per
 // column added in lane order, instead of one thread walking hundreds of
@@ -113,9 +118,20 @@ template <typename T> struct RouterParams {
 
 __device__ __forceinline__ float rankKey(float p) { return isnan(p) ? -INFINITY : p; }
 
+/// Tokens a warp routes at once: every router value read from shared
+/// memory serves that many tokens. One token per warp read the whole f32
+/// router (E·d·4 bytes) per token, which made the kernel bound by
+/// shared-memory bandwidth; each token's sums are still formed exactly as
+/// the forward forms them (same lanes, same order), only interleaved with
+/// other tokens'.
+template <int EMAX> constexpr int kRouterTokens = EMAX <= 16 ? 4 : (EMAX <= 32 ? 2 : 1);
+
+// Two blocks per multiprocessor (two f32 routers of up to 100 KB fit)
+// where the sums fit in 128 registers; 64 experts keep the forward's bound.
 template <typename T, int EMAX, bool kTokenChoice>
-__global__ void __launch_bounds__(kThreads, 1) routerKernel(RouterParams<T> p) {
+__global__ void __launch_bounds__(kThreads, EMAX <= 32 ? 2 : 1) routerKernel(RouterParams<T> p) {
   extern __shared__ float4 routerSmem[];
+  constexpr int TB = kRouterTokens<EMAX>;
   const int tid = threadIdx.x, lane = tid & 31, E = p.experts;
   const float *W = p.routerF32;
   if (W == nullptr) {
@@ -128,19 +144,30 @@ __global__ void __launch_bounds__(kThreads, 1) routerKernel(RouterParams<T> p) {
 
   constexpr int V = kVec<T>;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (tid >> 5); t < p.rows;
-       t += warps) {
-    const T *xr = p.x + t * p.ldx;
-    float acc[EMAX];
+  for (int64_t t0 = (static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (tid >> 5)) * TB;
+       t0 < p.rows; t0 += warps * TB) {
+    float acc[TB][EMAX];
 #pragma unroll
-    for (int e = 0; e < EMAX; ++e)
-      acc[e] = 0.0f;
+    for (int b = 0; b < TB; ++b)
+#pragma unroll
+      for (int e = 0; e < EMAX; ++e)
+        acc[b][e] = 0.0f;
     // The logits exactly as routerKernel in Moe.cu computes them: the same
-    // per-lane partial sums in the same order, the same butterfly.
+    // per-lane partial sums in the same order, the same butterfly. Rows
+    // past the end compute on zeros and are not stored.
     if (p.vec) {
       for (int64_t c = static_cast<int64_t>(lane) * V; c < p.d; c += 32 * V) {
-        float xv[V];
-        loadN<V>(xr + c, xv);
+        float xv[TB][V];
+#pragma unroll
+        for (int b = 0; b < TB; ++b) {
+          if (t0 + b < p.rows) {
+            loadN<V>(p.x + (t0 + b) * p.ldx + c, xv[b]);
+          } else {
+#pragma unroll
+            for (int i = 0; i < V; ++i)
+              xv[b][i] = 0.0f;
+          }
+        }
 #pragma unroll
         for (int e = 0; e < EMAX; ++e) {
           if (e < E) {
@@ -148,75 +175,90 @@ __global__ void __launch_bounds__(kThreads, 1) routerKernel(RouterParams<T> p) {
 #pragma unroll
             for (int q = 0; q < V / 4; ++q) {
               const float4 wv = w4[q];
-              acc[e] += wv.x * xv[4 * q] + wv.y * xv[4 * q + 1] + wv.z * xv[4 * q + 2] +
-                        wv.w * xv[4 * q + 3];
+#pragma unroll
+              for (int b = 0; b < TB; ++b)
+                acc[b][e] += wv.x * xv[b][4 * q] + wv.y * xv[b][4 * q + 1] +
+                             wv.z * xv[b][4 * q + 2] + wv.w * xv[b][4 * q + 3];
             }
           }
         }
       }
     } else {
       for (int64_t c = lane; c < p.d; c += 32) {
-        const float xv = toF<T>(xr[c]);
+        float xv[TB];
+#pragma unroll
+        for (int b = 0; b < TB; ++b)
+          xv[b] = t0 + b < p.rows ? toF<T>(p.x[(t0 + b) * p.ldx + c]) : 0.0f;
 #pragma unroll
         for (int e = 0; e < EMAX; ++e)
-          if (e < E)
-            acc[e] += W[e * p.d + c] * xv;
+          if (e < E) {
+            const float w = W[e * p.d + c];
+#pragma unroll
+            for (int b = 0; b < TB; ++b)
+              acc[b][e] += w * xv[b];
+          }
       }
     }
 #pragma unroll
-    for (int e = 0; e < EMAX; ++e)
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1)
-        acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], o);
-
-    float mx = acc[0];
-#pragma unroll
-    for (int e = 1; e < EMAX; ++e)
-      if (e < E)
-        mx = fmaxf(mx, acc[e]);
-    float total = 0.0f;
-#pragma unroll
-    for (int e = 0; e < EMAX; ++e)
-      if (e < E) {
-        acc[e] = expf(acc[e] - mx);
-        total += acc[e];
-      }
-    const float inv = 1.0f / total;
-#pragma unroll
-    for (int e = 0; e < EMAX; ++e)
-      acc[e] *= inv;
-
-    if (lane == 0) {
+    for (int b = 0; b < TB; ++b)
 #pragma unroll
       for (int e = 0; e < EMAX; ++e)
-        if (e < E)
-          p.probs[t * E + e] = acc[e];
-      if constexpr (kTokenChoice) {
-        unsigned long long chosen = 0ull;
-        float picked = 0.0f;
-        for (int s = 0; s < p.topK; ++s) {
-          int best = -1;
-          float bestRank = 0.0f, bestP = 0.0f;
 #pragma unroll
-          for (int e = 0; e < EMAX; ++e) {
-            if (e < E && !((chosen >> e) & 1ull)) {
-              const float r = rankKey(acc[e]);
-              if (best < 0 || r > bestRank) {
-                best = e;
-                bestRank = r;
-                bestP = acc[e];
+        for (int o = 16; o > 0; o >>= 1)
+          acc[b][e] += __shfl_xor_sync(0xffffffffu, acc[b][e], o);
+
+#pragma unroll
+    for (int b = 0; b < TB; ++b) {
+      const int64_t t = t0 + b;
+      float mx = acc[b][0];
+#pragma unroll
+      for (int e = 1; e < EMAX; ++e)
+        if (e < E)
+          mx = fmaxf(mx, acc[b][e]);
+      float total = 0.0f;
+#pragma unroll
+      for (int e = 0; e < EMAX; ++e)
+        if (e < E) {
+          acc[b][e] = expf(acc[b][e] - mx);
+          total += acc[b][e];
+        }
+      const float inv = 1.0f / total;
+#pragma unroll
+      for (int e = 0; e < EMAX; ++e)
+        acc[b][e] *= inv;
+
+      if (lane == 0 && t < p.rows) {
+#pragma unroll
+        for (int e = 0; e < EMAX; ++e)
+          if (e < E)
+            p.probs[t * E + e] = acc[b][e];
+        if constexpr (kTokenChoice) {
+          unsigned long long chosen = 0ull;
+          float picked = 0.0f;
+          for (int s = 0; s < p.topK; ++s) {
+            int best = -1;
+            float bestRank = 0.0f, bestP = 0.0f;
+#pragma unroll
+            for (int e = 0; e < EMAX; ++e) {
+              if (e < E && !((chosen >> e) & 1ull)) {
+                const float r = rankKey(acc[b][e]);
+                if (best < 0 || r > bestRank) {
+                  best = e;
+                  bestRank = r;
+                  bestP = acc[b][e];
+                }
               }
             }
+            chosen |= 1ull << best;
+            p.expertOf[t * p.topK + s] = best;
+            p.weightOf[t * p.topK + s] = bestP;
+            picked += bestP;
           }
-          chosen |= 1ull << best;
-          p.expertOf[t * p.topK + s] = best;
-          p.weightOf[t * p.topK + s] = bestP;
-          picked += bestP;
+          p.totals[t] = picked;
+          if (p.normalize)
+            for (int s = 0; s < p.topK; ++s)
+              p.weightOf[t * p.topK + s] /= picked;
         }
-        p.totals[t] = picked;
-        if (p.normalize)
-          for (int s = 0; s < p.topK; ++s)
-            p.weightOf[t * p.topK + s] /= picked;
       }
     }
   }
@@ -226,23 +268,23 @@ template <typename T, bool kTokenChoice>
 void launchRouter(Stream stream, RouterParams<T> p) {
   const size_t smem =
       p.routerF32 == nullptr ? static_cast<size_t>(p.experts * p.d) * sizeof(float) : 0;
-  auto pick = [&](auto kernel) {
+  auto pick = [&](auto kernel, int tokens) {
     if (smem > 48 * 1024)
       check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(smem)),
             "moe backward router: shared memory limit");
-    const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock, 2);
+    const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock * tokens, 2);
     kernel<<<blocks, kThreads, smem, native(stream)>>>(p);
     checkLaunch("moe backward router");
   };
   if (p.experts <= 8)
-    pick(routerKernel<T, 8, kTokenChoice>);
+    pick(routerKernel<T, 8, kTokenChoice>, kRouterTokens<8>);
   else if (p.experts <= 16)
-    pick(routerKernel<T, 16, kTokenChoice>);
+    pick(routerKernel<T, 16, kTokenChoice>, kRouterTokens<16>);
   else if (p.experts <= 32)
-    pick(routerKernel<T, 32, kTokenChoice>);
+    pick(routerKernel<T, 32, kTokenChoice>, kRouterTokens<32>);
   else
-    pick(routerKernel<T, 64, kTokenChoice>);
+    pick(routerKernel<T, 64, kTokenChoice>, kRouterTokens<64>);
 }
 
 //===----------------------------------------------------------------------===//
@@ -265,30 +307,53 @@ __global__ void __launch_bounds__(kChunk)
 }
 
 /// Per expert, the exclusive scan of the chunk counts in place; then the
-/// expert offsets (experts + 1 values) and the totals.
-__global__ void __launch_bounds__(kMaxExperts)
+/// expert offsets (experts + 1 values) and the totals. One block: thread
+/// (segment j, expert e) sums a contiguous range of chunks of e, the
+/// segment sums are scanned across segments in shared memory (log steps),
+/// and each thread rewrites its range from its segment's base. A thread
+/// per expert walking every chunk was a chain of dependent loads (30 µs
+/// for 128 chunks); integer sums, so the result is exact in any order.
+constexpr int kScanThreads = 1024;
+
+__global__ void __launch_bounds__(kScanThreads)
     chunkScanKernel(int32_t *chunkCounts, int64_t chunks, int experts, int32_t *counts,
                     int32_t *offsets) {
-  __shared__ int32_t total[kMaxExperts];
-  const int e = threadIdx.x;
-  if (e < experts) {
-    int32_t run = 0;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int32_t v = chunkCounts[c * experts + e];
-      chunkCounts[c * experts + e] = run;
-      run += v;
-    }
-    total[e] = run;
-    counts[e] = run;
-  }
+  __shared__ int32_t seg[kScanThreads];
+  const int tid = threadIdx.x;
+  const int segs = kScanThreads / experts; // >= 16: experts <= kMaxExperts
+  const int e = tid % experts, j = tid / experts;
+  const bool owner = j < segs;
+  const int64_t per = (chunks + segs - 1) / segs;
+  const int64_t c0 = owner ? j * per : chunks;
+  const int64_t c1 = c0 + per < chunks ? c0 + per : chunks;
+  int32_t sum = 0;
+  for (int64_t c = c0; c < c1; ++c)
+    sum += chunkCounts[c * experts + e];
+  seg[tid] = sum;
   __syncthreads();
-  if (e == 0) {
-    int32_t run = 0;
+  // Inclusive scan over the segments of each expert: element (j, e) is at
+  // j·experts + e, so a step of 2^i segments is 2^i·experts elements.
+  for (int off = experts; off < segs * experts; off <<= 1) {
+    const int32_t v = owner && tid >= off ? seg[tid - off] : 0;
+    __syncthreads();
+    seg[tid] += v;
+    __syncthreads();
+  }
+  int32_t run = seg[tid] - sum;
+  for (int64_t c = c0; c < c1; ++c) {
+    const int32_t v = chunkCounts[c * experts + e];
+    chunkCounts[c * experts + e] = run;
+    run += v;
+  }
+  if (tid < experts)
+    counts[tid] = seg[(segs - 1) * experts + tid];
+  if (tid == 0) {
+    int32_t at = 0;
     for (int i = 0; i < experts; ++i) {
-      offsets[i] = run;
-      run += total[i];
+      offsets[i] = at;
+      at += seg[(segs - 1) * experts + i];
     }
-    offsets[experts] = run;
+    offsets[experts] = at;
   }
 }
 
@@ -398,35 +463,97 @@ __device__ __forceinline__ float actDerivativeF(float x, int act) {
   }
 }
 
+// The SwiGLU and activation passes run over whole workspace buffers (n
+// contiguous values, 256-byte aligned bases), so each thread step moves
+// kVec<T> values per operand in 16-byte accesses and the n % kVec<T> tail
+// goes element by element. With 2-byte element accesses these passes ran
+// at about half the memory bandwidth (a warp's load was 64 bytes); the
+// per-element arithmetic is unchanged, so the results are the same bits.
+
 /// h = silu(g) ⊙ u over n contiguous values.
 template <typename T>
-__global__ void swigluHiddenKernel(const T *g, const T *u, T *h, int64_t n) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+__global__ void __launch_bounds__(256) swigluHiddenKernel(const T *g, const T *u, T *h,
+                                                          int64_t n) {
+  constexpr int V = kVec<T>;
+  const int64_t vecs = n / V, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t i = first; i < vecs; i += stride) {
+    float gv[V], uv[V];
+    loadVec<T>(g + i * V, gv);
+    loadVec<T>(u + i * V, uv);
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      gv[j] = siluPrecise(gv[j]) * uv[j];
+    storeVec<T>(h + i * V, gv);
+  }
+  for (int64_t i = vecs * V + first; i < n; i += stride)
     h[i] = fromF<T>(siluPrecise(toF<T>(g[i])) * toF<T>(u[i]));
 }
 
 /// With dh: g ← dh ⊙ u ⊙ silu'(g), u ← dh ⊙ silu(g).
+__device__ __forceinline__ void swigluGradOne(float &g, float &u, float d) {
+  const float s = 1.0f / (1.0f + expf(-g));
+  const float dg = d * u * (s * (1.0f + g * (1.0f - s)));
+  u = d * (g * s);
+  g = dg;
+}
+
 template <typename T>
-__global__ void swigluGradKernel(T *g, T *u, const T *dh, int64_t n) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float gi = toF<T>(g[i]), ui = toF<T>(u[i]), d = toF<T>(dh[i]);
-    const float s = 1.0f / (1.0f + expf(-gi));
-    g[i] = fromF<T>(d * ui * (s * (1.0f + gi * (1.0f - s))));
-    u[i] = fromF<T>(d * (gi * s));
+__global__ void __launch_bounds__(256) swigluGradKernel(T *g, T *u, const T *dh, int64_t n) {
+  constexpr int V = kVec<T>;
+  const int64_t vecs = n / V, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t i = first; i < vecs; i += stride) {
+    float gv[V], uv[V], dv[V];
+    loadVec<T>(g + i * V, gv);
+    loadVec<T>(u + i * V, uv);
+    loadVec<T>(dh + i * V, dv);
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      swigluGradOne(gv[j], uv[j], dv[j]);
+    storeVec<T>(g + i * V, gv);
+    storeVec<T>(u + i * V, uv);
+  }
+  for (int64_t i = vecs * V + first; i < n; i += stride) {
+    float gi = toF<T>(g[i]), ui = toF<T>(u[i]);
+    swigluGradOne(gi, ui, toF<T>(dh[i]));
+    g[i] = fromF<T>(gi);
+    u[i] = fromF<T>(ui);
   }
 }
 
 /// out = act(z), or with dOut: out = dOut ⊙ act'(z) (out may be dOut).
 template <typename T>
-__global__ void actKernel(const T *z, const T *dOut, T *out, int64_t n, int act) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+__global__ void __launch_bounds__(256) actKernel(const T *z, const T *dOut, T *out, int64_t n,
+                                                 int act) {
+  constexpr int V = kVec<T>;
+  const int64_t vecs = n / V, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t i = first; i < vecs; i += stride) {
+    float zv[V], ov[V];
+    loadVec<T>(z + i * V, zv);
+    if (dOut == nullptr) {
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        ov[j] = applyActPrecise(zv[j], act);
+    } else {
+      loadVec<T>(dOut + i * V, ov);
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        ov[j] *= actDerivativeF(zv[j], act);
+    }
+    storeVec<T>(out + i * V, ov);
+  }
+  for (int64_t i = vecs * V + first; i < n; i += stride) {
     const float zi = toF<T>(z[i]);
     out[i] = fromF<T>(dOut == nullptr ? applyActPrecise(zi, act)
                                       : toF<T>(dOut[i]) * actDerivativeF(zi, act));
   }
+}
+
+/// Blocks of 256 threads for the passes above over n values.
+template <typename T> unsigned vecBlocks(int64_t n) {
+  return gridStrideBlocks((n + kVec<T> - 1) / kVec<T>, 256, 8);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1426,7 +1553,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     chunkCountKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(
         expertOf, slots, static_cast<int>(e), chunkCounts);
     checkLaunch("moe backward chunk counts");
-    chunkScanKernel<<<1, kMaxExperts, 0, s>>>(chunkCounts, chunks, static_cast<int>(e), counts,
+    chunkScanKernel<<<1, kScanThreads, 0, s>>>(chunkCounts, chunks, static_cast<int>(e), counts,
                                                offsets);
     checkLaunch("moe backward chunk scan");
     placeKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(
@@ -1440,7 +1567,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
                                          BLayout::NK, G, f, d, offsets, 0, groups, slots));
     grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.up, d, f * d,
                                          BLayout::NK, U, f, d, offsets, 0, groups, slots));
-    swigluHiddenKernel<T><<<elementBlocks(slots * f), 256, 0, s>>>(G, U, H, slots * f);
+    swigluHiddenKernel<T><<<vecBlocks<T>(slots * f), 256, 0, s>>>(G, U, H, slots * f);
     checkLaunch("moe backward swiglu hidden");
     grouped::groupedGemm(stream, product(dtype, H, f, nullptr, args.down, f, d * f, BLayout::NK,
                                          Y, d, f, offsets, 0, groups, slots));
@@ -1457,7 +1584,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
                                            BLayout::NK, Gs, fs, d, nullptr, m, 1, m));
       grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedUp, d, 0,
                                            BLayout::NK, Us, fs, d, nullptr, m, 1, m));
-      swigluHiddenKernel<T><<<elementBlocks(m * fs), 256, 0, s>>>(Gs, Us, Hs, m * fs);
+      swigluHiddenKernel<T><<<vecBlocks<T>(m * fs), 256, 0, s>>>(Gs, Us, Hs, m * fs);
       checkLaunch("moe backward swiglu hidden");
       if (wantEpiGate)
         grouped::groupedGemm(stream, product(dtype, Hs, fs, nullptr, args.sharedDown, fs, 0,
@@ -1517,7 +1644,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       // dH = dY·down (into H), then dG, dU in place of G, U.
       grouped::groupedGemm(stream, product(dtype, Y, d, nullptr, args.down, f, d * f,
                                            BLayout::KN, H, f, d, offsets, 0, groups, slots));
-      swigluGradKernel<T><<<elementBlocks(slots * f), 256, 0, s>>>(G, U, H, slots * f);
+      swigluGradKernel<T><<<vecBlocks<T>(slots * f), 256, 0, s>>>(G, U, H, slots * f);
       checkLaunch("moe backward swiglu gradient");
       WgradParams<T, T> wp{};
       wp.lda = f;
@@ -1581,7 +1708,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       if (wantX || grads.dSharedGate != nullptr || grads.dSharedUp != nullptr) {
         grouped::groupedGemm(stream, product(dtype, DYs, d, nullptr, args.sharedDown, fs, 0,
                                              BLayout::KN, Hs, fs, d, nullptr, m, 1, m));
-        swigluGradKernel<T><<<elementBlocks(m * fs), 256, 0, s>>>(Gs, Us, Hs, m * fs);
+        swigluGradKernel<T><<<vecBlocks<T>(m * fs), 256, 0, s>>>(Gs, Us, Hs, m * fs);
         checkLaunch("moe backward swiglu gradient");
         WgradParams<T, T> wp{};
         wp.lda = fs;
@@ -1759,7 +1886,7 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rows, args.w1, inOut ? f : d, d * f,
                                          inOut ? BLayout::KN : BLayout::NK, Z, f, d, nullptr,
                                          per, groups, selected));
-    actKernel<T><<<elementBlocks(selected * f), 256, 0, s>>>(Z, nullptr, A, selected * f, act);
+    actKernel<T><<<vecBlocks<T>(selected * f), 256, 0, s>>>(Z, nullptr, A, selected * f, act);
     checkLaunch("moe backward activation");
     grouped::groupedGemm(stream, product(dtype, A, f, nullptr, args.w2, inOut ? d : f, f * d,
                                          inOut ? BLayout::KN : BLayout::NK, Y, d, f, nullptr,
@@ -1816,7 +1943,7 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       grouped::groupedGemm(stream, product(dtype, Y, d, nullptr, args.w2, inOut ? d : f, f * d,
                                            inOut ? BLayout::NK : BLayout::KN, A, f, d, nullptr,
                                            per, groups, selected));
-      actKernel<T><<<elementBlocks(selected * f), 256, 0, s>>>(Z, A, A, selected * f, act);
+      actKernel<T><<<vecBlocks<T>(selected * f), 256, 0, s>>>(Z, A, A, selected * f, act);
       checkLaunch("moe backward activation gradient");
       if (grads.dW1 != nullptr) {
         // inOut: dW1 (d x f) = xsᵀ·dZ; else dW1 (f x d) = dZᵀ·xs.

@@ -2,7 +2,25 @@
 //
 // The vector-Jacobian product of norm() with all its fused parts (affine
 // weight and bias, adaLN shift/scale, SiLU output gate), the GPU counterpart
-// of runtime/cpu/GradNorm.cpp. Three launches:
+// of runtime/cpu/GradNorm.cpp.
+//
+// Fused path (a group is the whole row, vectorisable views, the row fits a
+// register tile: the adaLN LayerNorms of DiT), two launches:
+//
+//   1. A block of 8 warps per chunk of at most 64 rows of one segment (a
+//      sample when shift/scale gradients are wanted, all rows otherwise;
+//      16 rows when no parameter sums are wanted), a warp per row. The lane keeps its 16-byte vectors of x and dOut in
+//      registers, so the statistics (two-pass variance), the two Jacobian
+//      means and dX (and dSiluGate) come from one read of the row, with
+//      16-byte loads and stores. The parameter terms of the lane's columns
+//      (shift, scale, weight, bias) accumulate in registers over the warp's
+//      rows; the warps' sums are added in warp order through shared memory
+//      and written as the chunk's f32 partial row. x and dOut are thus read
+//      once in all (the column pass of the generic path read them again).
+//   2. Reduction of the chunk partials in chunk order (pass 3 below).
+//
+// Generic path (groups narrower than the row, unaligned views, rows too
+// long for the tile or tiles over the register budget), three launches:
 //
 //   1. Row pass, one warp per row, the row's groups one after the other:
 //      group statistics recomputed (two-pass variance, warp shuffles), the
@@ -14,19 +32,19 @@
 //      without block-wide synchronisation; the rows are re-read from L1/L2
 //      between the sub-passes.
 //   2. Column pass for the parameter gradients, which are sums over rows:
-//      one thread per column walks a fixed chunk of at most 64 rows (never
-//      straddling a sample, so the per-sample shift/scale sums come out of
-//      the same pass), recomputes the chain from the stored statistics and
-//      writes its f32 partial sums (shift, scale, weight, bias terms) to
-//      the workspace. Threads of a warp read consecutive columns of a row,
-//      so the reads are coalesced.
+//      one thread per column walks the same chunks as the fused path,
+//      recomputes the chain from the stored statistics and writes its f32
+//      partial sums (shift, scale, weight, bias terms) to the workspace.
+//      Threads of a warp read consecutive columns of a row, so the reads
+//      are coalesced.
 //   3. Reduction of the chunk partials in chunk order (and, for the affine
 //      weight and bias, over the groups of a row in group order).
 //
 // Every sum is taken in an order fixed by the shape alone, so the results
 // are reproducible bit for bit, without float atomics. Accumulation is in
 // f32 (the CPU reference uses double; the difference is within float
-// roundoff for the tests' shapes).
+// roundoff for the tests' shapes). Both paths share the chunking, so one
+// workspace layout serves both.
 //
 //===----------------------------------------------------------------------===//
 
@@ -47,10 +65,10 @@ constexpr int64_t kChunkRows = 64;
 struct Chunking {
   int64_t segment = 0, chunkRows = 0, chunksPerSegment = 0, segments = 0, chunks = 0;
 };
-Chunking chunking(int64_t rows, int64_t segment) {
+Chunking chunking(int64_t rows, int64_t segment, int64_t maxChunkRows = kChunkRows) {
   Chunking c;
   c.segment = segment;
-  c.chunkRows = std::min(segment, kChunkRows);
+  c.chunkRows = std::min(segment, maxChunkRows);
   c.chunksPerSegment = (segment + c.chunkRows - 1) / c.chunkRows;
   c.segments = rows / segment;
   c.chunks = c.segments * c.chunksPerSegment;
@@ -217,6 +235,213 @@ __global__ void normColumnKernel(NormParams<T> p, const float *stats, Chunking c
     biasPart[at] = accB;
 }
 
+/// The fused path's outputs: dX and dSiluGate (null: not wanted) and the
+/// chunk partial planes of the four parameter sums (null: not wanted).
+template <typename T> struct FusedOut {
+  T *dX;
+  int64_t lddx;
+  T *dGate;
+  int64_t lddg;
+  float *part[4]; // shift, scale, weight, bias terms
+};
+
+constexpr int kFusedWarps = 8;
+constexpr int kFusedThreads = kFusedWarps * 32;
+
+/// kVec<T> operand values at p (16-byte aligned), or `absent` for a null
+/// operand.
+template <typename T>
+__device__ __forceinline__ void loadOr(const T *p, float (&f)[kVec<T>], float absent) {
+  if (p != nullptr) {
+    loadVec<T>(p, f);
+  } else {
+#pragma unroll
+    for (int e = 0; e < kVec<T>; ++e)
+      f[e] = absent;
+  }
+}
+
+__device__ __forceinline__ void prefetchL2(const void *p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+/// The fused path for rows that are one group and vectorisable views: a
+/// block of kFusedWarps warps owns one chunk of rows (the column pass's
+/// chunking) and walks it a warp per row, rows warp, warp + kFusedWarps, ...
+/// Lane l holds the row's 16-byte vectors l, l + 32, ... (at most V) of x
+/// and dOut in registers, packed, so the statistics, the two Jacobian means
+/// and dX all come from one read of the row. The NQ parameter sums (0: none,
+/// 2: shift and scale, 4: also weight and bias) of the lane's columns
+/// accumulate in registers across the warp's rows; at the end of the chunk
+/// the warps' sums are added in warp order through shared memory and the
+/// block writes the chunk's partial rows, which pass 3 adds in chunk order.
+/// Each warp asks L2 for its next row while it works on the current one.
+template <typename T, int V, int NQ>
+__global__ void __launch_bounds__(kFusedThreads)
+    normFusedKernel(NormParams<T> p, FusedOut<T> o, Chunking ck) {
+  constexpr int N = kVec<T>;
+  constexpr int kQ = NQ > 0 ? NQ : 1;
+  __shared__ float red[kFusedWarps][32 * N];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t chunk = blockIdx.x;
+  const int64_t seg = chunk / ck.chunksPerSegment, inSeg = chunk - seg * ck.chunksPerSegment;
+  const int64_t r0 = seg * ck.segment + inSeg * ck.chunkRows;
+  const int64_t r1 = min((seg + 1) * ck.segment, r0 + ck.chunkRows);
+  const int64_t units = p.cols / N;
+  const float invCols = 1.0f / static_cast<float>(p.cols);
+  const bool hasGate = p.gate != nullptr;
+
+  float acc[kQ][V][N];
+#pragma unroll
+  for (int q = 0; q < kQ; ++q)
+#pragma unroll
+    for (int v = 0; v < V; ++v)
+#pragma unroll
+      for (int e = 0; e < N; ++e)
+        acc[q][v][e] = 0.0f;
+
+  for (int64_t r = r0 + warp; r < r1; r += kFusedWarps) {
+    const T *xr = p.x + r * p.ldx, *dr = p.dOut + r * p.ldd;
+    uint4 xv[V], dv[V];
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const int64_t u = lane + 32 * v;
+      xv[v] = make_uint4(0u, 0u, 0u, 0u);
+      dv[v] = xv[v];
+      if (u < units) {
+        xv[v] = *reinterpret_cast<const uint4 *>(xr + u * N);
+        dv[v] = *reinterpret_cast<const uint4 *>(dr + u * N);
+      }
+    }
+    if (r + kFusedWarps < r1) {
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        const int64_t u = lane + 32 * v;
+        if (u < units) {
+          prefetchL2(xr + kFusedWarps * p.ldx + u * N);
+          prefetchL2(dr + kFusedWarps * p.ldd + u * N);
+        }
+      }
+    }
+
+    float sum = 0.0f;
+#pragma unroll
+    for (int v = 0; v < V; ++v)
+      if (lane + 32 * v < units) {
+        float f[N];
+        unpackVec<T>(xv[v], f);
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+          sum += f[e];
+      }
+    const float mean = p.layer ? warpSum(sum) * invCols : 0.0f;
+    float sq = 0.0f;
+#pragma unroll
+    for (int v = 0; v < V; ++v)
+      if (lane + 32 * v < units) {
+        float f[N];
+        unpackVec<T>(xv[v], f);
+#pragma unroll
+        for (int e = 0; e < N; ++e) {
+          const float d = f[e] - mean;
+          sq += d * d;
+        }
+      }
+    const float rstd = 1.0f / sqrtf(warpSum(sq) * invCols + p.eps);
+
+    const int64_t smp = r / p.rowsPerSample;
+    const T *scr = p.scale != nullptr ? p.scale + smp * p.ldc : nullptr;
+    const T *shr = p.shift != nullptr ? p.shift + smp * p.lds : nullptr;
+    const T *gr = hasGate ? p.gate + r * p.ldg : nullptr;
+    float sumD = 0.0f, sumDX = 0.0f;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const int64_t u = lane + 32 * v;
+      if (u >= units)
+        continue;
+      const int64_t pos = u * N;
+      float xf[N], df[N], w[N], b[N], sc[N], sh[N], gv[N], dg[N];
+      unpackVec<T>(xv[v], xf);
+      unpackVec<T>(dv[v], df);
+      loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
+      loadOr<T>(p.bias != nullptr ? p.bias + pos : nullptr, b, 0.0f);
+      loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+      loadOr<T>(shr != nullptr ? shr + pos : nullptr, sh, 0.0f);
+      loadOr<T>(gr != nullptr ? gr + pos : nullptr, gv, 0.0f);
+#pragma unroll
+      for (int e = 0; e < N; ++e) {
+        const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], hasGate, gv[e]);
+        const float dxh = c.dy1 * w[e];
+        sumD += dxh;
+        sumDX += dxh * c.xh;
+        dg[e] = c.dGate;
+        if constexpr (NQ >= 2) {
+          acc[0][v][e] += c.dy2;
+          acc[1][v][e] += c.dy2 * c.y1;
+        }
+        if constexpr (NQ >= 4) {
+          acc[2][v][e] += c.dy1 * c.xh;
+          acc[3][v][e] += c.dy1;
+        }
+      }
+      if (o.dGate != nullptr)
+        storeVec<T>(o.dGate + r * o.lddg + pos, dg);
+    }
+    if (o.dX == nullptr)
+      continue;
+    // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), as in pass 1 of
+    // the generic path, from the registers (the operands come from L1).
+    const float m1 = p.layer ? warpSum(sumD) * invCols : 0.0f;
+    const float m2 = warpSum(sumDX) * invCols;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const int64_t u = lane + 32 * v;
+      if (u >= units)
+        continue;
+      const int64_t pos = u * N;
+      float xf[N], df[N], w[N], sc[N], gv[N], out[N];
+      unpackVec<T>(xv[v], xf);
+      unpackVec<T>(dv[v], df);
+      loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
+      loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+      loadOr<T>(gr != nullptr ? gr + pos : nullptr, gv, 0.0f);
+#pragma unroll
+      for (int e = 0; e < N; ++e) {
+        // Shift and bias do not reach dy1; zeros stand in for them.
+        const Chain c = chainAt(xf[e], mean, rstd, w[e], 0.0f, df[e], sc[e], 0.0f, hasGate, gv[e]);
+        out[e] = rstd * (c.dy1 * w[e] - m1 - c.xh * m2);
+      }
+      storeVec<T>(o.dX + r * o.lddx + pos, out);
+    }
+  }
+
+  if constexpr (NQ > 0) {
+    // The chunk's sums: the warps' registers added in warp order.
+#pragma unroll
+    for (int q = 0; q < NQ; ++q) {
+      float *part = o.part[q];
+      if (part == nullptr)
+        continue;
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        __syncthreads(); // the previous slot's reads of `red` are done
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+          red[warp][lane * N + e] = acc[q][v][e];
+        __syncthreads();
+        const int t = threadIdx.x;
+        if (t < 32 * N && static_cast<int64_t>(32 * v + t / N) < units) {
+          float total = 0.0f;
+#pragma unroll
+          for (int w = 0; w < kFusedWarps; ++w)
+            total += red[w][t];
+          part[chunk * p.cols + 32 * v * N + t] = total;
+        }
+      }
+    }
+  }
+}
+
 /// Pass 3a: dShift/dScale[seg][j] = Σ over the segment's chunks in order.
 template <typename T>
 __global__ void normSampleSumKernel(const float *shiftPart, const float *scalePart, Chunking ck,
@@ -265,6 +490,41 @@ __global__ void normAffineSumKernel(const float *weightPart, const float *biasPa
 /// gradients are wanted, over all rows otherwise.
 Chunking chunkingFor(int64_t rows, int64_t rowsPerSample, bool perSample) {
   return chunking(rows, perSample ? rowsPerSample : rows);
+}
+
+/// Whether the register tile of V vectors a lane, the packed x and dOut (8
+/// registers a vector) and the NQ f32 sums (NQ · kVec a vector), stays
+/// under about 160 registers, so that it does not spill.
+template <typename T> constexpr bool fusedFits(int v, int nq) { return v * (nq * kVec<T> + 8) <= 160; }
+
+template <typename T, int V, int NQ>
+bool launchFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
+  if constexpr (!fusedFits<T>(V, NQ)) {
+    return false;
+  } else {
+    normFusedKernel<T, V, NQ><<<static_cast<unsigned>(ck.chunks), kFusedThreads, 0, s>>>(p, o, ck);
+    checkLaunch("normBackward");
+    return true;
+  }
+}
+
+/// Launches the fused path if a register tile holds the row (tiles of 1, 2,
+/// 3, 5 and 9 vectors a lane cover rows up to 288 vectors, 2304 16-bit or
+/// 1152 f32 values) and fits the register budget. Returns false otherwise.
+template <typename T, int NQ>
+bool tryFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
+  const int64_t units = p.cols / kVec<T>;
+  if (units <= 32)
+    return launchFused<T, 1, NQ>(p, o, ck, s);
+  if (units <= 64)
+    return launchFused<T, 2, NQ>(p, o, ck, s);
+  if (units <= 96)
+    return launchFused<T, 3, NQ>(p, o, ck, s);
+  if (units <= 160)
+    return launchFused<T, 5, NQ>(p, o, ck, s);
+  if (units <= 288)
+    return launchFused<T, 9, NQ>(p, o, ck, s);
+  return false;
 }
 
 } // namespace
@@ -370,7 +630,59 @@ void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args,
       for (int q = 0; q < 4; ++q)
         planes[q] = reinterpret_cast<float *>(base + lay.statsBytes + q * planeBytes);
     }
-    if (wantX || wantGate || wantColumns) {
+    float *shiftPart = wantShift ? planes[0] : nullptr, *scalePart = wantScale ? planes[1] : nullptr;
+    float *weightPart = wantW ? planes[2] : nullptr, *biasPart = wantB ? planes[3] : nullptr;
+    auto finish = [&] {
+      if (perSample) {
+        normSampleSumKernel<T><<<gridStrideBlocks(ck.segments * cols, kThreads), kThreads, 0, s>>>(
+            shiftPart, scalePart, ck, cols, static_cast<T *>(grads.dShift.data), grads.dShift.ld,
+            static_cast<T *>(grads.dScale.data), grads.dScale.ld);
+        checkLaunch(kernel);
+      }
+      if (wantW || wantB) {
+        normAffineSumKernel<T><<<blocksFor(group, kThreads), kThreads, 0, s>>>(
+            weightPart, biasPart, ck.chunks, cols, group, static_cast<T *>(grads.dWeight),
+            static_cast<T *>(grads.dBias));
+        checkLaunch(kernel);
+      }
+    };
+    if (!wantX && !wantGate && !wantColumns)
+      return;
+
+    // Rows of one group in vectorisable views: the fused path (one read of
+    // x and dOut, no column pass).
+    const size_t es = sizeof(T);
+    const bool vec =
+        groups == 1 && cols % kVec<T> == 0 && rows / (2 * kFusedWarps) < 0x7fffffff &&
+        vectorizable(p.x, x.ld, cols, es) && vectorizable(p.dOut, dOut.ld, cols, es) &&
+        vectorizable(grads.dX.data, grads.dX.ld, cols, es) &&
+        vectorizable(grads.dSiluGate.data, grads.dSiluGate.ld, cols, es) &&
+        vectorizable(p.shift, p.lds, cols, es) && vectorizable(p.scale, p.ldc, cols, es) &&
+        vectorizable(p.gate, p.ldg, cols, es) && (p.weight == nullptr || aligned16(p.weight)) &&
+        (p.bias == nullptr || aligned16(p.bias));
+    if (vec) {
+      // Without parameter sums there are no partials to keep few: two rows a
+      // warp (the second prefetched) and more blocks to spread the rows.
+      const Chunking fck = wantColumns ? ck : chunking(rows, rows, 2 * kFusedWarps);
+      FusedOut<T> o;
+      o.dX = static_cast<T *>(grads.dX.data);
+      o.lddx = grads.dX.ld;
+      o.dGate = static_cast<T *>(grads.dSiluGate.data);
+      o.lddg = grads.dSiluGate.ld;
+      o.part[0] = shiftPart;
+      o.part[1] = scalePart;
+      o.part[2] = weightPart;
+      o.part[3] = biasPart;
+      const bool fused = (wantW || wantB) ? tryFused<T, 4>(p, o, fck, s)
+                         : perSample      ? tryFused<T, 2>(p, o, fck, s)
+                                          : tryFused<T, 0>(p, o, fck, s);
+      if (fused) {
+        finish();
+        return;
+      }
+    }
+
+    {
       const unsigned blocks = gridStrideBlocks(rows, kThreads / 32);
       normRowKernel<T><<<blocks, kThreads, 0, s>>>(
           p, static_cast<T *>(grads.dX.data), grads.dX.ld, static_cast<T *>(grads.dSiluGate.data),
@@ -379,25 +691,12 @@ void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args,
     }
     if (!wantColumns)
       return;
-    float *shiftPart = wantShift ? planes[0] : nullptr, *scalePart = wantScale ? planes[1] : nullptr;
-    float *weightPart = wantW ? planes[2] : nullptr, *biasPart = wantB ? planes[3] : nullptr;
     const dim3 grid(static_cast<unsigned>(ck.chunks),
                     static_cast<unsigned>((cols + kThreads - 1) / kThreads));
     normColumnKernel<T><<<grid, kThreads, 0, s>>>(p, stats, ck, shiftPart, scalePart, weightPart,
                                                   biasPart);
     checkLaunch(kernel);
-    if (perSample) {
-      normSampleSumKernel<T><<<gridStrideBlocks(ck.segments * cols, kThreads), kThreads, 0, s>>>(
-          shiftPart, scalePart, ck, cols, static_cast<T *>(grads.dShift.data), grads.dShift.ld,
-          static_cast<T *>(grads.dScale.data), grads.dScale.ld);
-      checkLaunch(kernel);
-    }
-    if (wantW || wantB) {
-      normAffineSumKernel<T><<<blocksFor(group, kThreads), kThreads, 0, s>>>(
-          weightPart, biasPart, ck.chunks, cols, group, static_cast<T *>(grads.dWeight),
-          static_cast<T *>(grads.dBias));
-      checkLaunch(kernel);
-    }
+    finish();
   });
 }
 

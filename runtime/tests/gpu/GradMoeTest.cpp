@@ -305,6 +305,28 @@ TEST(GradMoeTokenChoice, WidthsOffTheTensorCorePath) {
   }
 }
 
+TEST(GradMoeTokenChoice, RouterBlockingChunkScanAndOddWidths) {
+  // The router's token blocking (7 experts: 4 tokens a warp, 12: 4, 20: 2,
+  // 64: 1) with token counts that leave a partial block and a strided x
+  // (element path); the parallel chunk scan with several chunks per
+  // segment (64 experts: 16 segments, 5000 slots = 20 chunks; 7 experts:
+  // 146 segments, 37503 slots = 147 chunks) and empty segments; hidden
+  // widths that make slots x hidden odd, so the vectorised SwiGLU passes
+  // take their element tail for every type.
+  DIFFRT_REQUIRE_GPU();
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  for (DType t : floatTypes()) {
+    for (TokenCase c : {TokenCase{2500, 32, 64, 24, 8, 2, true, false, false, 0.1, 2500, 0},
+                        TokenCase{12501, 16, 7, 11, 9, 3, false, true, true, 0.05, 3, 0},
+                        TokenCase{333, 24, 12, 13, 5, 2, true, true, true, 0.0, 111, 3},
+                        TokenCase{205, 24, 20, 16, 8, 3, false, true, false, 0.2, 41, 5}}) {
+      SCOPED_TRACE(::testing::Message() << c.m << " tokens, " << c.e << " experts");
+      checkTokenChoice(t, c, tokenData(rng, t, c));
+    }
+  }
+}
+
 TEST(GradMoeTokenChoice, FashionMnistAndDitMoeSShapes) {
   // dit-moe-fmnist: d 96, 4 experts of hidden 384, shared hidden 192, top 2,
   // 64 tokens per sample, balance 0.01 (16 samples). DiT-MoE-S: d 384, 8
