@@ -593,14 +593,25 @@ template <typename T> struct SplitParts {
   int64_t ld[kMaxSplitParts];
 };
 
-template <typename T>
-__global__ void splitBackwardKernel(SplitParts<T> parts, int64_t partCols, int64_t rows, int64_t cols, T *whole,
-                                    int64_t ld) {
-  const int64_t total = rows * cols;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = i / cols, c = i - r * cols, part = c / partCols, pc = c - part * partCols;
-    whole[r * ld + c] = parts.data[part][r * parts.ld[part] + pc];
+/// Block (x: a strip of one part's columns, y: rows by grid stride); each
+/// thread copies V consecutive elements, as one 16-byte access when every
+/// view allows it (the q/k/v gradients of DiT-XL are 28M values per call).
+template <typename T, int V>
+__global__ void splitBackwardKernel(SplitParts<T> parts, int64_t partCols, int64_t stripsPerPart, int64_t rows,
+                                    T *whole, int64_t ld) {
+  const int64_t part = blockIdx.x / stripsPerPart, strip = blockIdx.x - part * stripsPerPart;
+  const int64_t c = (strip * blockDim.x + threadIdx.x) * V;
+  if (c >= partCols)
+    return;
+  const T *src = parts.data[part];
+  const int64_t lds = parts.ld[part];
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    if constexpr (V > 1) {
+      *reinterpret_cast<uint4 *>(whole + r * ld + part * partCols + c) =
+          *reinterpret_cast<const uint4 *>(src + r * lds + c);
+    } else {
+      whole[r * ld + part * partCols + c] = src[r * lds + c];
+    }
   }
 }
 
@@ -625,9 +636,19 @@ void splitBackward(Stream stream, DType dtype, const DConstMat *parts, int count
       p.data[i] = static_cast<const T *>(parts[i].data);
       p.ld[i] = parts[i].ld;
     }
-    const int64_t total = whole.rows * whole.cols;
-    splitBackwardKernel<T><<<gridStrideBlocks(total, kThreads), kThreads, 0, native(stream)>>>(
-        p, partCols, whole.rows, whole.cols, static_cast<T *>(whole.data), whole.ld);
+    constexpr int kV = static_cast<int>(16 / sizeof(T));
+    bool vec = partCols % kV == 0 && whole.ld % kV == 0 && aligned16(whole.data);
+    for (int i = 0; i < count; ++i)
+      vec = vec && parts[i].ld % kV == 0 && aligned16(parts[i].data);
+    const int v = vec ? kV : 1;
+    const int64_t strips = (partCols + int64_t(kThreads) * v - 1) / (int64_t(kThreads) * v);
+    const dim3 grid(static_cast<unsigned>(strips * count), static_cast<unsigned>(std::min<int64_t>(whole.rows, 65535)));
+    if (vec)
+      splitBackwardKernel<T, kV><<<grid, kThreads, 0, native(stream)>>>(p, partCols, strips, whole.rows,
+                                                                         static_cast<T *>(whole.data), whole.ld);
+    else
+      splitBackwardKernel<T, 1><<<grid, kThreads, 0, native(stream)>>>(p, partCols, strips, whole.rows,
+                                                                        static_cast<T *>(whole.data), whole.ld);
     checkLaunch(kernel);
   });
 }
