@@ -51,6 +51,7 @@ family() { # name, zoo name, import options...
   "$DIFFC" compile "$m" --mode train -o "$CARRY/family/$name.train.cpu.dfx" 2>/dev/null
   "$DIFFC" compile "$m" --mode train --target cuda --dtype f32 -o "$CARRY/family/$name.train.cuda32.dfx" 2>/dev/null
   "$DIFFC" compile "$m" --mode train --target cuda --dtype bf16 -o "$CARRY/family/$name.train.cudabf16.dfx" 2>/dev/null
+  "$DIFFC" compile "$m" --mode train --target cuda --dtype f16 -o "$CARRY/family/$name.train.cudaf16.dfx" 2>/dev/null
   rm "$m"
 }
 family dit dit-s/2 --depth 2 --hidden 128 --heads 2 --latent-size 16 --num-classes 10 --batch 4

@@ -68,7 +68,11 @@ Trainer::Trainer(Session &session, TrainConfig config) : session_(session), conf
   // f16 gradients underflow without a scaled loss; bf16 and f32 have f32's
   // exponent range and need none.
   dynamicScaling_ = !plan.params.empty() && plan.values[plan.params[0].value].dtype == DType::F16;
-  lossScale_ = dynamicScaling_ ? kInitialLossScale : 1.0;
+  // A power of two, so that scaling and unscaling are exact.
+  int exponent = 0;
+  if (!(config_.initialLossScale >= 1.0) || std::frexp(config_.initialLossScale, &exponent) != 0.5)
+    fail("the initial loss scale must be a power of two of at least 1, got ", config_.initialLossScale);
+  lossScale_ = dynamicScaling_ ? config_.initialLossScale : 1.0;
   session.initOptimizer(config_.emaDecay > 0);
 }
 

@@ -32,7 +32,7 @@ int train(const std::vector<std::string> &argv) {
   std::string message;
   if (!args.parse(argv,
                   {"--data", "--steps", "--lr", "--ckpt-dir", "--save-every", "--log-every", "--seed",
-                   "--ema-decay", "--grad-clip", "--weights", "--weight-decay", "--device"},
+                   "--ema-decay", "--grad-clip", "--weights", "--weight-decay", "--device", "--loss-scale"},
                   {"--resume", "--quiet"}, message))
     fail(message);
   if (args.positional.size() != 1)
@@ -54,6 +54,7 @@ int train(const std::vector<std::string> &argv) {
   config.emaDecay = args.number("--ema-decay", 0.9999);
   config.gradClip = args.number("--grad-clip", 0);
   config.weightDecay = args.number("--weight-decay", 0);
+  config.initialLossScale = args.number("--loss-scale", 65536.0);
   int64_t steps = args.integer("--steps", 1000);
   int64_t saveEvery = args.integer("--save-every", 500);
   int64_t logEvery = args.integer("--log-every", 50);

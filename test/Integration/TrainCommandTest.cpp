@@ -151,6 +151,7 @@ TEST(TrainCommand, MisuseAndDamagedCheckpointsGetClearErrors) {
   expectError("--steps 2 --data fashion-mnist:" + dir.path + "/nowhere", dir.path + "/nowhere");
   expectError("--steps 2 --data imagenet", "--data must be fashion-mnist[:DIR] or latents:FILE.safetensors");
   expectError("--steps two", "--steps expects a number, got 'two'");
+  expectError("--steps 2 --loss-scale 3", "the initial loss scale must be a power of two of at least 1, got 3");
 
   ASSERT_EQ(train(artifact.dfx, dir.path, "--steps 1 --seed 4").first, 0);
   expectError("--steps 2 --seed 5 --resume", "written by a run with seed 4, this run uses seed 5");

@@ -51,7 +51,7 @@ int usage(llvm::raw_ostream &os) {
         "      [--device cpu|cuda] [--columns N] [--zoom N] [--quiet]\n"
         "  train MODEL.dfx --ckpt-dir DIR [--data fashion-mnist|latents:FILE] [--steps N] [--lr X]\n"
         "      [--resume] [--save-every N] [--log-every N] [--seed N] [--ema-decay D] [--grad-clip C]\n"
-        "      [--weight-decay W] [--weights W.safetensors] [--device cpu|cuda]\n"
+        "      [--weight-decay W] [--weights W.safetensors] [--device cpu|cuda] [--loss-scale S]\n"
         "  bench MODEL.dfx [--device cpu|cuda] [--iterations N] [--warmup N] [--json FILE] [--label L]\n"
         "      [--sample ddpm:250|ddim:N|rf:N|edm:N --cfg S]   (time a whole sampling run)\n"
         "      [--profile]   (also each kernel's time, summed by kernel class)\n"

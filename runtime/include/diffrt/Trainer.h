@@ -34,6 +34,8 @@ struct TrainConfig {
   double conditionDropout = 0.1;
   /// EDM's log-normal noise levels (MicroDiT 256 px stages).
   double edmPMean = -0.6, edmPStd = 1.2;
+  /// Dynamic loss scaling of f16 plans: the starting scale (a power of two).
+  double initialLossScale = 65536.0;
 };
 
 /// One training batch of clean data.
@@ -91,7 +93,6 @@ private:
   std::vector<std::string> names_;
   /// Dynamic loss scaling (f16 plans): halve on overflow, double after
   /// kScaleGrowthInterval good steps.
-  static constexpr double kInitialLossScale = 65536.0;
   static constexpr int64_t kScaleGrowthInterval = 2000;
   bool dynamicScaling_ = false;
   double lossScale_ = 1.0;

@@ -384,3 +384,69 @@ TEST(GpuTrain, ResumedRunIsBitExactBf16) {
   REQUIRE_ARTIFACTS();
   resumeIsBitExact("dit.train.cudabf16.dfx");
 }
+
+/// The loss kernels multiply their gradient by the device loss scale: with a
+/// power of two every gradient scales by exactly that factor (f32 artifact,
+/// so nothing overflows or underflows).
+TEST(GpuTrain, LossScaleMultipliesEveryGradient) {
+  REQUIRE_ARTIFACTS();
+  uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto pair = openPair("dit", "cuda32", seed);
+  ASSERT_TRUE(pair);
+  auto feed = trainInputs(pair->cpuModule, seed + 1);
+  std::vector<HostTensor> plain = pair->gpu.run("train_step", feed);
+  pair->gpu.setLossScale(256.0);
+  std::vector<HostTensor> scaled = pair->gpu.run("train_step", feed);
+  EXPECT_TRUE(scaled[0].f32 == plain[0].f32) << "the loss itself is not scaled";
+  for (size_t i = 1; i < plain.size(); ++i) {
+    std::vector<float> expect = plain[i].f32;
+    for (float &v : expect)
+      v *= 256.0f;
+    EXPECT_TRUE(scaled[i].f32 == expect) << "gradient " << i << " is not exactly 256x";
+  }
+}
+
+/// f16 training with dynamic loss scaling: started at 2^40 the scaled
+/// gradients overflow f16, so steps are skipped — weights untouched — and
+/// the scale halves each time until they fit; then the steps train.
+TEST(GpuTrain, F16LossScalingSkipsOverflowedSteps) {
+  REQUIRE_ARTIFACTS();
+  std::string path = artifactDir() + "/dit.train.cudaf16.dfx";
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  Module module = Module::load(path);
+  Session s(module, Device::cuda(0));
+  s.randomizeParameters(3, 0.05f);
+  TrainConfig config;
+  config.lr = 1e-3;
+  config.emaDecay = 0;
+  config.seed = 11;
+  config.initialLossScale = std::ldexp(1.0, 40);
+  Trainer t(s, config);
+  const std::vector<int64_t> &shape = t.inputShape();
+  Batch batch;
+  batch.x0.resize(std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<int64_t>()));
+  Philox rng(5);
+  rng.fillNormal(batch.x0.data(), static_cast<int64_t>(batch.x0.size()));
+  for (int64_t i = 0; i < shape[0]; ++i)
+    batch.labels.push_back(static_cast<int32_t>(i % 4));
+  std::vector<float> before = s.optimizerState(OptimizerSlot::Master, 0);
+  t.step(batch);
+  EXPECT_EQ(t.skippedSteps(), 1) << "a step whose scaled gradients exceed f16's range was applied";
+  EXPECT_EQ(t.lossScale(), std::ldexp(1.0, 39));
+  EXPECT_TRUE(s.optimizerState(OptimizerSlot::Master, 0) == before) << "a skipped step changed the weights";
+  std::vector<double> losses;
+  for (int k = 0; k < 60; ++k) {
+    double loss = t.step(batch);
+    ASSERT_TRUE(std::isfinite(loss)) << "step " << k;
+    losses.push_back(loss);
+  }
+  EXPECT_GT(t.skippedSteps(), 1);
+  EXPECT_LT(t.lossScale(), std::ldexp(1.0, 39));
+  EXPECT_LT(t.skippedSteps(), 40) << "the scale never came into f16's range";
+  EXPECT_FALSE(s.optimizerState(OptimizerSlot::Master, 0) == before) << "no step trained";
+  double first = (losses[0] + losses[1] + losses[2]) / 3, last = (losses[57] + losses[58] + losses[59]) / 3;
+  EXPECT_LT(last, first) << "f16 steps on one batch did not lower its loss";
+  std::printf("f16: %lld steps skipped, loss scale now 2^%d, loss %.4f -> %.4f\n",
+              static_cast<long long>(t.skippedSteps()), std::ilogb(t.lossScale()), first, last);
+}
