@@ -77,6 +77,7 @@
 #include "diffrt/CudaGradKernels.h"
 
 #include "GroupedGemm.cuh"
+#include "MoeSelect.cuh"
 
 #include <algorithm>
 #include <type_traits>
@@ -115,8 +116,6 @@ template <typename T> struct RouterParams {
   float *weightOf;   // token choice: rows x topK
   float *totals;     // token choice: rows
 };
-
-__device__ __forceinline__ float rankKey(float p) { return isnan(p) ? -INFINITY : p; }
 
 /// Tokens a warp routes at once: every router value read from shared
 /// memory serves that many tokens. One token per warp read the whole f32
@@ -385,56 +384,6 @@ __global__ void __launch_bounds__(kChunk)
   slotRow[s] = pos;
   rowToken[pos] = static_cast<int32_t>(s / topK);
   rowSlot[pos] = static_cast<int32_t>(s);
-}
-
-//===----------------------------------------------------------------------===//
-// Expert-choice selection (as the forward's selectKernel)
-//===----------------------------------------------------------------------===//
-
-constexpr int kSelectThreads = 1024;
-
-__device__ __forceinline__ unsigned long long selectKey(float prob, int64_t token) {
-  const float r = rankKey(prob);
-  const unsigned bits = __float_as_uint(r);
-  const unsigned ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-  return (static_cast<unsigned long long>(ordered) << 32) |
-         static_cast<unsigned>(0xFFFFFFFFu - static_cast<unsigned>(token));
-}
-
-__global__ void __launch_bounds__(kSelectThreads)
-    selectKernel(const float *probs, int64_t tokens, int experts, int64_t batch, int64_t k,
-                 int pow2, int32_t *rows, int32_t *slotMap) {
-  extern __shared__ unsigned long long keys[];
-  const int64_t b = blockIdx.x / experts;
-  const int e = static_cast<int>(blockIdx.x % experts);
-  const int tid = threadIdx.x;
-  for (int i = tid; i < pow2; i += kSelectThreads)
-    keys[i] = i < tokens ? selectKey(probs[(b * tokens + i) * experts + e], i) : 0ull;
-  __syncthreads();
-  for (int size = 2; size <= pow2; size <<= 1) {
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int i = tid; i < pow2; i += kSelectThreads) {
-        const int j = i ^ stride;
-        if (j > i) {
-          const unsigned long long a = keys[i], c = keys[j];
-          const bool descending = (i & size) == 0;
-          if (descending ? a < c : a > c) {
-            keys[i] = c;
-            keys[j] = a;
-          }
-        }
-      }
-      __syncthreads();
-    }
-  }
-  const int64_t perExpert = batch * k;
-  for (int64_t j = tid; j < k; j += kSelectThreads) {
-    const int64_t token = 0xFFFFFFFFu - static_cast<unsigned>(keys[j] & 0xFFFFFFFFull);
-    const int64_t row = b * tokens + token;
-    const int64_t slot = e * perExpert + b * k + j;
-    rows[slot] = static_cast<int32_t>(row);
-    slotMap[row * experts + e] = static_cast<int32_t>(slot);
-  }
 }
 
 //===----------------------------------------------------------------------===//

