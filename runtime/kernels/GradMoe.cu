@@ -90,7 +90,6 @@ using grouped::GroupedGemmArgs;
 
 namespace {
 
-constexpr int kMaxExperts = 64;
 constexpr int kWarpsPerBlock = 8;
 constexpr int kThreads = kWarpsPerBlock * 32;
 constexpr size_t kRouterSmemBytes = 100 * 1024; // as in Moe.cu: decides the f32 router copy
@@ -1355,15 +1354,6 @@ TokenLayout tokenLayout(int64_t m, int64_t d, const TokenChoiceArgs &a, DType dt
   return l;
 }
 
-int64_t expertCapacity(const ExpertChoiceArgs &a) {
-  if (a.experts <= 0 || a.tokens <= 0)
-    return 0;
-  const double per = a.capacity * static_cast<double>(a.tokens) / static_cast<double>(a.experts);
-  if (!(per >= 1.0) || per >= static_cast<double>(a.tokens) + 1.0)
-    return 0;
-  return static_cast<int64_t>(per);
-}
-
 struct ExpertLayout {
   size_t probs, rows, slotMap, dLogits, routerF32, partial, z, a, y, total;
 };
@@ -1744,28 +1734,7 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
   const int64_t m = x.rows, d = x.cols, e = args.experts, f = args.hidden, tokens = args.tokens;
   checkDView(kernel, "x", x, m, d);
   checkDView(kernel, "dOut", dOut, m, d);
-  checkDPositive(kernel, "experts", e);
-  checkDPositive(kernel, "hidden", f);
-  checkDPositive(kernel, "tokens", tokens);
-  if (e > kMaxExperts)
-    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
-  if (m % tokens != 0)
-    fail(kernel, ": ", m, " rows are not a whole number of samples of ", tokens, " tokens");
-  if (args.router == nullptr || args.w1 == nullptr || args.w2 == nullptr)
-    fail(kernel, ": null router or expert weights");
-  switch (args.act) {
-  case Act::None:
-  case Act::Gelu:
-  case Act::GeluTanh:
-  case Act::Silu:
-    break;
-  default:
-    fail(kernel, ": unknown activation ", static_cast<int32_t>(args.act));
-  }
-  const int64_t k = expertCapacity(args);
-  if (k == 0)
-    fail(kernel, ": int(capacity ", args.capacity, " x ", tokens, " tokens / ", e,
-         " experts) must lie in [1, ", tokens, "]");
+  const int64_t k = checkExpertChoice(kernel, m, args);
   const GatedResidual *epi = args.epilogue;
   checkDEpilogue(kernel, epi, m, d);
   const bool wantX = grads.dX.data != nullptr;

@@ -51,7 +51,6 @@ using grouped::GroupedGemmArgs;
 
 namespace {
 
-constexpr int kMaxExperts = 64;
 constexpr int kWarpsPerBlock = 8;
 constexpr int kThreads = kWarpsPerBlock * 32;
 /// Routers up to this size are staged in shared memory as f32; larger ones
@@ -429,17 +428,6 @@ ExpertLayout expertLayout(int64_t m, int64_t d, int64_t k, const ExpertChoiceArg
   return l;
 }
 
-/// k = int(capacity · tokens / experts) as the reference's Python computes
-/// it; 0 when it is outside [1, tokens].
-int64_t expertCapacity(const ExpertChoiceArgs &a) {
-  if (a.experts <= 0 || a.tokens <= 0)
-    return 0;
-  const double per = a.capacity * static_cast<double>(a.tokens) / static_cast<double>(a.experts);
-  if (!(per >= 1.0) || per >= static_cast<double>(a.tokens) + 1.0)
-    return 0;
-  return static_cast<int64_t>(per);
-}
-
 void checkWorkspace(const char *kernel, const Workspace &ws, size_t need) {
   if (need > 0 && (ws.data == nullptr || ws.bytes < need))
     fail(kernel, ": workspace of ", ws.bytes, " bytes is too small, ", need, " bytes needed");
@@ -616,28 +604,7 @@ void moeExpertChoice(Stream stream, Gemm &, DType dtype, DConstMat x,
   const int64_t m = x.rows, d = x.cols, e = args.experts, f = args.hidden, tokens = args.tokens;
   checkDView(kernel, "x", x, m, d);
   checkDView(kernel, "out", out, m, d);
-  checkDPositive(kernel, "experts", e);
-  checkDPositive(kernel, "hidden", f);
-  checkDPositive(kernel, "tokens", tokens);
-  if (e > kMaxExperts)
-    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
-  if (m % tokens != 0)
-    fail(kernel, ": ", m, " rows are not a whole number of samples of ", tokens, " tokens");
-  if (args.router == nullptr || args.w1 == nullptr || args.w2 == nullptr)
-    fail(kernel, ": null router or expert weights");
-  switch (args.act) {
-  case Act::None:
-  case Act::Gelu:
-  case Act::GeluTanh:
-  case Act::Silu:
-    break;
-  default:
-    fail(kernel, ": unknown activation ", static_cast<int32_t>(args.act));
-  }
-  const int64_t k = expertCapacity(args);
-  if (k == 0)
-    fail(kernel, ": int(capacity ", args.capacity, " x ", tokens, " tokens / ", e,
-         " experts) must lie in [1, ", tokens, "]");
+  const int64_t k = checkExpertChoice(kernel, m, args);
   checkDEpilogue(kernel, args.epilogue, m, d);
   if (m * e > INT32_MAX)
     fail(kernel, ": ", m, " rows x ", e, " experts exceed the int32 index range");

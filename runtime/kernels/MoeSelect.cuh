@@ -1,8 +1,8 @@
-//===- MoeSelect.cuh - routing pieces shared by the MoE forward and backward -===//
+//===- MoeSelect.cuh - routing shared by the MoE forward and backward ----===//
 //
 // The expert-choice selection (one block per sample and expert sorts the
-// sample's router probabilities for that expert and keeps the top k) and
-// the ranking of router probabilities, used by Moe.cu and by GradMoe.cu,
+// sample's router probabilities for that expert and keeps the top k), its
+// capacity and argument checks, and the ranking of router probabilities, used by Moe.cu and by GradMoe.cu,
 // whose backward must reproduce the forward's selection exactly. Included
 // by those two files only: the definitions live in an anonymous namespace
 // so that each translation unit has its own copy of the kernel.
@@ -16,6 +16,50 @@
 
 namespace diffrt::cuda {
 namespace {
+
+/// The most experts the router kernels handle.
+constexpr int kMaxExperts = 64;
+
+/// k = int(capacity · tokens / experts), the tokens each expert takes per
+/// sample, as the reference's Python computes it; 0 when it is outside
+/// [1, tokens].
+inline int64_t expertCapacity(const ExpertChoiceArgs &a) {
+  if (a.experts <= 0 || a.tokens <= 0)
+    return 0;
+  const double per = a.capacity * static_cast<double>(a.tokens) / static_cast<double>(a.experts);
+  if (!(per >= 1.0) || per >= static_cast<double>(a.tokens) + 1.0)
+    return 0;
+  return static_cast<int64_t>(per);
+}
+
+/// The argument checks the expert-choice forward and backward share (m rows
+/// of input); returns the per-sample capacity k.
+inline int64_t checkExpertChoice(const char *kernel, int64_t m, const ExpertChoiceArgs &args) {
+  const int64_t e = args.experts, f = args.hidden, tokens = args.tokens;
+  checkDPositive(kernel, "experts", e);
+  checkDPositive(kernel, "hidden", f);
+  checkDPositive(kernel, "tokens", tokens);
+  if (e > kMaxExperts)
+    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
+  if (m % tokens != 0)
+    fail(kernel, ": ", m, " rows are not a whole number of samples of ", tokens, " tokens");
+  if (args.router == nullptr || args.w1 == nullptr || args.w2 == nullptr)
+    fail(kernel, ": null router or expert weights");
+  switch (args.act) {
+  case Act::None:
+  case Act::Gelu:
+  case Act::GeluTanh:
+  case Act::Silu:
+    break;
+  default:
+    fail(kernel, ": unknown activation ", static_cast<int32_t>(args.act));
+  }
+  const int64_t k = expertCapacity(args);
+  if (k == 0)
+    fail(kernel, ": int(capacity ", args.capacity, " x ", tokens, " tokens / ", e,
+         " experts) must lie in [1, ", tokens, "]");
+  return k;
+}
 
 /// Router probabilities in rank order: NaN ranked lowest (as cpu::rankKey).
 __device__ __forceinline__ float rankKey(float p) { return isnan(p) ? -INFINITY : p; }
