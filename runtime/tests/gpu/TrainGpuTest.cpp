@@ -266,18 +266,19 @@ void compareOptimizerStep(const std::string &family) {
 
 // f32: float32 sums in different orders over a whole backward pass. bf16:
 // every activation and gradient rounded to 8 bits of mantissa at each
-// kernel boundary. DiG in bf16 is checked on all gradients together only:
-// its gated-linear-attention projections' gradients are ill-conditioned at
-// random weights (on the CPU in exact f32, rounding just the weights and
-// inputs to bf16 moves the q/k/gate projection gradients of one block by
-// 36%), so per-parameter agreement would test the rounding, not the kernels
-// (which DiGf32 checks per parameter).
+// kernel boundary. DiG in bf16 is checked on all gradients together only,
+// against a bound of 0.1: its gated-linear-attention gradients are
+// ill-conditioned at random weights (on the CPU in exact f32, rounding just
+// the weights and inputs to bf16 moves the q/k/gate projection gradients of
+// one block by 36%), and over fresh seeds the aggregate error measured
+// 0.004 to 0.041 on the H100. This catches a wrong bf16 kernel (errors of
+// order 1), not rounding; DiGf32 checks every gradient to 2e-4.
 TEST(GpuTrain, DiTf32) { compareTrainStep("dit", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, DiTbf16) { compareTrainStep("dit", "cudabf16", 3e-2, 1e-2); }
 TEST(GpuTrain, DiTMoEf32) { compareTrainStep("ditmoe", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, DiTMoERectifiedFlowf32) { compareTrainStep("ditmoe_qk", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, DiGf32) { compareTrainStep("dig", "cuda32", 2e-4, 1e-4); }
-TEST(GpuTrain, DiGbf16) { compareTrainStep("dig", "cudabf16", 3e-2, 1e-2, /*perParameter=*/false); }
+TEST(GpuTrain, DiGbf16) { compareTrainStep("dig", "cudabf16", 1e-1, 1e-2, /*perParameter=*/false); }
 TEST(GpuTrain, MicroDiTf32) { compareTrainStep("microdit", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, MicroDiTMaskedf32) { compareTrainStep("microdit_masked", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, OptimizerStepMatchesTheCpu) { compareOptimizerStep("dit"); }
