@@ -271,7 +271,7 @@ void compareOptimizerStep(const std::string &family) {
 // ill-conditioned at random weights (on the CPU in exact f32, rounding just
 // the weights and inputs to bf16 moves the q/k/gate projection gradients of
 // one block by 36%), and over fresh seeds the aggregate error measured
-// 0.004 to 0.041 on the H100. This catches a wrong bf16 kernel (errors of
+// 0.003 to 0.054 on the H100. This catches a wrong bf16 kernel (errors of
 // order 1), not rounding; DiGf32 checks every gradient to 2e-4.
 TEST(GpuTrain, DiTf32) { compareTrainStep("dit", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, DiTbf16) { compareTrainStep("dit", "cudabf16", 3e-2, 1e-2); }
