@@ -179,6 +179,10 @@ Session::Session(const Module &module, Device device) : module_(module), device_
            "'; recompile with --target cuda to run it on a GPU");
     backend_ = createCudaBackend(plan, device.index);
   }
+  if (const EntryDesc *init = plan.entry("init"))
+    for (const KernelDesc &k : init->kernels)
+      for (int32_t id : k.operands)
+        initReadsWeights_ |= id >= 0 && plan.values[id].region == Region::Weights;
   runInit();
 }
 
@@ -438,16 +442,9 @@ void Session::initOptimizer(bool ema) {
 
 double Session::optimizerStep(const AdamWStep &step) {
   double norm = backend_->optimizerStep(step);
-  // Constants computed from parameters (none in today's models, but the
-  // plan format allows them) must follow the new weights.
-  if (std::isfinite(norm))
-    if (const EntryDesc *init = module_.plan().entry("init"))
-      for (const KernelDesc &k : init->kernels)
-        for (int32_t id : k.operands)
-          if (id >= 0 && module_.plan().values[id].region == Region::Weights) {
-            backend_->run(*init);
-            return norm;
-          }
+  // Constants computed from parameters must follow the new weights.
+  if (std::isfinite(norm) && initReadsWeights_)
+    runInit();
   return norm;
 }
 

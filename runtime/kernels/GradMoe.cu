@@ -1416,25 +1416,10 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
   const int64_t m = x.rows, d = x.cols, e = args.experts, f = args.hidden, topK = args.topK;
   checkDView(kernel, "x", x, m, d);
   checkDView(kernel, "dOut", dOut, m, d);
-  checkDPositive(kernel, "experts", e);
-  checkDPositive(kernel, "hidden", f);
-  if (e > kMaxExperts)
-    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
-  if (topK < 1 || topK > e)
-    fail(kernel, ": topK ", topK, " is outside [1, ", e, "]");
-  if (args.router == nullptr || args.gate == nullptr || args.up == nullptr ||
-      args.down == nullptr)
-    fail(kernel, ": null router or expert weights");
-  const bool shared = args.sharedGate != nullptr;
+  const bool shared = checkTokenChoice(kernel, args);
   const int64_t fs = args.sharedHidden;
-  if (shared) {
-    if (args.sharedUp == nullptr || args.sharedDown == nullptr)
-      fail(kernel, ": sharedGate is set but sharedUp or sharedDown is null");
-    checkDPositive(kernel, "sharedHidden", fs);
-  } else if (grads.dSharedGate != nullptr || grads.dSharedUp != nullptr ||
-             grads.dSharedDown != nullptr) {
+  if (!shared && (grads.dSharedGate != nullptr || grads.dSharedUp != nullptr || grads.dSharedDown != nullptr))
     fail(kernel, ": shared-expert gradients are wanted but there is no shared expert");
-  }
   const GatedResidual *epi = args.epilogue;
   checkDEpilogue(kernel, epi, m, d);
   const bool wantX = grads.dX.data != nullptr;

@@ -458,21 +458,7 @@ void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
   const int64_t m = x.rows, d = x.cols, e = args.experts, f = args.hidden, topK = args.topK;
   checkDView(kernel, "x", x, m, d);
   checkDView(kernel, "out", out, m, d);
-  checkDPositive(kernel, "experts", e);
-  checkDPositive(kernel, "hidden", f);
-  if (e > kMaxExperts)
-    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
-  if (topK < 1 || topK > e)
-    fail(kernel, ": topK ", topK, " is outside [1, ", e, "]");
-  if (args.router == nullptr || args.gate == nullptr || args.up == nullptr ||
-      args.down == nullptr)
-    fail(kernel, ": null router or expert weights");
-  const bool shared = args.sharedGate != nullptr;
-  if (shared) {
-    if (args.sharedUp == nullptr || args.sharedDown == nullptr)
-      fail(kernel, ": sharedGate is set but sharedUp or sharedDown is null");
-    checkDPositive(kernel, "sharedHidden", args.sharedHidden);
-  }
+  const bool shared = checkTokenChoice(kernel, args);
   checkDEpilogue(kernel, args.epilogue, m, d);
   if (m * topK > INT32_MAX)
     fail(kernel, ": ", m, " tokens x top ", topK, " exceed the int32 slot range");

@@ -2,7 +2,7 @@
 //
 // The expert-choice selection (one block per sample and expert sorts the
 // sample's router probabilities for that expert and keeps the top k), its
-// capacity and argument checks, and the ranking of router probabilities, used by Moe.cu and by GradMoe.cu,
+// capacity, the argument checks of both routings, and the ranking of router probabilities, used by Moe.cu and by GradMoe.cu,
 // whose backward must reproduce the forward's selection exactly. Included
 // by those two files only: the definitions live in an anonymous namespace
 // so that each translation unit has its own copy of the kernel.
@@ -19,6 +19,28 @@ namespace {
 
 /// The most experts the router kernels handle.
 constexpr int kMaxExperts = 64;
+
+/// The argument checks the token-choice forward and backward share;
+/// returns whether there is a shared expert.
+inline bool checkTokenChoice(const char *kernel, const TokenChoiceArgs &args) {
+  const int64_t e = args.experts, f = args.hidden, topK = args.topK;
+  checkDPositive(kernel, "experts", e);
+  checkDPositive(kernel, "hidden", f);
+  if (e > kMaxExperts)
+    fail(kernel, ": ", e, " experts exceed the supported ", kMaxExperts);
+  if (topK < 1 || topK > e)
+    fail(kernel, ": topK ", topK, " is outside [1, ", e, "]");
+  if (args.router == nullptr || args.gate == nullptr || args.up == nullptr ||
+      args.down == nullptr)
+    fail(kernel, ": null router or expert weights");
+  const bool shared = args.sharedGate != nullptr;
+  if (shared) {
+    if (args.sharedUp == nullptr || args.sharedDown == nullptr)
+      fail(kernel, ": sharedGate is set but sharedUp or sharedDown is null");
+    checkDPositive(kernel, "sharedHidden", args.sharedHidden);
+  }
+  return shared;
+}
 
 /// k = int(capacity · tokens / experts), the tokens each expert takes per
 /// sample, as the reference's Python computes it; 0 when it is outside

@@ -186,6 +186,9 @@ private:
   Module module_;
   Device device_;
   std::unique_ptr<Backend> backend_;
+  /// Whether "init" reads a parameter, so that an optimizer step must
+  /// re-run it (none of today's models; the plan format allows it).
+  bool initReadsWeights_ = false;
 };
 
 } // namespace diffrt

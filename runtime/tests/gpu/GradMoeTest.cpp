@@ -33,6 +33,8 @@
 #include "diffrt/CpuGradKernels.h"
 #include "diffrt/CudaGradKernels.h"
 
+#include "../MoeTestSupport.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
@@ -40,7 +42,9 @@
 namespace diffrt::cuda::testing {
 namespace {
 
-constexpr double kGap = 1e-4;
+using diffrt::testsupport::clearBoundary;
+using diffrt::testsupport::kGap;
+using diffrt::testsupport::routerProbs;
 
 Tol gradTol(DType t) {
   switch (t) {
@@ -50,34 +54,7 @@ Tol gradTol(DType t) {
   }
 }
 
-std::vector<double> routerProbs(const float *x, const std::vector<float> &router, int64_t e,
-                                int64_t d) {
-  std::vector<double> p(static_cast<size_t>(e));
-  double mx = -INFINITY;
-  for (int64_t i = 0; i < e; ++i) {
-    double acc = 0.0;
-    for (int64_t j = 0; j < d; ++j)
-      acc += double(router[i * d + j]) * x[j];
-    p[i] = acc;
-    mx = std::max(mx, acc);
-  }
-  double total = 0.0;
-  for (double &v : p) {
-    v = std::exp(v - mx);
-    total += v;
-  }
-  for (double &v : p)
-    v /= total;
-  return p;
-}
 
-bool clearBoundary(const std::vector<double> &v, int64_t k) {
-  if (k >= static_cast<int64_t>(v.size()))
-    return true;
-  std::vector<double> s = v;
-  std::sort(s.begin(), s.end(), std::greater<double>());
-  return s[k - 1] - s[k] >= kGap;
-}
 
 /// A poisoned (NaN) device buffer of n values and its download.
 DeviceBuffer poisonedBuffer(DType t, int64_t n) {
