@@ -8,6 +8,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "codegen/EmitArtifact.h"
+#include "codegen/EmitPointwise.h"
+#include "codegen/PointwiseCuda.h"
 
 #include "dialects/Dit/IR/DitDialect.h"
 #include "dialects/Kern/IR/KernDialect.h"
@@ -142,7 +144,15 @@ public:
         .Case([&](kern::PatchEmbedOp o) {
           ids({o.getInput(), o.getWeight(), o.getBias(), o.getPositions()});
         })
-        .Case([&](kern::CastOp o) { ids({o.getInput()}); })
+        .Case([&](kern::PointwiseOp o) {
+          for (Value v : o.getInputs())
+            k.operands.push_back(id(v));
+          FailureOr<diffrt::PwProgram> program = codegen::encodePointwiseBody(o);
+          if (failed(program))
+            known = false;
+          else
+            k.attrs["program"] = diffrt::encodePointwise(*program);
+        })
         .Case([&](dit::AttentionOp o) {
           ids({o.getQuery(), o.getKey(), o.getValue()});
           k.attrs["num_heads"] = static_cast<int64_t>(o.getNumHeads());
@@ -340,6 +350,10 @@ FailureOr<diffrt::Plan> diffc::codegen::buildPlan(ModuleOp module, StringRef tar
   if (!init.kernels.empty())
     plan.entries.push_back(std::move(init));
   plan.entries.push_back(std::move(forward));
+  // Every pointwise kernel is named; only CUDA artifacts carry the source.
+  std::string source = codegen::writeCudaPointwiseKernels(plan);
+  if (plan.target == "cuda")
+    plan.deviceCode.assign(source.begin(), source.end());
   return plan;
 }
 

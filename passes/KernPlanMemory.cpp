@@ -55,8 +55,11 @@ Value inPlaceOperand(Operation *op) {
     return m.getResidual();
   if (auto r = dyn_cast<dit::GatedResidualOp>(op))
     return r.getResidual();
-  if (isa<dit::AddOp, dit::MulOp>(op))
-    return op->getOperand(0);
+  // Each element is read before it is written, by the same thread.
+  if (auto p = dyn_cast<kern::PointwiseOp>(op))
+    for (Value input : p.getInputs())
+      if (input.getType() == p.getType())
+        return input;
   if (auto m = dyn_cast<dit::ModulateOp>(op))
     return m.getInput();
   return {};

@@ -128,6 +128,21 @@ def KernFuseGatedRmsNorm : Pass<"kern-fuse-gated-rms-norm", "::mlir::func::FuncO
   }];
 }
 
+def KernFusePointwise : Pass<"kern-fuse-pointwise", "::mlir::func::FuncOp"> {
+  let summary = "Group the remaining element-wise ops into generated kernels";
+  let description = [{
+    Every dit.add, dit.mul, dit.silu, dit.gelu and kern.cast left after the
+    pattern fusions becomes a kern.pointwise whose body spells out its f32
+    arithmetic. A pointwise op then absorbs each pointwise producer of an
+    input that has no other use and the consumer's shape and element type,
+    so a chain of element-wise ops is one generated kernel that reads its
+    inputs once. Values with other uses (a gradient's saved input, say)
+    stay materialised. Runs after kern-set-precision, so casts fuse too.
+  }];
+  let dependentDialects = ["::diffc::kern::KernDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect"];
+}
+
 def KernFuseGemmActivation : Pass<"kern-fuse-gemm-activation", "::mlir::func::FuncOp"> {
   let summary = "Fuse an activation into the matrix product before it";
   let description = [{

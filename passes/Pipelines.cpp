@@ -23,6 +23,7 @@ ArrayRef<Phase> pipelinePhases() {
       {"kern-fused", "neighbouring element-wise work fused into the kernels"},
       {"kern-autodiff", "with --mode train: @train_step, the loss and every parameter's gradient"},
       {"kern-typed", "activations and weights in the chosen element type"},
+      {"kern-pointwise", "the remaining element-wise chains as generated kernels"},
       {"kern-planned", "every value placed in the weights, constants or arena region"},
   };
   return phases;
@@ -67,6 +68,9 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
     return;
   pm.addNestedPass<func::FuncOp>(createKernSetPrecision(KernSetPrecisionOptions{options.dtype}));
   if (last < 6)
+    return;
+  pm.addNestedPass<func::FuncOp>(createKernFusePointwise());
+  if (last < 7)
     return;
   pm.addPass(createKernPlanMemory());
 }

@@ -444,6 +444,18 @@ Plan parseArtifact(const std::vector<uint8_t> &bytes, const std::string &what) {
   if (!plan.entry("forward") && !plan.entry("train_step"))
     fail(what, ": the plan has neither a 'forward' nor a 'train_step' entry");
   plan.deviceCode.assign(bytes.begin() + blobOffset, bytes.end());
+  // Generated kernels: a CUDA artifact's device code defines each one.
+  std::string source(plan.deviceCode.begin(), plan.deviceCode.end());
+  if (plan.target == "cpu" && !source.empty())
+    fail(what, ": a CPU artifact carries ", source.size(), " bytes of device code");
+  for (const EntryDesc &e : plan.entries)
+    for (size_t i = 0; i < e.kernels.size(); ++i)
+      if (plan.target == "cuda" && e.kernels[i].op == "kern.pointwise") {
+        const std::string &name = attrString(e.kernels[i], "kernel");
+        if (source.find("void __launch_bounds__(256) " + name + "(") == std::string::npos)
+          fail(what, ": ", e.name, " kernel #", i, " calls generated kernel '", name,
+               "', which the artifact's device code (", source.size(), " bytes) does not define");
+      }
   return plan;
 }
 

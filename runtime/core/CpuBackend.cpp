@@ -11,6 +11,7 @@
 #include "diffrt/CpuKernels.h"
 #include "diffrt/Error.h"
 #include "diffrt/KernelSignatures.h"
+#include "diffrt/Pointwise.h"
 #include "diffrt/Session.h"
 
 #include "diffrt/Rng.h"
@@ -442,6 +443,17 @@ private:
     }
   }
 
+  /// The decoded program of a kern.pointwise kernel (validated on load).
+  const PwProgram &program(const KernelDesc &k) {
+    auto it = programs.find(&k);
+    if (it == programs.end())
+      it = programs.emplace(&k, decodePointwise(attrInts(k, "program"),
+                                                static_cast<int32_t>(k.operands.size()), k.op))
+               .first;
+    return it->second;
+  }
+  std::map<const KernelDesc *, PwProgram> programs;
+
   NormArgs normArgs(const KernelDesc &k) {
     const auto &o = k.operands;
     NormArgs a;
@@ -541,8 +553,11 @@ private:
       const ValueDesc &x = desc(o[0]), &w = desc(o[1]);
       patchEmbed(ptr(o[0]), x.shape[0], x.shape[1], x.shape[2], x.shape[3], ptr(o[1]), ptr(o[2]),
                  w.shape[0], w.shape[2], ptr(o[3]), m(res));
-    } else if (op == "kern.cast") {
-      std::memcpy(ptr(res), ptr(o[0]), desc(res).numel() * sizeof(float));
+    } else if (op == "kern.pointwise") {
+      std::vector<ConstMat> inputs;
+      for (int32_t id : o)
+        inputs.push_back(cm(id));
+      pointwise(program(k), inputs.data(), m(res));
     } else if (op == "dit.attention") {
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
       attention(cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1],
@@ -581,15 +596,6 @@ private:
       const std::vector<int64_t> &grid = attrInts(k, "grid");
       reorderTokens(cm(o[0]), x.shape[0], grid[0], grid[1], scanOrder(attrString(k, "from")),
                     scanOrder(attrString(k, "to")), m(res));
-    } else if (op == "dit.add" || op == "dit.mul") {
-      int64_t n = desc(o[0]).numel(), nr = desc(o[1]).numel();
-      (op == "dit.add" ? addBroadcast : mulBroadcast)(ptr(o[0]), n, ptr(o[1]), nr, ptr(res));
-    } else if (op == "dit.silu" || op == "dit.gelu") {
-      int64_t n = desc(res).numel();
-      if (ptr(res) != ptr(o[0]))
-        std::memcpy(ptr(res), ptr(o[0]), n * sizeof(float));
-      Act act = op == "dit.silu" ? Act::Silu : attrInt(k, "approximate") ? Act::GeluTanh : Act::Gelu;
-      activate(ptr(res), n, act);
     } else if (op == "dit.modulate") {
       modulate(cm(o[0]), cm(o[1]), cm(o[2]), desc(o[0]).shape[1], m(res));
     } else if (op == "dit.gated_residual") {

@@ -131,6 +131,9 @@ public:
     cu::check(cudaMemcpy(lossScale, &one, sizeof(float), cudaMemcpyHostToDevice), "loss scale");
     cu::check(cudaMemset(errorFlag, 0, sizeof(int32_t)), "cudaMemset(error flag)");
     cu::check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    if (!plan.deviceCode.empty())
+      generated = std::make_unique<cu::GeneratedKernels>(
+          std::string(plan.deviceCode.begin(), plan.deviceCode.end()), "the artifact's generated kernels");
     // The set-up above ran on the legacy stream, which the non-blocking
     // stream of every later call does not wait for.
     cu::check(cudaDeviceSynchronize(), "device set-up");
@@ -435,6 +438,7 @@ private:
   uint64_t allocatedBytes = 0, optimizerTableBytes = 0;
   std::map<std::string, cudaGraphExec_t> graphs;
   cu::Gemm gemm;
+  std::unique_ptr<cu::GeneratedKernels> generated;
 
   uint8_t *allocate(uint64_t bytes, const char *what) {
     if (bytes == 0)
@@ -830,8 +834,6 @@ private:
       const ValueDesc &x = desc(o[0]), &w = desc(o[1]);
       cu::patchEmbed(s(), gemm, dt, ptr(o[0]), x.shape[0], x.shape[1], x.shape[2], x.shape[3], ptr(o[1]),
                      ptr(o[2]), w.shape[0], w.shape[2], ptr(o[3]), m(res), ws());
-    } else if (op == "kern.cast") {
-      cu::cast(s(), desc(o[0]).dtype, ptr(o[0]), dt, ptr(res), desc(res).numel());
     } else if (op == "dit.attention") {
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
       cu::attention(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1],
@@ -872,16 +874,15 @@ private:
       const std::vector<int64_t> &grid = attrInts(k, "grid");
       cu::reorderTokens(s(), dt, cm(o[0]), x.shape[0], grid[0], grid[1],
                         scanOrder(attrString(k, "from")), scanOrder(attrString(k, "to")), m(res));
-    } else if (op == "dit.add" || op == "dit.mul") {
-      int64_t n = desc(o[0]).numel(), nr = desc(o[1]).numel();
-      (op == "dit.add" ? cu::addBroadcast : cu::mulBroadcast)(s(), dt, ptr(o[0]), n, ptr(o[1]), nr, ptr(res));
-    } else if (op == "dit.silu" || op == "dit.gelu") {
-      int64_t n = desc(res).numel();
-      if (ptr(res) != ptr(o[0]))
-        cu::check(cudaMemcpyAsync(ptr(res), ptr(o[0]), n * dtypeSize(dt), cudaMemcpyDeviceToDevice, stream),
-                  "activation copy");
-      cu::Act act = op == "dit.silu" ? cu::Act::Silu : attrInt(k, "approximate") ? cu::Act::GeluTanh : cu::Act::Gelu;
-      cu::activate(s(), dt, ptr(res), n, act);
+    } else if (op == "kern.pointwise") {
+      std::vector<cu::PointwiseOperand> inputs;
+      for (int32_t id : o) {
+        const ValueDesc &v = desc(id);
+        inputs.push_back({ptr(id), v.dtype, v.rows(), v.ld, v.numel() == 1});
+      }
+      const ValueDesc &out = desc(res);
+      generated->pointwise(s(), attrString(k, "kernel"), inputs.data(), inputs.size(),
+                           {ptr(res), out.dtype, out.rows(), out.ld, false}, out.rows(), out.cols());
     } else if (op == "dit.modulate") {
       cu::modulate(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), desc(o[0]).shape[1], m(res));
     } else if (op == "dit.gated_residual") {

@@ -9,6 +9,7 @@
 #include "diffrt/KernelSignatures.h"
 
 #include "diffrt/Error.h"
+#include "diffrt/Pointwise.h"
 
 #include <functional>
 #include <map>
@@ -168,6 +169,34 @@ void checkSuffixBroadcast(const Check &c) {
     c.error("rhs ", shapeText(b.shape), " is not a suffix of lhs ", shapeText(a.shape));
   c.shape(c.out(), a.shape, "result");
   c.sameFloat();
+}
+
+/// kern.pointwise: every input is a single element or broadcasts over the
+/// result's leading dimensions, and the program reads only inputs the
+/// kernel has.
+void checkPointwise(const Check &c) {
+  if (c.k.operands.empty() || c.k.results.size() != 1)
+    c.error("expects at least one operand and one result, got ", c.k.operands.size(), " and ",
+            c.k.results.size());
+  const ValueDesc &out = c.out();
+  if (!isFloat(out.dtype))
+    c.error("result dtype ", dtypeName(out.dtype), " is not a float type");
+  for (size_t i = 0; i < c.k.operands.size(); ++i) {
+    const ValueDesc &x = c.in(i, "input");
+    if (!isFloat(x.dtype))
+      c.error("input #", i, " dtype ", dtypeName(x.dtype), " is not a float type");
+    bool suffix = x.shape.size() <= out.shape.size() &&
+                  std::equal(x.shape.rbegin(), x.shape.rend(), out.shape.rbegin());
+    if (x.numel() != 1 && !suffix)
+      c.error("input #", i, " ", shapeText(x.shape), " does not broadcast to the result ",
+              shapeText(out.shape));
+  }
+  auto *words = std::get_if<std::vector<int64_t>>(&c.attr("program"));
+  if (!words)
+    c.error("attribute 'program' must be a list of integers");
+  decodePointwise(*words, static_cast<int32_t>(c.k.operands.size()), c.where);
+  if (!std::get_if<std::string>(&c.attr("kernel")))
+    c.error("attribute 'kernel' must be a string");
 }
 
 using Checker = std::function<void(const Check &)>;
@@ -455,6 +484,7 @@ const std::map<std::string, Checker> &checkers() {
          c.shape(c.out(), x.shape, "result");
          c.sameFloat();
        }},
+      {"kern.pointwise", checkPointwise},
       {"dit.add", checkSuffixBroadcast},
       {"dit.mul", checkSuffixBroadcast},
       {"dit.silu",
@@ -613,6 +643,13 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
 void validateKernel(const Plan &plan, const KernelDesc &kernel, const std::string &where) {
   if (kernel.op.rfind("vjp:", 0) == 0)
     return validateVjp(plan, kernel, where);
+  // Element-wise ops run as generated kern.pointwise kernels; only their
+  // backward kernels keep the op's own name.
+  static const char *pointwiseOnly[] = {"dit.add", "dit.mul", "dit.silu", "dit.gelu", "kern.cast"};
+  for (const char *op : pointwiseOnly)
+    if (kernel.op == op)
+      fail(where, ": ", op, " is executed as a kern.pointwise kernel, not on its own; recompile the model "
+                            "with this diffc");
   auto it = checkers().find(kernel.op);
   if (it == checkers().end()) {
     std::string known;

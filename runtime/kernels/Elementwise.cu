@@ -1,8 +1,9 @@
 //===- Elementwise.cu - broadcast arithmetic, activations, adaLN glue -----===//
 //
-// The memory-bound kernels between the matrix products: broadcast add and
-// multiply, in-place activations, adaLN modulation, the gated residual
-// update and element-type casts. Each is one grid-stride pass in which a
+// The memory-bound kernels between the matrix products: in-place
+// activations, adaLN modulation, the gated residual update and element-type
+// casts (the compiled program's other element-wise work runs as generated
+// kernels, GeneratedKernels.cu). Each is one grid-stride pass in which a
 // thread moves 16 bytes per access (8 half/bfloat16 or 4 float values) when
 // the base pointers, leading dimensions and row lengths allow it, and one
 // element per access otherwise; arithmetic is in f32. The grid is capped at a
@@ -24,43 +25,6 @@ constexpr int kThreads = 256;
 //===----------------------------------------------------------------------===//
 // Flat kernels over contiguous values
 //===----------------------------------------------------------------------===//
-
-/// out[i] = lhs[i] op rhs[i mod rhsCount]. Each thread handles N values at
-/// a time; rhs is read as a vector too when its period is a whole number of
-/// vectors (then i mod rhsCount is a vector boundary as well), else value
-/// by value with a wrapping index. out may alias lhs.
-template <typename T, int N, bool kAdd>
-__global__ void broadcastKernel(const T *lhs, int64_t count, const T *rhs, int64_t rhsCount,
-                                T *out, bool rhsVec) {
-  const int64_t groups = count / N;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups;
-       g += stride) {
-    const int64_t i = g * N;
-    float a[N], b[N];
-    loadN<N>(lhs + i, a);
-    int64_t j = i % rhsCount;
-    if (N > 1 && rhsVec) {
-      loadN<N>(rhs + j, b);
-    } else {
-#pragma unroll
-      for (int e = 0; e < N; ++e) {
-        b[e] = toF<T>(rhs[j]);
-        j = j + 1 == rhsCount ? 0 : j + 1;
-      }
-    }
-#pragma unroll
-    for (int e = 0; e < N; ++e)
-      a[e] = kAdd ? a[e] + b[e] : a[e] * b[e];
-    storeN<N>(out + i, a);
-  }
-  // The count % N values after the last whole vector.
-  if (N > 1 && blockIdx.x == 0 && threadIdx.x < count - groups * N) {
-    const int64_t i = groups * N + threadIdx.x;
-    const float a = toF<T>(lhs[i]), b = toF<T>(rhs[i % rhsCount]);
-    out[i] = fromF<T>(kAdd ? a + b : a * b);
-  }
-}
 
 template <typename T, int N> __global__ void activateKernel(T *x, int64_t n, int act) {
   const int64_t groups = n / N;
@@ -164,32 +128,6 @@ void checkCount(const char *kernel, int64_t count, const void *a, const void *b)
     fail(kernel, ": null operand");
 }
 
-template <bool kAdd>
-void broadcast(const char *kernel, Stream stream, DType dtype, const void *lhs, int64_t count,
-               const void *rhs, int64_t rhsCount, void *out) {
-  checkCount(kernel, count, lhs, out);
-  if (count == 0)
-    return;
-  checkDPositive(kernel, "rhsCount", rhsCount);
-  if (rhs == nullptr)
-    fail(kernel, ": null operand");
-  dispatchFloat(dtype, kernel, [&](auto zero) {
-    using T = decltype(zero);
-    constexpr int V = kVec<T>;
-    const T *l = static_cast<const T *>(lhs), *r = static_cast<const T *>(rhs);
-    T *o = static_cast<T *>(out);
-    if (aligned16(l) && aligned16(o)) {
-      bool rhsVec = aligned16(r) && rhsCount % V == 0;
-      broadcastKernel<T, V, kAdd><<<gridStrideBlocks(count / V, kThreads), kThreads, 0,
-                                    native(stream)>>>(l, count, r, rhsCount, o, rhsVec);
-    } else {
-      broadcastKernel<T, 1, kAdd><<<gridStrideBlocks(count, kThreads), kThreads, 0,
-                                    native(stream)>>>(l, count, r, rhsCount, o, false);
-    }
-    checkLaunch(kernel);
-  });
-}
-
 template <typename From, typename To>
 void launchCast(Stream stream, const void *in, void *out, int64_t n) {
   const From *src = static_cast<const From *>(in);
@@ -204,16 +142,6 @@ void launchCast(Stream stream, const void *in, void *out, int64_t n) {
 }
 
 } // namespace
-
-void addBroadcast(Stream stream, DType dtype, const void *lhs, int64_t count, const void *rhs,
-                  int64_t rhsCount, void *out) {
-  broadcast<true>("addBroadcast", stream, dtype, lhs, count, rhs, rhsCount, out);
-}
-
-void mulBroadcast(Stream stream, DType dtype, const void *lhs, int64_t count, const void *rhs,
-                  int64_t rhsCount, void *out) {
-  broadcast<false>("mulBroadcast", stream, dtype, lhs, count, rhs, rhsCount, out);
-}
 
 void activate(Stream stream, DType dtype, void *x, int64_t n, Act act) {
   const char *kernel = "activate";

@@ -60,7 +60,7 @@ int usage(llvm::raw_ostream &os) {
         "      phases:";
   for (const Phase &p : pipelinePhases())
     os << " " << p.name;
-  os << " artifact (the default: write the .dfx)\n";
+  os << " artifact (the default: write the .dfx) cuda (print the generated CUDA kernels)\n";
   return 2;
 }
 
@@ -256,12 +256,16 @@ int cmdCompile(const std::vector<std::string> &argv) {
     return error("the CPU backend executes f32 (got --dtype " + options.dtype + ")");
   int phases = static_cast<int>(pipelinePhases().size());
   std::string emit = args.get("--emit").value_or("artifact");
-  int last = emit == "artifact" ? phases - 1 : findPhase(emit);
+  // "cuda": the generated CUDA source the artifact would carry.
+  bool cudaSource = emit == "cuda";
+  if (cudaSource && options.target != "cuda")
+    return error("--emit=cuda prints the generated CUDA kernels of a --target cuda compilation");
+  int last = emit == "artifact" || cudaSource ? phases - 1 : findPhase(emit);
   if (last < 0) {
     std::string known;
     for (const Phase &p : pipelinePhases())
       known += " " + p.name.str();
-    return error("unknown phase '" + emit + "'; phases:" + known + " artifact");
+    return error("unknown phase '" + emit + "'; phases:" + known + " artifact cuda");
   }
   std::string output = args.get("-o").value_or(emit == "artifact" ? "" : "-");
   if (output.empty() || (emit == "artifact" && output == "-"))
@@ -278,6 +282,12 @@ int cmdCompile(const std::vector<std::string> &argv) {
   buildPipeline(pm, options, last);
   if (failed(pm.run(*module)))
     return 1;
+  if (cudaSource) {
+    FailureOr<diffrt::Plan> plan = codegen::buildPlan(*module, options.target);
+    if (failed(plan))
+      return 1;
+    return writeOutput(output, std::string(plan->deviceCode.begin(), plan->deviceCode.end()));
+  }
   if (emit != "artifact") {
     std::string text;
     llvm::raw_string_ostream os(text);

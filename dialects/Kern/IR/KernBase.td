@@ -30,7 +30,8 @@ def Kern_Dialect : Dialect {
     value a place in the weights, constants or arena region.
   }];
   let useDefaultAttributePrinterParser = 1;
-  let dependentDialects = ["::diffc::dit::DitDialect"];
+  let dependentDialects = ["::diffc::dit::DitDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect"];
 }
 
 class Kern_Op<string mnemonic, list<Trait> traits = []>

@@ -8,6 +8,8 @@
 
 #include "dialects/Kern/IR/KernDialect.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
 
@@ -230,6 +232,47 @@ LogicalResult VjpOp::verify() {
     return emitOpError() << "C3: only loss gradients take a loss_weight";
   if (isLoss() && !getLossWeight())
     return emitOpError() << "C3: a loss gradient needs a loss_weight";
+  return success();
+}
+
+Value PointwiseOp::getYielded() {
+  return cast<YieldOp>(getBody().front().getTerminator()).getValue();
+}
+
+LogicalResult PointwiseOp::verify() {
+  Block &body = getBody().front();
+  if (getInputs().empty())
+    return emitOpError() << "C1: needs at least one input";
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError() << "C1: the body has " << body.getNumArguments() << " arguments for "
+                         << getInputs().size() << " inputs";
+  for (BlockArgument arg : body.getArguments())
+    if (!arg.getType().isF32())
+      return emitOpError() << "C1: body argument #" << arg.getArgNumber() << " must be f32, got "
+                           << arg.getType();
+  ArrayRef<int64_t> shape = ranked(getResult()).getShape();
+  for (auto [i, input] : llvm::enumerate(getInputs())) {
+    auto type = ranked(input);
+    ArrayRef<int64_t> in = type.getShape();
+    bool suffix = in.size() <= shape.size() && in == shape.take_back(in.size());
+    if (type.getNumElements() != 1 && !suffix)
+      return emitOpError() << "C2: input #" << i << " (" << shapeOf(input)
+                           << ") does not broadcast to the result (" << shapeOf(getResult()) << ")";
+  }
+  for (Operation &op : body.without_terminator()) {
+    bool allowed = isa<arith::AddFOp, arith::SubFOp, arith::MulFOp, arith::DivFOp, arith::NegFOp,
+                       arith::MaximumFOp, arith::MinimumFOp, math::ExpOp, math::LogOp, math::TanhOp,
+                       math::ErfOp, math::SqrtOp, math::RsqrtOp, math::AbsFOp>(op);
+    if (auto c = dyn_cast<arith::ConstantOp>(op))
+      allowed = isa<FloatAttr>(c.getValue());
+    if (!allowed)
+      return op.emitOpError() << "C3: is not allowed in a kern.pointwise body";
+    for (Type t : op.getResultTypes())
+      if (!t.isF32())
+        return op.emitOpError() << "C3: kern.pointwise bodies compute in f32, got " << t;
+  }
+  if (!isa<YieldOp>(body.getTerminator()))
+    return emitOpError() << "C3: the body must end in kern.yield";
   return success();
 }
 

@@ -163,6 +163,56 @@ def Kern_CastOp : Kern_Op<"cast"> {
 }
 
 
+def Kern_PointwiseOp : Kern_Op<"pointwise", [SingleBlock]> {
+  let summary = "Generated element-wise kernel";
+  let description = [{
+    One generated kernel for a chain of element-wise work: for every element
+    of the result, each input's element (inputs broadcast over the leading
+    dimensions of the result, as dit.add's right-hand side does) is converted
+    to f32 and bound to the body's argument of the same position; the body
+    computes in f32 and its yielded value is rounded (to nearest even) to
+    the result's element type. `kern-fuse-pointwise` builds these ops from
+    dit.add, dit.mul, dit.silu, dit.gelu and kern.cast; `diffc compile`
+    writes a CUDA kernel for each (built by the runtime through NVRTC) and
+    the CPU backend evaluates the body.
+
+    ```mlir
+    %y = kern.pointwise ins(%a, %b : tensor<2x4x8xf16>, tensor<8xf16>) {
+    ^bb0(%x: f32, %s: f32):
+      %0 = arith.mulf %x, %s : f32
+      kern.yield %0 : f32
+    } : tensor<2x4x8xf16>
+    ```
+
+    Constraints:
+    C1. At least one input; the body has one f32 argument per input.
+    C2. Every input is a single element (of any shape) or has a shape that
+        is a suffix of the result's shape.
+    C3. The body holds only f32 scalar arith ops (constant, addf, subf,
+        mulf, divf, negf, maximumf, minimumf) and math ops (exp, log, tanh,
+        erf, sqrt, rsqrt, absf), and yields one f32 value.
+  }];
+  let arguments = (ins Variadic<Kern_FloatTensor>:$inputs);
+  let results = (outs Kern_FloatTensor:$result);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    `ins` `(` $inputs `:` type($inputs) `)` $body attr-dict `:` type($result)
+  }];
+  let extraClassDeclaration = [{
+    /// The yielded value of the body.
+    ::mlir::Value getYielded();
+  }];
+}
+
+def Kern_YieldOp : Op<Kern_Dialect, "yield", [Pure, Terminator, HasParent<"PointwiseOp">]> {
+  let summary = "The value a kern.pointwise body computes for one element";
+  let description = [{
+    Terminates a kern.pointwise body with the element's f32 value.
+  }];
+  let arguments = (ins F32:$value);
+  let assemblyFormat = "$value attr-dict `:` type($value)";
+}
+
 def Kern_VjpOp : Kern_Op<"vjp"> {
   let summary = "Vector-Jacobian product of one kernel-level op";
   let description = [{

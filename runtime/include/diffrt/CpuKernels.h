@@ -19,6 +19,10 @@
 #include <cstdint>
 #include <functional>
 
+namespace diffrt {
+struct PwProgram;
+}
+
 namespace diffrt::cpu {
 
 /// Read-only row-major matrix view: element (r, c) is data[r * ld + c].
@@ -104,10 +108,11 @@ struct NormArgs {
 };
 void norm(ConstMat x, const NormArgs &args, Mat out);
 
-/// out[i] = lhs[i] + rhs[i mod rhsCount] over `count` values (row-major
-/// flat index of the contiguous lhs); same for mul.
-void addBroadcast(const float *lhs, int64_t count, const float *rhs, int64_t rhsCount, float *out);
-void mulBroadcast(const float *lhs, int64_t count, const float *rhs, int64_t rhsCount, float *out);
+/// A generated element-wise kernel (diffrt/Pointwise.h): out[r][c] = the
+/// program's last value with input i read at (r mod inputs[i].rows, c), or
+/// at (0, 0) for a single-element input. out may alias an input with its
+/// shape.
+void pointwise(const PwProgram &program, const ConstMat *inputs, Mat out);
 
 /// out[r][j] = x[r][j] · (1 + scale[r / rowsPerSample][j]) + shift[r / rowsPerSample][j].
 void modulate(ConstMat x, ConstMat shift, ConstMat scale, int64_t rowsPerSample, Mat out);

@@ -20,6 +20,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace diffrt::cuda {
 
@@ -110,10 +113,6 @@ struct NormArgs {
 };
 void norm(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DMat out);
 
-void addBroadcast(Stream stream, DType dtype, const void *lhs, int64_t count, const void *rhs,
-                  int64_t rhsCount, void *out);
-void mulBroadcast(Stream stream, DType dtype, const void *lhs, int64_t count, const void *rhs,
-                  int64_t rhsCount, void *out);
 /// In place.
 void activate(Stream stream, DType dtype, void *x, int64_t n, Act act);
 void modulate(Stream stream, DType dtype, DConstMat x, DConstMat shift, DConstMat scale,
@@ -122,6 +121,54 @@ void gatedResidual(Stream stream, DType dtype, DConstMat residual, DConstMat gat
                    int64_t rowsPerSample, DMat out);
 /// Element-type conversion of n contiguous values.
 void cast(Stream stream, DType from, const void *in, DType to, void *out, int64_t n);
+
+//===----------------------------------------------------------------------===//
+// Generated kernels
+//===----------------------------------------------------------------------===//
+
+/// An operand of a generated element-wise kernel: `rows` rows of the
+/// result's columns `ld` elements apart (rows broadcast: row r reads row
+/// r mod rows), or a single element.
+struct PointwiseOperand {
+  const void *data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 1, ld = 0;
+  bool single = false;
+};
+
+/// The generated kernels of one artifact: its CUDA source (Plan::deviceCode)
+/// compiled through NVRTC for the current device. Compiled code is cached
+/// under $DIFFC_CACHE_DIR, else $XDG_CACHE_HOME/diffc, else
+/// $HOME/.cache/diffc, keyed by a hash of the source, the GPU architecture
+/// and the NVRTC version; a cache entry that is unreadable or fails its
+/// checksum is rebuilt, and entries are written to a temporary file and
+/// renamed. `what` names the artifact in errors.
+class GeneratedKernels {
+public:
+  GeneratedKernels(const std::string &source, const std::string &what);
+  ~GeneratedKernels();
+  GeneratedKernels(const GeneratedKernels &) = delete;
+  GeneratedKernels &operator=(const GeneratedKernels &) = delete;
+
+  /// Launches the kern.pointwise function `name` over a rows x cols result
+  /// (8 elements per thread where every operand's rows are aligned runs of
+  /// a multiple of 8, else 1).
+  void pointwise(Stream stream, const std::string &name, const PointwiseOperand *inputs, size_t count,
+                 const PointwiseOperand &out, int64_t rows, int64_t cols);
+
+  /// Whether the code came from the on-disk cache rather than NVRTC.
+  bool fromCache() const { return cached; }
+  /// The cache file used ("" when no cache directory could be made).
+  const std::string &cachePath() const { return cacheFile; }
+
+private:
+  void *module = nullptr;
+  std::string what, cacheFile;
+  bool cached = false;
+  int smCount = 1;
+  std::vector<std::pair<std::string, void *>> functions;
+  void *function(const std::string &name);
+};
 
 //===----------------------------------------------------------------------===//
 // Token mixers

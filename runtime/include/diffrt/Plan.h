@@ -84,7 +84,8 @@ struct EntryDesc {
 };
 
 struct Plan {
-  static constexpr uint32_t kFormatVersion = 1;
+  /// 2: element-wise ops as kern.pointwise programs, CUDA source as device code.
+  static constexpr uint32_t kFormatVersion = 2;
   /// "cpu" or "cuda".
   std::string target;
   /// The model description (dit.model) as JSON text.
@@ -94,7 +95,9 @@ struct Plan {
   std::vector<ParamDesc> params;
   std::vector<StateDesc> state;
   std::vector<EntryDesc> entries;
-  /// Device code (a fatbin for CUDA artifacts); empty for CPU artifacts.
+  /// CUDA artifacts: the CUDA C++ source of the generated kernels (each
+  /// kern.pointwise kernel names its function in attribute "kernel"), which
+  /// the CUDA backend compiles through NVRTC. Empty for CPU artifacts.
   std::vector<uint8_t> deviceCode;
 
   const EntryDesc *entry(const std::string &name) const;

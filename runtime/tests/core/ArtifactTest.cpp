@@ -63,12 +63,13 @@ void putU32(std::vector<uint8_t> &b, size_t at, uint32_t v) {
 
 TEST(Artifact, RoundTrip) {
   Plan p = linearPlan();
+  p.target = "cuda";
   p.deviceCode = {1, 2, 3, 250};
   p.state = {{"pos_embed", -1, {1, 1, 16}, "zeros"}};
   p.entries[0].kernels[0].attrs["grid"] = std::vector<int64_t>{4, 4};
   p.entries[0].kernels[0].attrs["scale"] = 0.125;
   Plan q = parseArtifact(serializeArtifact(p), "m.dfx");
-  EXPECT_EQ(q.target, "cpu");
+  EXPECT_EQ(q.target, "cuda");
   EXPECT_EQ(q.values.size(), 4u);
   EXPECT_EQ(q.values[2].shape, std::vector<int64_t>{3});
   EXPECT_EQ(q.values[3].offset, 256u);
@@ -125,7 +126,7 @@ TEST(Artifact, ForeignFile) {
 TEST(Artifact, WrongVersion) {
   std::vector<uint8_t> bytes = serializeArtifact(linearPlan());
   putU32(bytes, 8, 7);
-  EXPECT_NE(errorOf(bytes).find("artifact format version 7, but this runtime reads version 1"),
+  EXPECT_NE(errorOf(bytes).find("artifact format version 7, but this runtime reads version 2"),
             std::string::npos)
       << errorOf(bytes);
 }
@@ -179,6 +180,70 @@ TEST(Artifact, KernelAttributeMissing) {
   Plan p = linearPlan();
   p.entries[0].kernels[0].attrs.clear();
   EXPECT_NE(errorOf(p).find("missing attribute 'act'"), std::string::npos) << errorOf(p);
+}
+
+/// out = x + bias as a generated kernel: x 2x4, bias 4.
+Plan pointwisePlan(const std::string &target) {
+  Plan p = linearPlan();
+  p.target = target;
+  p.values[3] = value(DType::F32, {2, 4}, Region::Arena, 256);
+  KernelDesc k{"kern.pointwise", {0, 2}, {3}, {}};
+  p.values[2].shape = {4};
+  p.values[2].ld = 4;
+  k.attrs["program"] = std::vector<int64_t>{0, 0, 0, 0, 1, 0, 2, 0, 1};
+  k.attrs["kernel"] = std::string("diffc_pointwise_0");
+  p.entries[0].kernels = {k};
+  if (target == "cuda") {
+    std::string source = "extern \"C\" __global__ void __launch_bounds__(256) diffc_pointwise_0(args a) {}";
+    p.deviceCode.assign(source.begin(), source.end());
+  }
+  return p;
+}
+
+TEST(Artifact, PointwiseKernelsRoundTrip) {
+  for (const char *target : {"cpu", "cuda"}) {
+    Plan q = parseArtifact(serializeArtifact(pointwisePlan(target)), "m.dfx");
+    EXPECT_EQ(std::get<std::vector<int64_t>>(q.entries[0].kernels[0].attrs.at("program")).size(), 9u) << target;
+  }
+}
+
+TEST(Artifact, PointwiseProgramIsValidated) {
+  Plan p = pointwisePlan("cpu");
+  p.entries[0].kernels[0].attrs["program"] = std::vector<int64_t>{0, 0, 0, 0, 3, 0, 2, 0, 1};
+  std::string e = errorOf(p);
+  EXPECT_NE(e.find("kernel #0 (kern.pointwise): pointwise instruction #1 reads input #3 of a kernel with 2 inputs"),
+            std::string::npos) << e;
+}
+
+TEST(Artifact, PointwiseInputMustBroadcast) {
+  Plan p = pointwisePlan("cpu");
+  p.values[2].shape = {2};
+  p.values[2].ld = 2;
+  std::string e = errorOf(p);
+  EXPECT_NE(e.find("input #1 2 does not broadcast to the result 2x4"), std::string::npos) << e;
+}
+
+TEST(Artifact, CudaArtifactMustDefineEveryGeneratedKernel) {
+  Plan p = pointwisePlan("cuda");
+  p.entries[0].kernels[0].attrs["kernel"] = std::string("diffc_pointwise_7");
+  std::string e = errorOf(p);
+  EXPECT_NE(e.find("forward kernel #0 calls generated kernel 'diffc_pointwise_7', which the artifact's device "
+                   "code (" + std::to_string(p.deviceCode.size()) + " bytes) does not define"),
+            std::string::npos) << e;
+}
+
+TEST(Artifact, CpuArtifactCarriesNoDeviceCode) {
+  Plan p = pointwisePlan("cpu");
+  p.deviceCode = {'x', 'y'};
+  std::string e = errorOf(p);
+  EXPECT_NE(e.find("a CPU artifact carries 2 bytes of device code"), std::string::npos) << e;
+}
+
+TEST(Artifact, ElementwiseOpsOnlyAsPointwiseOrBackward) {
+  Plan p = pointwisePlan("cpu");
+  p.entries[0].kernels[0].op = "dit.add";
+  std::string e = errorOf(p);
+  EXPECT_NE(e.find("dit.add is executed as a kern.pointwise kernel, not on its own"), std::string::npos) << e;
 }
 
 TEST(Artifact, ParameterMustBeAWeight) {

@@ -133,32 +133,6 @@ TEST(CpuNorm, RejectsAGroupThatDoesNotDivideTheRow) {
   EXPECT_DIFFRT_ERROR(norm(x.cmat(), args, out.mat()), "norm", "group 4", "10");
 }
 
-TEST(CpuBroadcast, AddAndMulWithEveryPeriod) {
-  Rng rng;
-  SCOPED_TRACE(rng.trace());
-  int64_t count = rng.integer(20000, 60000);
-  for (int64_t rhsCount : {int64_t{1}, int64_t{7}, int64_t{300}, rng.integer(1, 2000), count})
-    for (bool mul : {false, true})
-      for (bool inPlace : {false, true}) {
-        SCOPED_TRACE(::testing::Message() << "count " << count << " rhsCount " << rhsCount
-                                          << " mul " << mul << " in place " << inPlace);
-        std::vector<float> lhs = rng.normal(count), rhs = rng.normal(rhsCount);
-        Ref ref(1, count);
-        for (int64_t i = 0; i < count; ++i)
-          ref.v[static_cast<size_t>(i)] =
-              mul ? double(lhs[i]) * rhs[i % rhsCount] : double(lhs[i]) + rhs[i % rhsCount];
-        std::vector<float> out = inPlace ? lhs : poisoned(count);
-        float *dst = out.data();
-        const float *src = inPlace ? out.data() : lhs.data();
-        if (mul)
-          mulBroadcast(src, count, rhs.data(), rhsCount, dst);
-        else
-          addBroadcast(src, count, rhs.data(), rhsCount, dst);
-        // Single roundings of exact products and sums: 1 ulp.
-        expectMatches(out, ref, 1e-7);
-      }
-}
-
 TEST(CpuModulate, MatchesReferenceOnStridedSlices) {
   Rng rng;
   SCOPED_TRACE(rng.trace());

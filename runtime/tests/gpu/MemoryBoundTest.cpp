@@ -111,43 +111,8 @@ TEST(GpuNorm, MatchesCpuForEveryTileConfiguration) {
 }
 
 //===----------------------------------------------------------------------===//
-// Broadcast arithmetic, activations, modulation, gated residual, cast
+// Activations, modulation, gated residual, cast
 //===----------------------------------------------------------------------===//
-
-void runBroadcast(Rng &rng, DType t, bool add, int64_t count, int64_t rhsCount, size_t offset,
-                  bool inPlace) {
-  SCOPED_TRACE(::testing::Message() << dtypeName(t) << (add ? " add" : " mul") << " count "
-                                    << count << " rhsCount " << rhsCount << " offset " << offset
-                                    << " inPlace " << inPlace);
-  std::vector<float> lhs = rng.normal(count, 1.0, 0.0, t), rhs = rng.normal(rhsCount, 1.0, 0.0, t);
-  std::vector<float> ref(static_cast<size_t>(count));
-  (add ? cpu::addBroadcast : cpu::mulBroadcast)(lhs.data(), count, rhs.data(), rhsCount,
-                                                ref.data());
-  DeviceBuffer dl = upload(t, lhs, offset), dr = upload(t, rhs, offset);
-  std::vector<float> poison(static_cast<size_t>(count), kNaN);
-  DeviceBuffer dout = upload(t, poison, offset);
-  const size_t es = dtypeSize(t);
-  void *l = static_cast<uint8_t *>(dl.get()) + offset * es;
-  void *r = static_cast<uint8_t *>(dr.get()) + offset * es;
-  void *o = inPlace ? l : static_cast<uint8_t *>(dout.get()) + offset * es;
-  (add ? addBroadcast : mulBroadcast)(nullptr, t, l, count, r, rhsCount, o);
-  syncDevice();
-  expectClose(rowOf(download(t, o, static_cast<size_t>(count))), rowOf(ref), t);
-}
-
-TEST(GpuElementwise, BroadcastAddAndMul) {
-  DIFFRT_REQUIRE_GPU();
-  Rng rng;
-  SCOPED_TRACE(rng.trace());
-  for (DType t : floatTypes())
-    for (bool add : {true, false}) {
-      runBroadcast(rng, t, add, 1152 * 37, 1152, 0, false);   // per-channel, vector rhs
-      runBroadcast(rng, t, add, 1000003, 7, 0, false);        // short period, tail
-      runBroadcast(rng, t, add, 4101, 4101, 0, true);         // same shape, in place
-      runBroadcast(rng, t, add, 777, 1, 0, false);            // scalar
-      runBroadcast(rng, t, add, 5000, 40, 1, false);          // misaligned: scalar path
-    }
-}
 
 TEST(GpuElementwise, ActivateInPlace) {
   DIFFRT_REQUIRE_GPU();

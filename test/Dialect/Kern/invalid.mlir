@@ -81,3 +81,62 @@ func.func @cast_c1(%x: tensor<2x16xf32>) {
   %0 = kern.cast %x : (tensor<2x16xf32>) -> tensor<2x8xf16>
   return
 }
+
+// -----
+// pointwise C1: one body argument per input.
+func.func @pointwise_c1(%x: tensor<2x8xf16>) {
+  // expected-error@+1 {{C1: the body has 2 arguments for 1 inputs}}
+  %0 = kern.pointwise ins(%x : tensor<2x8xf16>) {
+  ^bb0(%a: f32, %b: f32):
+    kern.yield %a : f32
+  } : tensor<2x8xf16>
+  return
+}
+
+// -----
+// pointwise C1: body arguments are f32.
+func.func @pointwise_c1_type(%x: tensor<2x8xf16>) {
+  // expected-error@+1 {{C1: body argument #0 must be f32, got 'f16'}}
+  %0 = kern.pointwise ins(%x : tensor<2x8xf16>) {
+  ^bb0(%a: f16):
+    %e = arith.extf %a : f16 to f32
+    kern.yield %e : f32
+  } : tensor<2x8xf16>
+  return
+}
+
+// -----
+// pointwise C2: inputs broadcast over leading dimensions only.
+func.func @pointwise_c2(%x: tensor<2x3x8xf16>, %s: tensor<2x8xf16>) {
+  // expected-error@+1 {{C2: input #1 (2x8) does not broadcast to the result (2x3x8)}}
+  %0 = kern.pointwise ins(%x, %s : tensor<2x3x8xf16>, tensor<2x8xf16>) {
+  ^bb0(%a: f32, %b: f32):
+    %m = arith.mulf %a, %b : f32
+    kern.yield %m : f32
+  } : tensor<2x3x8xf16>
+  return
+}
+
+// -----
+// pointwise C3: only the listed scalar ops.
+func.func @pointwise_c3(%x: tensor<2x8xf32>) {
+  %0 = kern.pointwise ins(%x : tensor<2x8xf32>) {
+  ^bb0(%a: f32):
+    // expected-error@+1 {{C3: is not allowed in a kern.pointwise body}}
+    %p = math.powf %a, %a : f32
+    kern.yield %p : f32
+  } : tensor<2x8xf32>
+  return
+}
+
+// -----
+// pointwise C3: f32 arithmetic.
+func.func @pointwise_c3_f32(%x: tensor<2x8xf32>) {
+  %0 = kern.pointwise ins(%x : tensor<2x8xf32>) {
+  ^bb0(%a: f32):
+    // expected-error@+1 {{C3: kern.pointwise bodies compute in f32, got 'f64'}}
+    %c = arith.constant 1.0 : f64
+    kern.yield %a : f32
+  } : tensor<2x8xf32>
+  return
+}

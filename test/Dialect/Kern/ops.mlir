@@ -27,3 +27,22 @@ func.func @ops(%x: tensor<2x16x8xf16>, %w: tensor<8x8xf16>, %b: tensor<8xf16>, %
   %7 = kern.cast %t : (tensor<2x16xf32>) -> tensor<2x16xbf16>
   return
 }
+
+// A generated element-wise kernel round-trips with its body; a bias and a
+// single-element scale broadcast.
+// CHECK-LABEL: func @pointwise
+// CHECK: kern.pointwise ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<2x16x8xf16>, tensor<8xf32>, tensor<1xbf16>) {
+// CHECK-NEXT: ^bb0(%{{.*}}: f32, %{{.*}}: f32, %{{.*}}: f32):
+// CHECK: math.tanh
+// CHECK: kern.yield %{{.*}} : f32
+// CHECK-NEXT: } : tensor<2x16x8xf16>
+func.func @pointwise(%x: tensor<2x16x8xf16>, %bias: tensor<8xf32>, %s: tensor<1xbf16>) -> tensor<2x16x8xf16> {
+  %0 = kern.pointwise ins(%x, %bias, %s : tensor<2x16x8xf16>, tensor<8xf32>, tensor<1xbf16>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %sum = arith.addf %a, %b : f32
+    %t = math.tanh %sum : f32
+    %m = arith.mulf %t, %c : f32
+    kern.yield %m : f32
+  } : tensor<2x16x8xf16>
+  return %0 : tensor<2x16x8xf16>
+}
