@@ -4,7 +4,9 @@
 // allocations, plus one workspace sized for the most demanding kernel of the
 // plan. An entry's kernels are launched on one stream; after the first
 // (checked) run of "forward", the whole entry is captured into a CUDA graph
-// and replayed, so a sampling step costs one launch. Index errors found on
+// and replayed, so a sampling step costs one launch. The captured forward
+// runs in two lanes (launchInLanes): kernels independent of the main chain
+// overlap it on a second stream. Index errors found on
 // the device (labels, kept-token indices) set a flag that is read after
 // each call.
 //
@@ -131,6 +133,8 @@ public:
     cu::check(cudaMemcpy(lossScale, &one, sizeof(float), cudaMemcpyHostToDevice), "loss scale");
     cu::check(cudaMemset(errorFlag, 0, sizeof(int32_t)), "cudaMemset(error flag)");
     cu::check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    current = stream;
+    currentWorkspace = {workspace, workspaceBytes};
     if (!plan.deviceCode.empty())
       generated = std::make_unique<cu::GeneratedKernels>(
           std::string(plan.deviceCode.begin(), plan.deviceCode.end()), "the artifact's generated kernels");
@@ -143,6 +147,16 @@ public:
     cudaSetDevice(device);
     for (auto &[name, exec] : graphs)
       cudaGraphExecDestroy(exec);
+    for (auto &[name, sched] : lanes)
+      for (cudaEvent_t e : sched.eventAfter)
+        if (e)
+          cudaEventDestroy(e);
+    if (forkEvent)
+      cudaEventDestroy(forkEvent);
+    if (joinEvent)
+      cudaEventDestroy(joinEvent);
+    if (sideStream)
+      cudaStreamDestroy(sideStream);
     if (stream)
       cudaStreamDestroy(stream);
     for (void *p : allocations)
@@ -176,9 +190,14 @@ public:
         cudaGraph_t g;
         cu::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "graph capture");
         try {
-          launchAll(entry);
+          if (entry.name == "forward" && !singleStream())
+            launchInLanes(entry);
+          else
+            launchAll(entry);
         } catch (...) {
           cudaStreamEndCapture(stream, &g);
+          current = stream;
+          currentWorkspace = {workspace, workspaceBytes};
           throw;
         }
         cu::check(cudaStreamEndCapture(stream, &g), "graph capture");
@@ -377,6 +396,11 @@ public:
 
   uint64_t deviceBytes() const override { return allocatedBytes + optimizerTableBytes; }
 
+  size_t sideStreamKernels(const std::string &entry) const override {
+    auto it = lanes.find(entry);
+    return it == lanes.end() ? 0 : static_cast<size_t>(std::count(it->second.lane.begin(), it->second.lane.end(), 1));
+  }
+
   void setLossScale(double scale) override {
     float v = static_cast<float>(scale);
     cu::check(cudaSetDevice(device), "cudaSetDevice");
@@ -438,6 +462,137 @@ private:
   uint64_t allocatedBytes = 0, optimizerTableBytes = 0;
   std::map<std::string, cudaGraphExec_t> graphs;
   cu::Gemm gemm;
+  // The stream and workspace the kernel being dispatched uses: the main
+  // ones, or the side lane's while capturing a forward graph in two lanes.
+  cudaStream_t current = nullptr;
+  cu::Workspace currentWorkspace;
+
+  /// Two-lane schedule of a captured entry (see launchInLanes).
+  struct LaneSchedule {
+    std::vector<uint8_t> lane;
+    /// Kernel of the other lane this kernel waits for, or -1.
+    std::vector<int> waitFor;
+    /// Events recorded after the kernels some other-lane kernel waits for.
+    std::vector<cudaEvent_t> eventAfter;
+  };
+  std::map<std::string, LaneSchedule> lanes;
+  cudaStream_t sideStream = nullptr;
+  void *sideWorkspace = nullptr;
+  uint64_t sideWorkspaceBytes = 0;
+  cudaEvent_t forkEvent = nullptr, joinEvent = nullptr;
+
+  static bool singleStream() {
+    const char *v = std::getenv("DIFFRT_SINGLE_STREAM");
+    return v && std::string(v) == "1";
+  }
+
+  /// The bytes a kernel reads or writes in the constants and arena regions
+  /// (weights are read-only while sampling): [begin, end) per region.
+  struct Extent {
+    Region region;
+    uint64_t begin, end;
+  };
+  void extentsOf(const std::vector<int32_t> &ids, std::vector<Extent> &out) {
+    for (int32_t id : ids)
+      if (id >= 0 && desc(id).region != Region::Weights)
+        out.push_back({desc(id).region, desc(id).offset, desc(id).offset + desc(id).extentBytes()});
+  }
+  static bool overlap(const std::vector<Extent> &a, const std::vector<Extent> &b) {
+    for (const Extent &x : a)
+      for (const Extent &y : b)
+        if (x.region == y.region && x.begin < y.end && y.begin < x.end)
+          return true;
+    return false;
+  }
+
+  /// Splits an entry over the main stream and a side stream. Kernel j
+  /// depends on an earlier kernel i when one writes bytes the other reads or
+  /// writes (the arena planner reuses memory, so write-after-read counts).
+  /// A kernel that does not depend on the last main-lane kernel before it,
+  /// and needs at most a small workspace, goes to the side lane, where it
+  /// overlaps that kernel (the adaLN and timestep projections, caption
+  /// key/value projections); each kernel waits for the latest kernel of the
+  /// other lane it depends on. Kernels of one lane keep program order.
+  const LaneSchedule &scheduleLanes(const EntryDesc &entry) {
+    auto found = lanes.find(entry.name);
+    if (found != lanes.end())
+      return found->second;
+    constexpr uint64_t kSideWorkspaceLimit = 32ull << 20;
+    size_t n = entry.kernels.size();
+    std::vector<std::vector<Extent>> reads(n), writes(n);
+    for (size_t i = 0; i < n; ++i) {
+      extentsOf(entry.kernels[i].operands, reads[i]);
+      extentsOf(entry.kernels[i].results, writes[i]);
+    }
+    auto depends = [&](size_t j, size_t i) {
+      return overlap(writes[i], reads[j]) || overlap(writes[i], writes[j]) || overlap(reads[i], writes[j]);
+    };
+    LaneSchedule sched;
+    sched.lane.assign(n, 0);
+    sched.waitFor.assign(n, -1);
+    sched.eventAfter.assign(n, nullptr);
+    int lastMain = -1;
+    uint64_t sideBytes = 0;
+    for (size_t j = 0; j < n; ++j) {
+      uint64_t need = workspaceFor(entry.kernels[j]);
+      bool side = lastMain >= 0 && need <= kSideWorkspaceLimit && !depends(j, static_cast<size_t>(lastMain));
+      sched.lane[j] = side ? 1 : 0;
+      if (side)
+        sideBytes = std::max(sideBytes, need);
+      else
+        lastMain = static_cast<int>(j);
+      for (size_t i = j; i-- > 0;)
+        if (sched.lane[i] != sched.lane[j] && depends(j, i)) {
+          sched.waitFor[j] = static_cast<int>(i);
+          break;
+        }
+    }
+    if (std::count(sched.lane.begin(), sched.lane.end(), 1) > 0) {
+      if (!sideStream) {
+        cu::check(cudaStreamCreateWithFlags(&sideStream, cudaStreamNonBlocking), "cudaStreamCreate (side lane)");
+        cu::check(cudaEventCreateWithFlags(&forkEvent, cudaEventDisableTiming), "cudaEventCreate");
+        cu::check(cudaEventCreateWithFlags(&joinEvent, cudaEventDisableTiming), "cudaEventCreate");
+      }
+      if (sideBytes > sideWorkspaceBytes) {
+        sideWorkspace = allocate(sideBytes, "side-lane workspace");
+        sideWorkspaceBytes = sideBytes;
+      }
+      for (size_t j = 0; j < n; ++j)
+        if (sched.waitFor[j] >= 0 && !sched.eventAfter[sched.waitFor[j]])
+          cu::check(cudaEventCreateWithFlags(&sched.eventAfter[sched.waitFor[j]], cudaEventDisableTiming),
+                    "cudaEventCreate");
+    }
+    return lanes[entry.name] = std::move(sched);
+  }
+
+  /// launchAll over two lanes (during graph capture: the graph gets the
+  /// lanes as parallel branches joined at the end).
+  void launchInLanes(const EntryDesc &entry) {
+    const LaneSchedule &sched = scheduleLanes(entry);
+    if (!sideStream)
+      return launchAll(entry);
+    cu::check(cudaEventRecord(forkEvent, stream), "fork to the side lane");
+    cu::check(cudaStreamWaitEvent(sideStream, forkEvent, 0), "fork to the side lane");
+    for (size_t i = 0; i < entry.kernels.size(); ++i) {
+      const KernelDesc &k = entry.kernels[i];
+      bool side = sched.lane[i] == 1;
+      current = side ? sideStream : stream;
+      currentWorkspace = side ? cu::Workspace{sideWorkspace, sideWorkspaceBytes} : cu::Workspace{workspace, workspaceBytes};
+      if (sched.waitFor[i] >= 0)
+        cu::check(cudaStreamWaitEvent(current, sched.eventAfter[sched.waitFor[i]], 0), "lane dependency");
+      try {
+        dispatch(k);
+      } catch (const Error &e) {
+        fail("kernel #", i, " (", k.op, ") of '", entry.name, "': ", e.what());
+      }
+      if (sched.eventAfter[i])
+        cu::check(cudaEventRecord(sched.eventAfter[i], current), "lane dependency");
+    }
+    current = stream;
+    currentWorkspace = {workspace, workspaceBytes};
+    cu::check(cudaEventRecord(joinEvent, sideStream), "join the side lane");
+    cu::check(cudaStreamWaitEvent(stream, joinEvent, 0), "join the side lane");
+  }
   std::unique_ptr<cu::GeneratedKernels> generated;
 
   uint8_t *allocate(uint64_t bytes, const char *what) {
@@ -465,8 +620,8 @@ private:
     const ValueDesc &v = desc(id);
     return {ptr(id), v.rows(), v.cols(), v.ld};
   }
-  cu::Workspace ws() { return {workspace, workspaceBytes}; }
-  cu::Stream s() { return stream; }
+  cu::Workspace ws() { return currentWorkspace; }
+  cu::Stream s() { return current; }
 
   bool epilogue(const KernelDesc &k, size_t r, cu::GatedResidual &out) {
     if (k.operands[r] < 0)

@@ -464,6 +464,8 @@ void Session::setLossScale(double scale) { backend_->setLossScale(scale); }
 
 uint64_t Session::deviceBytes() const { return backend_->deviceBytes(); }
 
+size_t Session::sideStreamKernels(const std::string &entry) const { return backend_->sideStreamKernels(entry); }
+
 #ifndef DIFFRT_WITH_CUDA
 std::unique_ptr<Backend> createCudaBackend(const Plan &, int) {
   fail("this runtime was built without CUDA (DIFFC_ENABLE_CUDA=OFF or no CUDA compiler)");

@@ -302,10 +302,13 @@ int bench(const std::vector<std::string> &argv) {
   double median = ms[ms.size() / 2];
   double flops = entryFlops(plan, *forward);
   std::string label = args.get("--label").value_or(module.modelString("name", module.path()));
-  std::printf("%-28s %-8s batch %-4lld median %9.3f ms  (min %.3f, max %.3f)  %7.1f TFLOP/s\n",
+  std::printf("%-28s %-8s batch %-4lld median %9.3f ms  (min %.3f, max %.3f)  %7.1f TFLOP/s",
               label.c_str(), device.name().c_str(),
               static_cast<long long>(plan.values[forward->inputs.at(0).second].shape.at(0)), median,
               ms.front(), ms.back(), flops / median / 1e9);
+  if (size_t side = session.sideStreamKernels("forward"))
+    std::printf("  (%zu of %zu kernels on the side stream)", side, forward->kernels.size());
+  std::printf("\n");
   if (args.has("--profile"))
     printProfile(plan, *forward, session.profileKernels("forward", iterations), median);
   if (auto json = args.get("--json")) {

@@ -123,6 +123,9 @@ public:
   /// Bytes this backend holds on its device: regions, kernel workspace and
   /// optimizer state (what a peak-memory comparison counts).
   virtual uint64_t deviceBytes() const = 0;
+  /// Kernels of `entry`'s captured graph that run on a second stream,
+  /// overlapping the main chain (0 where there is none).
+  virtual size_t sideStreamKernels(const std::string &/*entry*/) const { return 0; }
 };
 
 std::unique_ptr<Backend> createCpuBackend(const Plan &plan);
@@ -180,6 +183,8 @@ public:
   void setLossScale(double scale);
   /// Bytes held on the device (see Backend::deviceBytes).
   uint64_t deviceBytes() const;
+  /// See Backend::sideStreamKernels.
+  size_t sideStreamKernels(const std::string &entry) const;
 
 private:
   void runInit();

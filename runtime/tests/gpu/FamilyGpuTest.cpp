@@ -14,6 +14,8 @@
 
 #include "GpuTestUtil.h"
 
+#include <cstring>
+
 #include "diffrt/Rng.h"
 #include "diffrt/Session.h"
 
@@ -108,9 +110,18 @@ void compareFamily(const std::string &family, bool f16) {
   std::remove(weights.c_str());
   auto feed = randomInputs(cpuModule, seed + 1);
   std::vector<float> expect = cpu.run("forward", feed).at(0).f32;
-  // Twice: the second run replays the captured CUDA graph.
-  for (int run = 0; run < 2; ++run) {
+  // The first run is eager on one stream; later runs replay the captured
+  // CUDA graph, whose independent kernels run on a second stream. Every
+  // run must give the same bits: a missing dependency between the lanes
+  // would show up as a difference.
+  std::vector<float> first;
+  for (int run = 0; run < 3; ++run) {
     std::vector<float> got = gpu.run("forward", feed).at(0).f32;
+    if (run == 0)
+      first = got;
+    else
+      EXPECT_EQ(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)), 0)
+          << family << " run " << run << " differs from the eager run";
     ASSERT_EQ(got.size(), expect.size());
     for (float x : got)
       ASSERT_TRUE(std::isfinite(x)) << family << " run " << run;
@@ -123,6 +134,11 @@ void compareFamily(const std::string &family, bool f16) {
     std::printf("%s %s run %d: relative L2 error %.3g, max abs %.3g\n", family.c_str(),
                 f16 ? "f16" : "f32", run, rel, worst);
   }
+  // Every family has work off the main chain: the conditioning projections
+  // (and MicroDiT's caption projections).
+  EXPECT_GT(gpu.sideStreamKernels("forward"), 0u) << family;
+  std::printf("%s %s: %zu kernels on the side stream\n", family.c_str(), f16 ? "f16" : "f32",
+              gpu.sideStreamKernels("forward"));
 }
 
 } // namespace
