@@ -1,6 +1,6 @@
 //===- GroupedGemm.cu - grouped matrix products of the MoE kernels --------===//
 //
-// Two kernels behind groupedGemm (see GroupedGemm.cuh for the contract).
+// Three kernels behind groupedGemm (see GroupedGemm.cuh for the contract).
 //
 // Tensor-core kernel (f16/bf16 with 16-byte aligned rows): an Ampere-style
 // 128 x 128 x 32 tile, four warps of 64 x 64, mma.sync m16n8k16 with f32
@@ -21,8 +21,8 @@
 // experts' FLOPs; DiT-MoE-S (d 384) 0.57 ms, about 200 TFLOP/s; MicroDiT-
 // sized expert choice (32768 tokens, d 1024, hidden 4096, capacity 2) 5.6 ms
 // (nn.Linear weights) to 6.2 ms (K x N weights, ldmatrix.trans), 180-195
-// TFLOP/s. An mma.sync kernel tops out well below Hopper's wgmma peak; a
-// wgmma/TMA version is the next step for these products.
+// TFLOP/s. It now serves K x N weights; N x K weights take the Hopper
+// kernel below (wgmma), unless DIFFRT_GROUPED_GEMM=mma.
 //
 // SIMT kernel (f32, and 16-bit views that break the alignment rules): a
 // 64 x 64 x 16 tile of f32 FMAs, 4 x 4 outputs per thread, operands staged
@@ -40,6 +40,8 @@
 
 #include "GroupedGemm.cuh"
 
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 namespace diffrt::cuda::grouped {
@@ -353,6 +355,183 @@ __global__ void __launch_bounds__(kTcThreads) tcKernel(KParams<T> p) {
 }
 
 //===----------------------------------------------------------------------===//
+// Hopper kernel (wgmma)
+//===----------------------------------------------------------------------===//
+
+// 128 x 256 x 64 tiles, two warpgroups of 64 x 256 (wgmma m64n256k16, f32
+// accumulators in 128 registers per thread), operands in shared memory in
+// the 128-byte swizzled K-major layout that wgmma descriptors read (row r's
+// 16-byte chunk c at r·128 + ((c ^ r % 8)·16), 1024-byte aligned 8-row
+// atoms). cp.async fills four stages two tiles ahead while one wgmma group
+// stays in flight, so loads, barriers and products overlap. SwiGLU tiles
+// hold 128 gate and 128 up rows: a thread's gate and up accumulators of one
+// output element are registers j and j + 64 of the same thread.
+constexpr int kWBM = 128, kWBN = 256, kWBK = 64, kWStages = 4, kWThreads = 256;
+constexpr int kWAStage = kWBM * kWBK, kWBStage = kWBN * kWBK; // elements
+constexpr size_t kWSmem = static_cast<size_t>(kWStages) * (kWAStage + kWBStage) * 2 + 1024;
+
+/// Byte offset of 16-byte chunk `chunk` of row `row` in a 128-byte-row tile.
+__device__ __forceinline__ int swz128(int row, int chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
+
+/// wgmma shared-memory descriptor of a K-major, 128-byte-swizzled operand
+/// starting at `smem` (8-row groups 1024 bytes apart).
+__device__ __forceinline__ uint64_t wgmmaDesc(const void *smem) {
+  const uint64_t addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
+  return ((addr & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+
+template <typename T>
+__device__ __forceinline__ void wgmma256(float (&d)[128], uint64_t descA, uint64_t descB, int scaleD) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+                 : "l"(descA), "l"(descB), "r"(scaleD));
+  } else {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+                 : "l"(descA), "l"(descB), "r"(scaleD));
+  }
+#endif
+}
+
+__device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void fenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+template <typename T, Epilogue E>
+__global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
+  constexpr bool kDual = E == Epilogue::SwiGlu;
+  extern __shared__ float4 wSmemRaw[];
+  // 1024-byte alignment for the swizzle atoms.
+  uint8_t *base = reinterpret_cast<uint8_t *>(
+      (reinterpret_cast<uintptr_t>(wSmemRaw) + 1023) & ~static_cast<uintptr_t>(1023));
+  uint8_t *sA = base;
+  uint8_t *sB = base + kWStages * kWAStage * 2;
+
+  int64_t tileM, tileN;
+  rasterTile(blockIdx.x, p.mTiles, p.nTiles, tileM, tileN);
+  int group;
+  int64_t rowBegin, rowEnd;
+  if (!tileRows<kWBM>(p, tileM, group, rowBegin, rowEnd))
+    return;
+  const int64_t nBase = tileN * (kDual ? kWBN / 2 : kWBN);
+  const T *B = p.b + group * p.strideB;
+  const T *B2 = kDual ? p.b2 + group * p.strideB : nullptr;
+  const int tid = threadIdx.x, chunk = tid & 7, rowOf = tid >> 3;
+
+  // This thread copies chunk `chunk` of A rows rowOf + 32i (i < 4) and of
+  // B rows rowOf + 32i (i < 8).
+  const T *aSrc[4];
+  bool aOk[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t row = rowBegin + rowOf + 32 * i;
+    aOk[i] = row < rowEnd;
+    const int64_t idx = aOk[i] ? (p.rowIndex != nullptr ? p.rowIndex[row] : row) : 0;
+    aSrc[i] = p.a + idx * p.lda + chunk * 8;
+  }
+  const T *bSrc[8];
+  bool bOk[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int r = rowOf + 32 * i;
+    int64_t wrow;
+    const T *src = B;
+    if constexpr (kDual) {
+      wrow = nBase + (r & 127);
+      src = r < 128 ? B : B2;
+    } else {
+      wrow = nBase + r;
+    }
+    bOk[i] = wrow < p.n;
+    bSrc[i] = src + (bOk[i] ? wrow : 0) * p.ldb + chunk * 8;
+  }
+  auto loadStage = [&](int stage, int64_t k0) {
+    uint8_t *a = sA + stage * kWAStage * 2;
+    uint8_t *b = sB + stage * kWBStage * 2;
+    const bool kOk = k0 + chunk * 8 < p.k;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      cpAsync16(a + swz128(rowOf + 32 * i, chunk), aSrc[i] + k0, aOk[i] && kOk);
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      cpAsync16(b + swz128(rowOf + 32 * i, chunk), bSrc[i] + k0, bOk[i] && kOk);
+  };
+
+  float d[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i)
+    d[i] = 0.0f;
+  const int wg = tid >> 7;
+  const int64_t kTiles = (p.k + kWBK - 1) / kWBK;
+  // Two tiles ahead: stage kt + 2 reuses the slot of tile kt - 2, whose
+  // products every warpgroup finished (wait_group 1 in iteration kt - 1)
+  // before the barrier of iteration kt.
+  for (int s = 0; s < 2; ++s) {
+    if (s < kTiles)
+      loadStage(s, static_cast<int64_t>(s) * kWBK);
+    cpAsyncCommit();
+  }
+  for (int64_t kt = 0; kt < kTiles; ++kt) {
+    cpAsyncWait<1>();
+    fenceProxyAsync(); // cp.async wrote through the generic proxy; wgmma reads through the async one
+    __syncthreads();
+    if (kt + 2 < kTiles)
+      loadStage(static_cast<int>((kt + 2) % kWStages), (kt + 2) * kWBK);
+    cpAsyncCommit();
+    const int slot = static_cast<int>(kt % kWStages);
+    const uint64_t descA = wgmmaDesc(sA + slot * kWAStage * 2 + wg * 64 * 128);
+    const uint64_t descB = wgmmaDesc(sB + slot * kWBStage * 2);
+    wgmmaFence();
+#pragma unroll
+    for (int j = 0; j < kWBK / 16; ++j)
+      wgmma256<T>(d, descA + 2 * j, descB + 2 * j, kt > 0 || j > 0);
+    wgmmaCommit();
+    wgmmaWait<1>();
+  }
+  wgmmaWait<0>();
+  cpAsyncWait<0>();
+
+  // d[4j + 2h + c]: row wg·64 + warp·16 + lane/4 + 8h, column 8j + 2·(lane % 4) + c.
+  const int lane = tid & 31, warp = (tid >> 5) & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t row = rowBegin + wg * 64 + warp * 16 + (lane >> 2) + 8 * h;
+    if (row >= rowEnd)
+      continue;
+    T *crow = p.c + row * p.ldc;
+    if constexpr (kDual) {
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const int64_t col = nBase + 8 * j + 2 * (lane & 3);
+        if (col < p.n)
+          storePair<T>(crow + col, siluPrecise(d[4 * j + 2 * h]) * d[4 * (j + 16) + 2 * h],
+                       siluPrecise(d[4 * j + 2 * h + 1]) * d[4 * (j + 16) + 2 * h + 1]);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        const int64_t col = nBase + 8 * j + 2 * (lane & 3);
+        if (col < p.n) {
+          float v0 = d[4 * j + 2 * h], v1 = d[4 * j + 2 * h + 1];
+          if constexpr (E == Epilogue::Act) {
+            v0 = applyActPrecise(v0, p.act);
+            v1 = applyActPrecise(v1, p.act);
+          }
+          storePair<T>(crow + col, v0, v1);
+        }
+      }
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
 // SIMT kernel
 //===----------------------------------------------------------------------===//
 
@@ -471,13 +650,22 @@ __global__ void __launch_bounds__(kSThreads) simtKernel(KParams<T> p) {
 
 template <typename T, BLayout L, Epilogue E>
 void launch(Stream stream, KParams<T> p, int64_t maxRows, bool tensorCores) {
-  const int64_t bm = tensorCores ? kBM : kSBM;
+  // N x K weights on tensor cores take the wgmma kernel, unless
+  // DIFFRT_GROUPED_GEMM=mma asks for the mma.sync one (for comparisons).
+  static const bool forceMma = [] {
+    const char *v = std::getenv("DIFFRT_GROUPED_GEMM");
+    return v && std::string(v) == "mma";
+  }();
+  const bool hopper = tensorCores && L == BLayout::NK && !forceMma;
+  const int64_t bm = hopper ? kWBM : tensorCores ? kBM : kSBM;
   int64_t mTiles;
   if (p.offsets != nullptr)
     mTiles = (maxRows + bm - 1) / bm + p.groups;
   else
     mTiles = p.groups * ((p.groupRows + bm - 1) / bm);
-  const int64_t bn = tensorCores ? (E == Epilogue::SwiGlu ? kBN / 2 : kBN) : kSBN;
+  const int64_t bn = hopper        ? (E == Epilogue::SwiGlu ? kWBN / 2 : kWBN)
+                     : tensorCores ? (E == Epilogue::SwiGlu ? kBN / 2 : kBN)
+                                   : kSBN;
   const int64_t nTiles = (p.n + bn - 1) / bn;
   if (mTiles <= 0 || nTiles <= 0)
     return;
@@ -487,6 +675,15 @@ void launch(Stream stream, KParams<T> p, int64_t maxRows, bool tensorCores) {
   p.nTiles = nTiles;
   const dim3 grid(static_cast<unsigned>(mTiles * nTiles));
   if constexpr (!std::is_same_v<T, float>) {
+    if (hopper) {
+      auto kernel = wgmmaKernel<T, E>;
+      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(kWSmem)),
+            "groupedGemm: shared memory limit");
+      kernel<<<grid, kWThreads, kWSmem, native(stream)>>>(p);
+      checkLaunch("groupedGemm (wgmma)");
+      return;
+    }
     if (tensorCores) {
       auto kernel = tcKernel<T, L, E>;
       check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
