@@ -21,8 +21,8 @@
 // experts' FLOPs; DiT-MoE-S (d 384) 0.57 ms, about 200 TFLOP/s; MicroDiT-
 // sized expert choice (32768 tokens, d 1024, hidden 4096, capacity 2) 5.6 ms
 // (nn.Linear weights) to 6.2 ms (K x N weights, ldmatrix.trans), 180-195
-// TFLOP/s. It now serves K x N weights; N x K weights take the Hopper
-// kernel below (wgmma), unless DIFFRT_GROUPED_GEMM=mma.
+// TFLOP/s. The Hopper kernel below (wgmma) has replaced it on tensor
+// cores; DIFFRT_GROUPED_GEMM=mma still selects it, for comparisons.
 //
 // SIMT kernel (f32, and 16-bit views that break the alignment rules): a
 // 64 x 64 x 16 tile of f32 FMAs, 4 x 4 outputs per thread, operands staged
@@ -380,19 +380,27 @@ __device__ __forceinline__ uint64_t wgmmaDesc(const void *smem) {
   return ((addr & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
 }
 
-template <typename T>
+/// The same for an MN-major (K x N, N contiguous) B: K rows of 64 N values
+/// (128 bytes, swizzled per 8-row group, groups 1024 bytes apart), and the
+/// next 64 N values 8192 bytes further (a 64-row block).
+__device__ __forceinline__ uint64_t wgmmaDescMN(const void *smem) {
+  const uint64_t addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
+  return ((addr & 0x3FFFF) >> 4) | (uint64_t{8192 >> 4} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+
+template <typename T, bool TransB>
 __device__ __forceinline__ void wgmma256(float (&d)[128], uint64_t descA, uint64_t descB, int scaleD) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, %131;\n}\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                 : "l"(descA), "l"(descB), "r"(scaleD));
+                 : "l"(descA), "l"(descB), "r"(scaleD), "n"(TransB ? 1 : 0));
   } else {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, %131;\n}\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                 : "l"(descA), "l"(descB), "r"(scaleD));
+                 : "l"(descA), "l"(descB), "r"(scaleD), "n"(TransB ? 1 : 0));
   }
 #endif
 }
@@ -404,9 +412,11 @@ template <int N> __device__ __forceinline__ void wgmmaWait() {
 }
 __device__ __forceinline__ void fenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-template <typename T, Epilogue E>
+template <typename T, BLayout L, Epilogue E>
 __global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
   constexpr bool kDual = E == Epilogue::SwiGlu;
+  constexpr bool kTransB = L == BLayout::KN;
+  static_assert(!(kDual && kTransB), "SwiGLU tiles read N x K weights");
   extern __shared__ float4 wSmemRaw[];
   // 1024-byte alignment for the swizzle atoms.
   uint8_t *base = reinterpret_cast<uint8_t *>(
@@ -436,21 +446,31 @@ __global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
     const int64_t idx = aOk[i] ? (p.rowIndex != nullptr ? p.rowIndex[row] : row) : 0;
     aSrc[i] = p.a + idx * p.lda + chunk * 8;
   }
+  // N x K weights: chunk `chunk` of B rows rowOf + 32i (i < 8). K x N
+  // weights: 16-byte column chunk tid % 32 of K rows tid / 32 + 8i, stored
+  // in 64-column blocks (MN-major).
   const T *bSrc[8];
   bool bOk[8];
+  const int colChunk = tid & 31, kRowOf = tid >> 5;
+  const bool bColOk = nBase + colChunk * 8 < p.n;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int r = rowOf + 32 * i;
-    int64_t wrow;
-    const T *src = B;
-    if constexpr (kDual) {
-      wrow = nBase + (r & 127);
-      src = r < 128 ? B : B2;
+    if constexpr (kTransB) {
+      bOk[i] = bColOk;
+      bSrc[i] = B + static_cast<int64_t>(kRowOf + 8 * i) * p.ldb + (bColOk ? nBase + colChunk * 8 : 0);
     } else {
-      wrow = nBase + r;
+      const int r = rowOf + 32 * i;
+      int64_t wrow;
+      const T *src = B;
+      if constexpr (kDual) {
+        wrow = nBase + (r & 127);
+        src = r < 128 ? B : B2;
+      } else {
+        wrow = nBase + r;
+      }
+      bOk[i] = wrow < p.n;
+      bSrc[i] = src + (bOk[i] ? wrow : 0) * p.ldb + chunk * 8;
     }
-    bOk[i] = wrow < p.n;
-    bSrc[i] = src + (bOk[i] ? wrow : 0) * p.ldb + chunk * 8;
   }
   auto loadStage = [&](int stage, int64_t k0) {
     uint8_t *a = sA + stage * kWAStage * 2;
@@ -459,9 +479,18 @@ __global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       cpAsync16(a + swz128(rowOf + 32 * i, chunk), aSrc[i] + k0, aOk[i] && kOk);
+    if constexpr (kTransB) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
-      cpAsync16(b + swz128(rowOf + 32 * i, chunk), bSrc[i] + k0, bOk[i] && kOk);
+      for (int i = 0; i < 8; ++i) {
+        const int krow = kRowOf + 8 * i;
+        const bool ok = bOk[i] && k0 + krow < p.k;
+        cpAsync16(b + (colChunk >> 3) * 8192 + swz128(krow, colChunk & 7), bSrc[i] + (ok ? k0 * p.ldb : 0), ok);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        cpAsync16(b + swz128(rowOf + 32 * i, chunk), bSrc[i] + k0, bOk[i] && kOk);
+    }
   };
 
   float d[128];
@@ -487,11 +516,14 @@ __global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
     cpAsyncCommit();
     const int slot = static_cast<int>(kt % kWStages);
     const uint64_t descA = wgmmaDesc(sA + slot * kWAStage * 2 + wg * 64 * 128);
-    const uint64_t descB = wgmmaDesc(sB + slot * kWBStage * 2);
+    const uint64_t descB = kTransB ? wgmmaDescMN(sB + slot * kWBStage * 2) : wgmmaDesc(sB + slot * kWBStage * 2);
+    // The next 16 K values: 32 bytes further along a K-major row, or 16
+    // rows (2048 bytes) further down an MN-major tile.
+    const uint64_t stepB = kTransB ? 2048 >> 4 : 32 >> 4;
     wgmmaFence();
 #pragma unroll
     for (int j = 0; j < kWBK / 16; ++j)
-      wgmma256<T>(d, descA + 2 * j, descB + 2 * j, kt > 0 || j > 0);
+      wgmma256<T, kTransB>(d, descA + 2 * j, descB + stepB * j, kt > 0 || j > 0);
     wgmmaCommit();
     wgmmaWait<1>();
   }
@@ -656,7 +688,7 @@ void launch(Stream stream, KParams<T> p, int64_t maxRows, bool tensorCores) {
     const char *v = std::getenv("DIFFRT_GROUPED_GEMM");
     return v && std::string(v) == "mma";
   }();
-  const bool hopper = tensorCores && L == BLayout::NK && !forceMma;
+  const bool hopper = tensorCores && !forceMma;
   const int64_t bm = hopper ? kWBM : tensorCores ? kBM : kSBM;
   int64_t mTiles;
   if (p.offsets != nullptr)
@@ -676,7 +708,7 @@ void launch(Stream stream, KParams<T> p, int64_t maxRows, bool tensorCores) {
   const dim3 grid(static_cast<unsigned>(mTiles * nTiles));
   if constexpr (!std::is_same_v<T, float>) {
     if (hopper) {
-      auto kernel = wgmmaKernel<T, E>;
+      auto kernel = wgmmaKernel<T, L, E>;
       check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(kWSmem)),
             "groupedGemm: shared memory limit");
