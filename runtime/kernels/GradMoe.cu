@@ -5,11 +5,11 @@
 // data-dependent size stays on the device: a fixed sequence of launches
 // whatever the routing, no host synchronisation, capturable in a graph.
 //
-// Routing is recomputed with a copy of the forward's router kernel (same
-// arithmetic, same vectorisation decision, so the same experts and tokens
-// are selected bit for bit) that also keeps the per-token probabilities
-// and, for token choice, the sums of the chosen probabilities, which the
-// backward needs. The forward's token-choice permutation orders the rows of
+// Routing is recomputed by the forward's own router kernel (MoeRouter.cuh:
+// one compiled kernel, the same vectorisation decision, so the same experts
+// and tokens are selected bit for bit), asked to keep the per-token
+// probabilities and, for token choice, the sums of the chosen
+// probabilities, which the backward needs. The forward's token-choice permutation orders the rows of
 // an expert by atomics; a backward that sums over those rows (the weight
 // gradients) would then depend on scheduling, so the permutation here is
 // stable instead: per chunk of 256 slots a count per expert, one scan over
@@ -77,6 +77,7 @@
 #include "diffrt/CudaGradKernels.h"
 
 #include "GroupedGemm.cuh"
+#include "MoeRouter.cuh"
 #include "MoeSelect.cuh"
 
 #include <algorithm>
@@ -92,198 +93,9 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 constexpr int kThreads = kWarpsPerBlock * 32;
-constexpr size_t kRouterSmemBytes = 100 * 1024; // as in Moe.cu: decides the f32 router copy
 constexpr int kChunk = 256;                     // slots per block of the stable permutation
 
-bool routerInSmem(int64_t experts, int64_t d) {
-  return static_cast<size_t>(experts * d) * sizeof(float) <= kRouterSmemBytes;
-}
-
-//===----------------------------------------------------------------------===//
-// Router (the forward's arithmetic, keeping probabilities and totals)
-//===----------------------------------------------------------------------===//
-
-template <typename T> struct RouterParams {
-  const T *x;
-  int64_t ldx, rows, d;
-  const T *router;
-  const float *routerF32;
-  int experts, topK;
-  bool normalize, vec;
-  float *probs;      // rows x experts
-  int32_t *expertOf; // token choice: rows x topK
-  float *weightOf;   // token choice: rows x topK
-  float *totals;     // token choice: rows
-};
-
-/// Tokens a warp routes at once: every router value read from shared
-/// memory serves that many tokens. One token per warp read the whole f32
-/// router (E·d·4 bytes) per token, which made the kernel bound by
-/// shared-memory bandwidth; each token's sums are still formed exactly as
-/// the forward forms them (same lanes, same order), only interleaved with
-/// other tokens'.
-template <int EMAX> constexpr int kRouterTokens = EMAX <= 16 ? 4 : (EMAX <= 32 ? 2 : 1);
-
-// Two blocks per multiprocessor (two f32 routers of up to 100 KB fit)
-// where the sums fit in 128 registers; 64 experts keep the forward's bound.
-template <typename T, int EMAX, bool kTokenChoice>
-__global__ void __launch_bounds__(kThreads, EMAX <= 32 ? 2 : 1) routerKernel(RouterParams<T> p) {
-  extern __shared__ float4 routerSmem[];
-  constexpr int TB = kRouterTokens<EMAX>;
-  const int tid = threadIdx.x, lane = tid & 31, E = p.experts;
-  const float *W = p.routerF32;
-  if (W == nullptr) {
-    float *w = reinterpret_cast<float *>(routerSmem);
-    for (int64_t i = tid; i < E * p.d; i += kThreads)
-      w[i] = toF<T>(p.router[i]);
-    W = w;
-  }
-  __syncthreads();
-
-  constexpr int V = kVec<T>;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  for (int64_t t0 = (static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (tid >> 5)) * TB;
-       t0 < p.rows; t0 += warps * TB) {
-    float acc[TB][EMAX];
-#pragma unroll
-    for (int b = 0; b < TB; ++b)
-#pragma unroll
-      for (int e = 0; e < EMAX; ++e)
-        acc[b][e] = 0.0f;
-    // The logits exactly as routerKernel in Moe.cu computes them: the same
-    // per-lane partial sums in the same order, the same butterfly. Rows
-    // past the end compute on zeros and are not stored.
-    if (p.vec) {
-      for (int64_t c = static_cast<int64_t>(lane) * V; c < p.d; c += 32 * V) {
-        float xv[TB][V];
-#pragma unroll
-        for (int b = 0; b < TB; ++b) {
-          if (t0 + b < p.rows) {
-            loadN<V>(p.x + (t0 + b) * p.ldx + c, xv[b]);
-          } else {
-#pragma unroll
-            for (int i = 0; i < V; ++i)
-              xv[b][i] = 0.0f;
-          }
-        }
-#pragma unroll
-        for (int e = 0; e < EMAX; ++e) {
-          if (e < E) {
-            const float4 *w4 = reinterpret_cast<const float4 *>(W + e * p.d + c);
-#pragma unroll
-            for (int q = 0; q < V / 4; ++q) {
-              const float4 wv = w4[q];
-#pragma unroll
-              for (int b = 0; b < TB; ++b)
-                acc[b][e] += wv.x * xv[b][4 * q] + wv.y * xv[b][4 * q + 1] +
-                             wv.z * xv[b][4 * q + 2] + wv.w * xv[b][4 * q + 3];
-            }
-          }
-        }
-      }
-    } else {
-      for (int64_t c = lane; c < p.d; c += 32) {
-        float xv[TB];
-#pragma unroll
-        for (int b = 0; b < TB; ++b)
-          xv[b] = t0 + b < p.rows ? toF<T>(p.x[(t0 + b) * p.ldx + c]) : 0.0f;
-#pragma unroll
-        for (int e = 0; e < EMAX; ++e)
-          if (e < E) {
-            const float w = W[e * p.d + c];
-#pragma unroll
-            for (int b = 0; b < TB; ++b)
-              acc[b][e] += w * xv[b];
-          }
-      }
-    }
-#pragma unroll
-    for (int b = 0; b < TB; ++b)
-#pragma unroll
-      for (int e = 0; e < EMAX; ++e)
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-          acc[b][e] += __shfl_xor_sync(0xffffffffu, acc[b][e], o);
-
-#pragma unroll
-    for (int b = 0; b < TB; ++b) {
-      const int64_t t = t0 + b;
-      float mx = acc[b][0];
-#pragma unroll
-      for (int e = 1; e < EMAX; ++e)
-        if (e < E)
-          mx = fmaxf(mx, acc[b][e]);
-      float total = 0.0f;
-#pragma unroll
-      for (int e = 0; e < EMAX; ++e)
-        if (e < E) {
-          acc[b][e] = expf(acc[b][e] - mx);
-          total += acc[b][e];
-        }
-      const float inv = 1.0f / total;
-#pragma unroll
-      for (int e = 0; e < EMAX; ++e)
-        acc[b][e] *= inv;
-
-      if (lane == 0 && t < p.rows) {
-#pragma unroll
-        for (int e = 0; e < EMAX; ++e)
-          if (e < E)
-            p.probs[t * E + e] = acc[b][e];
-        if constexpr (kTokenChoice) {
-          unsigned long long chosen = 0ull;
-          float picked = 0.0f;
-          for (int s = 0; s < p.topK; ++s) {
-            int best = -1;
-            float bestRank = 0.0f, bestP = 0.0f;
-#pragma unroll
-            for (int e = 0; e < EMAX; ++e) {
-              if (e < E && !((chosen >> e) & 1ull)) {
-                const float r = rankKey(acc[b][e]);
-                if (best < 0 || r > bestRank) {
-                  best = e;
-                  bestRank = r;
-                  bestP = acc[b][e];
-                }
-              }
-            }
-            chosen |= 1ull << best;
-            p.expertOf[t * p.topK + s] = best;
-            p.weightOf[t * p.topK + s] = bestP;
-            picked += bestP;
-          }
-          p.totals[t] = picked;
-          if (p.normalize)
-            for (int s = 0; s < p.topK; ++s)
-              p.weightOf[t * p.topK + s] /= picked;
-        }
-      }
-    }
-  }
-}
-
-template <typename T, bool kTokenChoice>
-void launchRouter(Stream stream, RouterParams<T> p) {
-  const size_t smem =
-      p.routerF32 == nullptr ? static_cast<size_t>(p.experts * p.d) * sizeof(float) : 0;
-  auto pick = [&](auto kernel, int tokens) {
-    if (smem > 48 * 1024)
-      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(smem)),
-            "moe backward router: shared memory limit");
-    const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock * tokens, 2);
-    kernel<<<blocks, kThreads, smem, native(stream)>>>(p);
-    checkLaunch("moe backward router");
-  };
-  if (p.experts <= 8)
-    pick(routerKernel<T, 8, kTokenChoice>, kRouterTokens<8>);
-  else if (p.experts <= 16)
-    pick(routerKernel<T, 16, kTokenChoice>, kRouterTokens<16>);
-  else if (p.experts <= 32)
-    pick(routerKernel<T, 32, kTokenChoice>, kRouterTokens<32>);
-  else
-    pick(routerKernel<T, 64, kTokenChoice>, kRouterTokens<64>);
-}
+using moe::routerInSmem;
 
 //===----------------------------------------------------------------------===//
 // Stable token-choice permutation
@@ -1382,18 +1194,18 @@ ExpertLayout expertLayout(int64_t m, int64_t d, int64_t k, const ExpertChoiceArg
   return l;
 }
 
-template <typename T>
-RouterParams<T> routerParams(DConstMat x, const void *router, const float *routerF32, int64_t e) {
-  RouterParams<T> rp{};
-  rp.x = static_cast<const T *>(x.data);
-  rp.ldx = x.ld;
-  rp.rows = x.rows;
-  rp.d = x.cols;
-  rp.router = static_cast<const T *>(router);
-  rp.routerF32 = routerF32;
-  rp.experts = static_cast<int>(e);
-  rp.vec = vectorizable(x.data, x.ld, x.cols, sizeof(T));
-  return rp;
+moe::RouterArgs routerArgs(DType dtype, DConstMat x, const void *router, const float *routerF32, int64_t e) {
+  moe::RouterArgs a;
+  a.dtype = dtype;
+  a.x = x.data;
+  a.ldx = x.ld;
+  a.rows = x.rows;
+  a.d = x.cols;
+  a.router = router;
+  a.routerF32 = routerF32;
+  a.experts = static_cast<int>(e);
+  a.vec = vectorizable(x.data, x.ld, x.cols, dtypeSize(dtype));
+  return a;
 }
 
 } // namespace
@@ -1466,14 +1278,14 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     // Routing and the stable permutation.
     if (routerF32 != nullptr)
       cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-    RouterParams<T> rp = routerParams<T>(x, args.router, routerF32, e);
+    moe::RouterArgs rp = routerArgs(dtype, x, args.router, routerF32, e);
     rp.topK = static_cast<int>(topK);
     rp.normalize = args.normalize;
     rp.probs = probs;
     rp.expertOf = expertOf;
     rp.weightOf = weightOf;
     rp.totals = totals;
-    launchRouter<T, true>(stream, rp);
+    moe::route(stream, rp, true);
     chunkCountKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(
         expertOf, slots, static_cast<int>(e), chunkCounts);
     checkLaunch("moe backward chunk counts");
@@ -1767,9 +1579,9 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
 
     if (routerF32 != nullptr)
       cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-    RouterParams<T> rp = routerParams<T>(x, args.router, routerF32, e);
+    moe::RouterArgs rp = routerArgs(dtype, x, args.router, routerF32, e);
     rp.probs = probs;
-    launchRouter<T, false>(stream, rp);
+    moe::route(stream, rp, false);
     check(cudaMemsetAsync(slotMap, 0xFF, m * e * sizeof(int32_t), s),
           "moeExpertChoiceBackward: slot map");
     check(cudaMemsetAsync(dLogits, 0, m * e * sizeof(float), s),

@@ -41,6 +41,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "GroupedGemm.cuh"
+#include "MoeRouter.cuh"
 #include "MoeSelect.cuh"
 
 namespace diffrt::cuda {
@@ -53,35 +54,41 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 constexpr int kThreads = kWarpsPerBlock * 32;
-/// Routers up to this size are staged in shared memory as f32; larger ones
-/// are converted once into the workspace and read through L1.
-constexpr size_t kRouterSmemBytes = 100 * 1024;
-
-bool routerInSmem(int64_t experts, int64_t d) {
-  return static_cast<size_t>(experts * d) * sizeof(float) <= kRouterSmemBytes;
-}
+using moe::routerInSmem;
 
 //===----------------------------------------------------------------------===//
-// Router
+// Router (shared with the backward through MoeRouter.cuh)
 //===----------------------------------------------------------------------===//
 
 template <typename T> struct RouterParams {
   const T *x;
   int64_t ldx, rows, d;
-  const T *router;          // experts x d in the activation type
-  const float *routerF32;   // f32 copy in global memory, or null (shared memory)
+  const T *router;
+  const float *routerF32;
   int experts, topK;
   bool normalize, vec;
-  int32_t *expertOf;        // token choice: rows x topK
-  float *weightOf;          // token choice: rows x topK
-  int32_t *counts;          // token choice: experts
-  float *probs;             // expert choice: rows x experts
+  float *probs;      // rows x experts, or null
+  int32_t *expertOf; // token choice: rows x topK
+  float *weightOf;   // token choice: rows x topK
+  int32_t *counts;   // token choice, or null: tokens per expert (added to)
+  float *totals;     // token choice, or null: rows (sum of the chosen probabilities)
 };
 
+/// Tokens a warp routes at once: every router value read from shared
+/// memory serves that many tokens. One token per warp read the whole f32
+/// router (E·d·4 bytes) per token, which made the kernel bound by
+/// shared-memory bandwidth; each token's sums are still formed exactly as
+/// the forward forms them (same lanes, same order), only interleaved with
+/// other tokens'.
+template <int EMAX> constexpr int kRouterTokens = EMAX <= 16 ? 4 : (EMAX <= 32 ? 2 : 1);
+
+// Two blocks per multiprocessor (two f32 routers of up to 100 KB fit)
+// where the sums fit in 128 registers; 64 experts keep the forward's bound.
 template <typename T, int EMAX, bool kTokenChoice>
-__global__ void __launch_bounds__(kThreads, 1) routerKernel(RouterParams<T> p) {
+__global__ void __launch_bounds__(kThreads, EMAX <= 32 ? 2 : 1) routerKernel(RouterParams<T> p) {
   extern __shared__ float4 routerSmem[];
   __shared__ int blockCounts[EMAX];
+  constexpr int TB = kRouterTokens<EMAX>;
   const int tid = threadIdx.x, lane = tid & 31, E = p.experts;
   const float *W = p.routerF32;
   if (W == nullptr) {
@@ -96,17 +103,30 @@ __global__ void __launch_bounds__(kThreads, 1) routerKernel(RouterParams<T> p) {
 
   constexpr int V = kVec<T>;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (tid >> 5); t < p.rows;
-       t += warps) {
-    const T *xr = p.x + t * p.ldx;
-    float acc[EMAX];
+  for (int64_t t0 = (static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (tid >> 5)) * TB;
+       t0 < p.rows; t0 += warps * TB) {
+    float acc[TB][EMAX];
 #pragma unroll
-    for (int e = 0; e < EMAX; ++e)
-      acc[e] = 0.0f;
+    for (int b = 0; b < TB; ++b)
+#pragma unroll
+      for (int e = 0; e < EMAX; ++e)
+        acc[b][e] = 0.0f;
+    // The logits exactly as routerKernel in Moe.cu computes them: the same
+    // per-lane partial sums in the same order, the same butterfly. Rows
+    // past the end compute on zeros and are not stored.
     if (p.vec) {
       for (int64_t c = static_cast<int64_t>(lane) * V; c < p.d; c += 32 * V) {
-        float xv[V];
-        loadN<V>(xr + c, xv);
+        float xv[TB][V];
+#pragma unroll
+        for (int b = 0; b < TB; ++b) {
+          if (t0 + b < p.rows) {
+            loadN<V>(p.x + (t0 + b) * p.ldx + c, xv[b]);
+          } else {
+#pragma unroll
+            for (int i = 0; i < V; ++i)
+              xv[b][i] = 0.0f;
+          }
+        }
 #pragma unroll
         for (int e = 0; e < EMAX; ++e) {
           if (e < E) {
@@ -114,90 +134,128 @@ __global__ void __launch_bounds__(kThreads, 1) routerKernel(RouterParams<T> p) {
 #pragma unroll
             for (int q = 0; q < V / 4; ++q) {
               const float4 wv = w4[q];
-              acc[e] += wv.x * xv[4 * q] + wv.y * xv[4 * q + 1] + wv.z * xv[4 * q + 2] +
-                        wv.w * xv[4 * q + 3];
+#pragma unroll
+              for (int b = 0; b < TB; ++b)
+                acc[b][e] += wv.x * xv[b][4 * q] + wv.y * xv[b][4 * q + 1] +
+                             wv.z * xv[b][4 * q + 2] + wv.w * xv[b][4 * q + 3];
             }
           }
         }
       }
     } else {
       for (int64_t c = lane; c < p.d; c += 32) {
-        const float xv = toF<T>(xr[c]);
+        float xv[TB];
+#pragma unroll
+        for (int b = 0; b < TB; ++b)
+          xv[b] = t0 + b < p.rows ? toF<T>(p.x[(t0 + b) * p.ldx + c]) : 0.0f;
 #pragma unroll
         for (int e = 0; e < EMAX; ++e)
-          if (e < E)
-            acc[e] += W[e * p.d + c] * xv;
+          if (e < E) {
+            const float w = W[e * p.d + c];
+#pragma unroll
+            for (int b = 0; b < TB; ++b)
+              acc[b][e] += w * xv[b];
+          }
       }
     }
 #pragma unroll
-    for (int e = 0; e < EMAX; ++e)
+    for (int b = 0; b < TB; ++b)
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1)
-        acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], o);
+      for (int e = 0; e < EMAX; ++e)
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+          acc[b][e] += __shfl_xor_sync(0xffffffffu, acc[b][e], o);
 
-    // Softmax as cpu::moe*: max subtracted, exponentials summed in expert
-    // order, multiplied by the reciprocal of the sum. Every lane holds the
-    // full logits; lane 0 writes.
-    float mx = acc[0];
 #pragma unroll
-    for (int e = 1; e < EMAX; ++e)
-      if (e < E)
-        mx = fmaxf(mx, acc[e]);
-    float total = 0.0f;
+    for (int b = 0; b < TB; ++b) {
+      const int64_t t = t0 + b;
+      float mx = acc[b][0];
 #pragma unroll
-    for (int e = 0; e < EMAX; ++e)
-      if (e < E) {
-        acc[e] = expf(acc[e] - mx);
-        total += acc[e];
-      }
-    const float inv = 1.0f / total;
+      for (int e = 1; e < EMAX; ++e)
+        if (e < E)
+          mx = fmaxf(mx, acc[b][e]);
+      float total = 0.0f;
 #pragma unroll
-    for (int e = 0; e < EMAX; ++e)
-      acc[e] *= inv;
+      for (int e = 0; e < EMAX; ++e)
+        if (e < E) {
+          acc[b][e] = expf(acc[b][e] - mx);
+          total += acc[b][e];
+        }
+      const float inv = 1.0f / total;
+#pragma unroll
+      for (int e = 0; e < EMAX; ++e)
+        acc[b][e] *= inv;
 
-    if constexpr (kTokenChoice) {
-      if (lane == 0) {
-        unsigned long long chosen = 0ull;
-        float picked = 0.0f;
-        for (int s = 0; s < p.topK; ++s) {
-          int best = -1;
-          float bestRank = 0.0f, bestP = 0.0f;
+      if (lane == 0 && t < p.rows) {
+        if (p.probs != nullptr) {
 #pragma unroll
-          for (int e = 0; e < EMAX; ++e) {
-            if (e < E && !((chosen >> e) & 1ull)) {
-              const float r = rankKey(acc[e]);
-              if (best < 0 || r > bestRank) {
-                best = e;
-                bestRank = r;
-                bestP = acc[e];
+          for (int e = 0; e < EMAX; ++e)
+            if (e < E)
+              p.probs[t * E + e] = acc[b][e];
+        }
+        if constexpr (kTokenChoice) {
+          unsigned long long chosen = 0ull;
+          float picked = 0.0f;
+          for (int s = 0; s < p.topK; ++s) {
+            int best = -1;
+            float bestRank = 0.0f, bestP = 0.0f;
+#pragma unroll
+            for (int e = 0; e < EMAX; ++e) {
+              if (e < E && !((chosen >> e) & 1ull)) {
+                const float r = rankKey(acc[b][e]);
+                if (best < 0 || r > bestRank) {
+                  best = e;
+                  bestRank = r;
+                  bestP = acc[b][e];
+                }
               }
             }
+            chosen |= 1ull << best;
+            p.expertOf[t * p.topK + s] = best;
+            p.weightOf[t * p.topK + s] = bestP;
+            picked += bestP;
+            if (p.counts != nullptr)
+              atomicAdd(&blockCounts[best], 1);
           }
-          chosen |= 1ull << best;
-          p.expertOf[t * p.topK + s] = best;
-          p.weightOf[t * p.topK + s] = bestP;
-          picked += bestP;
-          atomicAdd(&blockCounts[best], 1);
+          if (p.totals != nullptr)
+            p.totals[t] = picked;
+          if (p.normalize)
+            for (int s = 0; s < p.topK; ++s)
+              p.weightOf[t * p.topK + s] /= picked;
         }
-        if (p.normalize)
-          for (int s = 0; s < p.topK; ++s)
-            p.weightOf[t * p.topK + s] /= picked;
-      }
-    } else {
-      if (lane == 0) {
-#pragma unroll
-        for (int e = 0; e < EMAX; ++e)
-          if (e < E)
-            p.probs[t * E + e] = acc[e];
       }
     }
   }
-
   if constexpr (kTokenChoice) {
-    __syncthreads();
-    if (tid < E && blockCounts[tid] != 0)
-      atomicAdd(&p.counts[tid], blockCounts[tid]);
+    if (p.counts != nullptr) {
+      __syncthreads();
+      if (tid < E && blockCounts[tid] != 0)
+        atomicAdd(&p.counts[tid], blockCounts[tid]);
+    }
   }
+}
+
+template <typename T, bool kTokenChoice>
+void launchRouter(Stream stream, RouterParams<T> p) {
+  const size_t smem =
+      p.routerF32 == nullptr ? static_cast<size_t>(p.experts * p.d) * sizeof(float) : 0;
+  auto pick = [&](auto kernel, int tokens) {
+    if (smem > 48 * 1024)
+      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smem)),
+            "moe router: shared memory limit");
+    const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock * tokens, 2);
+    kernel<<<blocks, kThreads, smem, native(stream)>>>(p);
+    checkLaunch("moe router");
+  };
+  if (p.experts <= 8)
+    pick(routerKernel<T, 8, kTokenChoice>, kRouterTokens<8>);
+  else if (p.experts <= 16)
+    pick(routerKernel<T, 16, kTokenChoice>, kRouterTokens<16>);
+  else if (p.experts <= 32)
+    pick(routerKernel<T, 32, kTokenChoice>, kRouterTokens<32>);
+  else
+    pick(routerKernel<T, 64, kTokenChoice>, kRouterTokens<64>);
 }
 
 //===----------------------------------------------------------------------===//
@@ -337,30 +395,6 @@ void launchCombine(Stream stream, CombineParams<T> p, const GatedResidual *epi, 
   else
     combineKernel<T, 1><<<blocks, kThreads, 0, native(stream)>>>(p);
   checkLaunch("moe combine");
-}
-
-template <typename T, bool kTokenChoice>
-void launchRouter(Stream stream, RouterParams<T> p) {
-  const size_t smem = p.routerF32 == nullptr
-                          ? static_cast<size_t>(p.experts * p.d) * sizeof(float)
-                          : 0;
-  auto pick = [&](auto kernel) {
-    if (smem > 48 * 1024)
-      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(smem)),
-            "moe router: shared memory limit");
-    const unsigned blocks = gridStrideBlocks(p.rows, kWarpsPerBlock, 2);
-    kernel<<<blocks, kThreads, smem, native(stream)>>>(p);
-    checkLaunch("moe router");
-  };
-  if (p.experts <= 8)
-    pick(routerKernel<T, 8, kTokenChoice>);
-  else if (p.experts <= 16)
-    pick(routerKernel<T, 16, kTokenChoice>);
-  else if (p.experts <= 32)
-    pick(routerKernel<T, 32, kTokenChoice>);
-  else
-    pick(routerKernel<T, 64, kTokenChoice>);
 }
 
 //===----------------------------------------------------------------------===//
@@ -696,6 +730,32 @@ void moeExpertChoice(Stream stream, Gemm &, DType dtype, DConstMat x,
     cp.rows = m;
     cp.d = d;
     launchCombine<T>(stream, cp, args.epilogue, out);
+  });
+}
+
+void moe::route(Stream stream, const RouterArgs &a, bool tokenChoice) {
+  dispatchFloat(a.dtype, "moe router", [&](auto zero) {
+    using T = decltype(zero);
+    RouterParams<T> p{};
+    p.x = static_cast<const T *>(a.x);
+    p.ldx = a.ldx;
+    p.rows = a.rows;
+    p.d = a.d;
+    p.router = static_cast<const T *>(a.router);
+    p.routerF32 = a.routerF32;
+    p.experts = a.experts;
+    p.topK = a.topK;
+    p.normalize = a.normalize;
+    p.vec = a.vec;
+    p.probs = a.probs;
+    p.expertOf = a.expertOf;
+    p.weightOf = a.weightOf;
+    p.counts = a.counts;
+    p.totals = a.totals;
+    if (tokenChoice)
+      launchRouter<T, true>(stream, p);
+    else
+      launchRouter<T, false>(stream, p);
   });
 }
 

@@ -157,7 +157,9 @@ double rms(const std::vector<float> &g) {
 void compareTrainStep(const std::string &family, const std::string &gpuKind, double gradTolerance,
                       double floor, bool perParameter = true) {
   REQUIRE_ARTIFACTS();
-  uint64_t seed = std::random_device{}();
+  // DIFFRT_TEST_SEED replays the seed a failure printed.
+  const char *fixed = std::getenv("DIFFRT_TEST_SEED");
+  uint64_t seed = fixed ? std::strtoull(fixed, nullptr, 10) : std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   auto pair = openPair(family, gpuKind, seed);
   ASSERT_TRUE(pair);

@@ -1,0 +1,61 @@
+//===- MoeRouter.cuh - the MoE router, shared by forward and backward -*- CUDA -*-===//
+//
+// The backward (GradMoe.cu) recomputes the forward's routing instead of
+// storing it, so it must select exactly the experts (token choice) and
+// tokens (expert choice) the forward selected. A router probability one
+// ulp apart flips a near-tie, and two separately compiled copies of the
+// same arithmetic need not agree to the last bit (the compiler may
+// contract multiply-adds differently in each), so there is one router
+// kernel, compiled once in Moe.cu, and the backward launches it through
+// route(). On an H100 a MicroDiT f32 training-step test once selected a
+// different token in the backward than in the forward while the
+// backward had its own copy of the kernel.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DIFFRT_KERNELS_MOEROUTER_CUH
+#define DIFFRT_KERNELS_MOEROUTER_CUH
+
+#include "Common.cuh"
+
+namespace diffrt::cuda::moe {
+
+/// Routers up to this size are staged in shared memory as f32; larger ones
+/// are converted once into a workspace copy (routerF32) and read through L1.
+constexpr size_t kRouterSmemBytes = 100 * 1024;
+inline bool routerInSmem(int64_t experts, int64_t d) {
+  return static_cast<size_t>(experts * d) * sizeof(float) <= kRouterSmemBytes;
+}
+
+struct RouterArgs {
+  DType dtype = DType::F32;
+  /// rows x d tokens (row stride ldx) and the experts x d router, both in
+  /// dtype; routerF32 is the f32 copy when !routerInSmem, else null.
+  const void *x = nullptr;
+  int64_t ldx = 0, rows = 0, d = 0;
+  const void *router = nullptr;
+  const float *routerF32 = nullptr;
+  int experts = 0, topK = 0;
+  bool normalize = false;
+  /// Whether rows are read 16 bytes at a time (the forward and the
+  /// backward must decide alike: it fixes the order of the sums).
+  bool vec = false;
+  /// Outputs, each optional: probabilities (rows x experts); token choice:
+  /// chosen experts and weights (rows x topK), tokens per expert (added
+  /// to), the sum of each token's chosen probabilities.
+  float *probs = nullptr;
+  int32_t *expertOf = nullptr;
+  float *weightOf = nullptr;
+  int32_t *counts = nullptr;
+  float *totals = nullptr;
+};
+
+/// Softmax router probabilities of every token and, for token choice, its
+/// top-k experts (ties to the lower index), with the arithmetic of
+/// cpu::moe*: logits in f32, max subtracted, exponentials summed in
+/// expert order.
+void route(Stream stream, const RouterArgs &args, bool tokenChoice);
+
+} // namespace diffrt::cuda::moe
+
+#endif // DIFFRT_KERNELS_MOEROUTER_CUH
