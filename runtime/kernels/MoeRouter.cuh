@@ -7,9 +7,7 @@
 // same arithmetic need not agree to the last bit (the compiler may
 // contract multiply-adds differently in each), so there is one router
 // kernel, compiled once in Moe.cu, and the backward launches it through
-// route(). On an H100 a MicroDiT f32 training-step test once selected a
-// different token in the backward than in the forward while the
-// backward had its own copy of the kernel.
+// route().
 //
 //===----------------------------------------------------------------------===//
 

@@ -86,7 +86,7 @@ double relativeL2(const std::vector<float> &a, const std::vector<float> &b, doub
   return std::sqrt(d / std::max(n, 1e-30));
 }
 
-void compareFamily(const std::string &family, bool f16) {
+void compareFamilySeed(const std::string &family, bool f16, uint64_t seed) {
   std::string why;
   if (!gpuAvailable(&why))
     GTEST_SKIP() << why;
@@ -97,7 +97,6 @@ void compareFamily(const std::string &family, bool f16) {
   std::string gpuPath = dir + "/" + family + (f16 ? ".cuda16.dfx" : ".cuda32.dfx");
   ASSERT_TRUE(std::filesystem::exists(cpuPath) && std::filesystem::exists(gpuPath))
       << "missing " << cpuPath << " or " << gpuPath;
-  uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   Module cpuModule = Module::load(cpuPath);
   Session cpu(cpuModule, Device::cpu());
@@ -139,6 +138,13 @@ void compareFamily(const std::string &family, bool f16) {
   EXPECT_GT(gpu.sideStreamKernels("forward"), 0u) << family;
   std::printf("%s %s: %zu kernels on the side stream\n", family.c_str(), f16 ? "f16" : "f32",
               gpu.sideStreamKernels("forward"));
+}
+
+void compareFamily(const std::string &family, bool f16) {
+  using diffrt::cuda::testing::comparisonSeeds;
+  using diffrt::cuda::testing::isRoutedFamily;
+  for (uint64_t seed : comparisonSeeds(isRoutedFamily(family)))
+    compareFamilySeed(family, f16, seed);
 }
 
 } // namespace

@@ -154,12 +154,8 @@ double rms(const std::vector<float> &g) {
 /// softmax ignores a shift shared by all keys) or far smaller than its
 /// summands (DiG's gate biases, whose per-token terms cancel) is then
 /// judged against the scale of the terms, not of the cancelled remainder.
-void compareTrainStep(const std::string &family, const std::string &gpuKind, double gradTolerance,
-                      double floor, bool perParameter = true) {
-  REQUIRE_ARTIFACTS();
-  // DIFFRT_TEST_SEED replays the seed a failure printed.
-  const char *fixed = std::getenv("DIFFRT_TEST_SEED");
-  uint64_t seed = fixed ? std::strtoull(fixed, nullptr, 10) : std::random_device{}();
+void compareTrainStepSeed(const std::string &family, const std::string &gpuKind, double gradTolerance,
+                          double floor, bool perParameter, uint64_t seed) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   auto pair = openPair(family, gpuKind, seed);
   ASSERT_TRUE(pair);
@@ -202,6 +198,23 @@ void compareTrainStep(const std::string &family, const std::string &gpuKind, dou
       allErr += err;
       allNorm += norm * norm;
       double rel = std::sqrt(err) / std::max(norm, floor * median * std::sqrt(static_cast<double>(e.size())));
+      if (rel >= gradTolerance && run == 0) {
+        // Where the error sits: its share in each slab of the leading
+        // dimension (an expert, for stacked expert weights).
+        const ValueDesc &v = plan.values[plan.params[p].value];
+        const int64_t lead = v.shape.empty() ? 1 : v.shape[0], per = static_cast<int64_t>(g.size()) / lead;
+        std::string shares;
+        for (int64_t s = 0; s < lead && lead <= 64; ++s) {
+          double part = 0;
+          for (int64_t i = s * per; i < (s + 1) * per; ++i)
+            part += (static_cast<double>(g[i]) - e[i]) * (static_cast<double>(g[i]) - e[i]);
+          char buf[32];
+          std::snprintf(buf, sizeof buf, " %.2f", part / std::max(err, 1e-300));
+          shares += buf;
+        }
+        std::printf("  %s %s: error share per slab of %lld:%s\n", family.c_str(), plan.params[p].name.c_str(),
+                    static_cast<long long>(lead), shares.c_str());
+      }
       if (perParameter) {
         EXPECT_LT(rel, gradTolerance) << family << " " << gpuKind << " run " << run << ": gradient of "
                                     << plan.params[p].name << ", max abs error " << worst << ", RMS "
@@ -219,6 +232,13 @@ void compareTrainStep(const std::string &family, const std::string &gpuKind, dou
                 family.c_str(), gpuKind.c_str(), run, lossErr, allRel, worstRel, worstName.c_str(),
                 plan.params.size());
   }
+}
+
+void compareTrainStep(const std::string &family, const std::string &gpuKind, double gradTolerance,
+                      double floor, bool perParameter = true) {
+  REQUIRE_ARTIFACTS();
+  for (uint64_t seed : comparisonSeeds(isRoutedFamily(family)))
+    compareTrainStepSeed(family, gpuKind, gradTolerance, floor, perParameter, seed);
 }
 
 /// One optimizer step on each device from the same state and gradients.
