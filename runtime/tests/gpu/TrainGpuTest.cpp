@@ -237,6 +237,8 @@ void compareTrainStepSeed(const std::string &family, const std::string &gpuKind,
 void compareTrainStep(const std::string &family, const std::string &gpuKind, double gradTolerance,
                       double floor, bool perParameter = true) {
   REQUIRE_ARTIFACTS();
+  using diffrt::cuda::testing::comparisonSeeds;
+  using diffrt::cuda::testing::isRoutedFamily;
   for (uint64_t seed : comparisonSeeds(isRoutedFamily(family)))
     compareTrainStepSeed(family, gpuKind, gradTolerance, floor, perParameter, seed);
 }
