@@ -39,6 +39,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "GroupedGemm.cuh"
+#include "Wgmma.cuh"
 
 #include <cstdlib>
 #include <string>
@@ -370,48 +371,6 @@ constexpr int kWBM = 128, kWBN = 256, kWBK = 64, kWStages = 4, kWThreads = 256;
 constexpr int kWAStage = kWBM * kWBK, kWBStage = kWBN * kWBK; // elements
 constexpr size_t kWSmem = static_cast<size_t>(kWStages) * (kWAStage + kWBStage) * 2 + 1024;
 
-/// Byte offset of 16-byte chunk `chunk` of row `row` in a 128-byte-row tile.
-__device__ __forceinline__ int swz128(int row, int chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
-
-/// wgmma shared-memory descriptor of a K-major, 128-byte-swizzled operand
-/// starting at `smem` (8-row groups 1024 bytes apart).
-__device__ __forceinline__ uint64_t wgmmaDesc(const void *smem) {
-  const uint64_t addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
-  return ((addr & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
-}
-
-/// The same for an MN-major (K x N, N contiguous) B: K rows of 64 N values
-/// (128 bytes, swizzled per 8-row group, groups 1024 bytes apart), and the
-/// next 64 N values 8192 bytes further (a 64-row block).
-__device__ __forceinline__ uint64_t wgmmaDescMN(const void *smem) {
-  const uint64_t addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
-  return ((addr & 0x3FFFF) >> 4) | (uint64_t{8192 >> 4} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
-}
-
-template <typename T, bool TransB>
-__device__ __forceinline__ void wgmma256(float (&d)[128], uint64_t descA, uint64_t descB, int scaleD) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, %131;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                 : "l"(descA), "l"(descB), "r"(scaleD), "n"(TransB ? 1 : 0));
-  } else {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, %131;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                 : "l"(descA), "l"(descB), "r"(scaleD), "n"(TransB ? 1 : 0));
-  }
-#endif
-}
-
-__device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wgmmaWait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void fenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-
 template <typename T, BLayout L, Epilogue E>
 __global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
   constexpr bool kDual = E == Epilogue::SwiGlu;
@@ -478,18 +437,18 @@ __global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
     const bool kOk = k0 + chunk * 8 < p.k;
 #pragma unroll
     for (int i = 0; i < 4; ++i)
-      cpAsync16(a + swz128(rowOf + 32 * i, chunk), aSrc[i] + k0, aOk[i] && kOk);
+      cpAsync16(a + wgmma::swz128(rowOf + 32 * i, chunk), aSrc[i] + k0, aOk[i] && kOk);
     if constexpr (kTransB) {
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const int krow = kRowOf + 8 * i;
         const bool ok = bOk[i] && k0 + krow < p.k;
-        cpAsync16(b + (colChunk >> 3) * 8192 + swz128(krow, colChunk & 7), bSrc[i] + (ok ? k0 * p.ldb : 0), ok);
+        cpAsync16(b + (colChunk >> 3) * 8192 + wgmma::swz128(krow, colChunk & 7), bSrc[i] + (ok ? k0 * p.ldb : 0), ok);
       }
     } else {
 #pragma unroll
       for (int i = 0; i < 8; ++i)
-        cpAsync16(b + swz128(rowOf + 32 * i, chunk), bSrc[i] + k0, bOk[i] && kOk);
+        cpAsync16(b + wgmma::swz128(rowOf + 32 * i, chunk), bSrc[i] + k0, bOk[i] && kOk);
     }
   };
 
@@ -509,25 +468,25 @@ __global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
   }
   for (int64_t kt = 0; kt < kTiles; ++kt) {
     cpAsyncWait<1>();
-    fenceProxyAsync(); // cp.async wrote through the generic proxy; wgmma reads through the async one
+    wgmma::fenceProxyAsync(); // cp.async wrote through the generic proxy; wgmma reads through the async one
     __syncthreads();
     if (kt + 2 < kTiles)
       loadStage(static_cast<int>((kt + 2) % kWStages), (kt + 2) * kWBK);
     cpAsyncCommit();
     const int slot = static_cast<int>(kt % kWStages);
-    const uint64_t descA = wgmmaDesc(sA + slot * kWAStage * 2 + wg * 64 * 128);
-    const uint64_t descB = kTransB ? wgmmaDescMN(sB + slot * kWBStage * 2) : wgmmaDesc(sB + slot * kWBStage * 2);
+    const uint64_t descA = wgmma::descK(sA + slot * kWAStage * 2 + wg * 64 * 128);
+    const uint64_t descB = kTransB ? wgmma::descMN(sB + slot * kWBStage * 2) : wgmma::descK(sB + slot * kWBStage * 2);
     // The next 16 K values: 32 bytes further along a K-major row, or 16
     // rows (2048 bytes) further down an MN-major tile.
     const uint64_t stepB = kTransB ? 2048 >> 4 : 32 >> 4;
-    wgmmaFence();
+    wgmma::fence();
 #pragma unroll
     for (int j = 0; j < kWBK / 16; ++j)
-      wgmma256<T, kTransB>(d, descA + 2 * j, descB + stepB * j, kt > 0 || j > 0);
-    wgmmaCommit();
-    wgmmaWait<1>();
+      wgmma::wgmma256<T, false, kTransB>(d, descA + 2 * j, descB + stepB * j, kt > 0 || j > 0);
+    wgmma::commit();
+    wgmma::wait<1>();
   }
-  wgmmaWait<0>();
+  wgmma::wait<0>();
   cpAsyncWait<0>();
 
   // d[4j + 2h + c]: row wg·64 + warp·16 + lane/4 + 8h, column 8j + 2·(lane % 4) + c.
