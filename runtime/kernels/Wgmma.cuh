@@ -1,6 +1,6 @@
 //===- Wgmma.cuh - Hopper warpgroup matrix products -------------*- CUDA -*-===//
 //
-// The pieces the wgmma kernels share (GroupedGemm.cu, GradMoe.cu): shared
+// The pieces of the wgmma kernels (GroupedGemm.cu): shared
 // memory tiles of 128-byte rows in the 128-byte swizzled layout that wgmma
 // descriptors read (row r's 16-byte chunk c at r·128 + ((c ^ r % 8)·16),
 // 1024-byte aligned 8-row atoms), descriptors for K-major operands and for
