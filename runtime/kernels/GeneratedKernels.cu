@@ -4,7 +4,7 @@
 // kernels; this compiles it once per (source, GPU architecture, NVRTC
 // version), keeps the cubin in an on-disk cache, and launches the functions
 // through the driver API (on the primary context the runtime API made
-// current).
+// current; the driver's functions are looked up at run time, not linked).
 //
 //===----------------------------------------------------------------------===//
 
@@ -22,11 +22,48 @@
 #include <iterator>
 #include <sstream>
 #include <sys/stat.h>
+#include <type_traits>
 #include <unistd.h>
 
 namespace diffrt::cuda {
 
 namespace {
+
+/// The driver API functions this file uses, looked up through the runtime
+/// (cudaGetDriverEntryPointByVersion) rather than linked: linking libcuda
+/// would stop every binary of the runtime from starting on a machine
+/// without the NVIDIA driver, where the GPU tests must skip instead.
+struct Driver {
+  CUresult (*moduleLoadData)(CUmodule *, const void *) = nullptr;
+  CUresult (*moduleUnload)(CUmodule) = nullptr;
+  CUresult (*moduleGetFunction)(CUfunction *, CUmodule, const char *) = nullptr;
+  CUresult (*launchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                           CUstream, void **, void **) = nullptr;
+  CUresult (*getErrorName)(CUresult, const char **) = nullptr;
+  CUresult (*getErrorString)(CUresult, const char **) = nullptr;
+};
+
+const Driver &driver() {
+  static const Driver d = [] {
+    Driver r;
+    auto get = [](const char *symbol, auto &fn) {
+      void *p = nullptr;
+      cudaDriverEntryPointQueryResult status;
+      cudaError_t e = cudaGetDriverEntryPointByVersion(symbol, &p, 12000, cudaEnableDefault, &status);
+      if (e != cudaSuccess || status != cudaDriverEntryPointSuccess || p == nullptr)
+        fail("the CUDA driver has no entry point ", symbol, " (", cudaGetErrorString(e), ")");
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(p);
+    };
+    get("cuModuleLoadData", r.moduleLoadData);
+    get("cuModuleUnload", r.moduleUnload);
+    get("cuModuleGetFunction", r.moduleGetFunction);
+    get("cuLaunchKernel", r.launchKernel);
+    get("cuGetErrorName", r.getErrorName);
+    get("cuGetErrorString", r.getErrorString);
+    return r;
+  }();
+  return d;
+}
 
 uint64_t fnv1a(const void *data, size_t n, uint64_t h = 1469598103934665603ull) {
   const auto *p = static_cast<const unsigned char *>(data);
@@ -41,8 +78,8 @@ void checkDriver(CUresult r, const std::string &what) {
   if (r == CUDA_SUCCESS)
     return;
   const char *name = nullptr, *text = nullptr;
-  cuGetErrorName(r, &name);
-  cuGetErrorString(r, &text);
+  driver().getErrorName(r, &name);
+  driver().getErrorString(r, &text);
   fail(what, ": ", name ? name : "CUDA driver error", " (", text ? text : "no description", ")");
 }
 
@@ -156,13 +193,13 @@ GeneratedKernels::GeneratedKernels(const std::string &source, const std::string 
   std::vector<char> cubin;
   cached = !cacheFile.empty() && readCache(cacheFile, cubin);
   CUmodule m = nullptr;
-  if (cached && cuModuleLoadData(&m, cubin.data()) != CUDA_SUCCESS) {
+  if (cached && driver().moduleLoadData(&m, cubin.data()) != CUDA_SUCCESS) {
     cached = false; // a cubin this driver rejects: rebuild it
     m = nullptr;
   }
   if (!cached) {
     cubin = compile(source, arch, what);
-    checkDriver(cuModuleLoadData(&m, cubin.data()), what + ": loading the generated kernels");
+    checkDriver(driver().moduleLoadData(&m, cubin.data()), what + ": loading the generated kernels");
     if (!cacheFile.empty())
       writeCache(cacheFile, cubin);
   }
@@ -171,7 +208,7 @@ GeneratedKernels::GeneratedKernels(const std::string &source, const std::string 
 
 GeneratedKernels::~GeneratedKernels() {
   if (module)
-    cuModuleUnload(static_cast<CUmodule>(module));
+    driver().moduleUnload(static_cast<CUmodule>(module));
 }
 
 void *GeneratedKernels::function(const std::string &name) {
@@ -179,7 +216,7 @@ void *GeneratedKernels::function(const std::string &name) {
     if (n == name)
       return f;
   CUfunction f = nullptr;
-  checkDriver(cuModuleGetFunction(&f, static_cast<CUmodule>(module), name.c_str()),
+  checkDriver(driver().moduleGetFunction(&f, static_cast<CUmodule>(module), name.c_str()),
               what + ": generated kernel '" + name + "'");
   functions.emplace_back(name, f);
   return f;
@@ -213,7 +250,7 @@ void GeneratedKernels::pointwise(Stream stream, const std::string &name, const P
   int64_t threads = rows * (cols / width);
   auto blocks = static_cast<unsigned>(std::min<int64_t>((threads + 255) / 256, int64_t{smCount} * 16));
   void *params[] = {args.data()};
-  checkDriver(cuLaunchKernel(static_cast<CUfunction>(function(name)), blocks, 1, 1, 256, 1, 1, 0,
+  checkDriver(driver().launchKernel(static_cast<CUfunction>(function(name)), blocks, 1, 1, 256, 1, 1, 0,
                              static_cast<CUstream>(stream), params, nullptr),
               what + ": launching generated kernel '" + name + "'");
 }
