@@ -78,9 +78,12 @@
 
 #include "GroupedGemm.cuh"
 #include "MoeRouter.cuh"
+#include "Wgmma.cuh"
 #include "MoeSelect.cuh"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 namespace diffrt::cuda {
@@ -983,6 +986,139 @@ __global__ void __launch_bounds__(kTcThreads) wgradTcKernel(WgradParams<T, T> p)
     }
 }
 
+//===----------------------------------------------------------------------===//
+// Hopper weight gradient (wgmma)
+//===----------------------------------------------------------------------===//
+
+// The same product and output tiles (128 x 128) as wgradTcKernel, for
+// aligned 16-bit operands, on wgmma: two warpgroups of 64 (n) x 128 (k),
+// 64 rows per stage. Both operands are MN-major over the rows (a stage
+// row holds 128 n values of A and 128 k values of B), which wgmma reads
+// transposed from the 128-byte swizzled layout (Wgmma.cuh). Three stages,
+// filled two ahead, each step's products finished before the next barrier;
+// two blocks per multiprocessor, so one block's products overlap the
+// other's loads and barriers. (One block of four stages with a product
+// group in flight was slower than the mma.sync kernel.)
+constexpr int kWgR = 64, kWgStages = 3, kWgThreads = 256;
+constexpr int kWgStageBytes = kWgR * kTcM * 2; // per operand
+constexpr size_t kWgSmem = static_cast<size_t>(kWgStages) * 2 * kWgStageBytes + 1024;
+
+template <typename T>
+__global__ void __launch_bounds__(kWgThreads, 2) wgradWgmmaKernel(WgradParams<T, T> p) {
+  extern __shared__ float4 wgSmemRaw[];
+  uint8_t *base = reinterpret_cast<uint8_t *>(
+      (reinterpret_cast<uintptr_t>(wgSmemRaw) + 1023) & ~static_cast<uintptr_t>(1023));
+  uint8_t *sA = base, *sB = base + kWgStages * kWgStageBytes;
+
+  const int64_t tilesK = (p.k + kTcN - 1) / kTcN;
+  const int64_t nBase = (blockIdx.x / tilesK) * kTcM, kBase = (blockIdx.x % tilesK) * kTcN;
+  const int group = blockIdx.y, split = blockIdx.z;
+  int64_t b0, b1;
+  if (p.offsets != nullptr) {
+    b0 = p.offsets[group];
+    b1 = p.offsets[group + 1];
+  } else {
+    b0 = group * p.groupRows;
+    b1 = b0 + p.groupRows;
+  }
+  const int64_t per = ((b1 - b0 + p.splits - 1) / p.splits + kTcR - 1) / kTcR * kTcR;
+  const int64_t r0 = b0 + split * per;
+  const int64_t r1 = r0 + per < b1 ? r0 + per : b1;
+  const int64_t steps = r1 > r0 ? (r1 - r0 + kWgR - 1) / kWgR : 0;
+
+  // Loader role: 16-byte column chunk tid % 16 of stage rows tid / 16 + 16i
+  // of both operands; chunk c of a 128-value row lands in 64-value block
+  // c / 8.
+  const int tid = threadIdx.x, chunk = tid & 15, rowL = tid >> 4;
+  const int64_t colA = nBase + chunk * 8, colB = kBase + chunk * 8;
+  const bool colAOk = colA < p.n, colBOk = colB < p.k;
+  const int blockOff = (chunk >> 3) * 8192;
+  auto loadStage = [&](int slot, int64_t rbase) {
+    uint8_t *a = sA + slot * kWgStageBytes, *b = sB + slot * kWgStageBytes;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = rowL + 16 * i;
+      const int64_t r = rbase + row;
+      const bool ok = r < r1;
+      const int64_t ia = ok ? (p.aIndex != nullptr ? p.aIndex[r] : r) : 0;
+      const int64_t ib = ok ? (p.bIndex != nullptr ? p.bIndex[r] : r) : 0;
+      const int at = blockOff + wgmma::swz128(row, chunk & 7);
+      cpAsync16(a + at, ok && colAOk ? p.a + ia * p.lda + colA : p.a, ok && colAOk);
+      cpAsync16(b + at, ok && colBOk ? p.b + ib * p.ldb + colB : p.b, ok && colBOk);
+    }
+  };
+
+  float d[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i)
+    d[i] = 0.0f;
+  const int wg = tid >> 7;
+  for (int s = 0; s < 2; ++s) {
+    if (s < steps)
+      loadStage(s, r0 + static_cast<int64_t>(s) * kWgR);
+    cpAsyncCommit();
+  }
+  for (int64_t st = 0; st < steps; ++st) {
+    cpAsyncWait<1>();
+    wgmma::fenceProxyAsync();
+    __syncthreads();
+    if (st + 2 < steps)
+      loadStage(static_cast<int>((st + 2) % kWgStages), r0 + (st + 2) * kWgR);
+    cpAsyncCommit();
+    const int slot = static_cast<int>(st % kWgStages);
+    // The next 16 rows: 16 rows of 128 bytes further in both operands.
+    const uint64_t descA = wgmma::descMN(sA + slot * kWgStageBytes + wg * 8192);
+    const uint64_t descB = wgmma::descMN(sB + slot * kWgStageBytes);
+    wgmma::fence();
+#pragma unroll
+    for (int j = 0; j < kWgR / 16; ++j)
+      wgmma::wgmma128<T, true, true>(d, descA + 128 * j, descB + 128 * j, st > 0 || j > 0);
+    wgmma::commit();
+    wgmma::wait<0>();
+  }
+  cpAsyncWait<0>();
+
+  // d[4j + 2h + c]: output row (n) wg·64 + warp·16 + lane/4 + 8h, column
+  // (k) 8j + 2·(lane % 4) + c.
+  const int lane = tid & 31, warp = (tid >> 5) & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t nn = nBase + wg * 64 + warp * 16 + (lane >> 2) + 8 * h;
+    if (nn >= p.n)
+      continue;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int64_t kk = kBase + 8 * j + 2 * (lane & 3);
+      if (kk >= p.k)
+        continue;
+      const float v0 = d[4 * j + 2 * h], v1 = d[4 * j + 2 * h + 1];
+      const bool both = kk + 1 < p.k;
+      if (p.splits == 1) {
+        T *dst = p.c + group * p.strideC + nn * p.ldc + kk;
+        if (both && p.pairs) {
+          if constexpr (std::is_same_v<T, __nv_bfloat16>)
+            *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(v0, v1);
+          else
+            *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(v0, v1);
+        } else {
+          dst[0] = fromF<T>(v0);
+          if (both)
+            dst[1] = fromF<T>(v1);
+        }
+      } else {
+        float *dst = p.partial + ((static_cast<int64_t>(split) * p.groups + group) * p.n + nn) * p.k + kk;
+        if (both && p.k % 2 == 0) {
+          *reinterpret_cast<float2 *>(dst) = make_float2(v0, v1);
+        } else {
+          dst[0] = v0;
+          if (both)
+            dst[1] = v1;
+        }
+      }
+    }
+  }
+}
+
 /// Row splits of a weight gradient, a function of the shapes only (the
 /// summation order, hence the result, must not depend on the device):
 /// enough blocks to fill the GPU, but not fewer rows per split than the
@@ -1036,10 +1172,22 @@ void launchWgrad(Stream stream, WgradParams<TA, T> p, int64_t rows, float *parti
       kernel<<<grid, kTcThreads, kTcSmem, native(stream)>>>(p);
       checkLaunch("moe backward weight gradient (tensor cores)");
     };
-    if (aligned)
+    // DIFFRT_GROUPED_GEMM=mma keeps the mma.sync kernel (comparisons).
+    static const bool forceMma = [] {
+      const char *v = std::getenv("DIFFRT_GROUPED_GEMM");
+      return v && std::string(v) == "mma";
+    }();
+    if (aligned && !forceMma) {
+      check(cudaFuncSetAttribute(wgradWgmmaKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(kWgSmem)),
+            "moe backward weight gradient: shared memory limit");
+      wgradWgmmaKernel<T><<<grid, kWgThreads, kWgSmem, native(stream)>>>(p);
+      checkLaunch("moe backward weight gradient (wgmma)");
+    } else if (aligned) {
       go(wgradTcKernel<T, true>);
-    else
+    } else {
       go(wgradTcKernel<T, false>);
+    }
   } else {
     wgradKernel<TA, T><<<grid, kWThreads, 0, native(stream)>>>(p);
     checkLaunch("moe backward weight gradient");
