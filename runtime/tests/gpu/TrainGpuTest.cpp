@@ -301,10 +301,14 @@ TEST(GpuTrain, DiTf32) { compareTrainStep("dit", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, DiTbf16) { compareTrainStep("dit", "cudabf16", 3e-2, 1e-2); }
 TEST(GpuTrain, DiTMoEf32) { compareTrainStep("ditmoe", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, DiTMoERectifiedFlowf32) { compareTrainStep("ditmoe_qk", "cuda32", 2e-4, 1e-4); }
-// DiG's gate-logit projections (gk_proj) of the last block have gradients
-// about 400x below the model's median RMS, sums of cancelling per-token
-// terms: measured up to 3.2e-4 relative in f32 (absolute error 5e-10).
-TEST(GpuTrain, DiGf32) { compareTrainStep("dig", "cuda32", 5e-4, 1e-4); }
+// DiG's gated-linear-attention gradients are ill-conditioned at random
+// weights (in bf16, rounding only the weights and inputs moves them by a
+// third): f32 summation-order differences between the CPU and the GPU
+// reach 5.1e-4 (q/k projections of the last block, absolute errors 5e-8
+// against an RMS of 1.2e-5) and 1.1e-3 (its gate-logit projections, whose
+// gradients are 0.1x to 0.002x the model's median RMS) over the seeds run
+// on 2026-11-23; the other families stay within 2e-4.
+TEST(GpuTrain, DiGf32) { compareTrainStep("dig", "cuda32", 2e-3, 1e-4); }
 TEST(GpuTrain, DiGbf16) { compareTrainStep("dig", "cudabf16", 1e-1, 1e-2, /*perParameter=*/false); }
 TEST(GpuTrain, MicroDiTf32) { compareTrainStep("microdit", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, MicroDiTMaskedf32) { compareTrainStep("microdit_masked", "cuda32", 2e-4, 1e-4); }
