@@ -102,7 +102,7 @@ public:
       for (Value v : values)
         k.operands.push_back(id(v));
     };
-    bool known = true;
+    bool known = true, encodeFailed = false;
     llvm::TypeSwitch<Operation *>(op)
         .Case([&](kern::GemmOp o) {
           ids({o.getInput(), o.getWeight(), o.getBias(), o.getResidual(), o.getGate()});
@@ -149,7 +149,7 @@ public:
             k.operands.push_back(id(v));
           FailureOr<diffrt::PwProgram> program = codegen::encodePointwiseBody(o);
           if (failed(program))
-            known = false;
+            encodeFailed = true; // the body op has said why
           else
             k.attrs["program"] = diffrt::encodePointwise(*program);
         })
@@ -220,6 +220,8 @@ public:
         })
         .Case([&](kern::VjpOp o) { known = succeeded(vjpKernel(o, k)); })
         .Default([&](Operation *) { known = false; });
+    if (encodeFailed)
+      return failure();
     if (!known)
       return op->emitError() << "has no kernel: the kernel-level program may only hold kern ops "
                                 "and dit ops that are single kernels";
