@@ -813,15 +813,10 @@ __device__ __forceinline__ void loadChunkScalar(T *dst, const T *src, int64_t co
   *reinterpret_cast<uint4 *>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-template <typename T, bool kAligned>
-__global__ void __launch_bounds__(kTcThreads) wgradTcKernel(WgradParams<T, T> p) {
-  extern __shared__ float4 wgradSmem[];
-  T *sA = reinterpret_cast<T *>(wgradSmem);
-  T *sB = sA + kTcStages * kTcStage;
-
-  const int64_t tilesK = (p.k + kTcN - 1) / kTcN;
-  const int64_t nBase = (blockIdx.x / tilesK) * kTcM, kBase = (blockIdx.x % tilesK) * kTcN;
-  const int group = blockIdx.y, split = blockIdx.z;
+/// The rows [r0, r1) of `group` that split `split` of a weight gradient
+/// reduces: the group's rows cut into splits of whole kTcR-row steps.
+template <typename P>
+__device__ __forceinline__ void wgradRows(const P &p, int group, int split, int64_t &r0, int64_t &r1) {
   int64_t b0, b1;
   if (p.offsets != nullptr) {
     b0 = p.offsets[group];
@@ -831,8 +826,53 @@ __global__ void __launch_bounds__(kTcThreads) wgradTcKernel(WgradParams<T, T> p)
     b1 = b0 + p.groupRows;
   }
   const int64_t per = ((b1 - b0 + p.splits - 1) / p.splits + kTcR - 1) / kTcR * kTcR;
-  const int64_t r0 = b0 + split * per;
-  const int64_t r1 = r0 + per < b1 ? r0 + per : b1;
+  r0 = b0 + split * per;
+  r1 = r0 + per < b1 ? r0 + per : b1;
+}
+
+/// Output elements (nn, kk) and (nn, kk + 1) of a 16-bit weight gradient:
+/// into C when the rows are not split, else into the split's f32 partial
+/// sums; kk is even, so pairs are 4-byte (T) or 8-byte (f32) aligned when
+/// the host said so.
+template <typename T>
+__device__ __forceinline__ void wgradStore(const WgradParams<T, T> &p, int group, int split, int64_t nn,
+                                           int64_t kk, float v0, float v1) {
+  const bool both = kk + 1 < p.k;
+  if (p.splits == 1) {
+    T *dst = p.c + group * p.strideC + nn * p.ldc + kk;
+    if (both && p.pairs) {
+      if constexpr (std::is_same_v<T, __nv_bfloat16>)
+        *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(v0, v1);
+      else
+        *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(v0, v1);
+    } else {
+      dst[0] = fromF<T>(v0);
+      if (both)
+        dst[1] = fromF<T>(v1);
+    }
+  } else {
+    float *dst = p.partial + ((static_cast<int64_t>(split) * p.groups + group) * p.n + nn) * p.k + kk;
+    if (both && p.k % 2 == 0) {
+      *reinterpret_cast<float2 *>(dst) = make_float2(v0, v1);
+    } else {
+      dst[0] = v0;
+      if (both)
+        dst[1] = v1;
+    }
+  }
+}
+
+template <typename T, bool kAligned>
+__global__ void __launch_bounds__(kTcThreads) wgradTcKernel(WgradParams<T, T> p) {
+  extern __shared__ float4 wgradSmem[];
+  T *sA = reinterpret_cast<T *>(wgradSmem);
+  T *sB = sA + kTcStages * kTcStage;
+
+  const int64_t tilesK = (p.k + kTcN - 1) / kTcN;
+  const int64_t nBase = (blockIdx.x / tilesK) * kTcM, kBase = (blockIdx.x % tilesK) * kTcN;
+  const int group = blockIdx.y, split = blockIdx.z;
+  int64_t r0, r1;
+  wgradRows(p, group, split, r0, r1);
   const int64_t steps = r1 > r0 ? (r1 - r0 + kTcR - 1) / kTcR : 0;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -957,31 +997,7 @@ __global__ void __launch_bounds__(kTcThreads) wgradTcKernel(WgradParams<T, T> p)
         const int64_t kk = kBase + wn * 64 + ni * 8 + 2 * t4;
         if (kk >= p.k)
           continue;
-        const float v0 = acc[mi][ni][2 * half], v1 = acc[mi][ni][2 * half + 1];
-        const bool both = kk + 1 < p.k;
-        if (p.splits == 1) {
-          T *dst = p.c + group * p.strideC + nn * p.ldc + kk;
-          if (both && p.pairs) {
-            if constexpr (std::is_same_v<T, __nv_bfloat16>)
-              *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(v0, v1);
-            else
-              *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(v0, v1);
-          } else {
-            dst[0] = fromF<T>(v0);
-            if (both)
-              dst[1] = fromF<T>(v1);
-          }
-        } else {
-          float *dst =
-              p.partial + ((static_cast<int64_t>(split) * p.groups + group) * p.n + nn) * p.k + kk;
-          if (both && p.k % 2 == 0) {
-            *reinterpret_cast<float2 *>(dst) = make_float2(v0, v1);
-          } else {
-            dst[0] = v0;
-            if (both)
-              dst[1] = v1;
-          }
-        }
+        wgradStore(p, group, split, nn, kk, acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
       }
     }
 }
@@ -1013,17 +1029,8 @@ __global__ void __launch_bounds__(kWgThreads, 2) wgradWgmmaKernel(WgradParams<T,
   const int64_t tilesK = (p.k + kTcN - 1) / kTcN;
   const int64_t nBase = (blockIdx.x / tilesK) * kTcM, kBase = (blockIdx.x % tilesK) * kTcN;
   const int group = blockIdx.y, split = blockIdx.z;
-  int64_t b0, b1;
-  if (p.offsets != nullptr) {
-    b0 = p.offsets[group];
-    b1 = p.offsets[group + 1];
-  } else {
-    b0 = group * p.groupRows;
-    b1 = b0 + p.groupRows;
-  }
-  const int64_t per = ((b1 - b0 + p.splits - 1) / p.splits + kTcR - 1) / kTcR * kTcR;
-  const int64_t r0 = b0 + split * per;
-  const int64_t r1 = r0 + per < b1 ? r0 + per : b1;
+  int64_t r0, r1;
+  wgradRows(p, group, split, r0, r1);
   const int64_t steps = r1 > r0 ? (r1 - r0 + kWgR - 1) / kWgR : 0;
 
   // Loader role: 16-byte column chunk tid % 16 of stage rows tid / 16 + 16i
@@ -1091,30 +1098,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) wgradWgmmaKernel(WgradParams<T,
       const int64_t kk = kBase + 8 * j + 2 * (lane & 3);
       if (kk >= p.k)
         continue;
-      const float v0 = d[4 * j + 2 * h], v1 = d[4 * j + 2 * h + 1];
-      const bool both = kk + 1 < p.k;
-      if (p.splits == 1) {
-        T *dst = p.c + group * p.strideC + nn * p.ldc + kk;
-        if (both && p.pairs) {
-          if constexpr (std::is_same_v<T, __nv_bfloat16>)
-            *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(v0, v1);
-          else
-            *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(v0, v1);
-        } else {
-          dst[0] = fromF<T>(v0);
-          if (both)
-            dst[1] = fromF<T>(v1);
-        }
-      } else {
-        float *dst = p.partial + ((static_cast<int64_t>(split) * p.groups + group) * p.n + nn) * p.k + kk;
-        if (both && p.k % 2 == 0) {
-          *reinterpret_cast<float2 *>(dst) = make_float2(v0, v1);
-        } else {
-          dst[0] = v0;
-          if (both)
-            dst[1] = v1;
-        }
-      }
+      wgradStore(p, group, split, nn, kk, d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
     }
   }
 }
@@ -1342,19 +1326,6 @@ ExpertLayout expertLayout(int64_t m, int64_t d, int64_t k, const ExpertChoiceArg
   return l;
 }
 
-moe::RouterArgs routerArgs(DType dtype, DConstMat x, const void *router, const float *routerF32, int64_t e) {
-  moe::RouterArgs a;
-  a.dtype = dtype;
-  a.x = x.data;
-  a.ldx = x.ld;
-  a.rows = x.rows;
-  a.d = x.cols;
-  a.router = router;
-  a.routerF32 = routerF32;
-  a.experts = static_cast<int>(e);
-  a.vec = vectorizable(x.data, x.ld, x.cols, dtypeSize(dtype));
-  return a;
-}
 
 } // namespace
 
@@ -1426,7 +1397,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     // Routing and the stable permutation.
     if (routerF32 != nullptr)
       cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-    moe::RouterArgs rp = routerArgs(dtype, x, args.router, routerF32, e);
+    moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
     rp.topK = static_cast<int>(topK);
     rp.normalize = args.normalize;
     rp.probs = probs;
@@ -1727,7 +1698,7 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
 
     if (routerF32 != nullptr)
       cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-    moe::RouterArgs rp = routerArgs(dtype, x, args.router, routerF32, e);
+    moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
     rp.probs = probs;
     moe::route(stream, rp, false);
     check(cudaMemsetAsync(slotMap, 0xFF, m * e * sizeof(int32_t), s),

@@ -508,7 +508,6 @@ void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
 
   dispatchFloat(dtype, kernel, [&](auto zero) {
     using T = decltype(zero);
-    const size_t es = sizeof(T);
     int32_t *counts = at<int32_t>(ws, l.counts), *fill = counts + e;
     int32_t *offsets = at<int32_t>(ws, l.offsets);
     int32_t *expertOf = at<int32_t>(ws, l.expertOf), *slotRow = at<int32_t>(ws, l.slotRow);
@@ -522,21 +521,13 @@ void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
     if (routerF32 != nullptr)
       cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
 
-    RouterParams<T> rp{};
-    rp.x = static_cast<const T *>(x.data);
-    rp.ldx = x.ld;
-    rp.rows = m;
-    rp.d = d;
-    rp.router = static_cast<const T *>(args.router);
-    rp.routerF32 = routerF32;
-    rp.experts = static_cast<int>(e);
+    moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
     rp.topK = static_cast<int>(topK);
     rp.normalize = args.normalize;
-    rp.vec = vectorizable(x.data, x.ld, d, es);
     rp.expertOf = expertOf;
     rp.weightOf = weightOf;
     rp.counts = counts;
-    launchRouter<T, true>(stream, rp);
+    moe::route(stream, rp, true);
 
     permuteKernel<<<gridStrideBlocks(slots, kThreads, 4), kThreads, 0, native(stream)>>>(
         expertOf, slots, static_cast<int>(topK), static_cast<int>(e), counts, fill, offsets,
@@ -648,7 +639,6 @@ void moeExpertChoice(Stream stream, Gemm &, DType dtype, DConstMat x,
 
   dispatchFloat(dtype, kernel, [&](auto zero) {
     using T = decltype(zero);
-    const size_t es = sizeof(T);
     float *probs = at<float>(ws, l.probs);
     int32_t *rows = at<int32_t>(ws, l.rows), *slotMap = at<int32_t>(ws, l.slotMap);
     T *h = at<T>(ws, l.h), *y = at<T>(ws, l.y);
@@ -656,18 +646,9 @@ void moeExpertChoice(Stream stream, Gemm &, DType dtype, DConstMat x,
     if (routerF32 != nullptr)
       cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
 
-    RouterParams<T> rp{};
-    rp.x = static_cast<const T *>(x.data);
-    rp.ldx = x.ld;
-    rp.rows = m;
-    rp.d = d;
-    rp.router = static_cast<const T *>(args.router);
-    rp.routerF32 = routerF32;
-    rp.experts = static_cast<int>(e);
-    rp.topK = 0;
-    rp.vec = vectorizable(x.data, x.ld, d, es);
+    moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
     rp.probs = probs;
-    launchRouter<T, false>(stream, rp);
+    moe::route(stream, rp, false);
 
     // -1 everywhere: tokens no expert picks stay unmapped.
     check(cudaMemsetAsync(slotMap, 0xFF, m * e * sizeof(int32_t), native(stream)),

@@ -48,6 +48,24 @@ struct RouterArgs {
   float *totals = nullptr;
 };
 
+/// The arguments for tokens x (rows x d view) and an experts x d router,
+/// with the 16-byte-read decision made from x alone, so that the forward
+/// and the backward make it alike; outputs are set by the caller.
+inline RouterArgs routerArgs(DType dtype, DConstMat x, const void *router, const float *routerF32,
+                             int64_t experts) {
+  RouterArgs a;
+  a.dtype = dtype;
+  a.x = x.data;
+  a.ldx = x.ld;
+  a.rows = x.rows;
+  a.d = x.cols;
+  a.router = router;
+  a.routerF32 = routerF32;
+  a.experts = static_cast<int>(experts);
+  a.vec = vectorizable(x.data, x.ld, x.cols, dtypeSize(dtype));
+  return a;
+}
+
 /// Softmax router probabilities of every token and, for token choice, its
 /// top-k experts (ties to the lower index), with the arithmetic of
 /// cpu::moe*: logits in f32, max subtracted, exponentials summed in

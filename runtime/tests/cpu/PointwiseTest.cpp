@@ -9,24 +9,14 @@
 #include "TestUtil.h"
 
 #include "diffrt/Pointwise.h"
+#include "../PointwiseTestSupport.h"
 
 #include <cstring>
 
 namespace diffrt::cpu::testing {
 namespace {
 
-/// Builds programs instruction by instruction; each call returns the index.
-struct ProgramBuilder {
-  PwProgram p;
-  explicit ProgramBuilder(int32_t inputs) { p.numInputs = inputs; }
-  int32_t push(PwInstr in) {
-    p.code.push_back(in);
-    return static_cast<int32_t>(p.code.size() - 1);
-  }
-  int32_t input(int32_t i) { return push({PwOp::Input, i, 0, 0.0f}); }
-  int32_t constant(float v) { return push({PwOp::Const, 0, 0, v}); }
-  int32_t op(PwOp o, int32_t a, int32_t b = 0) { return push({o, a, b, 0.0f}); }
-};
+using testsupport::ProgramBuilder;
 
 double reference(PwOp op, double a, double b) {
   switch (op) {

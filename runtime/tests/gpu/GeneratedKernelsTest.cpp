@@ -13,6 +13,7 @@
 
 #include "codegen/PointwiseCuda.h"
 #include "diffrt/Pointwise.h"
+#include "../PointwiseTestSupport.h"
 
 #include <chrono>
 #include <cstdio>
@@ -23,16 +24,7 @@
 namespace diffrt::cuda::testing {
 namespace {
 
-struct ProgramBuilder {
-  PwProgram p;
-  int32_t push(PwInstr in) {
-    p.code.push_back(in);
-    return static_cast<int32_t>(p.code.size() - 1);
-  }
-  int32_t input(int32_t i) { return push({PwOp::Input, i, 0, 0.0f}); }
-  int32_t constant(float v) { return push({PwOp::Const, 0, 0, v}); }
-  int32_t op(PwOp o, int32_t a, int32_t b = 0) { return push({o, a, b, 0.0f}); }
-};
+using testsupport::ProgramBuilder;
 
 /// One operand of a test kernel: its host values (rounded to its type) and
 /// shape as the plan describes it.
