@@ -64,7 +64,7 @@ family microdit_masked microdit-tiny/2 --depth 4 --hidden 128 --head-dim 32 --mi
 # Training steps (bf16, batch 32, the issue's benchmark), timed by run_gpu.sh's
 # "train" stage against torch_baselines.py MODEL:train in the same call.
 mkdir -p "$CARRY/train"
-train() { # label, zoo name, import options... (REMAT=norms to recompute norm outputs)
+train() { # label, zoo name, import options... (REMAT=norms,products to recompute)
   local label="$1" name="$2"; shift 2
   "$DIFFC" import "$name" "$@" -o "$CARRY/train/$label.mlir"
   "$DIFFC" compile "$CARRY/train/$label.mlir" --mode train --target cuda --dtype bf16 --remat "${REMAT:-none}" \
@@ -72,7 +72,7 @@ train() { # label, zoo name, import options... (REMAT=norms to recompute norm ou
   rm "$CARRY/train/$label.mlir"
 }
 train dit-xl-2_train_b32 dit-xl/2 --batch 32
-REMAT=norms train dit-xl-2-remat_train_b32 dit-xl/2 --batch 32
+REMAT=norms,products train dit-xl-2-remat_train_b32 dit-xl/2 --batch 32
 train dit-moe-s-2-8e2a_train_b32 dit-moe-s/2-8e2a --batch 32
 train dit-moe-b-2-8e2a_train_b32 dit-moe-b/2-8e2a --batch 32
 # The Fashion-MNIST model trained on the GPU by the "fmnist" stage, with the
@@ -88,7 +88,7 @@ CASES
 cat >"$CARRY/train_pairs.txt" <<'PAIRS'
 dit-xl-2_train_b32 dit-xl/2:train compile 0.67 DiT-XL/2 training step, batch 32, bf16
 dit-xl-2_train_b32 dit-xl/2:train eager - DiT-XL/2 training step vs eager
-dit-xl-2-remat_train_b32 dit-xl/2:train compile 0.67 DiT-XL/2 training step, norms recomputed
+dit-xl-2-remat_train_b32 dit-xl/2:train compile 0.67 DiT-XL/2 training step, norms and products recomputed
 dit-moe-s-2-8e2a_train_b32 dit-moe-s/2-8e2a:train grouped 0.5 DiT-MoE-S/2-8E2A training step vs grouped-GEMM PyTorch
 dit-moe-b-2-8e2a_train_b32 dit-moe-b/2-8e2a:train grouped 0.5 DiT-MoE-B/2-8E2A training step vs grouped-GEMM PyTorch
 PAIRS

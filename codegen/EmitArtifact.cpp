@@ -233,19 +233,22 @@ public:
 
   /// A backward kernel: the forward op's operand slots and attributes (from
   /// a detached copy of the forward op rebuilt from the vjp's operands and
-  /// attributes), then the incoming gradients; one result per forward slot,
-  /// -1 where no gradient is wanted.
+  /// attributes), then the values the forward op saved (attribute "saved"
+  /// counts them), then the incoming gradients; one result per forward
+  /// slot, -1 where no gradient is wanted.
   LogicalResult vjpKernel(kern::VjpOp vjp, diffrt::KernelDesc &k) {
     ArrayRef<int64_t> present = vjp.getPresent();
     OperationState state(vjp.getLoc(), vjp.getForward());
     state.addOperands(vjp.getInputs().take_front(present.size()));
-    ValueRange incoming = vjp.getInputs().drop_front(present.size());
+    ValueRange saved = vjp.getSaved(), incoming = vjp.getIncoming();
     if (vjp.isLoss()) {
       int64_t batch = cast<RankedTensorType>(vjp.getInputs().front().getType()).getDimSize(0);
       state.addTypes(RankedTensorType::get({batch}, Float32Type::get(vjp.getContext())));
     } else {
       for (Value g : incoming)
         state.addTypes(g.getType());
+      for (Value v : saved)
+        state.addTypes(v.getType());
     }
     Operation *forward = Operation::create(state);
     // setAttr routes inherent attributes into the op's properties.
@@ -261,9 +264,13 @@ public:
     if (auto w = vjp.getLossWeight())
       k.attrs["loss_weight"] = w->convertToDouble();
     k.operands = std::move(f.operands);
+    size_t slots = k.operands.size();
+    if (!saved.empty())
+      k.attrs["saved"] = static_cast<int64_t>(saved.size());
+    for (Value v : saved)
+      k.operands.push_back(id(v));
     for (Value g : incoming)
       k.operands.push_back(id(g));
-    size_t slots = k.operands.size() - incoming.size();
     k.results.assign(slots, -1);
     for (auto [i, slot] : llvm::enumerate(vjp.getGradsOf()))
       k.results[slot] = id(vjp.getResult(i));

@@ -22,7 +22,7 @@ namespace {
 struct SelectGemm : OpRewritePattern<dit::LinearOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(dit::LinearOp op, PatternRewriter &rewriter) const override {
-    rewriter.replaceOpWithNewOp<kern::GemmOp>(op, op.getType(), op.getInput(), op.getWeight(),
+    rewriter.replaceOpWithNewOp<kern::GemmOp>(op, op.getType(), Type(), op.getInput(), op.getWeight(),
                                               op.getBias(), Value(), Value(), kern::Act::None);
     return success();
   }

@@ -147,9 +147,20 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
       if (auto model = module->getAttrOfType<DictionaryAttr>(dit::DitDialect::kModelAttrName))
         if (auto o = model.getAs<StringAttr>("objective"))
           objective = o.str();
-    if (remat != "none" && remat != "norms") {
-      module.emitError() << "kern-autodiff: remat must be none or norms, got '" << remat << "'";
-      return signalPassFailure();
+    bool rematNorms = false, rematProducts = false;
+    SmallVector<StringRef> rematParts;
+    StringRef(remat).split(rematParts, ',');
+    for (StringRef part : rematParts) {
+      if (part == "norms")
+        rematNorms = true;
+      else if (part == "products")
+        rematProducts = true;
+      else if (part != "none" || rematParts.size() != 1) {
+        module.emitError() << "kern-autodiff: remat must be none, or norms and/or products separated "
+                              "by a comma, got '"
+                           << remat << "'";
+        return signalPassFailure();
+      }
     }
     if (objective != "ddpm" && objective != "rf" && objective != "edm") {
       module.emitError() << "kern-autodiff: objective must be ddpm, rf or edm, got '" << objective
@@ -263,13 +274,32 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
     // only as long as that kernel needs it).
     auto rematerialise = [&](Value v) -> Value {
       auto norm = v.getDefiningOp<kern::NormOp>();
-      if (remat != "norms" || !norm)
+      if (!rematNorms || !norm)
         return v;
       Operation *copy = b.clone(*norm);
       copy->setAttr("kern.remat", b.getUnitAttr());
       return copy->getResult(0);
     };
-    auto vjp = [&](Operation *forwardOp, ArrayRef<Value> slots, ArrayRef<Value> incoming,
+    // What a forward op saves for its backward kernel, rebuilding it with
+    // the results that hold those values. A dense layer with an activation
+    // or a gated residual keeps its pre-activation z (unless remat names
+    // products): its backward then costs two products instead of three.
+    auto saveForBackward = [&](Operation *&op) -> SmallVector<Value> {
+      auto gemm = dyn_cast<kern::GemmOp>(op);
+      if (rematProducts || !gemm || gemm.getPreactivation() ||
+          (gemm.getAct() == kern::Act::None && !gemm.getGate()))
+        return {};
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(gemm);
+      Type type = gemm.getResult().getType();
+      auto keeping = b.create<kern::GemmOp>(gemm.getLoc(), type, type, gemm.getInput(), gemm.getWeight(),
+                                            gemm.getBias(), gemm.getResidual(), gemm.getGate(), gemm.getAct());
+      gemm.getResult().replaceAllUsesWith(keeping.getResult());
+      gemm.erase();
+      op = keeping;
+      return {keeping.getPreactivation()};
+    };
+    auto vjp = [&](Operation *forwardOp, ArrayRef<Value> slots, ArrayRef<Value> saved, ArrayRef<Value> incoming,
                    ArrayRef<int64_t> gradSlots, std::optional<double> lossWeight) {
       SmallVector<Value> inputs;
       SmallVector<int64_t> present;
@@ -278,6 +308,7 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
           inputs.push_back(rematerialise(v));
           present.push_back(static_cast<int64_t>(i));
         }
+      inputs.append(saved.begin(), saved.end());
       inputs.append(incoming.begin(), incoming.end());
       SmallVector<Type> types;
       for (int64_t s : gradSlots)
@@ -286,13 +317,14 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
           forwardOp->getLoc(), types, inputs, b.getStringAttr(forwardOp->getName().getStringRef()),
           forwardOp->getAttrDictionary(), b.getDenseI64ArrayAttr(present),
           b.getDenseI64ArrayAttr(gradSlots),
-          lossWeight ? b.getF64FloatAttr(*lossWeight) : FloatAttr());
+          lossWeight ? b.getF64FloatAttr(*lossWeight) : FloatAttr(),
+          b.getI64IntegerAttr(static_cast<int64_t>(saved.size())));
       return op;
     };
 
     // The loss: d(mean over the batch)/d(output).
     SmallVector<Value> lossSlots(loss->getOperands());
-    auto seed = vjp(loss, lossSlots, {}, {0}, 1.0 / static_cast<double>(batch));
+    auto seed = vjp(loss, lossSlots, {}, {}, {0}, 1.0 / static_cast<double>(batch));
     contributions[out].push_back(seed.getResult(0));
 
     for (Operation *op : llvm::reverse(ops)) {
@@ -320,7 +352,8 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
           wanted.push_back(s);
       if (wanted.empty())
         continue;
-      auto v = vjp(op, rule.slots, incoming, wanted, std::nullopt);
+      SmallVector<Value> saved = saveForBackward(op);
+      auto v = vjp(op, rule.slots, saved, incoming, wanted, std::nullopt);
       for (auto [i, s] : llvm::enumerate(wanted))
         contributions[rule.slots[s]].push_back(v.getResult(i));
     }

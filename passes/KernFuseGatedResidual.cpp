@@ -29,7 +29,7 @@ struct FuseIntoProducer : OpRewritePattern<dit::GatedResidualOp> {
     if (auto gemm = dyn_cast<kern::GemmOp>(producer)) {
       if (gemm.getResidual())
         return failure();
-      rewriter.replaceOpWithNewOp<kern::GemmOp>(op, op.getType(), gemm.getInput(),
+      rewriter.replaceOpWithNewOp<kern::GemmOp>(op, op.getType(), Type(), gemm.getInput(),
                                                 gemm.getWeight(), gemm.getBias(), r, g,
                                                 gemm.getAct());
     } else if (auto swiglu = dyn_cast<kern::SwiGluOp>(producer)) {

@@ -28,7 +28,7 @@ kern::GemmOp fusibleGemm(Value v) {
 
 void replaceWithActivated(Operation *op, kern::GemmOp gemm, kern::Act act,
                           PatternRewriter &rewriter) {
-  rewriter.replaceOpWithNewOp<kern::GemmOp>(op, gemm.getType(), gemm.getInput(),
+  rewriter.replaceOpWithNewOp<kern::GemmOp>(op, gemm.getResult().getType(), Type(), gemm.getInput(),
                                             gemm.getWeight(), gemm.getBias(), Value(), Value(),
                                             act);
   rewriter.eraseOp(gemm);

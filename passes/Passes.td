@@ -82,8 +82,18 @@ def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
     enters the router's gradient through the MoE's backward kernel, not the
     returned loss (spec 3.2).
 
-    Rematerialisation (`remat`): `none` keeps every forward value the
-    backward reads alive from the forward to its backward kernel; `norms`
+    A kern.gemm with an activation or a gated residual also saves its
+    pre-activation z = x·Wᵀ + b for its backward kernel (kern.gemm's
+    `preactivation` result, the vjp's saved operand): the backward then
+    runs the two gradient products only, where recomputing z would cost a
+    third, and z is stored in the activation type as PyTorch's autograd
+    stores it.
+
+    Rematerialisation (`remat`, `none` or a comma-separated list of
+    `norms` and `products`): `none` keeps every forward value the
+    backward reads alive from the forward to its backward kernel;
+    `products` saves no pre-activation and recomputes z in the backward
+    (one more product per such layer, for memory); `norms`
     recomputes the outputs of `kern.norm` (norm + adaLN modulate, which are
     memory-bound and cheap) just before the backward kernel that reads
     them, from the norm's inputs, which its own backward keeps alive anyway.
@@ -97,7 +107,7 @@ def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
     Option<"objective", "objective", "std::string", /*default=*/"\"\"",
            "ddpm, rf or edm; empty: the model description's objective">,
     Option<"remat", "remat", "std::string", /*default=*/"\"none\"",
-           "none, or norms: recompute norm outputs in the backward instead of keeping them">,
+           "none, or a comma-separated list of norms (recompute norm outputs in the backward) and products (recompute dense-layer pre-activations)">,
   ];
   let dependentDialects = ["::diffc::kern::KernDialect"];
 }

@@ -86,7 +86,7 @@ struct PipelineCliOptions : public PassPipelineOptions<PipelineCliOptions> {
   Option<std::string> mode{*this, "mode", llvm::cl::desc("sample or train"), llvm::cl::init("sample")};
   Option<std::string> objective{*this, "objective", llvm::cl::desc("ddpm, rf or edm"),
                                 llvm::cl::init("")};
-  Option<std::string> remat{*this, "remat", llvm::cl::desc("none or norms"), llvm::cl::init("none")};
+  Option<std::string> remat{*this, "remat", llvm::cl::desc("none, or norms and/or products, comma-separated"), llvm::cl::init("none")};
 };
 } // namespace
 

@@ -281,21 +281,22 @@ private:
   Mat mOpt(int32_t id) { return id < 0 ? Mat{} : m(id); }
   float *fOpt(int32_t id) { return id < 0 ? nullptr : ptr(id); }
 
-  /// Backward kernels: operands are the forward slots then the incoming
-  /// gradients; result i is the gradient of forward slot i (-1: not wanted).
+  /// Backward kernels: operands are the forward slots, the values the
+  /// forward op saved, then the incoming gradients; result i is the
+  /// gradient of forward slot i (-1: not wanted).
   void dispatchVjp(const KernelDesc &k) {
     const std::string op = k.op.substr(4);
     const auto &o = k.operands;
     const auto &r = k.results;
-    size_t s = r.size();
-    auto dOut = [&](size_t i = 0) { return cm(o[s + i]); };
+    const size_t s = r.size(), saved = static_cast<size_t>(savedCount(k));
+    auto dOut = [&](size_t i = 0) { return cm(o[s + saved + i]); };
     if (op == "kern.gemm") {
       GatedResidual e;
       bool hasE = epilogue(k, 3, e);
-      const ValueDesc &out = desc(o[s]);
+      const ValueDesc &out = desc(o[s + saved]);
       GemmGrads g{mOpt(r[0]), fOpt(r[1]), fOpt(r[2]), mOpt(r[4])};
       gemmBackward(cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")), hasE ? &e : nullptr, dOut(), g,
-                   scratchFor(2 * out.rows() * out.cols()));
+                   scratchFor(2 * out.rows() * out.cols()), saved > 0 ? cm(o[s]) : ConstMat{});
     } else if (op == "kern.swiglu") {
       ConstMat gate = cm(o[1]), up;
       SwiGluGrads g;
@@ -519,7 +520,8 @@ private:
     if (op == "kern.gemm") {
       GatedResidual e;
       bool hasE = epilogue(k, 3, e);
-      gemm(cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")), hasE ? &e : nullptr, m(res));
+      gemm(cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")), hasE ? &e : nullptr, m(res),
+           k.results.size() > 1 ? mOpt(k.results[1]) : Mat{});
     } else if (op == "kern.swiglu") {
       ConstMat gate = cm(o[1]), up;
       if (o[2] >= 0) {

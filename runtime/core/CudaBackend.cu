@@ -686,7 +686,7 @@ private:
     const auto &o = k.operands;
     if (op == "kern.gemm") {
       const ValueDesc &a = desc(o[0]), &w = desc(o[1]);
-      return cu::gemmBackwardWorkspaceBytes(a.rows(), w.shape[0], w.shape[1], a.dtype);
+      return cu::gemmBackwardWorkspaceBytes(a.rows(), w.shape[0], w.shape[1], a.dtype, savedCount(k) > 0);
     }
     if (op == "kern.swiglu") {
       const ValueDesc &x = desc(o[0]), &g = desc(o[1]), &d = desc(o[3]);
@@ -824,21 +824,22 @@ private:
     }
   }
 
-  /// Backward kernels: operands are the forward slots then the incoming
-  /// gradients; result i is the gradient of forward slot i (-1: not wanted).
+  /// Backward kernels: operands are the forward slots, the values the
+  /// forward op saved, then the incoming gradients; result i is the
+  /// gradient of forward slot i (-1: not wanted).
   void dispatchVjp(const KernelDesc &k) {
     const std::string op = k.op.substr(4);
     const auto &o = k.operands;
     const auto &r = k.results;
-    size_t sl = r.size();
-    auto dOut = [&](size_t i = 0) { return cm(o[sl + i]); };
+    const size_t sl = r.size(), saved = static_cast<size_t>(savedCount(k));
+    auto dOut = [&](size_t i = 0) { return cm(o[sl + saved + i]); };
     DType dt = desc(o[0]).dtype;
     if (op == "kern.gemm") {
       cu::GatedResidual e;
       bool hasE = epilogue(k, 3, e);
       cu::GemmGrads g{mOpt(r[0]), ptr(r[1]), ptr(r[2]), mOpt(r[4])};
       cu::gemmBackward(s(), gemm, dt, cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")),
-                       hasE ? &e : nullptr, dOut(), g, ws());
+                       hasE ? &e : nullptr, dOut(), g, ws(), saved > 0 ? cm(o[sl]) : cu::DConstMat{});
     } else if (op == "kern.swiglu") {
       cu::DConstMat gate = cm(o[1]), up;
       cu::SwiGluGrads g;
@@ -967,8 +968,9 @@ private:
     if (op == "kern.gemm") {
       cu::GatedResidual e;
       bool hasE = epilogue(k, 3, e);
+      const int32_t z = k.results.size() > 1 ? k.results[1] : -1;
       gemm.run(s(), dt, cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")),
-               hasE ? &e : nullptr, m(res), ws());
+               hasE ? &e : nullptr, m(res), ws(), z >= 0 ? m(z) : cu::DMat{});
     } else if (op == "kern.swiglu") {
       cu::DConstMat gate = cm(o[1]), up;
       if (o[2] >= 0) {

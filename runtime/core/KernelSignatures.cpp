@@ -205,7 +205,8 @@ const std::map<std::string, Checker> &checkers() {
   static const std::map<std::string, Checker> table = {
       {"kern.gemm",
        [](const Check &c) {
-         c.counts(5, 1);
+         const bool keepsZ = c.k.results.size() == 2;
+         c.counts(5, keepsZ ? 2 : 1);
          const ValueDesc &x = c.in(0, "input"), &w = c.in(1, "weight");
          c.rank(w, 2, "weight");
          c.contiguous(w, "weight");
@@ -217,8 +218,15 @@ const std::map<std::string, Checker> &checkers() {
          if (c.has(2))
            c.shape(c.in(2, "bias"), {w.shape[0]}, "bias");
          c.epilogue(3);
-         c.string("act", {"none", "gelu", "gelu_tanh", "silu"});
+         std::string act = c.string("act", {"none", "gelu", "gelu_tanh", "silu"});
          c.sameFloat();
+         if (keepsZ && c.k.results[1] >= 0) {
+           const ValueDesc &z = c.out(1);
+           c.shape(z, c.out().shape, "preactivation");
+           c.dtype(z, c.out().dtype, "preactivation");
+           if (act == "none" && !c.has(3))
+             c.error("a preactivation without an activation or a gated residual is the result itself");
+         }
        }},
       {"kern.swiglu",
        [](const Check &c) {
@@ -605,24 +613,46 @@ static bool isLossOp(const std::string &op) {
   return op == "dit.ddpm_loss" || op == "dit.rf_loss" || op == "dit.edm_loss";
 }
 
-/// A backward kernel "vjp:OP": the forward part (the first operands) must be
-/// a valid OP whose results have the incoming gradients' shapes; result i,
-/// when present, is the gradient of forward operand i and has its type.
+/// A backward kernel "vjp:OP": operands are OP's operand slots, then the
+/// values OP saved for it (attribute "saved" counts them; they are OP's
+/// results after the incoming gradients' ones), then the incoming
+/// gradients. The forward part must be a valid OP whose results have the
+/// incoming gradients' shapes; result i, when present, is the gradient of
+/// forward operand i and has its type.
 static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::string &where) {
   std::string op = kernel.op.substr(4);
   auto it = checkers().find(op);
   if (it == checkers().end())
     fail(where, ": no backward kernel for '", op, "'");
   size_t slots = kernel.results.size();
-  if (slots > kernel.operands.size())
-    fail(where, ": ", slots, " gradient slots but ", kernel.operands.size(), " operands");
+  int64_t saved = 0;
+  if (auto a = kernel.attrs.find("saved"); a != kernel.attrs.end()) {
+    const int64_t *n = std::get_if<int64_t>(&a->second);
+    if (n == nullptr)
+      fail(where, ": attribute 'saved' must be an integer");
+    saved = *n;
+  }
+  if (saved < 0 || slots + static_cast<size_t>(saved) > kernel.operands.size())
+    fail(where, ": ", slots, " gradient slots and ", saved, " saved values but ", kernel.operands.size(),
+         " operands");
   KernelDesc forward;
   forward.op = op;
   forward.attrs = kernel.attrs;
-  forward.operands.assign(kernel.operands.begin(), kernel.operands.begin() + slots);
-  forward.results.assign(kernel.operands.begin() + slots, kernel.operands.end());
+  forward.attrs.erase("saved");
+  auto savedBegin = kernel.operands.begin() + slots, incomingBegin = savedBegin + saved;
+  forward.operands.assign(kernel.operands.begin(), savedBegin);
+  forward.results.assign(incomingBegin, kernel.operands.end());
+  forward.results.insert(forward.results.end(), savedBegin, incomingBegin);
+  for (auto id = savedBegin; id != incomingBegin; ++id)
+    if (*id < 0)
+      fail(where, ": saved value #", id - savedBegin, " is absent");
   bool loss = isLossOp(op);
-  if (loss != forward.results.empty())
+  // Only the dense layer saves a value (its pre-activation) so far; the
+  // other backward kernels read their incoming gradient right after their
+  // slots.
+  if (saved > 0 && (op != "kern.gemm" || saved != 1))
+    fail(where, ": ", op, " saves ", op == "kern.gemm" ? "one value" : "no values", ", got ", saved);
+  if (loss != (incomingBegin == kernel.operands.end()))
     fail(where, ": ", loss ? "a loss takes no incoming gradient" : "needs the incoming gradients");
   if (loss && !kernel.attrs.count("loss_weight"))
     fail(where, ": missing attribute 'loss_weight'");
@@ -670,6 +700,8 @@ std::vector<std::string> knownKernelOps() {
 }
 
 int64_t attrInt(const KernelDesc &k, const char *name) { return std::get<int64_t>(findAttr(k, name)); }
+
+int64_t savedCount(const KernelDesc &k) { return k.attrs.count("saved") ? attrInt(k, "saved") : 0; }
 
 double attrFloat(const KernelDesc &k, const char *name) {
   const AttrValue &a = findAttr(k, name);

@@ -26,7 +26,7 @@ bool epilogueReadsOut(const GatedResidual *epilogue, Mat out) {
 } // namespace
 
 void gemm(ConstMat a, ConstMat w, const float *bias, Act act, const GatedResidual *epilogue,
-          Mat out) {
+          Mat out, Mat preact) {
   const char *kernel = "gemm";
   int64_t m = a.rows, k = a.cols, n = w.rows;
   checkView(kernel, "a", a, m, k);
@@ -36,6 +36,16 @@ void gemm(ConstMat a, ConstMat w, const float *bias, Act act, const GatedResidua
   checkAct(kernel, act);
   if (overlaps(a, out) || overlaps(w, out))
     fail(kernel, ": out overlaps an input of the product");
+  if (preact.data != nullptr) {
+    checkView(kernel, "preact", preact, m, n);
+    if (overlaps(preact, a) || overlaps(preact, w) || overlaps(preact, out) ||
+        (epilogue != nullptr && (overlaps(preact, epilogue->residual) || overlaps(preact, epilogue->gate))))
+      fail(kernel, ": preact overlaps another operand");
+    sgemmNT(m, n, k, 1.0f, a.data, a.ld, w.data, w.ld, 0.0f, preact.data, preact.ld);
+    finishRows(preact.data, preact.ld, bias, Act::None, nullptr, preact);
+    finishRows(preact.data, preact.ld, nullptr, act, epilogue, out);
+    return;
+  }
   if (!epilogueReadsOut(epilogue, out)) {
     sgemmNT(m, n, k, 1.0f, a.data, a.ld, w.data, w.ld, 0.0f, out.data, out.ld);
     finishRows(out.data, out.ld, bias, act, epilogue, out);

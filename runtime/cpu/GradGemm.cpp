@@ -97,7 +97,7 @@ void swigluBackwardFromHidden(ConstMat x, ConstMat gate, ConstMat up, ConstMat d
 } // namespace detail
 
 void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const GatedResidual *epilogue,
-                  ConstMat dOut, const GemmGrads &grads, float *scratchBuf) {
+                  ConstMat dOut, const GemmGrads &grads, float *scratchBuf, ConstMat preact) {
   const char *kernel = "gemmBackward";
   int64_t m = a.rows, k = a.cols, n = w.rows;
   checkView(kernel, "a", a, m, k);
@@ -114,18 +114,28 @@ void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const Gate
       overlaps(scratchView, dOut) || overlaps(scratchView, a))
     fail(kernel, ": scratch overlaps an operand or a gradient");
 
-  // z = a·wᵀ + bias (kept: the gate gradient needs act(z)); dz = dy ⊙ act'(z).
-  float *z = scratchBuf, *dz = scratchBuf + m * n;
-  sgemmNT(m, n, k, 1.0f, a.data, a.ld, w.data, w.ld, 0.0f, z, n);
+  // z = a·wᵀ + bias (the saved one, or recomputed into scratch: the gate
+  // gradient needs act(z)); dz = dy ⊙ act'(z).
+  float *dz = scratchBuf + m * n;
+  ConstMat z = preact;
+  if (z.data != nullptr) {
+    checkView(kernel, "preact", z, m, n);
+  } else {
+    sgemmNT(m, n, k, 1.0f, a.data, a.ld, w.data, w.ld, 0.0f, scratchBuf, n);
+    z = {scratchBuf, m, n, n};
+  }
+  const bool addBias = preact.data == nullptr && bias != nullptr;
   parallelFor(m, rowGrain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      float *zr = z + r * n, *dzr = dz + r * n;
+      float *dzr = dz + r * n;
+      const float *zr = z.row(r);
       const float *dOutR = dOut.row(r);
       const float *gate =
           epilogue != nullptr ? epilogue->gate.row(r / epilogue->rowsPerGate) : nullptr;
       for (int64_t j = 0; j < n; ++j) {
-        float zz = bias != nullptr ? zr[j] + bias[j] : zr[j];
-        zr[j] = zz;
+        float zz = addBias ? zr[j] + bias[j] : zr[j];
+        if (addBias)
+          scratchBuf[r * n + j] = zz;
         float dy = gate != nullptr ? gate[j] * dOutR[j] : dOutR[j];
         dzr[j] = act == Act::None ? dy : dy * actDerivative(zz, act);
       }
@@ -135,7 +145,7 @@ void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const Gate
     groupColumnSums(
         m, n, epilogue->rowsPerGate,
         [&](int64_t r, int64_t j0, int64_t j1, double *acc) {
-          const float *zr = z + r * n, *dOutR = dOut.row(r);
+          const float *zr = z.row(r), *dOutR = dOut.row(r);
           for (int64_t j = j0; j < j1; ++j)
             acc[j - j0] += static_cast<double>(dOutR[j] * actValue(zr[j], act));
         },
@@ -151,9 +161,9 @@ void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const Gate
         StoreSums{mat(grads.dBias, 1, n)});
   if (grads.dA.data != nullptr)
     sgemmNN(m, k, n, 1.0f, dz, n, w.data, w.ld, 0.0f, grads.dA.data, grads.dA.ld);
-  // z is no longer read: its half of scratch holds the transposed dz.
+  // z is no longer read: the first half of scratch holds the transposed dz.
   if (grads.dW != nullptr)
-    sgemmTN(n, k, m, 1.0f, dz, n, a.data, a.ld, 0.0f, grads.dW, k, z, m * n);
+    sgemmTN(n, k, m, 1.0f, dz, n, a.data, a.ld, 0.0f, grads.dW, k, scratchBuf, m * n);
 }
 
 void swigluBackward(ConstMat x, ConstMat gate, ConstMat up, ConstMat down,

@@ -259,7 +259,11 @@ struct Gemm::Impl {
             "cublasLtMatmulDescSetAttribute", key);
   }
 
-  Plan &plan(const Key &key, const void *bias) {
+  static bool auxEpilogue(uint32_t epilogue) {
+    return epilogue == CUBLASLT_EPILOGUE_GELU_AUX || epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+  }
+
+  Plan &plan(const Key &key, const void *bias, const void *aux) {
     auto found = plans.find(key);
     if (found != plans.end())
       return *found->second;
@@ -280,6 +284,12 @@ struct Gemm::Impl {
       // pointer on every call to one of the same alignment class.
       setDesc(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, key);
       setDesc(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(type), key);
+    }
+    if (auxEpilogue(key.epilogue)) {
+      // The pre-activation, laid out like out (run() uses this only when
+      // its leading dimension is out's); the pointer is reset per call.
+      setDesc(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux, key);
+      setDesc(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, int64_t(key.ldy), key);
     }
     ltCheck(cublasLtMatrixLayoutCreate(&p->layoutW, type, static_cast<uint64_t>(key.k),
                                        static_cast<uint64_t>(key.n), key.ldw),
@@ -411,7 +421,7 @@ size_t Gemm::workspaceBytes(int64_t m, int64_t n, int64_t k, bool epilogue, DTyp
 }
 
 void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void *bias, Act act,
-               const GatedResidual *epilogue, DMat out, Workspace ws) {
+               const GatedResidual *epilogue, DMat out, Workspace ws, DMat preact) {
   if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
     fail("Gemm: unsupported element type ", dtypeName(dtype));
   switch (act) {
@@ -442,10 +452,32 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
     if (overlaps(epilogue->gate, out, elem))
       fail("Gemm: the epilogue gate overlaps out");
   }
+  const bool keepZ = preact.data != nullptr;
+  if (keepZ) {
+    checkView("preact", preact, m, n);
+    if (overlaps(preact, a, elem) || overlaps(preact, w, elem) || overlaps(preact, out, elem) ||
+        (epilogue != nullptr &&
+         (overlaps(preact, epilogue->residual, elem) || overlaps(preact, epilogue->gate, elem))))
+      fail("Gemm: preact overlaps another operand");
+  }
   if (m == 0 || n == 0)
     return;
 
-  // Carve the caller's workspace: [y when an epilogue follows][cuBLASLt].
+  // cuBLASLt's GELU epilogue is the tanh form; it serves the 16-bit types,
+  // whose output rounding dwarfs its approximation error. f32 keeps the
+  // exact expression of the pass so that f32 products match the CPU to 1e-5.
+  // With preact, its GELU_AUX form writes z beside gelu(z) when out needs no
+  // gated residual and z is laid out like out; otherwise the product goes
+  // to preact and the pass reads it from there.
+  const bool ltGelu = act == Act::GeluTanh && dtype != DType::F32;
+  const bool auxGelu = keepZ && ltGelu && epilogue == nullptr && k > 0 && preact.ld == out.ld &&
+                       preact.ld % 8 == 0 && reinterpret_cast<uintptr_t>(preact.data) % 16 == 0;
+  const bool ltAct = ltGelu && (!keepZ || auxGelu);
+  const bool passAct = act != Act::None && !ltAct;
+  cudaStream_t s = native(stream);
+
+  // Where the product goes: out, preact, or (before a gated residual, which
+  // may read out) a workspace copy; cuBLASLt gets the rest of the workspace.
   char *base = static_cast<char *>(ws.data);
   size_t avail = ws.data != nullptr ? ws.bytes : 0;
   if (base != nullptr) {
@@ -456,7 +488,10 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
   }
   void *y = out.data;
   int64_t ldy = out.ld;
-  if (epilogue != nullptr) {
+  if (keepZ && !auxGelu) {
+    y = preact.data;
+    ldy = preact.ld;
+  } else if (epilogue != nullptr) {
     size_t yBytes = alignUp(static_cast<size_t>(m * n) * elem, kCarveAlign);
     if (avail < yBytes)
       fail("Gemm: workspace of ", ws.bytes, " bytes is too small for ", m, " x ", n, " x ", k,
@@ -466,24 +501,18 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
     base += yBytes;
     avail -= yBytes;
   }
-  // cuBLASLt gets what is left, quantised so that callers passing slightly
-  // different sizes share cache entries; a smaller workspace only narrows
-  // the algorithms the heuristic may pick.
+  // Quantised so that callers passing slightly different sizes share cache
+  // entries; a smaller workspace only narrows the algorithms the heuristic
+  // may pick.
   uint64_t ltBytes = 0;
   for (uint64_t candidate : {uint64_t(kLtWorkspaceBytes), uint64_t(8) << 20, uint64_t(1) << 20})
     if (ltBytes == 0 && avail >= candidate)
       ltBytes = candidate;
 
-  // cuBLASLt's GELU epilogue is the tanh form; it serves the 16-bit types,
-  // whose output rounding dwarfs its approximation error. f32 keeps the
-  // exact expression of the pass so that f32 products match the CPU to 1e-5.
-  const bool ltGelu = act == Act::GeluTanh && dtype != DType::F32;
-  const bool passAct = act == Act::Gelu || act == Act::Silu || (act == Act::GeluTanh && !ltGelu);
-  cudaStream_t s = native(stream);
-
   if (k > 0) {
-    uint32_t epi = ltGelu ? (bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
-                          : (bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT);
+    uint32_t epi = auxGelu  ? (bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                   : ltAct  ? (bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
+                            : (bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT);
     Impl::Key key{m,
                   n,
                   k,
@@ -500,26 +529,39 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
     const float alpha = 1.0f, beta = 0.0f;
     void *ltWorkspace = ltBytes > 0 ? base : nullptr;
     std::lock_guard<std::mutex> lock(impl->mutex);
-    Impl::Plan &plan = impl->plan(key, bias);
+    Impl::Plan &plan = impl->plan(key, bias, preact.data);
     if (bias != nullptr)
       Impl::setDesc(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, key);
+    if (auxGelu)
+      Impl::setDesc(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, preact.data, key);
     Impl::ltCheck(cublasLtMatmul(impl->handle, plan.desc, &alpha, w.data, plan.layoutW, a.data,
                                  plan.layoutA, &beta, y, plan.layoutY, y, plan.layoutY,
                                  &plan.algo, ltWorkspace, plan.workspace, s),
                   "cublasLtMatmul", key);
-    if (!passAct && epilogue == nullptr)
+    if (!passAct && epilogue == nullptr && y == out.data)
       return;
   }
 
   // The pass: exact GELU / SiLU and the gated residual (and, for an empty
-  // reduction, the bias and every activation on y = 0).
+  // reduction, the bias and every activation on y = 0, with z written to
+  // preact first).
   dispatchFloat(dtype, "Gemm", [&](auto tag) {
     using T = decltype(tag);
     PassArgs<T> p{};
     p.y = k > 0 ? static_cast<const T *>(y) : nullptr;
     p.ldy = ldy;
     p.bias = k > 0 ? nullptr : static_cast<const T *>(bias);
-    p.act = static_cast<int>(k > 0 ? (passAct ? act : Act::None) : act);
+    p.rows = m;
+    p.cols = n;
+    if (k == 0 && keepZ) {
+      p.out = static_cast<T *>(preact.data);
+      p.ldo = preact.ld;
+      launchPass<T>(s, p);
+      p.y = static_cast<const T *>(preact.data);
+      p.ldy = preact.ld;
+      p.bias = nullptr;
+    }
+    p.act = static_cast<int>(k > 0 && !passAct ? Act::None : act);
     if (epilogue != nullptr) {
       p.residual = static_cast<const T *>(epilogue->residual.data);
       p.ldr = epilogue->residual.ld;
@@ -529,8 +571,6 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
     }
     p.out = static_cast<T *>(out.data);
     p.ldo = out.ld;
-    p.rows = m;
-    p.cols = n;
     launchPass<T>(s, p);
   });
 }

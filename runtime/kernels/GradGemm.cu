@@ -208,14 +208,15 @@ void checkGradView(const char *kernel, const char *name, DConstMat g, int64_t ro
 // gemm
 //===----------------------------------------------------------------------===//
 
-size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype) {
+size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, bool preactSaved) {
   size_t mat = alignUp(static_cast<size_t>(m * n) * dtypeSize(dtype));
-  return kAlign + 2 * mat + columnSumBytes(m, n, 1) + Gemm::workspaceBytes(m, n, k, false, dtype) +
-         Gemm::productWorkspaceBytes();
+  return kAlign + (preactSaved ? 1 : 2) * mat + columnSumBytes(m, n, 1) +
+         Gemm::workspaceBytes(m, n, k, false, dtype) + Gemm::productWorkspaceBytes();
 }
 
 void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat w, const void *bias, Act act,
-                  const GatedResidual *epilogue, DConstMat dOut, const GemmGrads &grads, Workspace ws) {
+                  const GatedResidual *epilogue, DConstMat dOut, const GemmGrads &grads, Workspace ws,
+                  DConstMat preact) {
   const char *kernel = "gemmBackward";
   const int64_t m = a.rows, k = a.cols, n = w.rows;
   checkDView(kernel, "a", a, m, k);
@@ -228,21 +229,30 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
       fail(kernel, ": dGate is wanted but the product has no gated-residual epilogue");
     checkDPerSample(kernel, "dGate", grads.dGate, m, epilogue->rowsPerGate, n);
   }
+  if (preact.data != nullptr)
+    checkDView(kernel, "preact", preact, m, n);
   if (m == 0 || n == 0)
     return;
   cudaStream_t s = native(stream);
   const size_t elem = dtypeSize(dtype);
   const int actCode = static_cast<int>(act);
-  Carver carve(kernel, ws, gemmBackwardWorkspaceBytes(m, n, k, dtype));
-  void *z = carve.take(static_cast<size_t>(m * n) * elem);
+  const bool saved = preact.data != nullptr;
+  Carver carve(kernel, ws, gemmBackwardWorkspaceBytes(m, n, k, dtype, saved));
+  void *zBuf = saved ? nullptr : carve.take(static_cast<size_t>(m * n) * elem);
   void *dz = carve.take(static_cast<size_t>(m * n) * elem);
   float *partial = static_cast<float *>(carve.take(columnSumBytes(m, n, 1)));
   Workspace rest = carve.rest();
 
-  // z = a·wᵀ + bias, needed for act'(z) and for the gate's act(z).
+  // z = a·wᵀ + bias, needed for act'(z) and for the gate's act(z): the one
+  // the forward saved, else recomputed.
   const bool needZ = act != Act::None || grads.dGate.data != nullptr;
-  if (needZ)
-    gemm.run(stream, dtype, a, w, bias, Act::None, nullptr, DMat{z, m, n, n}, rest);
+  DConstMat zm = preact;
+  if (needZ && zm.data == nullptr) {
+    gemm.run(stream, dtype, a, w, bias, Act::None, nullptr, DMat{zBuf, m, n, n}, rest);
+    zm = {zBuf, m, n, n};
+  }
+  const void *z = zm.data;
+  const int64_t ldz = zm.ld;
   DConstMat dZ = dOut;
   if (act != Act::None || epilogue != nullptr) {
     dispatchFloat(dtype, kernel, [&](auto tag) {
@@ -250,7 +260,7 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
       launchChainRule<T>(s, static_cast<const T *>(dOut.data), dOut.ld,
                          epilogue ? static_cast<const T *>(epilogue->gate.data) : nullptr,
                          epilogue ? epilogue->gate.ld : 0, epilogue ? epilogue->rowsPerGate : 1,
-                         act != Act::None ? static_cast<const T *>(z) : nullptr, n, actCode, m, n,
+                         act != Act::None ? static_cast<const T *>(z) : nullptr, ldz, actCode, m, n,
                          static_cast<T *>(dz), n);
     });
     dZ = {dz, m, n, n};
@@ -258,7 +268,7 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
   dispatchFloat(dtype, kernel, [&](auto tag) {
     using T = decltype(tag);
     if (grads.dGate.data != nullptr)
-      columnSums<T>(s, dOut.data, dOut.ld, z, n, actCode, m, n, epilogue->rowsPerGate, partial,
+      columnSums<T>(s, dOut.data, dOut.ld, z, ldz, actCode, m, n, epilogue->rowsPerGate, partial,
                     grads.dGate.data, grads.dGate.ld);
     if (grads.dBias != nullptr)
       columnSums<T>(s, dZ.data, dZ.ld, nullptr, 0, 0, m, n, m, partial, grads.dBias, n);

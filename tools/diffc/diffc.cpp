@@ -56,7 +56,7 @@ int usage(llvm::raw_ostream &os) {
         "      [--sample ddpm:250|ddim:N|rf:N|edm:N --cfg S]   (time a whole sampling run)\n"
         "      [--profile]   (also each kernel's time, summed by kernel class)\n"
         "  compile FILE.mlir -o FILE.dfx [--emit=PHASE] --target cpu|cuda --dtype f32|f16|bf16\n"
-        "      [--mode sample|train] [--objective ddpm|rf|edm] [--remat none|norms]\n"
+        "      [--mode sample|train] [--objective ddpm|rf|edm] [--remat none|norms|products|norms,products]\n"
         "      phases:";
   for (const Phase &p : pipelinePhases())
     os << " " << p.name;
@@ -245,8 +245,9 @@ int cmdCompile(const std::vector<std::string> &argv) {
     return error("--dtype must be f32, f16 or bf16, got '" + options.dtype + "'");
   options.objective = args.get("--objective").value_or("");
   options.remat = args.get("--remat").value_or("none");
-  if (options.remat != "none" && options.remat != "norms")
-    return error("--remat must be none or norms, got '" + options.remat + "'");
+  if (options.remat != "none" && options.remat != "norms" && options.remat != "products" &&
+      options.remat != "norms,products" && options.remat != "products,norms")
+    return error("--remat must be none, norms, products or norms,products, got '" + options.remat + "'");
   if (options.mode != "sample" && options.mode != "train")
     return error("--mode must be sample or train, got '" + options.mode + "'");
   if (!options.objective.empty() && options.objective != "ddpm" && options.objective != "rf" &&

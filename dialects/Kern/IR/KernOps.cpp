@@ -78,6 +78,14 @@ LogicalResult GemmOp::verify() {
     return emitOpError() << "C2: result must have shape " << llvm::make_range(shape.begin(), shape.end());
   if (failed(verifyEpilogue(*this, getResult(), getResidual(), getGate(), "C3")))
     return failure();
+  if (Value z = getPreactivation()) {
+    if (z.getType() != getResult().getType())
+      return emitOpError() << "C5: preactivation must have the result's type " << getResult().getType()
+                           << ", got " << z.getType();
+    if (getAct() == Act::None && !getGate())
+      return emitOpError() << "C5: a preactivation without an activation or a gated residual is the "
+                              "result itself";
+  }
   return sameElementType(*this, "C4");
 }
 
@@ -202,15 +210,31 @@ bool VjpOp::isLoss() {
   return f == "dit.ddpm_loss" || f == "dit.rf_loss" || f == "dit.edm_loss";
 }
 
+ValueRange VjpOp::getSaved() {
+  return getInputs().drop_front(getPresent().size()).take_front(getNumSaved());
+}
+
+ValueRange VjpOp::getIncoming() {
+  return getInputs().drop_front(getPresent().size() + getNumSaved());
+}
+
 LogicalResult VjpOp::verify() {
   ArrayRef<int64_t> present = getPresent();
   if (present.size() > getInputs().size())
     return emitOpError() << "C1: " << present.size() << " present slots but only "
                          << getInputs().size() << " operands";
-  size_t incoming = getInputs().size() - present.size();
+  int64_t saved = getNumSaved();
+  if (saved < 0 || (saved > 0 && isLoss()))
+    return emitOpError() << "C4: " << saved << " saved values for a "
+                         << (isLoss() ? "loss" : "backward kernel");
+  if (present.size() + saved > getInputs().size())
+    return emitOpError() << "C4: " << present.size() << " present slots and " << saved
+                         << " saved values but only " << getInputs().size() << " operands";
+  size_t incoming = getInputs().size() - present.size() - saved;
   if (isLoss() != (incoming == 0))
-    return emitOpError() << "C3: " << (isLoss() ? "a loss takes no incoming gradient, got "
-                                                : "needs one incoming gradient per forward result, got ")
+    return emitOpError() << "C" << (saved > 0 ? "4" : "3") << ": "
+                         << (isLoss() ? "a loss takes no incoming gradient, got "
+                                      : "needs an incoming gradient, got ")
                          << incoming;
   for (size_t i = 1; i < present.size(); ++i)
     if (present[i] <= present[i - 1])

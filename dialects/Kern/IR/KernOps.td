@@ -20,18 +20,26 @@ def Kern_GemmOp : Kern_Op<"gemm", [AttrSizedOperandSegments]> {
     a (N, L, M) residual. Replaces dit.linear and the activation and
     dit.gated_residual that consumed it.
 
+    With the second result `preactivation`, the kernel also writes
+    `z = x · weightᵀ + bias`, the value before the activation and the gated
+    residual. kern-autodiff asks for it in @train_step so that the backward
+    kernel reads z instead of recomputing the product (its act'(z) and the
+    gate's gradient Σ dOut ⊙ act(z) need it).
+
     Constraints:
     C1. weight is (M, K) with K the last dimension of x; bias, if any, (M).
     C2. The result is x's shape with the last dimension M.
     C3. residual and gate come together; residual has the result's type
         and rank 3, gate is (N, M) with N the residual's batch.
     C4. All operands share the element type.
+    C5. preactivation has the result's type, and exists only when there is
+        an activation or a gated residual (otherwise z is the result).
   }];
   let arguments = (ins Kern_FloatTensor:$input, Kern_FloatTensor:$weight,
                        Optional<Kern_FloatTensor>:$bias, Optional<Kern_FloatTensor>:$residual,
                        Optional<Kern_FloatTensor>:$gate,
                        DefaultValuedAttr<Kern_ActAttr, "Act::None">:$act);
-  let results = (outs Kern_FloatTensor:$result);
+  let results = (outs Kern_FloatTensor:$result, Optional<Kern_FloatTensor>:$preactivation);
   let assemblyFormat = [{
     $input `,` $weight (`bias` $bias^)? (`residual` $residual^)? (`gate` $gate^)? attr-dict `:` functional-type(operands, results)
   }];
@@ -220,8 +228,11 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
     that is a single kernel), produced by `kern-autodiff`. Its operands are
     the forward op's present operands (`present` lists their slots in the
     forward op's operand order) followed, unless the forward op is a loss,
-    by the gradients of the loss with respect to the forward results.
-    `forward_attrs` are the forward op's attributes. Result i is the
+    by the `num_saved` values the forward op saved for its backward (its
+    results after the first, such as kern.gemm's preactivation), then,
+    unless the forward op is a loss, the gradients of the loss with respect
+    to the forward op's other results. `forward_attrs` are the forward op's
+    attributes. Result i is the
     gradient with respect to forward operand slot `grads_of[i]` and has that
     operand's type. For a loss op there is no incoming gradient: the kernel
     differentiates `loss_weight · Σ_n loss[n]`.
@@ -235,17 +246,23 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
         are forward operands.
     C2. Every slot in `grads_of` is present, and result i has the type of
         that forward operand.
-    C3. A non-loss op has one incoming gradient per forward result (at
-        least one); a loss has none and carries `loss_weight`.
+    C3. A non-loss op has at least one incoming gradient; a loss has none
+        and carries `loss_weight`.
+    C4. `num_saved` is not negative and leaves an incoming gradient; only
+        a non-loss op saves values.
   }];
   let arguments = (ins Variadic<AnyRankedTensor>:$inputs, StrAttr:$forward,
                        DictionaryAttr:$forward_attrs, DenseI64ArrayAttr:$present,
-                       DenseI64ArrayAttr:$grads_of, OptionalAttr<F64Attr>:$loss_weight);
+                       DenseI64ArrayAttr:$grads_of, OptionalAttr<F64Attr>:$loss_weight,
+                       DefaultValuedAttr<I64Attr, "0">:$num_saved);
   let results = (outs Variadic<AnyRankedTensor>:$grads);
   let assemblyFormat = "$forward `(` $inputs `)` attr-dict `:` functional-type($inputs, results)";
   let extraClassDeclaration = [{
     /// Whether the forward op is a loss (no incoming gradient).
     bool isLoss();
+    /// The forward op's saved values and the incoming gradients.
+    ::mlir::ValueRange getSaved();
+    ::mlir::ValueRange getIncoming();
   }];
 }
 

@@ -22,8 +22,9 @@ namespace diffrt::cpu {
 /// y = act(z), out = residual + gate[r / rowsPerGate] ⊙ y (or out = y):
 ///   dy = gate ⊙ dOut (or dOut);  dGate[n][j] = Σ_{r of sample n} dOut[r][j]·y[r][j];
 ///   dz = dy ⊙ act'(z);  dA = dz·w;  dW = dzᵀ·a;  dBias = Σ_r dz.
-/// (dResidual = dOut is the caller's: it needs no kernel.) z is recomputed
-/// from a, w and bias; `scratch` holds 2·M·N floats.
+/// (dResidual = dOut is the caller's: it needs no kernel.) z is `preact`
+/// when given (gemm's saved pre-activation), else recomputed from a, w and
+/// bias; `scratch` holds 2·M·N floats.
 struct GemmGrads {
   Mat dA;                   // M x K
   float *dW = nullptr;      // N x K
@@ -31,7 +32,7 @@ struct GemmGrads {
   Mat dGate;                // (M / rowsPerGate) x N
 };
 void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const GatedResidual *epilogue,
-                  ConstMat dOut, const GemmGrads &grads, float *scratch);
+                  ConstMat dOut, const GemmGrads &grads, float *scratch, ConstMat preact = {});
 
 /// Backward of swiglu (same epilogue convention): h = silu(g)⊙u with
 /// g = x·gateᵀ, u = x·upᵀ, y = h·downᵀ. dGateW, dUpW may point into one

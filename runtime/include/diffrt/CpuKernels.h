@@ -72,8 +72,10 @@ struct GatedResidual {
 
 /// out (M x N) = act(a (M x K) · wᵀ + bias), then the optional gated
 /// residual. `w` is N x K row-major (nn.Linear layout), `bias` N or null.
+/// With `preact`, z = a · wᵀ + bias is also written there (M x N, apart
+/// from every other operand): gemmBackward reads it instead of recomputing.
 void gemm(ConstMat a, ConstMat w, const float *bias, Act act, const GatedResidual *epilogue,
-          Mat out);
+          Mat out, Mat preact = {});
 
 /// SwiGLU feed-forward: out = down · (silu(gate · x) ⊙ (up · x)), then the
 /// optional gated residual. gate and up are F x K, down is N x F. `scratch`

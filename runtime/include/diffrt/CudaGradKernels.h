@@ -28,8 +28,9 @@ namespace diffrt::cuda {
 //===----------------------------------------------------------------------===//
 
 /// Backward of Gemm::run (see cpu::gemmBackward): z = a·wᵀ + bias is
-/// recomputed, dA = dz·w, dW = dzᵀ·a, dBias = Σ_rows dz, dGate of the gated
-/// residual epilogue per group of rowsPerGate rows.
+/// `preact` when given (Gemm::run's saved pre-activation), else recomputed;
+/// dA = dz·w, dW = dzᵀ·a, dBias = Σ_rows dz, dGate of the gated residual
+/// epilogue per group of rowsPerGate rows.
 struct GemmGrads {
   DMat dA;                 // M x K
   void *dW = nullptr;      // N x K, contiguous
@@ -38,8 +39,8 @@ struct GemmGrads {
 };
 void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat w, const void *bias,
                   Act act, const GatedResidual *epilogue, DConstMat dOut, const GemmGrads &grads,
-                  Workspace ws);
-size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype);
+                  Workspace ws, DConstMat preact = {});
+size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, bool preactSaved = false);
 
 /// Backward of swiglu (see cpu::swigluBackward). dGateW and dUpW may point
 /// into one packed (2F x K) gradient: gateLd/upLd are their row strides.

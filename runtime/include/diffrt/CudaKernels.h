@@ -72,9 +72,11 @@ public:
 
   /// out (M x N) = act(a · wᵀ + bias), then the optional gated residual;
   /// `w` is N x K (nn.Linear layout). dtype is the element type of all
-  /// operands. The residual may alias out.
+  /// operands. The residual may alias out. With `preact`, z = a · wᵀ + bias
+  /// is also written there (apart from every other operand), for the
+  /// backward pass.
   void run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void *bias, Act act,
-           const GatedResidual *epilogue, DMat out, Workspace ws);
+           const GatedResidual *epilogue, DMat out, Workspace ws, DMat preact = {});
   /// Scratch bytes run() needs for these sizes.
   static size_t workspaceBytes(int64_t m, int64_t n, int64_t k, bool epilogue, DType dtype);
 

@@ -30,6 +30,9 @@ int64_t attrInt(const KernelDesc &k, const char *name);
 double attrFloat(const KernelDesc &k, const char *name);
 const std::string &attrString(const KernelDesc &k, const char *name);
 const std::vector<int64_t> &attrInts(const KernelDesc &k, const char *name);
+/// How many values a backward kernel ("vjp:OP") reads that OP saved for
+/// it: its operands are OP's slots, then these, then the incoming gradients.
+int64_t savedCount(const KernelDesc &k);
 
 } // namespace diffrt
 

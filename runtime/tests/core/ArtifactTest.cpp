@@ -182,6 +182,49 @@ TEST(Artifact, KernelAttributeMissing) {
   EXPECT_NE(errorOf(p).find("missing attribute 'act'"), std::string::npos) << errorOf(p);
 }
 
+/// linearPlan with GELU whose gemm also writes its pre-activation (value 4),
+/// then the backward kernel reading it: dOut value 5, dW value 6.
+Plan savedPreactivationPlan() {
+  Plan p = linearPlan();
+  p.arenaBytes = 1024;
+  p.values.push_back(value(DType::F32, {2, 3}, Region::Arena, 512));
+  p.values.push_back(value(DType::F32, {2, 3}, Region::Arena, 768));
+  p.values.push_back(value(DType::F32, {3, 4}, Region::Arena, 0));
+  KernelDesc &k = p.entries[0].kernels[0];
+  k.attrs["act"] = std::string("gelu");
+  k.results = {3, 4};
+  KernelDesc grad{"vjp:kern.gemm", {0, 1, 2, -1, -1, 4, 5}, {-1, 6, -1, -1, -1}, k.attrs};
+  grad.attrs["saved"] = int64_t{1};
+  p.entries[0].kernels.push_back(grad);
+  return p;
+}
+
+TEST(Artifact, SavedPreactivationIsChecked) {
+  EXPECT_EQ(errorOf(savedPreactivationPlan()), "");
+  Plan p = savedPreactivationPlan();
+  p.values[4].shape = {2, 4};
+  p.values[4].ld = 4;
+  EXPECT_NE(errorOf(p).find("kernel #0 (kern.gemm): preactivation must be 2x3, got 2x4"), std::string::npos)
+      << errorOf(p);
+  p = savedPreactivationPlan();
+  p.entries[0].kernels[0].attrs["act"] = std::string("none");
+  EXPECT_NE(errorOf(p).find("a preactivation without an activation or a gated residual is the result itself"),
+            std::string::npos)
+      << errorOf(p);
+  p = savedPreactivationPlan();
+  p.entries[0].kernels[1].attrs["saved"] = int64_t{2};
+  EXPECT_NE(errorOf(p).find("kernel #1 (vjp:kern.gemm): kern.gemm saves one value, got 2"), std::string::npos)
+      << errorOf(p);
+  p.entries[0].kernels[1].attrs["saved"] = int64_t{3};
+  EXPECT_NE(errorOf(p).find("5 gradient slots and 3 saved values but 7 operands"), std::string::npos) << errorOf(p);
+  p = savedPreactivationPlan();
+  p.entries[0].kernels[1].operands[5] = -1;
+  EXPECT_NE(errorOf(p).find("saved value #0 is absent"), std::string::npos) << errorOf(p);
+  p = savedPreactivationPlan();
+  p.entries[0].kernels[1].attrs["saved"] = std::string("one");
+  EXPECT_NE(errorOf(p).find("attribute 'saved' must be an integer"), std::string::npos) << errorOf(p);
+}
+
 /// out = x + bias as a generated kernel: x 2x4, bias 4.
 Plan pointwisePlan(const std::string &target) {
   Plan p = linearPlan();

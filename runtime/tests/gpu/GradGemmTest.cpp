@@ -3,7 +3,9 @@
 // gemmBackward (every activation, with and without bias and gated
 // residual) and swigluBackward (separate and packed gate/up weights, with
 // and without the epilogue) against diffrt::cpu on the same rounded
-// inputs, on strided views, in f32, bf16 and f16. The 16-bit bounds are
+// inputs, on strided views, in f32, bf16 and f16. gemmBackward also runs
+// on the pre-activation a GPU forward (Gemm::run) saved, which is checked
+// against the CPU's z, as is that forward's output. The 16-bit bounds are
 // twice tolFor(): the recomputed pre-activation and dz are rounded to the
 // activation type before the products, as mixed-precision training does,
 // which adds one more rounding to what the forward tests see.
@@ -36,10 +38,10 @@ struct GemmCase {
   int64_t rowsPerGate, pad;
 };
 
-void runGemm(Rng &rng, DType t, const GemmCase &c) {
+void runGemm(Rng &rng, DType t, const GemmCase &c, bool savedZ) {
   SCOPED_TRACE(::testing::Message() << dtypeName(t) << " m " << c.m << " k " << c.k << " n " << c.n << " act "
                                     << static_cast<int>(c.act) << " bias " << c.bias << " epilogue "
-                                    << c.epilogue);
+                                    << c.epilogue << (savedZ ? " saved z" : ""));
   HostMat a = randomMat(rng, t, c.m, c.k, c.k + c.pad);
   HostMat w = randomMat(rng, t, c.n, c.k, c.k + c.pad, 1.0 / std::sqrt(double(c.k)));
   std::vector<float> bias = rng.normal(c.n, 0.5, 0.0, t);
@@ -63,11 +65,29 @@ void runGemm(Rng &rng, DType t, const GemmCase &c) {
   DeviceBuffer gdW = upload(t, std::vector<float>(c.n * c.k, kNaN)), gdBias = upload(t, std::vector<float>(c.n, kNaN));
   GatedResidual ge{gres.c(), ggate.c(), c.rowsPerGate};
   GemmGrads gg{gdA.m(), gdW.get(), c.bias ? gdBias.get() : nullptr, c.epilogue ? gdGate.m() : DMat{}};
-  size_t bytes = gemmBackwardWorkspaceBytes(c.m, c.n, c.k, t);
-  DeviceBuffer ws(bytes);
   Gemm gemm;
+  // The forward that saves z: out with the case's padding, z laid out like
+  // out when unpadded (cuBLASLt's GELU_AUX epilogue for bf16/f16 tanh GELU
+  // without a gated residual) and with a stride of its own otherwise.
+  DevMat gz = toDevice(poisonedMat(c.m, c.n, c.pad == 0 ? c.n : c.n + c.pad + 2), t);
+  if (savedZ) {
+    DevMat gout = toDevice(poisonedMat(c.m, c.n, c.n + c.pad), t);
+    size_t fwdBytes = Gemm::workspaceBytes(c.m, c.n, c.k, c.epilogue, t);
+    DeviceBuffer fws(fwdBytes);
+    gemm.run(nullptr, t, ga.c(), gw.c(), c.bias ? gbias.get() : nullptr, c.act, c.epilogue ? &ge : nullptr,
+             gout.m(), {fws.get(), fwdBytes}, gz.m());
+    HostMat rOut(c.m, c.n), rZ(c.m, c.n);
+    cpu::gemm(a.cmat(), w.cmat(), c.bias ? bias.data() : nullptr, c.act, c.epilogue ? &ce : nullptr, rOut.mat(),
+              rZ.mat());
+    syncDevice();
+    SCOPED_TRACE("forward");
+    expectClose(toHost(gout), rOut, t, tolFor(t));
+    expectClose(toHost(gz), rZ, t, tolFor(t));
+  }
+  size_t bytes = gemmBackwardWorkspaceBytes(c.m, c.n, c.k, t, savedZ);
+  DeviceBuffer ws(bytes);
   gemmBackward(nullptr, gemm, t, ga.c(), gw.c(), c.bias ? gbias.get() : nullptr, c.act, c.epilogue ? &ge : nullptr,
-               gdOut.c(), gg, {ws.get(), bytes});
+               gdOut.c(), gg, {ws.get(), bytes}, savedZ ? gz.c() : DConstMat{});
   syncDevice();
   Tol tol = gradTol(t);
   {
@@ -97,11 +117,14 @@ TEST(GradGemmGpu, EveryActivationAndEpilogue) {
   const std::vector<GemmCase> cases = {
       {96, 40, 72, Act::None, true, false, 1, 3},      {130, 64, 50, Act::Gelu, true, true, 65, 1},
       {64, 33, 48, Act::GeluTanh, false, true, 16, 0}, {200, 96, 160, Act::Silu, true, false, 1, 5},
-      {256, 128, 384, Act::None, true, true, 64, 0},
+      {256, 128, 384, Act::None, true, true, 64, 0},   {128, 64, 96, Act::GeluTanh, true, false, 1, 0},
+      {96, 48, 64, Act::GeluTanh, false, false, 1, 4},
   };
   for (DType t : floatTypes())
     for (const GemmCase &c : cases)
-      runGemm(rng, t, c);
+      for (bool savedZ : {false, true})
+        if (!savedZ || c.act != Act::None || c.epilogue)
+          runGemm(rng, t, c, savedZ);
 }
 
 TEST(GradGemmGpu, WorkspaceTooSmallIsAnError) {

@@ -34,6 +34,62 @@ func.func @gemm_c4(%x: tensor<2x8xf16>, %w: tensor<4x8xbf16>) {
 }
 
 // -----
+// gemm C5: the preactivation has the result's type.
+func.func @gemm_c5_type(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>) {
+  // expected-error@+1 {{C5: preactivation must have the result's type 'tensor<2x4xf16>', got 'tensor<2x4xf32>'}}
+  %0, %1 = kern.gemm %x, %w {act = #kern.act<gelu>} : (tensor<2x8xf16>, tensor<4x8xf16>) -> (tensor<2x4xf16>, tensor<2x4xf32>)
+  return
+}
+
+// -----
+// gemm C5: no preactivation without an activation or a gated residual.
+func.func @gemm_c5_plain(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>) {
+  // expected-error@+1 {{C5: a preactivation without an activation or a gated residual is the result itself}}
+  %0, %1 = kern.gemm %x, %w : (tensor<2x8xf16>, tensor<4x8xf16>) -> (tensor<2x4xf16>, tensor<2x4xf16>)
+  return
+}
+
+// -----
+// vjp C1: present slots increase.
+func.func @vjp_c1(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4xf16>) {
+  // expected-error@+1 {{C1: present slots must increase, got 1 then 0}}
+  %0 = kern.vjp "kern.gemm"(%x, %w, %d) {forward_attrs = {}, grads_of = array<i64: 1>, present = array<i64: 1, 0>} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>) -> tensor<4x8xf16>
+  return
+}
+
+// -----
+// vjp C2: a gradient has its operand's type.
+func.func @vjp_c2(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4xf16>) {
+  // expected-error@+1 {{C2: result #0 must be 'tensor<4x8xf16>', got 'tensor<2x8xf16>'}}
+  %0 = kern.vjp "kern.gemm"(%x, %w, %d) {forward_attrs = {}, grads_of = array<i64: 1>, present = array<i64: 0, 1>} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>) -> tensor<2x8xf16>
+  return
+}
+
+// -----
+// vjp C3: a backward kernel needs an incoming gradient.
+func.func @vjp_c3(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>) {
+  // expected-error@+1 {{C3: needs an incoming gradient, got 0}}
+  %0 = kern.vjp "kern.gemm"(%x, %w) {forward_attrs = {}, grads_of = array<i64: 1>, present = array<i64: 0, 1>} : (tensor<2x8xf16>, tensor<4x8xf16>) -> tensor<4x8xf16>
+  return
+}
+
+// -----
+// vjp C4: saved values leave an incoming gradient.
+func.func @vjp_c4(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %z: tensor<2x4xf16>) {
+  // expected-error@+1 {{C4: needs an incoming gradient, got 0}}
+  %0 = kern.vjp "kern.gemm"(%x, %w, %z) {forward_attrs = {}, grads_of = array<i64: 1>, num_saved = 1 : i64, present = array<i64: 0, 1>} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>) -> tensor<4x8xf16>
+  return
+}
+
+// -----
+// vjp C4: a loss saves nothing.
+func.func @vjp_c4_loss(%p: tensor<2x4xf32>, %x: tensor<2x4xf32>, %n: tensor<2x4xf32>) {
+  // expected-error@+1 {{C4: 1 saved values for a loss}}
+  %0 = kern.vjp "dit.rf_loss"(%p, %x, %n) {forward_attrs = {}, grads_of = array<i64: 0>, loss_weight = 1.0 : f64, num_saved = 1 : i64, present = array<i64: 0, 1>} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+  return
+}
+
+// -----
 // norm C1: group must divide the row.
 func.func @norm_c1(%x: tensor<2x3x8xf16>) {
   // expected-error@+1 {{C1: group_size 3 must divide 8 and epsilon must be positive}}

@@ -11,6 +11,10 @@ func.func @ops(%x: tensor<2x16x8xf16>, %w: tensor<8x8xf16>, %b: tensor<8xf16>, %
                %pos: tensor<16x8xf16>, %t: tensor<2x16xf32>) {
   // CHECK: kern.gemm %{{.*}}, %{{.*}} bias %{{.*}} residual %{{.*}} gate %{{.*}} {act = #kern.act<gelu_tanh>}
   %0 = kern.gemm %x, %w bias %b residual %x gate %g {act = #kern.act<gelu_tanh>} : (tensor<2x16x8xf16>, tensor<8x8xf16>, tensor<8xf16>, tensor<2x16x8xf16>, tensor<2x8xf16>) -> tensor<2x16x8xf16>
+  // CHECK: %[[Y:.*]], %[[Z:.*]] = kern.gemm %{{.*}}, %{{.*}} bias %{{.*}} {act = #kern.act<gelu>} : {{.*}} -> (tensor<2x16x8xf16>, tensor<2x16x8xf16>)
+  %y, %z = kern.gemm %x, %w bias %b {act = #kern.act<gelu>} : (tensor<2x16x8xf16>, tensor<8x8xf16>, tensor<8xf16>) -> (tensor<2x16x8xf16>, tensor<2x16x8xf16>)
+  // CHECK: kern.vjp "kern.gemm"(%{{.*}}, %{{.*}}, %{{.*}}, %[[Z]], %[[Y]]) {{{.*}}num_saved = 1 : i64
+  %dw = kern.vjp "kern.gemm"(%x, %w, %b, %z, %y) {forward_attrs = {act = #kern.act<gelu>}, grads_of = array<i64: 1>, num_saved = 1 : i64, present = array<i64: 0, 1, 2>} : (tensor<2x16x8xf16>, tensor<8x8xf16>, tensor<8xf16>, tensor<2x16x8xf16>, tensor<2x16x8xf16>) -> tensor<8x8xf16>
   // CHECK: kern.swiglu %{{.*}}, %{{.*}} down %{{.*}} residual %{{.*}} gate %{{.*}} :
   %1 = kern.swiglu %x, %p down %d residual %x gate %g : (tensor<2x16x8xf16>, tensor<32x8xf16>, tensor<8x16xf16>, tensor<2x16x8xf16>, tensor<2x8xf16>) -> tensor<2x16x8xf16>
   // CHECK: kern.norm %{{.*}} weight %{{.*}} bias %{{.*}} shift %{{.*}} scale %{{.*}} {epsilon
