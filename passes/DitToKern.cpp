@@ -56,7 +56,7 @@ struct SelectMoe : OpRewritePattern<dit::MoeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(dit::MoeOp op, PatternRewriter &rewriter) const override {
     rewriter.replaceOpWithNewOp<kern::MoeOp>(
-        op, op.getType(), op.getInput(), op.getRouter(), op.getExpertWeights(), Value(), Value(),
+        op, op.getType(), Type(), op.getInput(), op.getRouter(), op.getExpertWeights(), Value(), Value(),
         Value(), Value(), Value(), op.getRouting(), op.getActivationAttr(), op.getWeightLayoutAttr());
     return success();
   }

@@ -285,6 +285,23 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
     // or a gated residual keeps its pre-activation z (unless remat names
     // products): its backward then costs two products instead of three.
     auto saveForBackward = [&](Operation *&op) -> SmallVector<Value> {
+      if (auto moe = dyn_cast<kern::MoeOp>(op)) {
+        std::optional<int64_t> n = moe.getActivationElements();
+        if (rematProducts || !saveExpertActivations || !n || moe.getActivations())
+          return {};
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(moe);
+        Type type = moe.getResult().getType();
+        auto saved = RankedTensorType::get({*n}, cast<RankedTensorType>(type).getElementType());
+        auto keeping = b.create<kern::MoeOp>(
+            moe.getLoc(), type, saved, moe.getInput(), moe.getRouter(), moe.getExpertWeights(),
+            moe.getSharedGate(), moe.getSharedUp(), moe.getSharedDown(), moe.getResidual(),
+            moe.getResidualGate(), moe.getRouting(), moe.getActivationAttr(), moe.getWeightLayoutAttr());
+        moe.getResult().replaceAllUsesWith(keeping.getResult());
+        moe.erase();
+        op = keeping;
+        return {keeping.getActivations()};
+      }
       auto gemm = dyn_cast<kern::GemmOp>(op);
       if (rematProducts || !gemm || gemm.getPreactivation() ||
           (gemm.getAct() == kern::Act::None && !gemm.getGate()))

@@ -42,7 +42,7 @@ struct FuseIntoProducer : OpRewritePattern<dit::GatedResidualOp> {
       if (moe.getResidual())
         return failure();
       rewriter.replaceOpWithNewOp<kern::MoeOp>(
-          op, op.getType(), moe.getInput(), moe.getRouter(), moe.getExpertWeights(),
+          op, op.getType(), Type(), moe.getInput(), moe.getRouter(), moe.getExpertWeights(),
           moe.getSharedGate(), moe.getSharedUp(), moe.getSharedDown(), r, g, moe.getRouting(),
           moe.getActivationAttr(), moe.getWeightLayoutAttr());
     } else {

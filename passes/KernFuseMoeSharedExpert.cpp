@@ -36,7 +36,7 @@ struct FuseShared : OpRewritePattern<dit::AddOp> {
     if (!moe)
       return failure();
     rewriter.replaceOpWithNewOp<kern::MoeOp>(
-        op, op.getType(), moe.getInput(), moe.getRouter(), moe.getExpertWeights(),
+        op, op.getType(), Type(), moe.getInput(), moe.getRouter(), moe.getExpertWeights(),
         shared.getGateWeight(), shared.getUpWeight(), shared.getDownWeight(), Value(), Value(),
         moe.getRouting(), moe.getActivationAttr(), moe.getWeightLayoutAttr());
     rewriter.eraseOp(moe);

@@ -188,7 +188,9 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
       for (Value r : op.getResults()) {
         int64_t end = lastUse.count(r) ? lastUse[r] : here;
         Value reuse = inPlaceOperand(&op);
-        if (reuse && op.getNumResults() == 1 && !inputs.count(reuse) && !owner.count(reuse) &&
+        // Only the first result takes over the operand (a second one, such
+        // as a saved pre-activation, is written beside it).
+        if (reuse && r == op.getResult(0) && !inputs.count(reuse) && !owner.count(reuse) &&
             llvm::count(op.getOperands(), reuse) == 1 &&
             !constant.count(reuse) && slots[reuse].region == Arena && lastUse[reuse] == here &&
             bytesOf(reuse) == bytesOf(r)) {

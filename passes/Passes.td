@@ -87,7 +87,10 @@ def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
     `preactivation` result, the vjp's saved operand): the backward then
     runs the two gradient products only, where recomputing z would cost a
     third, and z is stored in the activation type as PyTorch's autograd
-    stores it.
+    stores it. With `save-expert-activations` (set for CUDA targets), a
+    token-choice kern.moe with SwiGLU experts likewise saves its expert
+    activations (kern.moe's `activations` result) unless remat names
+    products.
 
     Rematerialisation (`remat`, `none` or a comma-separated list of
     `norms` and `products`): `none` keeps every forward value the
@@ -106,6 +109,8 @@ def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
   let options = [
     Option<"objective", "objective", "std::string", /*default=*/"\"\"",
            "ddpm, rf or edm; empty: the model description's objective">,
+    Option<"saveExpertActivations", "save-expert-activations", "bool", /*default=*/"false",
+           "token-choice SwiGLU kern.moe ops save their expert activations for the backward (the CUDA backward reads them; the CPU backward recomputes)">,
     Option<"remat", "remat", "std::string", /*default=*/"\"none\"",
            "none, or a comma-separated list of norms (recompute norm outputs in the backward) and products (recompute dense-layer pre-activations)">,
   ];

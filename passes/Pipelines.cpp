@@ -61,7 +61,9 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
   if (last < 4)
     return;
   if (options.mode == "train") {
-    pm.addPass(createKernAutodiff(KernAutodiffOptions{options.objective, options.remat}));
+    // The CUDA backward reads saved expert activations; the CPU's recomputes.
+    pm.addPass(createKernAutodiff(
+        KernAutodiffOptions{options.objective, options.target == "cuda", options.remat}));
     pm.addPass(createCSEPass());
   }
   if (last < 5)

@@ -671,7 +671,8 @@ private:
       const ValueDesc &x = desc(o[0]);
       if (attrString(k, "routing") == "token_choice") {
         cu::TokenChoiceArgs a = tokenChoice(k, nullptr);
-        return cu::moeTokenChoiceWorkspaceBytes(x.rows(), x.cols(), a, x.dtype);
+        const bool keep = k.results.size() > 1 && k.results[1] >= 0;
+        return cu::moeTokenChoiceWorkspaceBytes(x.rows(), x.cols(), a, x.dtype, keep);
       }
       cu::ExpertChoiceArgs a = expertChoice(k, nullptr);
       return cu::moeExpertChoiceWorkspaceBytes(x.rows(), x.cols(), a, x.dtype);
@@ -879,7 +880,10 @@ private:
         g.dSharedDown = ptr(r[7]);
         g.dEpilogueGate = mOpt(r[9]);
         g.balanceCoef = attrFloat(k, "balance_coef");
-        cu::moeTokenChoiceBackward(s(), gemm, dt, cm(o[0]), tokenChoice(k, hasE ? &e : nullptr), dOut(), g, ws());
+        cu::TokenChoiceArgs a = tokenChoice(k, hasE ? &e : nullptr);
+        if (saved > 0)
+          a.activations = ptr(o[sl]);
+        cu::moeTokenChoiceBackward(s(), gemm, dt, cm(o[0]), a, dOut(), g, ws());
       } else {
         cu::ExpertChoiceGrads g{mOpt(r[0]), ptr(r[1]), ptr(r[2]), ptr(r[3]), mOpt(r[9])};
         cu::moeExpertChoiceBackward(s(), gemm, dt, cm(o[0]), expertChoice(k, hasE ? &e : nullptr), dOut(), g, ws());
@@ -988,8 +992,12 @@ private:
     } else if (op == "kern.moe") {
       cu::GatedResidual e;
       bool hasE = epilogue(k, 8, e);
-      if (attrString(k, "routing") == "token_choice")
-        cu::moeTokenChoice(s(), gemm, dt, cm(o[0]), tokenChoice(k, hasE ? &e : nullptr), m(res), ws());
+      if (attrString(k, "routing") == "token_choice") {
+        cu::TokenChoiceArgs a = tokenChoice(k, hasE ? &e : nullptr);
+        if (k.results.size() > 1 && k.results[1] >= 0)
+          a.activations = ptr(k.results[1]);
+        cu::moeTokenChoice(s(), gemm, dt, cm(o[0]), a, m(res), ws());
+      }
       else
         cu::moeExpertChoice(s(), gemm, dt, cm(o[0]), expertChoice(k, hasE ? &e : nullptr), m(res), ws());
     } else if (op == "kern.dwconv") {

@@ -274,7 +274,8 @@ const std::map<std::string, Checker> &checkers() {
        }},
       {"kern.moe",
        [](const Check &c) {
-         c.counts(10, 1);
+         const bool keepsActivations = c.k.results.size() == 2;
+         c.counts(10, keepsActivations ? 2 : 1);
          const ValueDesc &x = c.in(0, "input"), &router = c.in(1, "router");
          c.rank(x, 3, "input");
          c.rank(router, 2, "router");
@@ -324,6 +325,20 @@ const std::map<std::string, Checker> &checkers() {
          c.shape(c.out(), x.shape, "result");
          c.epilogue(8);
          c.sameFloat();
+         if (keepsActivations && c.k.results[1] >= 0) {
+           // kern.moe C5: G, U, H, Y per slot row, then the shared expert's.
+           if (routing != "token_choice" || !swiglu)
+             c.error("only token-choice routing with SwiGLU experts saves activations");
+           if (c.plan.target != "cuda")
+             c.error("saved expert activations are read by the CUDA backward only; compile for the CPU "
+                     "without them");
+           const int64_t tokens = x.shape[0] * x.shape[1];
+           int64_t n = tokens * c.integer("top_k") * (3 * f + d);
+           if (shared)
+             n += tokens * (3 * c.in(5, "shared gate").shape[0] + d);
+           c.shape(c.out(1), {n}, "activations");
+           c.dtype(c.out(1), c.out().dtype, "activations");
+         }
        }},
       {"kern.dwconv",
        [](const Check &c) {
@@ -647,11 +662,12 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
     if (*id < 0)
       fail(where, ": saved value #", id - savedBegin, " is absent");
   bool loss = isLossOp(op);
-  // Only the dense layer saves a value (its pre-activation) so far; the
-  // other backward kernels read their incoming gradient right after their
-  // slots.
-  if (saved > 0 && (op != "kern.gemm" || saved != 1))
-    fail(where, ": ", op, " saves ", op == "kern.gemm" ? "one value" : "no values", ", got ", saved);
+  // The dense layer saves its pre-activation and the MoE its expert
+  // activations; the other backward kernels read their incoming gradient
+  // right after their slots.
+  const bool savesOne = op == "kern.gemm" || op == "kern.moe";
+  if (saved > 0 && (!savesOne || saved != 1))
+    fail(where, ": ", op, " saves ", savesOne ? "one value" : "no values", ", got ", saved);
   if (loss != (incomingBegin == kernel.operands.end()))
     fail(where, ": ", loss ? "a loss takes no incoming gradient" : "needs the incoming gradients");
   if (loss && !kernel.attrs.count("loss_weight"))

@@ -262,7 +262,8 @@ __device__ __forceinline__ void swigluGradOne(float &g, float &u, float d) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(256) swigluGradKernel(T *g, T *u, const T *dh, int64_t n) {
+__global__ void __launch_bounds__(256) swigluGradKernel(const T *g, const T *u, const T *dh, T *dg, T *du,
+                                                        int64_t n) {
   constexpr int V = kVec<T>;
   const int64_t vecs = n / V, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -274,14 +275,14 @@ __global__ void __launch_bounds__(256) swigluGradKernel(T *g, T *u, const T *dh,
 #pragma unroll
     for (int j = 0; j < V; ++j)
       swigluGradOne(gv[j], uv[j], dv[j]);
-    storeVec<T>(g + i * V, gv);
-    storeVec<T>(u + i * V, uv);
+    storeVec<T>(dg + i * V, gv);
+    storeVec<T>(du + i * V, uv);
   }
   for (int64_t i = vecs * V + first; i < n; i += stride) {
     float gi = toF<T>(g[i]), ui = toF<T>(u[i]);
     swigluGradOne(gi, ui, toF<T>(dh[i]));
-    g[i] = fromF<T>(gi);
-    u[i] = fromF<T>(ui);
+    dg[i] = fromF<T>(gi);
+    du[i] = fromF<T>(ui);
   }
 }
 
@@ -334,8 +335,8 @@ template <typename T> struct GradYParams {
   int experts;
   const float *weight; // null: 1
   float *dot;          // null: not wanted
-  T *y;                // rows x d: Y in, dY out (may be null when dot is null: dy only)
-  T *dy;               // output when y is null (the shared expert's dy)
+  const T *y;          // rows x d: Y, read when dot is wanted (else may be null)
+  T *dy;               // rows x d: dY = w·dy out (may be y itself)
   int64_t rows, d;
 };
 
@@ -355,7 +356,8 @@ __global__ void __launch_bounds__(kThreads) gradYKernel(GradYParams<T> p) {
     const float w = p.weight != nullptr ? p.weight[widx] : 1.0f;
     const T *dr = p.dOut + token * p.ldOut;
     const T *gr = p.epiGate != nullptr ? p.epiGate + (token / p.rowsPerGate) * p.ldGate : nullptr;
-    T *out = p.y != nullptr ? p.y + r * p.d : p.dy + r * p.d;
+    const T *in = p.y != nullptr ? p.y + r * p.d : nullptr;
+    T *out = p.dy + r * p.d;
     float acc = 0.0f;
     for (int64_t c = static_cast<int64_t>(lane) * V; c < p.d; c += 32 * V) {
       float dy[V], o[V];
@@ -368,7 +370,7 @@ __global__ void __launch_bounds__(kThreads) gradYKernel(GradYParams<T> p) {
           dy[i] *= gv[i];
       }
       if (p.dot != nullptr) {
-        loadN<V>(out + c, o); // each lane reads and then rewrites its own elements
+        loadN<V>(in + c, o); // each lane reads and then (when dy is y) rewrites its own elements
 #pragma unroll
         for (int i = 0; i < V; ++i)
           acc += dy[i] * o[i];
@@ -1252,7 +1254,9 @@ struct TokenLayout {
   size_t total;
 };
 
-TokenLayout tokenLayout(int64_t m, int64_t d, const TokenChoiceArgs &a, DType dtype) {
+/// The backward's workspace, or with routingOnly the routing and stable
+/// permutation only (the forward that keeps activations).
+TokenLayout tokenLayout(int64_t m, int64_t d, const TokenChoiceArgs &a, DType dtype, bool routingOnly = false) {
   const size_t es = dtypeSize(dtype);
   const int64_t e = a.experts, slots = m * a.topK, f = a.hidden, fs = a.sharedHidden;
   const int64_t chunks = (slots + kChunk - 1) / kChunk;
@@ -1272,6 +1276,10 @@ TokenLayout tokenLayout(int64_t m, int64_t d, const TokenChoiceArgs &a, DType dt
   l.dw = c.take(slots * sizeof(float));
   l.dLogits = c.take(m * e * sizeof(float));
   l.routerF32 = routerInSmem(e, d) ? 0 : c.take(e * d * sizeof(float));
+  if (routingOnly) {
+    l.total = c.bytes;
+    return l;
+  }
   // The same shapes and split arguments as the launches below.
   const bool tc = dtype != DType::F32;
   const int64_t routed = routedRows(m, a.topK, e);
@@ -1333,6 +1341,130 @@ ExpertLayout expertLayout(int64_t m, int64_t d, int64_t k, const ExpertChoiceArg
 // Token choice
 //===----------------------------------------------------------------------===//
 
+namespace {
+
+/// The expert activations kern.moe keeps for its backward (its C5 layout):
+/// G, U, H (slots x F), Y (slots x D), then the shared expert's Gs, Us, Hs
+/// (tokens x Fs), Ys (tokens x D).
+template <typename T> struct ExpertActivations {
+  T *g = nullptr, *u = nullptr, *h = nullptr, *y = nullptr;
+  T *gs = nullptr, *us = nullptr, *hs = nullptr, *ys = nullptr;
+};
+
+template <typename T>
+ExpertActivations<T> activationViews(void *base, int64_t m, int64_t d, const TokenChoiceArgs &a) {
+  const int64_t slots = m * a.topK, f = a.hidden, fs = a.sharedHidden;
+  T *p = static_cast<T *>(base);
+  ExpertActivations<T> v;
+  v.g = p;
+  v.u = v.g + slots * f;
+  v.h = v.u + slots * f;
+  v.y = v.h + slots * f;
+  if (a.sharedGate != nullptr) {
+    v.gs = v.y + slots * d;
+    v.us = v.gs + m * fs;
+    v.hs = v.us + m * fs;
+    v.ys = v.hs + m * fs;
+  }
+  return v;
+}
+
+/// Routing (the forward's router kernel, keeping the probabilities and the
+/// chosen sums) and the stable expert-major permutation of the slots.
+void routeStable(Stream stream, DType dtype, DConstMat x, const TokenChoiceArgs &args, const TokenLayout &l,
+                 Workspace ws) {
+  const int64_t m = x.rows, d = x.cols, e = args.experts, topK = args.topK;
+  const int64_t slots = m * topK, chunks = (slots + kChunk - 1) / kChunk;
+  cudaStream_t s = native(stream);
+  int32_t *chunkCounts = at<int32_t>(ws, l.chunkCounts), *counts = at<int32_t>(ws, l.counts);
+  int32_t *offsets = at<int32_t>(ws, l.offsets), *expertOf = at<int32_t>(ws, l.expertOf);
+  float *routerF32 = l.routerF32 != 0 ? at<float>(ws, l.routerF32) : nullptr;
+  if (routerF32 != nullptr)
+    cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
+  moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
+  rp.topK = static_cast<int>(topK);
+  rp.normalize = args.normalize;
+  rp.probs = at<float>(ws, l.probs);
+  rp.expertOf = expertOf;
+  rp.weightOf = at<float>(ws, l.weightOf);
+  rp.totals = at<float>(ws, l.totals);
+  moe::route(stream, rp, true);
+  chunkCountKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(expertOf, slots, static_cast<int>(e),
+                                                                    chunkCounts);
+  checkLaunch("moe chunk counts");
+  chunkScanKernel<<<1, kScanThreads, 0, s>>>(chunkCounts, chunks, static_cast<int>(e), counts, offsets);
+  checkLaunch("moe chunk scan");
+  placeKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(
+      expertOf, slots, static_cast<int>(topK), static_cast<int>(e), chunkCounts, offsets, at<int32_t>(ws, l.slotRow),
+      at<int32_t>(ws, l.rowToken), at<int32_t>(ws, l.rowSlot));
+  checkLaunch("moe stable permutation");
+}
+
+/// The expert forward over the permuted slot rows (and the shared expert
+/// over every token): G, U, H = silu(G) ⊙ U, Y = H·downᵀ; the shared Y only
+/// when sharedOutputs.
+template <typename T>
+void expertForward(Stream stream, DType dtype, DConstMat x, const TokenChoiceArgs &args, const int32_t *offsets,
+                   const int32_t *rowToken, const ExpertActivations<T> &a, bool sharedOutputs) {
+  const int64_t m = x.rows, d = x.cols, f = args.hidden, fs = args.sharedHidden, slots = m * args.topK;
+  const int groups = static_cast<int>(args.experts);
+  cudaStream_t s = native(stream);
+  grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.gate, d, f * d, BLayout::NK, a.g, f,
+                                       d, offsets, 0, groups, slots));
+  grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.up, d, f * d, BLayout::NK, a.u, f, d,
+                                       offsets, 0, groups, slots));
+  swigluHiddenKernel<T><<<vecBlocks<T>(slots * f), 256, 0, s>>>(a.g, a.u, a.h, slots * f);
+  checkLaunch("moe swiglu hidden");
+  grouped::groupedGemm(stream, product(dtype, a.h, f, nullptr, args.down, f, d * f, BLayout::NK, a.y, d, f,
+                                       offsets, 0, groups, slots));
+  if (args.sharedGate == nullptr)
+    return;
+  grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedGate, d, 0, BLayout::NK, a.gs,
+                                       fs, d, nullptr, m, 1, m));
+  grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedUp, d, 0, BLayout::NK, a.us, fs,
+                                       d, nullptr, m, 1, m));
+  swigluHiddenKernel<T><<<vecBlocks<T>(m * fs), 256, 0, s>>>(a.gs, a.us, a.hs, m * fs);
+  checkLaunch("moe swiglu hidden");
+  if (sharedOutputs)
+    grouped::groupedGemm(stream, product(dtype, a.hs, fs, nullptr, args.sharedDown, fs, 0, BLayout::NK, a.ys, d,
+                                         fs, nullptr, m, 1, m));
+}
+
+} // namespace
+
+int64_t moeTokenChoiceActivationElements(int64_t tokens, int64_t d, const TokenChoiceArgs &args) {
+  int64_t n = tokens * args.topK * (3 * args.hidden + d);
+  if (args.sharedGate != nullptr)
+    n += tokens * (3 * args.sharedHidden + d);
+  return n;
+}
+
+namespace moe {
+
+size_t tokenChoiceKeepingWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args, DType dtype) {
+  return tokenLayout(tokens, d, args, dtype, true).total;
+}
+
+void tokenChoiceKeepingActivations(Stream stream, DType dtype, DConstMat x, const TokenChoiceArgs &args,
+                                   DMat out, Workspace ws) {
+  const char *kernel = "moeTokenChoice (keeping activations)";
+  const int64_t m = x.rows, d = x.cols;
+  if (args.routedCounts != nullptr)
+    fail(kernel, ": routed counts are not reported while keeping activations");
+  const TokenLayout l = tokenLayout(m, d, args, dtype, true);
+  checkWorkspace(kernel, ws, l.total);
+  routeStable(stream, dtype, x, args, l, ws);
+  dispatchFloat(dtype, kernel, [&](auto zero) {
+    using T = decltype(zero);
+    const ExpertActivations<T> a = activationViews<T>(args.activations, m, d, args);
+    expertForward<T>(stream, dtype, x, args, at<int32_t>(ws, l.offsets), at<int32_t>(ws, l.rowToken), a, true);
+    combineTokenChoice(stream, dtype, a.y, a.ys, at<int32_t>(ws, l.slotRow), at<float>(ws, l.weightOf),
+                       static_cast<int>(args.topK), m, d, args.epilogue, out);
+  });
+}
+
+} // namespace moe
+
 size_t moeTokenChoiceBackwardWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args,
                                             DType dtype) {
   if (tokens <= 0 || d <= 0 || args.experts <= 0 || args.topK <= 0 || args.hidden <= 0)
@@ -1373,61 +1505,28 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     return;
   const TokenLayout l = tokenLayout(m, d, args, dtype);
   checkWorkspace(kernel, ws, l.total);
-  const int64_t slots = m * topK, chunks = (slots + kChunk - 1) / kChunk;
+  const int64_t slots = m * topK;
   const int64_t routed = routedRows(m, topK, e);
   const bool wantRouter = grads.dRouter != nullptr || wantX;
 
   dispatchFloat(dtype, kernel, [&](auto zero) {
     using T = decltype(zero);
     cudaStream_t s = native(stream);
-    int32_t *chunkCounts = at<int32_t>(ws, l.chunkCounts), *counts = at<int32_t>(ws, l.counts);
+    int32_t *counts = at<int32_t>(ws, l.counts);
     int32_t *offsets = at<int32_t>(ws, l.offsets), *expertOf = at<int32_t>(ws, l.expertOf);
     int32_t *slotRow = at<int32_t>(ws, l.slotRow), *rowToken = at<int32_t>(ws, l.rowToken);
     int32_t *rowSlot = at<int32_t>(ws, l.rowSlot);
     float *probs = at<float>(ws, l.probs), *weightOf = at<float>(ws, l.weightOf);
     float *totals = at<float>(ws, l.totals), *dw = at<float>(ws, l.dw);
     float *dLogits = at<float>(ws, l.dLogits);
-    float *routerF32 = l.routerF32 != 0 ? at<float>(ws, l.routerF32) : nullptr;
     float *partial = l.partial != 0 ? at<float>(ws, l.partial) : nullptr;
+    // The workspace's G, U, H, Y (and shared) buffers: the recomputed
+    // activations, then their gradients; with kept activations (read-only
+    // forward values) only the gradients.
     T *G = at<T>(ws, l.g), *U = at<T>(ws, l.u), *H = at<T>(ws, l.h), *Y = at<T>(ws, l.y);
     T *XU = at<T>(ws, l.xu);
     const T *dOutT = static_cast<const T *>(dOut.data);
     const T *epiGate = epi != nullptr ? static_cast<const T *>(epi->gate.data) : nullptr;
-
-    // Routing and the stable permutation.
-    if (routerF32 != nullptr)
-      cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-    moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
-    rp.topK = static_cast<int>(topK);
-    rp.normalize = args.normalize;
-    rp.probs = probs;
-    rp.expertOf = expertOf;
-    rp.weightOf = weightOf;
-    rp.totals = totals;
-    moe::route(stream, rp, true);
-    chunkCountKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(
-        expertOf, slots, static_cast<int>(e), chunkCounts);
-    checkLaunch("moe backward chunk counts");
-    chunkScanKernel<<<1, kScanThreads, 0, s>>>(chunkCounts, chunks, static_cast<int>(e), counts,
-                                               offsets);
-    checkLaunch("moe backward chunk scan");
-    placeKernel<<<static_cast<unsigned>(chunks), kChunk, 0, s>>>(
-        expertOf, slots, static_cast<int>(topK), static_cast<int>(e), chunkCounts, offsets,
-        slotRow, rowToken, rowSlot);
-    checkLaunch("moe backward permutation");
-
-    // Forward recomputation of the routed experts.
-    const int groups = static_cast<int>(e);
-    grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.gate, d, f * d,
-                                         BLayout::NK, G, f, d, offsets, 0, groups, slots));
-    grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.up, d, f * d,
-                                         BLayout::NK, U, f, d, offsets, 0, groups, slots));
-    swigluHiddenKernel<T><<<vecBlocks<T>(slots * f), 256, 0, s>>>(G, U, H, slots * f);
-    checkLaunch("moe backward swiglu hidden");
-    grouped::groupedGemm(stream, product(dtype, H, f, nullptr, args.down, f, d * f, BLayout::NK,
-                                         Y, d, f, offsets, 0, groups, slots));
-
-    // The shared expert: one group of every token, unit weights.
     T *Gs = nullptr, *Us = nullptr, *Hs = nullptr, *Ys = nullptr, *DYs = nullptr;
     if (shared) {
       Gs = at<T>(ws, l.gs);
@@ -1435,22 +1534,25 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       Hs = at<T>(ws, l.hs);
       Ys = at<T>(ws, l.ys);
       DYs = at<T>(ws, l.dys);
-      grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedGate, d, 0,
-                                           BLayout::NK, Gs, fs, d, nullptr, m, 1, m));
-      grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedUp, d, 0,
-                                           BLayout::NK, Us, fs, d, nullptr, m, 1, m));
-      swigluHiddenKernel<T><<<vecBlocks<T>(m * fs), 256, 0, s>>>(Gs, Us, Hs, m * fs);
-      checkLaunch("moe backward swiglu hidden");
-      if (wantEpiGate)
-        grouped::groupedGemm(stream, product(dtype, Hs, fs, nullptr, args.sharedDown, fs, 0,
-                                             BLayout::NK, Ys, d, fs, nullptr, m, 1, m));
     }
 
-    // dEpilogueGate from the outputs before they are overwritten.
+    // Routing and the stable permutation (the order the forward kept its
+    // activations in), then the activations: kept, or recomputed.
+    routeStable(stream, dtype, x, args, l, ws);
+    ExpertActivations<T> act;
+    if (args.activations != nullptr) {
+      act = activationViews<T>(args.activations, m, d, args);
+    } else {
+      act = ExpertActivations<T>{G, U, H, Y, Gs, Us, Hs, Ys};
+      expertForward<T>(stream, dtype, x, args, offsets, rowToken, act, wantEpiGate);
+    }
+    const int groups = static_cast<int>(e);
+
+    // dEpilogueGate from the expert outputs.
     if (wantEpiGate) {
       TokenSumParams<T> tp{};
-      tp.shared = Ys;
-      tp.slots = Y;
+      tp.shared = act.ys;
+      tp.slots = act.y;
       tp.slot = slotRow;
       tp.weight = weightOf;
       tp.perToken = static_cast<int>(topK);
@@ -1472,7 +1574,8 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     gp.experts = static_cast<int>(e);
     gp.weight = weightOf;
     gp.dot = dw;
-    gp.y = Y;
+    gp.y = act.y;
+    gp.dy = Y;
     gp.rows = slots;
     gp.d = d;
     launchGradY<T>(stream, gp);
@@ -1483,7 +1586,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       WgradParams<T, T> wp{};
       wp.a = Y;
       wp.lda = d;
-      wp.b = H;
+      wp.b = act.h;
       wp.ldb = f;
       wp.n = d;
       wp.k = f;
@@ -1499,7 +1602,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       // dH = dY·down (into H), then dG, dU in place of G, U.
       grouped::groupedGemm(stream, product(dtype, Y, d, nullptr, args.down, f, d * f,
                                            BLayout::KN, H, f, d, offsets, 0, groups, slots));
-      swigluGradKernel<T><<<vecBlocks<T>(slots * f), 256, 0, s>>>(G, U, H, slots * f);
+      swigluGradKernel<T><<<vecBlocks<T>(slots * f), 256, 0, s>>>(act.g, act.u, H, G, U, slots * f);
       checkLaunch("moe backward swiglu gradient");
       WgradParams<T, T> wp{};
       wp.lda = f;
@@ -1550,7 +1653,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
         WgradParams<T, T> wp{};
         wp.a = DYs;
         wp.lda = d;
-        wp.b = Hs;
+        wp.b = act.hs;
         wp.ldb = fs;
         wp.n = d;
         wp.k = fs;
@@ -1563,7 +1666,7 @@ void moeTokenChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
       if (wantX || grads.dSharedGate != nullptr || grads.dSharedUp != nullptr) {
         grouped::groupedGemm(stream, product(dtype, DYs, d, nullptr, args.sharedDown, fs, 0,
                                              BLayout::KN, Hs, fs, d, nullptr, m, 1, m));
-        swigluGradKernel<T><<<vecBlocks<T>(m * fs), 256, 0, s>>>(Gs, Us, Hs, m * fs);
+        swigluGradKernel<T><<<vecBlocks<T>(m * fs), 256, 0, s>>>(act.gs, act.us, Hs, Gs, Us, m * fs);
         checkLaunch("moe backward swiglu gradient");
         WgradParams<T, T> wp{};
         wp.lda = fs;
@@ -1751,6 +1854,7 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     gp.weight = probs;
     gp.dot = wantRouter ? dLogits : nullptr;
     gp.y = Y;
+    gp.dy = Y;
     gp.rows = selected;
     gp.d = d;
     launchGradY<T>(stream, gp);

@@ -480,10 +480,29 @@ template <typename U> U *at(const Workspace &ws, size_t offset) {
 //===----------------------------------------------------------------------===//
 
 size_t moeTokenChoiceWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args,
-                                    DType dtype) {
+                                    DType dtype, bool keepActivations) {
   if (tokens <= 0 || d <= 0 || args.experts <= 0 || args.topK <= 0 || args.hidden <= 0)
     return 0;
+  if (keepActivations)
+    return moe::tokenChoiceKeepingWorkspaceBytes(tokens, d, args, dtype);
   return tokenLayout(tokens, d, args, dtype).total;
+}
+
+void moe::combineTokenChoice(Stream stream, DType dtype, const void *y, const void *shared, const int32_t *slotRow,
+                             const float *weightOf, int topK, int64_t rows, int64_t d,
+                             const GatedResidual *epilogue, DMat out) {
+  dispatchFloat(dtype, "moe combine", [&](auto zero) {
+    using T = decltype(zero);
+    CombineParams<T> cp{};
+    cp.y = static_cast<const T *>(y);
+    cp.shared = static_cast<const T *>(shared);
+    cp.slot = slotRow;
+    cp.weight = weightOf;
+    cp.perToken = topK;
+    cp.rows = rows;
+    cp.d = d;
+    launchCombine<T>(stream, cp, epilogue, out);
+  });
 }
 
 void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
@@ -502,6 +521,8 @@ void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
             "moeTokenChoice: routed counts");
     return;
   }
+  if (args.activations != nullptr)
+    return moe::tokenChoiceKeepingActivations(stream, dtype, x, args, out, ws);
   const TokenLayout l = tokenLayout(m, d, args, dtype);
   checkWorkspace(kernel, ws, l.total);
   const int64_t slots = m * topK;
@@ -585,15 +606,8 @@ void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
              Workspace{at<uint8_t>(ws, l.swigluWs), l.swigluBytes});
     }
 
-    CombineParams<T> cp{};
-    cp.y = y;
-    cp.shared = sharedY;
-    cp.slot = slotRow;
-    cp.weight = weightOf;
-    cp.perToken = static_cast<int>(topK);
-    cp.rows = m;
-    cp.d = d;
-    launchCombine<T>(stream, cp, args.epilogue, out);
+    moe::combineTokenChoice(stream, dtype, y, sharedY, slotRow, weightOf, static_cast<int>(topK), m, d,
+                            args.epilogue, out);
   });
 }
 

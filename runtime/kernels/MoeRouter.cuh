@@ -72,6 +72,20 @@ inline RouterArgs routerArgs(DType dtype, DConstMat x, const void *router, const
 /// expert order.
 void route(Stream stream, const RouterArgs &args, bool tokenChoice);
 
+/// out = (residual + gate ⊙) (shared + Σ_j weight_j · y[slot_j]), per token
+/// over its topK slots in order (Moe.cu's combine).
+void combineTokenChoice(Stream stream, DType dtype, const void *y, const void *shared, const int32_t *slotRow,
+                        const float *weightOf, int topK, int64_t rows, int64_t d, const GatedResidual *epilogue,
+                        DMat out);
+
+/// The token-choice forward of training, which writes args.activations
+/// (kern.moe's C5 layout): the backward's routing and stable permutation,
+/// the unfused expert products into the activations, then the combine
+/// (GradMoe.cu, beside the backward that reads them).
+void tokenChoiceKeepingActivations(Stream stream, DType dtype, DConstMat x, const TokenChoiceArgs &args, DMat out,
+                                   Workspace ws);
+size_t tokenChoiceKeepingWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args, DType dtype);
+
 } // namespace diffrt::cuda::moe
 
 #endif // DIFFRT_KERNELS_MOEROUTER_CUH

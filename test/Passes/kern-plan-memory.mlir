@@ -40,3 +40,19 @@ func.func @forward(%x: tensor<2x8xf32> {dit.input = "x"}) -> tensor<2x8xf32> {
   %2 = dit.silu %1 : tensor<2x8xf32>
   return %2 : tensor<2x8xf32>
 }
+
+// -----
+
+// A gemm that also writes its pre-activation: its result still takes over
+// the residual that dies there; the pre-activation gets an allocation of
+// its own.
+// CHECK-LABEL: func @forward
+// CHECK: dit.add %{{.*}} {kern.slots = [array<i64: 2, [[H:[0-9]+]], 8>]}
+// CHECK: kern.gemm %{{.*}} {kern.slots = [array<i64: 2, [[H]], 8>, array<i64: 2, [[Z:[0-9]+]], 8>]}
+// CHECK-NOT: array<i64: 2, [[H]], 8>]
+func.func @forward(%x: tensor<2x4x8xf32> {dit.input = "x"}, %g: tensor<2x8xf32> {dit.input = "g"},
+                   %w: tensor<8x8xf32> {dit.param = "w"}) -> (tensor<2x4x8xf32>, tensor<2x4x8xf32>) {
+  %h = dit.add %x, %x : (tensor<2x4x8xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  %y, %z = kern.gemm %x, %w residual %h gate %g : (tensor<2x4x8xf32>, tensor<8x8xf32>, tensor<2x4x8xf32>, tensor<2x8xf32>) -> (tensor<2x4x8xf32>, tensor<2x4x8xf32>)
+  return %y, %z : tensor<2x4x8xf32>, tensor<2x4x8xf32>
+}

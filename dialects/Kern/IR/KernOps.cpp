@@ -162,7 +162,29 @@ LogicalResult MoeOp::verify() {
   }
   if (failed(verifyEpilogue(*this, getResult(), getResidual(), getResidualGate(), "C3")))
     return failure();
+  if (Value act = getActivations()) {
+    std::optional<int64_t> n = getActivationElements();
+    if (!n)
+      return emitOpError() << "C5: only token-choice routing with SwiGLU experts saves activations";
+    auto expected = RankedTensorType::get({*n}, x.getElementType());
+    if (act.getType() != expected)
+      return emitOpError() << "C5: activations must be " << expected << ", got " << act.getType();
+  }
   return sameElementType(*this, "C4");
+}
+
+std::optional<int64_t> MoeOp::getActivationElements() {
+  auto tc = dyn_cast<dit::TokenChoiceAttr>(getRouting());
+  if (!tc || getActivation() != dit::Activation::SwiGlu)
+    return std::nullopt;
+  auto x = ranked(getInput());
+  int64_t tokens = x.getDimSize(0) * x.getDimSize(1), d = x.getDimSize(2);
+  auto w = ranked(getExpertWeights()[0]);
+  int64_t f = getWeightLayout() == dit::WeightLayout::OutIn ? w.getDimSize(1) : w.getDimSize(2);
+  int64_t n = tokens * tc.getTopK() * (3 * f + d);
+  if (Value g = getSharedGate())
+    n += tokens * (3 * ranked(g).getDimSize(0) + d);
+  return n;
 }
 
 LogicalResult DwConvOp::verify() {

@@ -102,11 +102,24 @@ def Kern_MoeOp : Kern_Op<"moe", [AttrSizedOperandSegments]> {
     Routing, permutation, the expert products and the combine stay on the
     device with no host synchronisation.
 
+    With the second result `activations` (token-choice SwiGLU experts
+    only), the kernel also writes the expert activations its backward
+    kernel would otherwise recompute, as one flat tensor. Slots (token t's
+    k-th choice is slot t·top_k + k) are ordered expert by expert, in slot
+    order within an expert; for the S = N·L·top_k slot rows it holds
+    G = x·gateᵀ, U = x·upᵀ, H = silu(G) ⊙ U (S x F each) and the expert
+    outputs Y = H·downᵀ (S x D); then, with a shared expert, the same four
+    over the N·L tokens (N·L x Fs three times, N·L x D). kern-autodiff asks
+    for it in @train_step for CUDA targets.
+
     Constraints:
     C1. The dit.moe constraints on x, the router and the expert weights.
     C2. Shared weights are all three or none: (Fs, D), (Fs, D), (D, Fs).
     C3. residual and residual_gate come together, as for kern.gemm.
     C4. All operands share the element type.
+    C5. activations exist only for token-choice routing with SwiGLU
+        experts, and are a 1-D tensor of the element type with
+        S·(3F + D) + (shared ? N·L·(3Fs + D) : 0) elements.
   }];
   let arguments = (ins Kern_FloatTensor:$input, Kern_FloatTensor:$router,
                        Variadic<Kern_FloatTensor>:$expert_weights,
@@ -115,7 +128,12 @@ def Kern_MoeOp : Kern_Op<"moe", [AttrSizedOperandSegments]> {
                        Optional<Kern_FloatTensor>:$residual, Optional<Kern_FloatTensor>:$residual_gate,
                        AnyAttrOf<[Dit_TokenChoiceAttr, Dit_ExpertChoiceAttr]>:$routing,
                        Dit_ActivationAttr:$activation, Dit_WeightLayoutAttr:$weight_layout);
-  let results = (outs Kern_FloatTensor:$result);
+  let results = (outs Kern_FloatTensor:$result, Optional<Kern_FloatTensor>:$activations);
+  let extraClassDeclaration = [{
+    /// The element count C5 requires of `activations` (token-choice SwiGLU
+    /// experts), or nullopt for routings that save none.
+    std::optional<int64_t> getActivationElements();
+  }];
   let assemblyFormat = [{
     $input `,` $router `experts` `(` $expert_weights `)` (`shared` `(` $shared_gate^ `,` $shared_up `,` $shared_down `)`)? (`residual` $residual^)? (`gate` $residual_gate^)? attr-dict `:` functional-type(operands, results)
   }];

@@ -235,11 +235,19 @@ struct TokenChoiceArgs {
   const GatedResidual *epilogue = nullptr;
   /// Optional device array of `experts` int64 counts of routed slots.
   int64_t *routedCounts = nullptr;
+  /// Training: moeTokenChoiceActivationElements(...) elements of dtype in
+  /// kern.moe's C5 layout (SwiGLU experts), which the forward writes (in
+  /// the backward's stable slot order) and the backward reads instead of
+  /// recomputing the expert products. Null: the forward keeps nothing and
+  /// the backward recomputes.
+  void *activations = nullptr;
 };
 void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
                     const TokenChoiceArgs &args, DMat out, Workspace ws);
+/// keepActivations: the size for a forward given args.activations.
 size_t moeTokenChoiceWorkspaceBytes(int64_t tokens, int64_t d, const TokenChoiceArgs &args,
-                                    DType dtype);
+                                    DType dtype, bool keepActivations = false);
+int64_t moeTokenChoiceActivationElements(int64_t tokens, int64_t d, const TokenChoiceArgs &args);
 
 struct ExpertChoiceArgs {
   const void *router = nullptr;

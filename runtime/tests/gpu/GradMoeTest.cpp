@@ -113,13 +113,19 @@ TokenData tokenData(Rng &rng, DType t, const TokenCase &c) {
   return s;
 }
 
-/// Both implementations on the same data; every gradient compared.
-void checkTokenChoice(DType t, const TokenCase &c, const TokenData &s, bool checkRouter = true) {
+/// Both implementations on the same data; every gradient compared. With
+/// keepActivations the GPU forward first runs keeping the expert
+/// activations (its output checked against the CPU forward), the backward
+/// reads them, and a second backward that recomputes them must give the
+/// same bits.
+void checkTokenChoice(DType t, const TokenCase &c, const TokenData &s, bool checkRouter = true,
+                      bool keepActivations = false) {
   SCOPED_TRACE(::testing::Message()
                << dtypeName(t) << " m " << c.m << " d " << c.d << " experts " << c.e
                << " hidden " << c.f << " shared " << c.shared << " (" << c.fs << ") topK "
                << c.topK << " normalize " << c.normalize << " epilogue " << c.epilogue
-               << " balance " << c.balance << " rowsPerGate " << c.rowsPerGate);
+               << " balance " << c.balance << " rowsPerGate " << c.rowsPerGate
+               << (keepActivations ? " keeping activations" : ""));
   const int64_t m = c.m, d = c.d, e = c.e, f = c.f, fs = c.fs;
   cpu::TokenChoiceArgs ca;
   ca.router = s.router.data();
@@ -208,8 +214,43 @@ void checkTokenChoice(DType t, const TokenCase &c, const TokenData &s, bool chec
   const size_t wsBytes = moeTokenChoiceBackwardWorkspaceBytes(m, d, ga, t);
   DeviceBuffer ws(wsBytes);
   Gemm gemm;
+  DeviceBuffer activations = poisonedBuffer(t, moeTokenChoiceActivationElements(m, d, ga));
+  if (keepActivations) {
+    HostMat rOut(m, d);
+    cpu::moeTokenChoice(s.x.cmat(), ca, rOut.mat());
+    ga.activations = activations.get();
+    const size_t fwdBytes = moeTokenChoiceWorkspaceBytes(m, d, ga, t, true);
+    DeviceBuffer fws(fwdBytes);
+    DevMat gout = toDevice(poisonedMat(m, d, d + 3), t);
+    moeTokenChoice(nullptr, gemm, t, dx.c(), ga, gout.m(), {fws.get(), fwdBytes});
+    syncDevice();
+    SCOPED_TRACE("forward keeping activations");
+    expectClose(toHost(gout), rOut, t, tolFor(t));
+  }
   moeTokenChoiceBackward(nullptr, gemm, t, dx.c(), ga, ddOut.c(), gg, {ws.get(), wsBytes});
   syncDevice();
+  if (keepActivations) {
+    auto all = [&] {
+      std::vector<float> v = download(t, gdx.data(), static_cast<size_t>(gdx.rows * gdx.ld));
+      for (const DeviceBuffer *b : {&gRouter, &gGate, &gUp, &gDown, &gsGate, &gsUp, &gsDown}) {
+        std::vector<float> part = download(t, b->get(), b->bytes() / dtypeSize(t));
+        v.insert(v.end(), part.begin(), part.end());
+      }
+      if (c.epilogue) {
+        std::vector<float> part = download(t, gdEpi.data(), static_cast<size_t>(gdEpi.rows * gdEpi.ld));
+        v.insert(v.end(), part.begin(), part.end());
+      }
+      return v;
+    };
+    const std::vector<float> kept = all();
+    TokenChoiceArgs recompute = ga;
+    recompute.activations = nullptr;
+    moeTokenChoiceBackward(nullptr, gemm, t, dx.c(), recompute, ddOut.c(), gg, {ws.get(), wsBytes});
+    syncDevice();
+    const std::vector<float> recomputed = all();
+    EXPECT_EQ(std::memcmp(kept.data(), recomputed.data(), kept.size() * sizeof(float)), 0)
+        << "gradients from kept activations differ from recomputed ones";
+  }
 
   const Tol tol = gradTol(t);
   {
@@ -266,6 +307,7 @@ TEST(GradMoeTokenChoice, MatchesCpu) {
         c.epilogue = fl.epilogue;
         c.balance = fl.balance;
         checkTokenChoice(t, c, s);
+        checkTokenChoice(t, c, s, true, true);
       }
     }
 }
@@ -698,19 +740,44 @@ void timeTokenChoice(const char *name, int64_t d, int64_t f, int64_t fs) {
   cudaOk(cudaEventCreate(&start), "event");
   cudaOk(cudaEventCreate(&stop), "event");
   constexpr int kIters = 10;
-  cudaOk(cudaEventRecord(start), "record");
-  for (int i = 0; i < kIters; ++i)
-    moeTokenChoiceBackward(nullptr, gemm, t, xv, ga, dv, gg, {ws.get(), wsBytes});
-  cudaOk(cudaEventRecord(stop), "record");
-  syncDevice();
-  float ms = 0.0f;
-  cudaOk(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+  auto time = [&](auto &&call) {
+    cudaOk(cudaEventRecord(start), "record");
+    for (int i = 0; i < kIters; ++i)
+      call();
+    cudaOk(cudaEventRecord(stop), "record");
+    syncDevice();
+    float ms = 0.0f;
+    cudaOk(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+    return ms / kIters;
+  };
+  const double ms = time([&] { moeTokenChoiceBackward(nullptr, gemm, t, xv, ga, dv, gg, {ws.get(), wsBytes}); });
   const double flops = 9.0 * 2.0 * double(d) * (double(m * topK) * f + double(m) * fs);
   std::printf("[GradMoeTiming] %s token-choice backward (bf16, %lld tokens, d %lld, hidden "
               "%lld, shared %lld): %.3f ms, %.0f TFLOP/s over its products, workspace %.1f MiB\n",
               name, static_cast<long long>(m), static_cast<long long>(d),
-              static_cast<long long>(f), static_cast<long long>(fs), ms / kIters,
-              flops / (ms / kIters * 1e-3) / 1e12, wsBytes / 1048576.0);
+              static_cast<long long>(f), static_cast<long long>(fs), ms,
+              flops / (ms * 1e-3) / 1e12, wsBytes / 1048576.0);
+
+  // Training's pair with kept activations: the forward that writes them
+  // (unfused expert products, stable permutation) against the fused
+  // forward, and the backward that reads them.
+  DeviceBuffer out(m * d * 2);
+  DMat ov{out.get(), m, d, d};
+  const size_t fusedBytes = moeTokenChoiceWorkspaceBytes(m, d, ga, t);
+  DeviceBuffer fusedWs(fusedBytes);
+  const double fused = time([&] { moeTokenChoice(nullptr, gemm, t, xv, ga, ov, {fusedWs.get(), fusedBytes}); });
+  TokenChoiceArgs keep = ga;
+  const int64_t elements = moeTokenChoiceActivationElements(m, d, ga);
+  DeviceBuffer activations(static_cast<size_t>(elements) * 2);
+  keep.activations = activations.get();
+  const size_t keepBytes = moeTokenChoiceWorkspaceBytes(m, d, keep, t, true);
+  DeviceBuffer keepWs(keepBytes);
+  const double keeping = time([&] { moeTokenChoice(nullptr, gemm, t, xv, keep, ov, {keepWs.get(), keepBytes}); });
+  const double reading =
+      time([&] { moeTokenChoiceBackward(nullptr, gemm, t, xv, keep, dv, gg, {ws.get(), wsBytes}); });
+  std::printf("[GradMoeTiming] %s kept activations (%.1f MiB): forward %.3f ms (fused forward %.3f), backward "
+              "%.3f ms; forward + backward %.3f ms against %.3f recomputing\n",
+              name, elements * 2 / 1048576.0, keeping, fused, reading, keeping + reading, fused + ms);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
 }

@@ -50,6 +50,22 @@ func.func @gemm_c5_plain(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>) {
 }
 
 // -----
+// moe C5: expert choice keeps no activations.
+func.func @moe_c5_routing(%x: tensor<2x4x8xf16>, %r: tensor<2x8xf16>, %w1: tensor<2x8x16xf16>, %w2: tensor<2x16x8xf16>) {
+  // expected-error@+1 {{C5: only token-choice routing with SwiGLU experts saves activations}}
+  %0, %1 = kern.moe %x, %r experts(%w1, %w2) {activation = #dit.activation<gelu>, routing = #dit.expert_choice<capacity = 2.0>, weight_layout = #dit.weight_layout<in_out>} : (tensor<2x4x8xf16>, tensor<2x8xf16>, tensor<2x8x16xf16>, tensor<2x16x8xf16>) -> (tensor<2x4x8xf16>, tensor<10xf16>)
+  return
+}
+
+// -----
+// moe C5: the activations' size (8 tokens x top 1 x (3·16 + 8)).
+func.func @moe_c5_size(%x: tensor<2x4x8xf16>, %r: tensor<2x8xf16>, %g: tensor<2x16x8xf16>, %u: tensor<2x16x8xf16>, %d: tensor<2x8x16xf16>) {
+  // expected-error@+1 {{C5: activations must be 'tensor<448xf16>', got 'tensor<447xf16>'}}
+  %0, %1 = kern.moe %x, %r experts(%g, %u, %d) {activation = #dit.activation<swiglu>, routing = #dit.token_choice<top_k = 1, normalize = false, balance_coef = 0.0>, weight_layout = #dit.weight_layout<out_in>} : (tensor<2x4x8xf16>, tensor<2x8xf16>, tensor<2x16x8xf16>, tensor<2x16x8xf16>, tensor<2x8x16xf16>) -> (tensor<2x4x8xf16>, tensor<447xf16>)
+  return
+}
+
+// -----
 // vjp C1: present slots increase.
 func.func @vjp_c1(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4xf16>) {
   // expected-error@+1 {{C1: present slots must increase, got 1 then 0}}
