@@ -19,9 +19,12 @@
 // selection, which is deterministic already.
 //
 // Per expert (all experts in one launch each, groups read on the device):
-//   forward recomputation   G, U = x[rows]·gateᵀ, x[rows]·upᵀ, H = silu(G)⊙U,
-//                           Y = H·downᵀ (grouped GEMM, tensor cores for
-//                           aligned 16-bit operands);
+//   expert activations      G, U = x[rows]·gateᵀ, x[rows]·upᵀ and
+//                           H = silu(G)⊙U from one SwiGLU grouped product
+//                           that stores all three, Y = H·downᵀ (tensor
+//                           cores for aligned 16-bit operands): kept by the
+//                           training forward (kern.moe's activations, in
+//                           this stable slot order) or recomputed here;
 //   routing-weight grads    a warp per row: dw = dy·Y, then dY = w·dy in
 //                           place of Y (dy = gate ⊙ dOut is formed on the fly
 //                           from dOut and the epilogue gate);
@@ -57,7 +60,7 @@
 // on the device, and every output element is summed in a fixed order:
 // reproducible bit for bit, no atomics.
 //
-// The element-wise passes over the hidden activations (SwiGLU, its
+// The element-wise passes over the hidden activations (the SwiGLU
 // gradient, the expert-choice activation) walk whole workspace buffers in
 // 16-byte accesses; the router recomputation routes several tokens per warp
 // so each router value read from shared memory serves all of them; the
@@ -232,26 +235,6 @@ __device__ __forceinline__ float actDerivativeF(float x, int act) {
 // goes element by element. With 2-byte element accesses these passes ran
 // at about half the memory bandwidth (a warp's load was 64 bytes); the
 // per-element arithmetic is unchanged, so the results are the same bits.
-
-/// h = silu(g) ⊙ u over n contiguous values.
-template <typename T>
-__global__ void __launch_bounds__(256) swigluHiddenKernel(const T *g, const T *u, T *h,
-                                                          int64_t n) {
-  constexpr int V = kVec<T>;
-  const int64_t vecs = n / V, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int64_t i = first; i < vecs; i += stride) {
-    float gv[V], uv[V];
-    loadVec<T>(g + i * V, gv);
-    loadVec<T>(u + i * V, uv);
-#pragma unroll
-    for (int j = 0; j < V; ++j)
-      gv[j] = siluPrecise(gv[j]) * uv[j];
-    storeVec<T>(h + i * V, gv);
-  }
-  for (int64_t i = vecs * V + first; i < n; i += stride)
-    h[i] = fromF<T>(siluPrecise(toF<T>(g[i])) * toF<T>(u[i]));
-}
 
 /// With dh: g ← dh ⊙ u ⊙ silu'(g), u ← dh ⊙ silu(g).
 __device__ __forceinline__ void swigluGradOne(float &g, float &u, float d) {
@@ -1401,30 +1384,29 @@ void routeStable(Stream stream, DType dtype, DConstMat x, const TokenChoiceArgs 
 }
 
 /// The expert forward over the permuted slot rows (and the shared expert
-/// over every token): G, U, H = silu(G) ⊙ U, Y = H·downᵀ; the shared Y only
-/// when sharedOutputs.
+/// over every token): one SwiGLU product writing G, U and H = silu(G) ⊙ U,
+/// then Y = H·downᵀ; the shared Y only when sharedOutputs.
 template <typename T>
 void expertForward(Stream stream, DType dtype, DConstMat x, const TokenChoiceArgs &args, const int32_t *offsets,
                    const int32_t *rowToken, const ExpertActivations<T> &a, bool sharedOutputs) {
   const int64_t m = x.rows, d = x.cols, f = args.hidden, fs = args.sharedHidden, slots = m * args.topK;
   const int groups = static_cast<int>(args.experts);
-  cudaStream_t s = native(stream);
-  grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.gate, d, f * d, BLayout::NK, a.g, f,
-                                       d, offsets, 0, groups, slots));
-  grouped::groupedGemm(stream, product(dtype, x.data, x.ld, rowToken, args.up, d, f * d, BLayout::NK, a.u, f, d,
-                                       offsets, 0, groups, slots));
-  swigluHiddenKernel<T><<<vecBlocks<T>(slots * f), 256, 0, s>>>(a.g, a.u, a.h, slots * f);
-  checkLaunch("moe swiglu hidden");
+  auto swiglu = [&](const int32_t *rows, const void *gate, const void *up, int64_t hidden, int64_t stride,
+                    T *g, T *u, T *h, const int32_t *offs, int64_t groupRows, int count, int64_t maxRows) {
+    GroupedGemmArgs p = product(dtype, x.data, x.ld, rows, gate, d, stride, BLayout::NK, h, hidden, d, offs,
+                                groupRows, count, maxRows);
+    p.b2 = up;
+    p.epilogue = Epilogue::SwiGlu;
+    p.cGate = g;
+    p.cUp = u;
+    grouped::groupedGemm(stream, p);
+  };
+  swiglu(rowToken, args.gate, args.up, f, f * d, a.g, a.u, a.h, offsets, 0, groups, slots);
   grouped::groupedGemm(stream, product(dtype, a.h, f, nullptr, args.down, f, d * f, BLayout::NK, a.y, d, f,
                                        offsets, 0, groups, slots));
   if (args.sharedGate == nullptr)
     return;
-  grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedGate, d, 0, BLayout::NK, a.gs,
-                                       fs, d, nullptr, m, 1, m));
-  grouped::groupedGemm(stream, product(dtype, x.data, x.ld, nullptr, args.sharedUp, d, 0, BLayout::NK, a.us, fs,
-                                       d, nullptr, m, 1, m));
-  swigluHiddenKernel<T><<<vecBlocks<T>(m * fs), 256, 0, s>>>(a.gs, a.us, a.hs, m * fs);
-  checkLaunch("moe swiglu hidden");
+  swiglu(nullptr, args.sharedGate, args.sharedUp, fs, 0, a.gs, a.us, a.hs, nullptr, m, 1, m);
   if (sharedOutputs)
     grouped::groupedGemm(stream, product(dtype, a.hs, fs, nullptr, args.sharedDown, fs, 0, BLayout::NK, a.ys, d,
                                          fs, nullptr, m, 1, m));

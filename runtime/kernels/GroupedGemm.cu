@@ -57,6 +57,7 @@ template <typename T> struct KParams {
   int64_t ldb, strideB;
   T *c;
   int64_t ldc;
+  T *cg, *cu; // SwiGLU: G and U kept beside c, or null
   int64_t n, k;
   const int32_t *offsets;
   int64_t groupRows;
@@ -333,10 +334,15 @@ __global__ void __launch_bounds__(kTcThreads) tcKernel(KParams<T> p) {
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni) {
           const int64_t col = nBase + wn * 32 + ni * 8 + 2 * t4;
-          if (col < p.n)
-            storePair<T>(crow + col,
-                         siluPrecise(acc[mi][ni][2 * half]) * acc[mi][ni + 4][2 * half],
-                         siluPrecise(acc[mi][ni][2 * half + 1]) * acc[mi][ni + 4][2 * half + 1]);
+          if (col < p.n) {
+            const float g0 = acc[mi][ni][2 * half], g1 = acc[mi][ni][2 * half + 1];
+            const float u0 = acc[mi][ni + 4][2 * half], u1 = acc[mi][ni + 4][2 * half + 1];
+            storePair<T>(crow + col, siluPrecise(g0) * u0, siluPrecise(g1) * u1);
+            if (p.cg != nullptr) {
+              storePair<T>(p.cg + row * p.ldc + col, g0, g1);
+              storePair<T>(p.cu + row * p.ldc + col, u0, u1);
+            }
+          }
         }
       } else {
 #pragma unroll
@@ -501,9 +507,15 @@ __global__ void __launch_bounds__(kWThreads, 1) wgmmaKernel(KParams<T> p) {
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
         const int64_t col = nBase + 8 * j + 2 * (lane & 3);
-        if (col < p.n)
-          storePair<T>(crow + col, siluPrecise(d[4 * j + 2 * h]) * d[4 * (j + 16) + 2 * h],
-                       siluPrecise(d[4 * j + 2 * h + 1]) * d[4 * (j + 16) + 2 * h + 1]);
+        if (col < p.n) {
+          const float g0 = d[4 * j + 2 * h], g1 = d[4 * j + 2 * h + 1];
+          const float u0 = d[4 * (j + 16) + 2 * h], u1 = d[4 * (j + 16) + 2 * h + 1];
+          storePair<T>(crow + col, siluPrecise(g0) * u0, siluPrecise(g1) * u1);
+          if (p.cg != nullptr) {
+            storePair<T>(p.cg + row * p.ldc + col, g0, g1);
+            storePair<T>(p.cu + row * p.ldc + col, u0, u1);
+          }
+        }
       }
     } else {
 #pragma unroll
@@ -630,9 +642,13 @@ __global__ void __launch_bounds__(kSThreads) simtKernel(KParams<T> p) {
       if (col >= p.n)
         continue;
       float v = acc[i][j];
-      if constexpr (kDual)
+      if constexpr (kDual) {
+        if (p.cg != nullptr) {
+          p.cg[row * p.ldc + col] = fromF<T>(v);
+          p.cu[row * p.ldc + col] = fromF<T>(acc2[i][j]);
+        }
         v = siluPrecise(v) * acc2[i][j];
-      else if constexpr (E == Epilogue::Act)
+      } else if constexpr (E == Epilogue::Act)
         v = applyActPrecise(v, p.act);
       p.c[row * p.ldc + col] = fromF<T>(v);
     }
@@ -720,6 +736,8 @@ void groupedGemm(Stream stream, const GroupedGemmArgs &g) {
     fail(kernel, ": null operand");
   if (g.epilogue == Epilogue::SwiGlu && g.b2 == nullptr)
     fail(kernel, ": SwiGLU needs the up weights");
+  if ((g.cGate != nullptr || g.cUp != nullptr) && (g.epilogue != Epilogue::SwiGlu || g.cGate == nullptr || g.cUp == nullptr))
+    fail(kernel, ": the kept pre-activations need the SwiGLU epilogue and both outputs");
   if (g.offsets == nullptr && g.groupRows < 0)
     fail(kernel, ": negative group size ", g.groupRows);
   if (g.maxRows <= 0 && g.offsets != nullptr)
@@ -736,6 +754,8 @@ void groupedGemm(Stream stream, const GroupedGemmArgs &g) {
     p.strideB = g.groupStrideB;
     p.c = static_cast<T *>(g.c);
     p.ldc = g.ldc;
+    p.cg = static_cast<T *>(g.cGate);
+    p.cu = static_cast<T *>(g.cUp);
     p.n = g.n;
     p.k = g.k;
     p.offsets = g.offsets;
@@ -746,7 +766,7 @@ void groupedGemm(Stream stream, const GroupedGemmArgs &g) {
     // of 8 values, 16-byte aligned bases and leading dimensions.
     bool tc = !std::is_same_v<T, float> && g.k % 8 == 0 && g.n % 8 == 0 && g.lda % 8 == 0 &&
               g.ldb % 8 == 0 && g.groupStrideB % 8 == 0 && g.ldc % 8 == 0 && aligned(g.a) &&
-              aligned(g.b) && aligned(g.b2) && aligned(g.c);
+              aligned(g.b) && aligned(g.b2) && aligned(g.c) && aligned(g.cGate) && aligned(g.cUp);
     dispatchShape<T>(stream, p, g.maxRows, tc, g.layout, g.epilogue);
   });
 }

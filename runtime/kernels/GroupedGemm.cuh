@@ -41,6 +41,10 @@ struct GroupedGemmArgs {
   /// C: rows x N, row-major with ldc.
   void *c = nullptr;
   int64_t ldc = 0;
+  /// SwiGLU only, optional: the pre-activations G = A·Bᵀ and U = A·B2ᵀ,
+  /// stored beside C = silu(G) ⊙ U with C's shape and ldc (training keeps
+  /// them for the backward).
+  void *cGate = nullptr, *cUp = nullptr;
   int64_t n = 0, k = 0;
   /// Group g owns rows [offsets[g], offsets[g+1]) when offsets (device
   /// int32, groups + 1 values) is non-null, else [g·groupRows, (g+1)·groupRows).
