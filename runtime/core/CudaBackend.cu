@@ -687,7 +687,8 @@ private:
     const auto &o = k.operands;
     if (op == "kern.gemm") {
       const ValueDesc &a = desc(o[0]), &w = desc(o[1]);
-      return cu::gemmBackwardWorkspaceBytes(a.rows(), w.shape[0], w.shape[1], a.dtype, savedCount(k) > 0);
+      return cu::gemmBackwardWorkspaceBytes(a.rows(), w.shape[0], w.shape[1], a.dtype, savedCount(k) > 0,
+                                            o[3] >= 0 ? desc(o[3]).shape[1] : 0);
     }
     if (op == "kern.swiglu") {
       const ValueDesc &x = desc(o[0]), &g = desc(o[1]), &d = desc(o[3]);

@@ -1,15 +1,16 @@
 //===- GradGemm.cu - backward of the dense layers on the GPU --------------===//
 //
 // gemmBackward and swigluBackward: the products go to cuBLASLt through
-// Gemm::run (recomputing the pre-activations, which is cheaper than keeping
-// them from the forward pass across a whole step) and Gemm::product (the
-// transposed forms dA = dz·w and dW = dzᵀ·a); the chain rule through the
-// fused activation and gated residual is one element-wise pass. Sums over
-// rows (the bias gradient, the per-sample gate gradient) are two-stage:
-// f32 partial sums over fixed chunks of 64 rows, then a pass that adds the
-// chunks in order, so results are reproducible bit for bit without float
-// atomics. Intermediates (z, dz, h) are stored in the activation type, as
-// mixed-precision training does; all sums are f32.
+// Gemm::product (the transposed forms dA = dz·w and dW = dzᵀ·a). The dense
+// layer's pre-activation z comes from the forward (Gemm::run's preact,
+// which kern-autodiff keeps) or, without it, is recomputed by Gemm::run.
+// The chain rule through the fused activation and gated residual and the
+// sums over rows (the bias gradient, the per-sample gate gradient) are one
+// element-wise pass that reads dOut and z once: f32 partial sums over fixed
+// chunks of rows, then a pass that adds the chunks in order, so results are
+// reproducible bit for bit without float atomics. Intermediates (z, dz, h)
+// are stored in the activation type, as mixed-precision training does; all
+// sums are f32.
 //
 //===----------------------------------------------------------------------===//
 
@@ -177,6 +178,130 @@ void launchChainRule(cudaStream_t s, const T *dOut, int64_t ldd, const T *gate, 
   checkLaunch("gemm backward chain rule");
 }
 
+/// Rows of a chunk of the fused chain-rule pass, and the threads (rows)
+/// that share one chunk's columns: a block is 32 column vectors x
+/// kRowLanes rows, a thread walks every kRowLanes-th row of its chunk, and
+/// the lanes' sums are added in lane order through shared memory.
+constexpr int64_t kFusedChunkRows = 64;
+constexpr int kRowLanes = 8;
+
+/// dz = (gate ⊙ dOut) ⊙ act'(z) with the row sums taken on the way: over
+/// each chunk of kFusedChunkRows rows inside a gate group, Σ dz (the bias
+/// gradient's partial) and Σ dOut ⊙ act(z) (the gate's). One read of dOut
+/// and z and one write of dz, where the chain rule and two column-sum
+/// passes read them three times. dz is not written when it is dOut itself
+/// (no gate, no activation).
+template <typename T, int V>
+__global__ void __launch_bounds__(32 * kRowLanes)
+    gemmChainRuleSums(const T *__restrict__ dOut, int64_t ldd, const T *__restrict__ gate, int64_t ldg,
+                      int64_t rowsPerGate, const T *__restrict__ z, int64_t ldz, int act, int64_t cols,
+                      int64_t chunksPerGroup, T *__restrict__ dz, int64_t lddz, float *biasPart, float *gatePart) {
+  __shared__ float red[2][kRowLanes][32 * V];
+  const int lane = threadIdx.x, rowLane = threadIdx.y;
+  const int64_t c = (static_cast<int64_t>(blockIdx.x) * 32 + lane) * V;
+  const bool active = c < cols;
+  const int64_t slot = blockIdx.y, group = slot / chunksPerGroup, chunk = slot % chunksPerGroup;
+  const int64_t r0 = group * rowsPerGate + chunk * kFusedChunkRows;
+  const int64_t r1 = min(group * rowsPerGate + rowsPerGate, r0 + kFusedChunkRows);
+  float g[V], sumBias[V], sumGate[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    g[i] = 1.0f;
+    sumBias[i] = 0.0f;
+    sumGate[i] = 0.0f;
+  }
+  if (active && gate != nullptr) {
+    if constexpr (V > 1)
+      loadVec<T>(gate + group * ldg + c, g);
+    else
+      g[0] = toF<T>(gate[group * ldg + c]);
+  }
+  if (active) {
+#pragma unroll 2
+    for (int64_t r = r0 + rowLane; r < r1; r += kRowLanes) {
+      float d[V], zz[V] = {};
+      if constexpr (V > 1) {
+        loadVec<T>(dOut + r * ldd + c, d);
+        if (z != nullptr)
+          loadVec<T>(z + r * ldz + c, zz);
+      } else {
+        d[0] = toF<T>(dOut[r * ldd + c]);
+        if (z != nullptr)
+          zz[0] = toF<T>(z[r * ldz + c]);
+      }
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        if (gatePart != nullptr)
+          sumGate[i] += d[i] * applyActPrecise(zz[i], act);
+        d[i] *= g[i];
+        if (act != 0)
+          d[i] *= actDerivativePrecise(zz[i], act);
+      }
+      if (dz != nullptr) {
+        if constexpr (V > 1)
+          storeVec<T>(dz + r * lddz + c, d);
+        else
+          dz[r * lddz + c] = fromF<T>(d[0]);
+      }
+      // The bias gradient sums dz as stored (rounded to T), as the
+      // products read it.
+#pragma unroll
+      for (int i = 0; i < V; ++i)
+        sumBias[i] += toF<T>(fromF<T>(d[i]));
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    red[0][rowLane][lane * V + i] = sumBias[i];
+    red[1][rowLane][lane * V + i] = sumGate[i];
+  }
+  __syncthreads();
+  // The block's 32·V columns, one per thread in turn, the row lanes added
+  // in order.
+  for (int j = rowLane * 32 + lane; j < 32 * V; j += 32 * kRowLanes) {
+    const int64_t col = static_cast<int64_t>(blockIdx.x) * 32 * V + j;
+    if (col >= cols)
+      continue;
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      float *part = q == 0 ? biasPart : gatePart;
+      if (part == nullptr)
+        continue;
+      float total = 0.0f;
+#pragma unroll
+      for (int k = 0; k < kRowLanes; ++k)
+        total += red[q][k][j];
+      part[slot * cols + col] = total;
+    }
+  }
+}
+
+int64_t fusedChunks(int64_t rowsPerGroup) { return (rowsPerGroup + kFusedChunkRows - 1) / kFusedChunkRows; }
+
+/// Launches gemmChainRuleSums over groups of rowsPerGroup rows, vectorised
+/// when every view allows it.
+template <typename T>
+void launchChainRuleSums(cudaStream_t s, const T *dOut, int64_t ldd, const T *gate, int64_t ldg, int64_t rowsPerGroup,
+                         const T *z, int64_t ldz, int act, int64_t rows, int64_t cols, T *dz, int64_t lddz,
+                         float *biasPart, float *gatePart) {
+  const size_t e = sizeof(T);
+  const bool vec = vectorizable(dOut, ldd, cols, e) && vectorizable(gate, ldg, cols, e) &&
+                   vectorizable(z, ldz, cols, e) && vectorizable(dz, lddz, cols, e);
+  const int v = vec ? kVec<T> : 1;
+  const int64_t perRow = (cols + v - 1) / v;
+  const int64_t chunks = fusedChunks(rowsPerGroup), slots = rows / rowsPerGroup * chunks;
+  if (slots > 0x7fffffff)
+    fail("gemmBackward: ", slots, " row chunks exceed one grid dimension");
+  const dim3 grid(static_cast<unsigned>((perRow + 31) / 32), static_cast<unsigned>(slots)), block(32, kRowLanes);
+  if (vec)
+    gemmChainRuleSums<T, kVec<T>><<<grid, block, 0, s>>>(dOut, ldd, gate, ldg, rowsPerGroup, z, ldz, act, cols,
+                                                          chunks, dz, lddz, biasPart, gatePart);
+  else
+    gemmChainRuleSums<T, 1><<<grid, block, 0, s>>>(dOut, ldd, gate, ldg, rowsPerGroup, z, ldz, act, cols, chunks,
+                                                   dz, lddz, biasPart, gatePart);
+  checkLaunch("gemm backward chain rule and sums");
+}
+
 /// SwiGLU's hidden layer: h = silu(g) ⊙ u, element-wise on contiguous M x F.
 template <typename T> __global__ void swigluHidden(const T *g, const T *u, int64_t n, T *h) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -208,9 +333,16 @@ void checkGradView(const char *kernel, const char *name, DConstMat g, int64_t ro
 // gemm
 //===----------------------------------------------------------------------===//
 
-size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, bool preactSaved) {
+/// The two planes of per-chunk partial sums (bias, gate) of the fused pass.
+size_t chainSumBytes(int64_t m, int64_t n, int64_t rowsPerGate) {
+  const int64_t rpg = rowsPerGate > 0 && rowsPerGate <= m && m % rowsPerGate == 0 ? rowsPerGate : 1;
+  return 2 * alignUp(static_cast<size_t>(m / rpg * fusedChunks(rpg) * n) * sizeof(float));
+}
+
+size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, bool preactSaved,
+                                  int64_t rowsPerGate) {
   size_t mat = alignUp(static_cast<size_t>(m * n) * dtypeSize(dtype));
-  return kAlign + (preactSaved ? 1 : 2) * mat + columnSumBytes(m, n, 1) +
+  return kAlign + (preactSaved ? 1 : 2) * mat + chainSumBytes(m, n, rowsPerGate > 0 ? rowsPerGate : m) +
          Gemm::workspaceBytes(m, n, k, false, dtype) + Gemm::productWorkspaceBytes();
 }
 
@@ -237,10 +369,12 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
   const size_t elem = dtypeSize(dtype);
   const int actCode = static_cast<int>(act);
   const bool saved = preact.data != nullptr;
-  Carver carve(kernel, ws, gemmBackwardWorkspaceBytes(m, n, k, dtype, saved));
+  const int64_t rowsPerGroup = epilogue != nullptr ? epilogue->rowsPerGate : m;
+  Carver carve(kernel, ws, gemmBackwardWorkspaceBytes(m, n, k, dtype, saved, rowsPerGroup));
   void *zBuf = saved ? nullptr : carve.take(static_cast<size_t>(m * n) * elem);
   void *dz = carve.take(static_cast<size_t>(m * n) * elem);
-  float *partial = static_cast<float *>(carve.take(columnSumBytes(m, n, 1)));
+  const size_t plane = chainSumBytes(m, n, rowsPerGroup) / 2;
+  float *biasPart = static_cast<float *>(carve.take(plane)), *gatePart = static_cast<float *>(carve.take(plane));
   Workspace rest = carve.rest();
 
   // z = a·wᵀ + bias, needed for act'(z) and for the gate's act(z): the one
@@ -253,26 +387,31 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
   }
   const void *z = zm.data;
   const int64_t ldz = zm.ld;
-  DConstMat dZ = dOut;
-  if (act != Act::None || epilogue != nullptr) {
+  // dz and the row sums of dz (bias) and dOut ⊙ act(z) (gate) in one pass.
+  const bool writeDz = act != Act::None || epilogue != nullptr;
+  const bool wantBias = grads.dBias != nullptr, wantGate = grads.dGate.data != nullptr;
+  DConstMat dZ = writeDz ? DConstMat{dz, m, n, n} : dOut;
+  if (writeDz || wantBias || wantGate) {
     dispatchFloat(dtype, kernel, [&](auto tag) {
       using T = decltype(tag);
-      launchChainRule<T>(s, static_cast<const T *>(dOut.data), dOut.ld,
-                         epilogue ? static_cast<const T *>(epilogue->gate.data) : nullptr,
-                         epilogue ? epilogue->gate.ld : 0, epilogue ? epilogue->rowsPerGate : 1,
-                         act != Act::None ? static_cast<const T *>(z) : nullptr, ldz, actCode, m, n,
-                         static_cast<T *>(dz), n);
+      launchChainRuleSums<T>(s, static_cast<const T *>(dOut.data), dOut.ld,
+                             epilogue ? static_cast<const T *>(epilogue->gate.data) : nullptr,
+                             epilogue ? epilogue->gate.ld : 0, rowsPerGroup, static_cast<const T *>(z), ldz,
+                             actCode, m, n, writeDz ? static_cast<T *>(dz) : nullptr, n,
+                             wantBias ? biasPart : nullptr, wantGate ? gatePart : nullptr);
+      const int64_t chunks = fusedChunks(rowsPerGroup), groups = m / rowsPerGroup;
+      if (wantBias) {
+        finishColumnSums<T><<<dim3(blocksFor(n, 128), 1), 128, 0, s>>>(biasPart, 1, groups * chunks, n,
+                                                                       static_cast<T *>(grads.dBias), n);
+        checkLaunch("gemm backward bias gradient");
+      }
+      if (wantGate) {
+        finishColumnSums<T><<<dim3(blocksFor(n, 128), static_cast<unsigned>(groups)), 128, 0, s>>>(
+            gatePart, groups, chunks, n, static_cast<T *>(grads.dGate.data), grads.dGate.ld);
+        checkLaunch("gemm backward gate gradient");
+      }
     });
-    dZ = {dz, m, n, n};
   }
-  dispatchFloat(dtype, kernel, [&](auto tag) {
-    using T = decltype(tag);
-    if (grads.dGate.data != nullptr)
-      columnSums<T>(s, dOut.data, dOut.ld, z, ldz, actCode, m, n, epilogue->rowsPerGate, partial,
-                    grads.dGate.data, grads.dGate.ld);
-    if (grads.dBias != nullptr)
-      columnSums<T>(s, dZ.data, dZ.ld, nullptr, 0, 0, m, n, m, partial, grads.dBias, n);
-  });
   if (grads.dA.data != nullptr)
     gemm.product(stream, dtype, dZ, false, w, false, grads.dA, 0.0f, rest);
   if (grads.dW != nullptr)

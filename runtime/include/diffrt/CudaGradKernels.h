@@ -40,7 +40,9 @@ struct GemmGrads {
 void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat w, const void *bias,
                   Act act, const GatedResidual *epilogue, DConstMat dOut, const GemmGrads &grads,
                   Workspace ws, DConstMat preact = {});
-size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, bool preactSaved = false);
+/// rowsPerGate: the gated residual's rows per gate row (0: no gate).
+size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, bool preactSaved = false,
+                                  int64_t rowsPerGate = 0);
 
 /// Backward of swiglu (see cpu::swigluBackward). dGateW and dUpW may point
 /// into one packed (2F x K) gradient: gateLd/upLd are their row strides.

@@ -84,7 +84,7 @@ void runGemm(Rng &rng, DType t, const GemmCase &c, bool savedZ) {
     expectClose(toHost(gout), rOut, t, tolFor(t));
     expectClose(toHost(gz), rZ, t, tolFor(t));
   }
-  size_t bytes = gemmBackwardWorkspaceBytes(c.m, c.n, c.k, t, savedZ);
+  size_t bytes = gemmBackwardWorkspaceBytes(c.m, c.n, c.k, t, savedZ, c.epilogue ? c.rowsPerGate : 0);
   DeviceBuffer ws(bytes);
   gemmBackward(nullptr, gemm, t, ga.c(), gw.c(), c.bias ? gbias.get() : nullptr, c.act, c.epilogue ? &ge : nullptr,
                gdOut.c(), gg, {ws.get(), bytes}, savedZ ? gz.c() : DConstMat{});
@@ -118,7 +118,7 @@ TEST(GradGemmGpu, EveryActivationAndEpilogue) {
       {96, 40, 72, Act::None, true, false, 1, 3},      {130, 64, 50, Act::Gelu, true, true, 65, 1},
       {64, 33, 48, Act::GeluTanh, false, true, 16, 0}, {200, 96, 160, Act::Silu, true, false, 1, 5},
       {256, 128, 384, Act::None, true, true, 64, 0},   {128, 64, 96, Act::GeluTanh, true, false, 1, 0},
-      {96, 48, 64, Act::GeluTanh, false, false, 1, 4},
+      {96, 48, 64, Act::GeluTanh, false, false, 1, 4},  {40, 24, 32, Act::Silu, true, true, 1, 2},
   };
   for (DType t : floatTypes())
     for (const GemmCase &c : cases)
