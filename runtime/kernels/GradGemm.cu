@@ -89,9 +89,21 @@ __global__ void finishColumnSums(const float *partial, int64_t groups, int64_t c
   int64_t group = blockIdx.y;
   if (c >= cols || group >= groups)
     return;
+  // Eight loads in flight, then added in chunk order.
+  const float *p = partial + group * chunks * cols + c;
   float acc = 0.0f;
-  for (int64_t k = 0; k < chunks; ++k)
-    acc += partial[(group * chunks + k) * cols + c];
+  int64_t k = 0;
+  for (; k + 8 <= chunks; k += 8) {
+    float v[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      v[i] = p[(k + i) * cols];
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      acc += v[i];
+  }
+  for (; k < chunks; ++k)
+    acc += p[k * cols];
   out[group * ldo + c] = fromF<T>(acc);
 }
 
