@@ -140,6 +140,29 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
         lastUse[root] = std::max(lastUse.lookup(root), position[&op]);
       }
 
+    // Gradients written in place: the q, k and v gradients of an attention
+    // backward kernel that only feed the backward of the split that made
+    // q, k and v are column views of that split gradient (the kernel takes
+    // strided outputs), so the split's backward copies nothing.
+    llvm::DenseMap<Value, std::pair<Value, int64_t>> partOf; // part gradient -> (whole, index)
+    for (Operation &op : entry) {
+      auto split = dyn_cast<kern::VjpOp>(op);
+      if (!split || split.getForward() != "dit.split" || split.getNumResults() != 1)
+        continue;
+      ValueRange parts = split.getIncoming();
+      auto attention = parts.empty() ? kern::VjpOp() : parts[0].getDefiningOp<kern::VjpOp>();
+      if (!attention || attention.getForward() != "dit.attention" || attention.getNumResults() != parts.size())
+        continue;
+      bool inPlace = true;
+      for (auto [i, part] : llvm::enumerate(parts))
+        inPlace &= part == attention.getResult(i) && part.hasOneUse() &&
+                   llvm::count(split->getOperands(), part) == 1;
+      if (!inPlace)
+        continue;
+      for (auto [i, part] : llvm::enumerate(parts))
+        partOf[part] = {split.getResult(0), static_cast<int64_t>(i)};
+    }
+
     // Arena: first fit over the live allocations.
     struct Live {
       int64_t offset, size, end;
@@ -186,7 +209,19 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
       }
       release(here);
       for (Value r : op.getResults()) {
+        if (slots.count(r))
+          continue; // a split gradient its parts' kernel already placed
         int64_t end = lastUse.count(r) ? lastUse[r] : here;
+        if (auto it = partOf.find(r); it != partOf.end()) {
+          Value whole = it->second.first;
+          if (!slots.count(whole))
+            slots[whole] = {Arena, allocate(bytesOf(whole), lastUse.count(whole) ? lastUse[whole] : here),
+                            lastDim(whole)};
+          auto type = cast<RankedTensorType>(r.getType());
+          const int64_t elementBytes = type.getElementTypeBitWidth() / 8;
+          slots[r] = {Arena, slots[whole].offset + it->second.second * lastDim(r) * elementBytes, lastDim(whole)};
+          continue;
+        }
         Value reuse = inPlaceOperand(&op);
         // Only the first result takes over the operand (a second one, such
         // as a saved pre-activation, is written beside it).

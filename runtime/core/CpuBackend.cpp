@@ -409,9 +409,13 @@ private:
     } else if (op == "dit.gated_residual") {
       gatedResidualBackward(cm(o[1]), cm(o[2]), desc(o[0]).shape[1], dOut(), mOpt(r[1]), mOpt(r[2]));
     } else if (op == "dit.split") {
+      // A part already in place (written as a column view of the whole)
+      // is not copied.
       Mat whole = m(r[0]);
       for (size_t part = 0; part + s < o.size(); ++part) {
         ConstMat g = dOut(part);
+        if (g.data == whole.data + part * g.cols && g.ld == whole.ld)
+          continue;
         for (int64_t row = 0; row < g.rows; ++row)
           std::memcpy(whole.row(row) + part * g.cols, g.row(row), g.cols * sizeof(float));
       }

@@ -629,6 +629,15 @@ void splitBackward(Stream stream, DType dtype, const DConstMat *parts, int count
     checkDView(kernel, "part", parts[i], whole.rows, partCols);
   if (whole.rows == 0 || whole.cols == 0)
     return;
+  // Parts already in place (the memory plan can have their kernel write
+  // them as column views of the whole) need no copy.
+  const size_t es = dtypeSize(dtype);
+  bool allInPlace = true;
+  for (int i = 0; i < count; ++i)
+    allInPlace &= parts[i].data == static_cast<const uint8_t *>(whole.data) + i * partCols * es &&
+                  parts[i].ld == whole.ld;
+  if (allInPlace)
+    return;
   dispatchFloat(dtype, kernel, [&](auto tag) {
     using T = decltype(tag);
     SplitParts<T> p{};
