@@ -179,21 +179,34 @@ public:
 
   void run(const EntryDesc &entry) override {
     cu::check(cudaSetDevice(device), "cudaSetDevice");
-    auto graph = graphs.find(entry.name);
+    // A fused optimizer step applies to this run only (and only to
+    // train_step); its graph is a separate one.
+    const bool withOptimizer = fusePending && entry.name == "train_step";
+    fusePending = false;
+    const std::string key = withOptimizer ? entry.name + "+optimizer" : entry.name;
+    auto launchOnce = [&] {
+      if (withOptimizer)
+        launchWithOptimizer(entry);
+      else if (entry.name == "forward" && !singleStream())
+        launchInLanes(entry);
+      else
+        launchAll(entry);
+    };
+    auto graph = graphs.find(key);
     if (graph != graphs.end()) {
       cu::check(cudaGraphLaunch(graph->second, stream), "cudaGraphLaunch");
     } else {
-      launchAll(entry);
+      if (withOptimizer)
+        launchWithOptimizer(entry);
+      else
+        launchAll(entry);
       // Capture once the entry has run cleanly; "init" runs rarely.
       if (entry.name == "forward" || entry.name == "train_step") {
         cu::check(cudaStreamSynchronize(stream), "forward");
         cudaGraph_t g;
         cu::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "graph capture");
         try {
-          if (entry.name == "forward" && !singleStream())
-            launchInLanes(entry);
-          else
-            launchAll(entry);
+          launchOnce();
         } catch (...) {
           cudaStreamEndCapture(stream, &g);
           current = stream;
@@ -204,7 +217,7 @@ public:
         cudaGraphExec_t exec;
         cu::check(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
         cudaGraphDestroy(g);
-        graphs[entry.name] = exec;
+        graphs[key] = exec;
       }
     }
     cu::check(cudaStreamSynchronize(stream), ("entry '" + entry.name + "'").c_str());
@@ -317,6 +330,9 @@ public:
     cu::check(cudaMemsetAsync(m, 0, total * sizeof(float), stream), "optimizer state clear");
     cu::check(cudaMemsetAsync(v, 0, total * sizeof(float), stream), "optimizer state clear");
     optimizer.clear();
+    optimizerParams = params;
+    optimizerGrads = grads;
+    optimizerSegments.clear();
     std::vector<cu::AdamWTensor> tensors;
     int64_t at = 0;
     for (size_t p = 0; p < params.size(); ++p) {
@@ -343,10 +359,28 @@ public:
     cu::check(cudaStreamSynchronize(stream), "optimizer set-up");
   }
 
-  double optimizerStep(const AdamWStep &step) override {
-    cu::check(cudaSetDevice(device), "cudaSetDevice");
+  bool fuseOptimizerStep(const AdamWStep &step) override {
     if (!adamw)
-      fail("optimizerStep before initOptimizer");
+      fail("fuseOptimizerStep before initOptimizer");
+    static const bool disabled = [] {
+      const char *v = std::getenv("DIFFRT_OPTIMIZER_IN_GRAPH");
+      return v && std::string(v) == "0";
+    }();
+    if (disabled || step.gradClip > 0 || step.lossScale != 1.0)
+      return false;
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    adamw->setHyper(s(), hyperOf(step));
+    fusePending = true;
+    return true;
+  }
+
+  double fusedGradNorm() override {
+    double norm = 0;
+    copyOnStream(&norm, normOnDevice, sizeof(double), cudaMemcpyDeviceToHost, "gradient norm");
+    return norm;
+  }
+
+  static cu::AdamWHyper hyperOf(const AdamWStep &step) {
     cu::AdamWHyper h;
     h.lr = static_cast<float>(step.lr);
     h.beta1 = static_cast<float>(step.beta1);
@@ -358,6 +392,14 @@ public:
     h.correction1 = static_cast<float>(1.0 / (1.0 - std::pow(step.beta1, static_cast<double>(step.step))));
     h.correction2 = static_cast<float>(1.0 / (1.0 - std::pow(step.beta2, static_cast<double>(step.step))));
     h.lossScale = static_cast<float>(step.lossScale);
+    return h;
+  }
+
+  double optimizerStep(const AdamWStep &step) override {
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    if (!adamw)
+      fail("optimizerStep before initOptimizer");
+    cu::AdamWHyper h = hyperOf(step);
     adamw->step(s(), h, normOnDevice);
     double norm = 0;
     cu::check(cudaMemcpyAsync(&norm, normOnDevice, sizeof(double), cudaMemcpyDeviceToHost, stream),
@@ -409,6 +451,10 @@ public:
 
 private:
   std::vector<cu::AdamWTensor> optimizer;
+  /// The optimizer's parameters and their gradients (value ids).
+  std::vector<int32_t> optimizerParams, optimizerGrads;
+  /// The next run of train_step applies the step given to fuseOptimizerStep.
+  bool fusePending = false;
   std::unique_ptr<cu::MultiTensorAdamW> adamw;
   double *normOnDevice = nullptr;
   /// Device f32 factor of the loss gradients (dynamic loss scaling).
@@ -559,11 +605,7 @@ private:
         }
     }
     if (std::count(sched.lane.begin(), sched.lane.end(), 1) > 0) {
-      if (!sideStream) {
-        cu::check(cudaStreamCreateWithFlags(&sideStream, cudaStreamNonBlocking), "cudaStreamCreate (side lane)");
-        cu::check(cudaEventCreateWithFlags(&forkEvent, cudaEventDisableTiming), "cudaEventCreate");
-        cu::check(cudaEventCreateWithFlags(&joinEvent, cudaEventDisableTiming), "cudaEventCreate");
-      }
+      ensureSideStream();
       if (sideBytes > sideWorkspaceBytes) {
         sideWorkspace = allocate(sideBytes, "side-lane workspace");
         sideWorkspaceBytes = sideBytes;
@@ -604,6 +646,101 @@ private:
     cu::check(cudaEventRecord(joinEvent, sideStream), "join the side lane");
     cu::check(cudaStreamWaitEvent(stream, joinEvent, 0), "join the side lane");
   }
+  /// Where a fused optimizer step updates each parameter: after the last
+  /// kernel of the entry that writes its gradient or reads its weights
+  /// (later kernels must see the old weights), as runs of consecutive
+  /// parameters per kernel.
+  struct OptimizerSegments {
+    /// Per kernel: (first parameter, count) runs updated after it.
+    std::vector<std::vector<std::pair<size_t, size_t>>> after;
+    std::vector<cudaEvent_t> ready;
+  };
+  std::map<std::string, OptimizerSegments> optimizerSegments;
+
+  const OptimizerSegments &segmentsFor(const EntryDesc &entry) {
+    auto found = optimizerSegments.find(entry.name);
+    if (found != optimizerSegments.end())
+      return found->second;
+    struct Span {
+      Region region;
+      uint64_t begin, end;
+    };
+    auto spanOf = [&](int32_t id) {
+      const ValueDesc &v = desc(id);
+      return Span{v.region, v.offset, v.offset + v.extentBytes()};
+    };
+    auto hits = [](const Span &a, const Span &b) {
+      return a.region == b.region && a.begin < b.end && b.begin < a.end;
+    };
+    const size_t n = entry.kernels.size(), params = optimizerParams.size();
+    std::vector<int64_t> last(params, 0);
+    for (size_t p = 0; p < params; ++p) {
+      const Span weight = spanOf(optimizerParams[p]), grad = spanOf(optimizerGrads[p]);
+      for (size_t i = 0; i < n; ++i) {
+        const KernelDesc &k = entry.kernels[i];
+        bool touches = false;
+        for (int32_t id : k.operands)
+          touches |= id >= 0 && hits(spanOf(id), weight);
+        for (int32_t id : k.results)
+          touches |= id >= 0 && (hits(spanOf(id), grad) || hits(spanOf(id), weight));
+        if (touches)
+          last[p] = static_cast<int64_t>(i);
+      }
+    }
+    OptimizerSegments seg;
+    seg.after.resize(n);
+    seg.ready.assign(n, nullptr);
+    for (size_t p = 0; p < params; ++p) {
+      auto &runs = seg.after[static_cast<size_t>(last[p])];
+      if (!runs.empty() && runs.back().first + runs.back().second == p)
+        ++runs.back().second;
+      else
+        runs.push_back({p, 1});
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (!seg.after[i].empty())
+        cu::check(cudaEventCreateWithFlags(&seg.ready[i], cudaEventDisableTiming), "cudaEventCreate");
+    return optimizerSegments[entry.name] = std::move(seg);
+  }
+
+  /// launchAll with the fused optimizer step on the side stream: each run
+  /// of parameters is updated once the main stream is past its last kernel,
+  /// overlapping the backward kernels after it; the gradient norm is
+  /// finished at the end and the side stream joined.
+  void launchWithOptimizer(const EntryDesc &entry) {
+    const OptimizerSegments &seg = segmentsFor(entry);
+    ensureSideStream();
+    cu::check(cudaEventRecord(forkEvent, stream), "fork to the optimizer stream");
+    cu::check(cudaStreamWaitEvent(sideStream, forkEvent, 0), "fork to the optimizer stream");
+    current = stream;
+    currentWorkspace = {workspace, workspaceBytes};
+    for (size_t i = 0; i < entry.kernels.size(); ++i) {
+      const KernelDesc &k = entry.kernels[i];
+      try {
+        dispatch(k);
+      } catch (const Error &e) {
+        fail("kernel #", i, " (", k.op, ") of '", entry.name, "': ", e.what());
+      }
+      if (seg.after[i].empty())
+        continue;
+      cu::check(cudaEventRecord(seg.ready[i], stream), "optimizer dependency");
+      cu::check(cudaStreamWaitEvent(sideStream, seg.ready[i], 0), "optimizer dependency");
+      for (auto [first, count] : seg.after[i])
+        adamw->stepTensors(cu::Stream{sideStream}, first, count);
+    }
+    adamw->finishNorm(cu::Stream{sideStream}, normOnDevice);
+    cu::check(cudaEventRecord(joinEvent, sideStream), "join the optimizer stream");
+    cu::check(cudaStreamWaitEvent(stream, joinEvent, 0), "join the optimizer stream");
+  }
+
+  void ensureSideStream() {
+    if (sideStream)
+      return;
+    cu::check(cudaStreamCreateWithFlags(&sideStream, cudaStreamNonBlocking), "cudaStreamCreate (side lane)");
+    cu::check(cudaEventCreateWithFlags(&forkEvent, cudaEventDisableTiming), "cudaEventCreate");
+    cu::check(cudaEventCreateWithFlags(&joinEvent, cudaEventDisableTiming), "cudaEventCreate");
+  }
+
   std::unique_ptr<cu::GeneratedKernels> generated;
 
   uint8_t *allocate(uint64_t bytes, const char *what) {

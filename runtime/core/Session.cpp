@@ -448,6 +448,15 @@ double Session::optimizerStep(const AdamWStep &step) {
   return norm;
 }
 
+bool Session::fuseOptimizerStep(const AdamWStep &step) { return backend_->fuseOptimizerStep(step); }
+
+double Session::fusedGradNorm() {
+  double norm = backend_->fusedGradNorm();
+  if (initReadsWeights_)
+    runInit();
+  return norm;
+}
+
 std::vector<float> Session::optimizerState(OptimizerSlot slot, size_t param) const {
   return backend_->readOptimizer(slot, param);
 }

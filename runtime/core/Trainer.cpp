@@ -169,16 +169,6 @@ double Trainer::step(const Batch &batch) {
   feed["x"] = HostTensor::floats(xShape_, x);
   feed["t"] = HostTensor::floats({n}, t);
 
-  // Only the loss comes back; the gradients stay where the optimizer runs.
-  session_.setLossScale(lossScale_);
-  std::vector<HostTensor> out = session_.run("train_step", feed, 1);
-  double loss = 0;
-  for (float l : out[0].f32)
-    loss += l;
-  loss /= n;
-  if (!std::isfinite(loss))
-    fail("step ", step_, ": the loss is not finite (", loss, ")");
-
   AdamWStep hyper;
   hyper.lr = config_.lr;
   hyper.beta1 = config_.beta1;
@@ -189,6 +179,29 @@ double Trainer::step(const Batch &batch) {
   hyper.emaDecay = config_.emaDecay;
   hyper.step = appliedSteps_ + 1;
   hyper.lossScale = lossScale_;
+  // Without clipping and loss scaling the backend may run the update inside
+  // train_step, overlapped with the backward pass.
+  const bool fused = config_.overlapOptimizer && config_.gradClip <= 0 && !dynamicScaling_ &&
+                     lossScale_ == 1.0 && session_.fuseOptimizerStep(hyper);
+
+  // Only the loss comes back; the gradients stay where the optimizer runs.
+  session_.setLossScale(lossScale_);
+  std::vector<HostTensor> out = session_.run("train_step", feed, 1);
+  double loss = 0;
+  for (float l : out[0].f32)
+    loss += l;
+  loss /= n;
+  if (!std::isfinite(loss))
+    fail("step ", step_, ": the loss is not finite (", loss, ")");
+
+  if (fused) {
+    lastGradNorm_ = session_.fusedGradNorm();
+    ++step_;
+    if (!std::isfinite(lastGradNorm_))
+      fail("step ", step_ - 1, ": the gradient norm is not finite (", lastGradNorm_, "); the update is applied");
+    ++appliedSteps_;
+    return loss;
+  }
   lastGradNorm_ = session_.optimizerStep(hyper);
   ++step_;
   if (!std::isfinite(lastGradNorm_)) {

@@ -62,7 +62,9 @@ template <typename T> __device__ __forceinline__ void storeF32(float *p, const f
 
 template <typename T> __global__ void chunkSquares(const Chunk *chunks, double *partial) {
   constexpr int V = kVec<T>;
-  const Chunk c = chunks[blockIdx.x];
+  chunks += blockIdx.x; // callers pass the table from their first chunk
+  partial += blockIdx.x;
+  const Chunk c = *chunks;
   const T *g = static_cast<const T *>(c.tensor.grad) + c.begin;
   float acc = 0.0f;
   const int64_t vecs = deviceAligned16(g) ? c.count / V : 0;
@@ -86,11 +88,11 @@ template <typename T> __global__ void chunkSquares(const Chunk *chunks, double *
     __syncthreads();
   }
   if (threadIdx.x == 0)
-    partial[blockIdx.x] = red[0];
+    *partial = red[0];
 }
 
-__global__ void finishNorm(const double *partial, int64_t count, AdamWHyper h, StepState *state,
-                           double *normOut) {
+__global__ void finishNormKernel(const double *partial, int64_t count, AdamWHyper h, StepState *state,
+                                 double *normOut) {
   __shared__ double red[1024];
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
@@ -112,9 +114,10 @@ __global__ void finishNorm(const double *partial, int64_t count, AdamWHyper h, S
   }
 }
 
-template <typename T> __global__ void adamwUpdate(const Chunk *chunks, AdamWHyper h, const StepState *state) {
+template <typename T> __global__ void adamwUpdate(const Chunk *chunks, const AdamWHyper *hyper, const StepState *state) {
   if (!state->finite)
     return;
+  const AdamWHyper h = *hyper;
   const float unscale = state->unscale;
   const Chunk c = chunks[blockIdx.x];
   const T *g = static_cast<const T *>(c.tensor.grad) + c.begin;
@@ -182,6 +185,12 @@ struct MultiTensorAdamW::Impl {
   int64_t chunkCount = 0;
   double *partial = nullptr;
   StepState *state = nullptr;
+  /// The step's hyperparameters on the device, and the state of a step in
+  /// pieces (no clipping or scaling: unscale 1, finite).
+  AdamWHyper *hyper = nullptr;
+  StepState *unitState = nullptr;
+  /// Tensor t's chunks: [firstChunk[t], firstChunk[t + 1]).
+  std::vector<int64_t> firstChunk;
 };
 
 MultiTensorAdamW::MultiTensorAdamW(std::vector<AdamWTensor> tensors, DType dtype) : impl(new Impl) {
@@ -191,20 +200,32 @@ MultiTensorAdamW::MultiTensorAdamW(std::vector<AdamWTensor> tensors, DType dtype
       if (t.master != nullptr)
         fail("MultiTensorAdamW: f32 weights are their own master copy");
   std::vector<Chunk> chunks;
-  for (const AdamWTensor &t : tensors)
+  for (const AdamWTensor &t : tensors) {
+    impl->firstChunk.push_back(static_cast<int64_t>(chunks.size()));
     for (int64_t b = 0; b < t.n; b += kChunk)
       chunks.push_back({t, b, std::min(kChunk, t.n - b)});
+  }
+  impl->firstChunk.push_back(static_cast<int64_t>(chunks.size()));
   impl->chunkCount = static_cast<int64_t>(chunks.size());
+  auto release = [&] {
+    cudaFree(impl->chunks);
+    cudaFree(impl->partial);
+    cudaFree(impl->state);
+    cudaFree(impl->hyper);
+    cudaFree(impl->unitState);
+  };
   try {
     check(cudaMalloc(&impl->chunks, std::max<size_t>(1, chunks.size()) * sizeof(Chunk)), "optimizer chunk table");
     check(cudaMalloc(&impl->partial, std::max<size_t>(1, chunks.size()) * sizeof(double)), "optimizer partial sums");
     check(cudaMalloc(&impl->state, sizeof(StepState)), "optimizer state");
+    check(cudaMalloc(&impl->hyper, sizeof(AdamWHyper)), "optimizer hyperparameters");
+    check(cudaMalloc(&impl->unitState, sizeof(StepState)), "optimizer state");
     check(cudaMemcpy(impl->chunks, chunks.data(), chunks.size() * sizeof(Chunk), cudaMemcpyHostToDevice),
           "optimizer chunk table upload");
+    const StepState unit{0.0, 1.0f, 1};
+    check(cudaMemcpy(impl->unitState, &unit, sizeof(unit), cudaMemcpyHostToDevice), "optimizer state upload");
   } catch (...) {
-    cudaFree(impl->chunks);
-    cudaFree(impl->partial);
-    cudaFree(impl->state);
+    release();
     delete impl;
     throw;
   }
@@ -214,11 +235,49 @@ MultiTensorAdamW::~MultiTensorAdamW() {
   cudaFree(impl->chunks);
   cudaFree(impl->partial);
   cudaFree(impl->state);
+  cudaFree(impl->hyper);
+  cudaFree(impl->unitState);
   delete impl;
 }
 
 size_t MultiTensorAdamW::deviceBytes() const {
-  return static_cast<size_t>(impl->chunkCount) * (sizeof(Chunk) + sizeof(double)) + sizeof(StepState);
+  return static_cast<size_t>(impl->chunkCount) * (sizeof(Chunk) + sizeof(double)) + 2 * sizeof(StepState) +
+         sizeof(AdamWHyper);
+}
+
+size_t MultiTensorAdamW::tensorCount() const { return impl->firstChunk.size() - 1; }
+
+void MultiTensorAdamW::setHyper(Stream stream, const AdamWHyper &hyper) {
+  // Pinned staging is not needed: a pageable copy is complete for the host
+  // when the call returns.
+  check(cudaMemcpyAsync(impl->hyper, &hyper, sizeof(hyper), cudaMemcpyHostToDevice, native(stream)),
+        "optimizer hyperparameters");
+}
+
+void MultiTensorAdamW::stepTensors(Stream stream, size_t first, size_t count) {
+  if (first + count > tensorCount())
+    fail("MultiTensorAdamW: tensors ", first, " + ", count, " of ", tensorCount());
+  const int64_t begin = impl->firstChunk[first], end = impl->firstChunk[first + count];
+  if (end == begin)
+    return;
+  cudaStream_t s = native(stream);
+  const unsigned blocks = static_cast<unsigned>(end - begin);
+  dispatchFloat(impl->dtype, "MultiTensorAdamW", [&](auto tag) {
+    using T = decltype(tag);
+    chunkSquares<T><<<blocks, kThreads, 0, s>>>(impl->chunks + begin, impl->partial + begin);
+    checkLaunch("optimizer gradient squares");
+    adamwUpdate<T><<<blocks, kThreads, 0, s>>>(impl->chunks + begin, impl->hyper, impl->unitState);
+    checkLaunch("optimizer update");
+  });
+}
+
+void MultiTensorAdamW::finishNorm(Stream stream, double *deviceNorm) {
+  AdamWHyper unit{};
+  unit.lossScale = 1.0f;
+  // Writes step()'s state, which step() rewrites before reading; the
+  // updates already ran with the unit state.
+  finishNormKernel<<<1, 1024, 0, native(stream)>>>(impl->partial, impl->chunkCount, unit, impl->state, deviceNorm);
+  checkLaunch("optimizer gradient norm");
 }
 
 void MultiTensorAdamW::step(Stream stream, const AdamWHyper &hyper, double *deviceNorm) {
@@ -228,11 +287,12 @@ void MultiTensorAdamW::step(Stream stream, const AdamWHyper &hyper, double *devi
   unsigned blocks = static_cast<unsigned>(impl->chunkCount);
   dispatchFloat(impl->dtype, "MultiTensorAdamW", [&](auto tag) {
     using T = decltype(tag);
+    check(cudaMemcpyAsync(impl->hyper, &hyper, sizeof(hyper), cudaMemcpyHostToDevice, s), "optimizer hyperparameters");
     chunkSquares<T><<<blocks, kThreads, 0, s>>>(impl->chunks, impl->partial);
     checkLaunch("optimizer gradient squares");
-    finishNorm<<<1, 1024, 0, s>>>(impl->partial, impl->chunkCount, hyper, impl->state, deviceNorm);
+    finishNormKernel<<<1, 1024, 0, s>>>(impl->partial, impl->chunkCount, hyper, impl->state, deviceNorm);
     checkLaunch("optimizer gradient norm");
-    adamwUpdate<T><<<blocks, kThreads, 0, s>>>(impl->chunks, hyper, impl->state);
+    adamwUpdate<T><<<blocks, kThreads, 0, s>>>(impl->chunks, impl->hyper, impl->state);
     checkLaunch("optimizer update");
   });
 }

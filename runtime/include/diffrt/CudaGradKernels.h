@@ -217,6 +217,21 @@ public:
   /// Enqueues the step; the unscaled global gradient norm lands in
   /// *deviceNorm (an f64 on the device). Non-finite norm: nothing changes.
   void step(Stream stream, const AdamWHyper &hyper, double *deviceNorm);
+
+  /// The step in pieces, for an optimizer overlapped with the backward pass
+  /// (no clipping, no loss scaling: each tensor's update needs only its own
+  /// gradient): setHyper() enqueues the copy of the step's hyperparameters
+  /// to the device, where stepTensors() reads them (so a captured graph
+  /// replays with each step's values); stepTensors() updates tensors
+  /// [first, first + count) and keeps their chunks' squared-gradient sums;
+  /// finishNorm() writes the global norm from all of them. Every tensor
+  /// must be stepped once between setHyper() and finishNorm(). The
+  /// arithmetic is step()'s, so the results are the same bits.
+  void setHyper(Stream stream, const AdamWHyper &hyper);
+  void stepTensors(Stream stream, size_t first, size_t count);
+  void finishNorm(Stream stream, double *deviceNorm);
+  size_t tensorCount() const;
+
   /// Device bytes of the chunk table and partial sums.
   size_t deviceBytes() const;
 

@@ -20,6 +20,7 @@
 
 #include <map>
 #include <memory>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,14 @@ public:
   /// One step over every parameter. Returns the global norm of the
   /// unscaled gradients; when it is not finite nothing is changed.
   virtual double optimizerStep(const AdamWStep &step) = 0;
+  /// Makes the next run of train_step also apply `step` (no clipping, no
+  /// loss scaling), each parameter updated as soon as the backward pass no
+  /// longer needs its weights and its gradient is final; returns false
+  /// where the backend cannot (then call optimizerStep after the run). The
+  /// global gradient norm of that step is then fusedGradNorm(); a
+  /// non-finite one has already been applied.
+  virtual bool fuseOptimizerStep(const AdamWStep & /*step*/) { return false; }
+  virtual double fusedGradNorm() { return std::nan(""); }
   virtual std::vector<float> readOptimizer(OptimizerSlot slot, size_t param) = 0;
   /// Writing Master also sets the weights.
   virtual void writeOptimizer(OptimizerSlot slot, size_t param, const std::vector<float> &values) = 0;
@@ -178,6 +187,9 @@ public:
   void initOptimizer(bool ema);
   /// One optimizer step; re-runs "init" when it reads parameters.
   double optimizerStep(const AdamWStep &step);
+  /// See Backend::fuseOptimizerStep; fusedGradNorm() after the run.
+  bool fuseOptimizerStep(const AdamWStep &step);
+  double fusedGradNorm();
   std::vector<float> optimizerState(OptimizerSlot slot, size_t param) const;
   void setOptimizerState(OptimizerSlot slot, size_t param, const std::vector<float> &values);
   void setLossScale(double scale);

@@ -36,6 +36,11 @@ struct TrainConfig {
   double edmPMean = -0.6, edmPStd = 1.2;
   /// Dynamic loss scaling of f16 plans: the starting scale (a power of two).
   double initialLossScale = 65536.0;
+  /// Let the backend run the optimizer inside train_step, each parameter's
+  /// update as soon as the backward pass is done with it (the CUDA backend
+  /// overlaps it with the rest of the backward). Only steps without
+  /// clipping and loss scaling can; the result is the same bits either way.
+  bool overlapOptimizer = true;
 };
 
 /// One training batch of clean data.

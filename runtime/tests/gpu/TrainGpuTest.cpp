@@ -408,6 +408,74 @@ static void resumeIsBitExact(const std::string &artifact) {
   }
 }
 
+/// The optimizer step fused into train_step (each parameter updated on a
+/// second stream once the backward is done with it) is the step run after
+/// train_step: the same losses, gradient norms, weights and optimizer
+/// state, bit for bit, over a few steps with an EMA.
+static void fusedOptimizerIsTheSameStep(const std::string &artifact) {
+  std::string path = artifactDir() + "/" + artifact;
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  Module module = Module::load(path);
+  const std::vector<int64_t> shape = [&] {
+    for (auto &[name, id] : module.plan().entry("train_step")->inputs)
+      if (name == "x")
+        return module.plan().values[id].shape;
+    throw std::runtime_error("no input x");
+  }();
+  auto batchFor = [&](int64_t step) {
+    Philox rng(41, static_cast<uint64_t>(step));
+    Batch b;
+    b.x0.resize(std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<int64_t>()));
+    rng.fillNormal(b.x0.data(), static_cast<int64_t>(b.x0.size()));
+    for (int64_t i = 0; i < shape[0]; ++i)
+      b.labels.push_back(static_cast<int32_t>(rng.nextU32() % 10));
+    return b;
+  };
+  struct Run {
+    std::vector<double> losses, norms;
+    std::vector<std::vector<float>> state;
+  };
+  auto train = [&](bool overlap) {
+    TrainConfig config;
+    config.lr = 1e-3;
+    config.emaDecay = 0.99;
+    config.seed = 5;
+    config.overlapOptimizer = overlap;
+    Session s(module, Device::cuda(0));
+    initializeParameters(s, config.seed);
+    Trainer t(s, config);
+    Run r;
+    for (int64_t k = 0; k < 4; ++k) {
+      r.losses.push_back(t.step(batchFor(k)));
+      r.norms.push_back(t.lastGradNorm());
+    }
+    for (OptimizerSlot slot : {OptimizerSlot::Master, OptimizerSlot::Moment1, OptimizerSlot::Moment2,
+                               OptimizerSlot::Ema})
+      for (size_t p = 0; p < module.plan().params.size(); ++p)
+        r.state.push_back(s.optimizerState(slot, p));
+    for (const ParamDesc &p : module.plan().params)
+      r.state.push_back(s.getParameter(p.name));
+    return r;
+  };
+  const Run fused = train(true), after = train(false);
+  EXPECT_EQ(fused.losses, after.losses);
+  EXPECT_EQ(fused.norms, after.norms);
+  for (double n : fused.norms)
+    EXPECT_TRUE(std::isfinite(n) && n > 0) << n;
+  ASSERT_EQ(fused.state.size(), after.state.size());
+  for (size_t i = 0; i < fused.state.size(); ++i)
+    EXPECT_TRUE(fused.state[i] == after.state[i]) << "state tensor #" << i << " differs";
+}
+
+TEST(GpuTrain, FusedOptimizerIsTheSameStepBf16) {
+  REQUIRE_ARTIFACTS();
+  fusedOptimizerIsTheSameStep("dit.train.cudabf16.dfx");
+}
+TEST(GpuTrain, FusedOptimizerIsTheSameStepMoeF32) {
+  REQUIRE_ARTIFACTS();
+  fusedOptimizerIsTheSameStep("ditmoe.train.cuda32.dfx");
+}
+
 TEST(GpuTrain, ResumedRunIsBitExactF32) {
   REQUIRE_ARTIFACTS();
   resumeIsBitExact("dit.train.cuda32.dfx");
