@@ -7,16 +7,18 @@
 // Fused path (a group is the whole row, vectorisable views, the row fits a
 // register tile: the adaLN LayerNorms of DiT), two launches:
 //
-//   1. A block of 8 warps per chunk of at most 64 rows of one segment (a
+//   1. A block of 8 warps per chunk of at most 32 rows of one segment (a
 //      sample when shift/scale gradients are wanted, all rows otherwise;
-//      16 rows when no parameter sums are wanted), a warp per row. The lane keeps its 16-byte vectors of x and dOut in
-//      registers, so the statistics (two-pass variance), the two Jacobian
-//      means and dX (and dSiluGate) come from one read of the row, with
-//      16-byte loads and stores. The parameter terms of the lane's columns
-//      (shift, scale, weight, bias) accumulate in registers over the warp's
-//      rows; the warps' sums are added in warp order through shared memory
-//      and written as the chunk's f32 partial row. x and dOut are thus read
-//      once in all (the column pass of the generic path read them again).
+//      16 rows when no parameter sums are wanted), a warp per row, two
+//      blocks a multiprocessor. The lane keeps its 16-byte vectors of x and
+//      dOut in registers, so the statistics (two-pass variance), the two
+//      Jacobian means and dX (and dSiluGate) come from one read of the row,
+//      with 16-byte loads and stores. The parameter terms of the lane's
+//      columns (shift, scale, weight, bias) accumulate in the warp's slots
+//      of shared memory over its rows; the warps' sums are added in warp
+//      order and written as the chunk's f32 partial row. x and dOut are
+//      thus read once in all (the column pass of the generic path read
+//      them again).
 //   2. Reduction of the chunk partials in chunk order (pass 3 below).
 //
 // Generic path (groups narrower than the row, unaligned views, rows too
@@ -59,7 +61,9 @@ namespace diffrt::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kChunkRows = 64;
+/// Rows of a chunk: 8192 rows make 256 blocks of the fused path, two per
+/// multiprocessor.
+constexpr int64_t kChunkRows = 32;
 
 /// The shape-dependent blocking of the column pass.
 struct Chunking {
@@ -265,6 +269,12 @@ __device__ __forceinline__ void prefetchL2(const void *p) {
   asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
+/// Bytes of the fused kernel's per-warp sums: kFusedWarps x NQ x V x kVec
+/// x 32 floats, lane-minor so that a lane's updates hit its own bank.
+template <typename T> constexpr size_t fusedSmemBytes(int v, int nq) {
+  return static_cast<size_t>(kFusedWarps) * nq * v * kVec<T> * 32 * sizeof(float);
+}
+
 /// The fused path for rows that are one group and vectorisable views: a
 /// block of kFusedWarps warps owns one chunk of rows (the column pass's
 /// chunking) and walks it a warp per row, rows warp, warp + kFusedWarps, ...
@@ -272,17 +282,22 @@ __device__ __forceinline__ void prefetchL2(const void *p) {
 /// and dOut in registers, packed, so the statistics, the two Jacobian means
 /// and dX all come from one read of the row. The NQ parameter sums (0: none,
 /// 2: shift and scale, 4: also weight and bias) of the lane's columns
-/// accumulate in registers across the warp's rows; at the end of the chunk
-/// the warps' sums are added in warp order through shared memory and the
+/// accumulate in the warp's own shared-memory slots across its rows; at
+/// the end of the chunk the warps' sums are added in warp order and the
 /// block writes the chunk's partial rows, which pass 3 adds in chunk order.
 /// Each warp asks L2 for its next row while it works on the current one.
 template <typename T, int V, int NQ>
-__global__ void __launch_bounds__(kFusedThreads)
+__global__ void __launch_bounds__(kFusedThreads, 2)
     normFusedKernel(NormParams<T> p, FusedOut<T> o, Chunking ck) {
   constexpr int N = kVec<T>;
-  constexpr int kQ = NQ > 0 ? NQ : 1;
-  __shared__ float red[kFusedWarps][32 * N];
+  // The parameter sums of (warp, q, vector v, element e, lane) live in
+  // shared memory rather than registers (in registers they took the
+  // kernel to 219 registers a thread, one block a multiprocessor).
+  extern __shared__ float fusedSums[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  auto sumAt = [&](int w, int q, int v, int e, int l) -> float & {
+    return fusedSums[((((w * NQ + q) * V + v) * N + e) << 5) + l];
+  };
   const int64_t chunk = blockIdx.x;
   const int64_t seg = chunk / ck.chunksPerSegment, inSeg = chunk - seg * ck.chunksPerSegment;
   const int64_t r0 = seg * ck.segment + inSeg * ck.chunkRows;
@@ -291,14 +306,15 @@ __global__ void __launch_bounds__(kFusedThreads)
   const float invCols = 1.0f / static_cast<float>(p.cols);
   const bool hasGate = p.gate != nullptr;
 
-  float acc[kQ][V][N];
+  if constexpr (NQ > 0) {
 #pragma unroll
-  for (int q = 0; q < kQ; ++q)
+    for (int q = 0; q < NQ; ++q)
 #pragma unroll
-    for (int v = 0; v < V; ++v)
+      for (int v = 0; v < V; ++v)
 #pragma unroll
-      for (int e = 0; e < N; ++e)
-        acc[q][v][e] = 0.0f;
+        for (int e = 0; e < N; ++e)
+          sumAt(warp, q, v, e, lane) = 0.0f;
+  }
 
   for (int64_t r = r0 + warp; r < r1; r += kFusedWarps) {
     const T *xr = p.x + r * p.ldx, *dr = p.dOut + r * p.ldd;
@@ -376,12 +392,12 @@ __global__ void __launch_bounds__(kFusedThreads)
         sumDX += dxh * c.xh;
         dg[e] = c.dGate;
         if constexpr (NQ >= 2) {
-          acc[0][v][e] += c.dy2;
-          acc[1][v][e] += c.dy2 * c.y1;
+          sumAt(warp, 0, v, e, lane) += c.dy2;
+          sumAt(warp, 1, v, e, lane) += c.dy2 * c.y1;
         }
         if constexpr (NQ >= 4) {
-          acc[2][v][e] += c.dy1 * c.xh;
-          acc[3][v][e] += c.dy1;
+          sumAt(warp, 2, v, e, lane) += c.dy1 * c.xh;
+          sumAt(warp, 3, v, e, lane) += c.dy1;
         }
       }
       if (o.dGate != nullptr)
@@ -416,27 +432,22 @@ __global__ void __launch_bounds__(kFusedThreads)
   }
 
   if constexpr (NQ > 0) {
-    // The chunk's sums: the warps' registers added in warp order.
+    // The chunk's sums: the warps' sums added in warp order, a column per
+    // thread (column (32v + l)·N + e is lane l's element e of vector v).
+    __syncthreads();
+    for (int64_t col = threadIdx.x; col < p.cols; col += kFusedThreads) {
+      const int64_t u = col / N;
+      const int e = static_cast<int>(col - u * N), l = static_cast<int>(u & 31), v = static_cast<int>(u >> 5);
 #pragma unroll
-    for (int q = 0; q < NQ; ++q) {
-      float *part = o.part[q];
-      if (part == nullptr)
-        continue;
+      for (int q = 0; q < NQ; ++q) {
+        float *part = o.part[q];
+        if (part == nullptr)
+          continue;
+        float total = 0.0f;
 #pragma unroll
-      for (int v = 0; v < V; ++v) {
-        __syncthreads(); // the previous slot's reads of `red` are done
-#pragma unroll
-        for (int e = 0; e < N; ++e)
-          red[warp][lane * N + e] = acc[q][v][e];
-        __syncthreads();
-        const int t = threadIdx.x;
-        if (t < 32 * N && static_cast<int64_t>(32 * v + t / N) < units) {
-          float total = 0.0f;
-#pragma unroll
-          for (int w = 0; w < kFusedWarps; ++w)
-            total += red[w][t];
-          part[chunk * p.cols + 32 * v * N + t] = total;
-        }
+        for (int w = 0; w < kFusedWarps; ++w)
+          total += sumAt(w, q, v, e, l);
+        part[chunk * p.cols + col] = total;
       }
     }
   }
@@ -492,17 +503,23 @@ Chunking chunkingFor(int64_t rows, int64_t rowsPerSample, bool perSample) {
   return chunking(rows, perSample ? rowsPerSample : rows);
 }
 
-/// Whether the register tile of V vectors a lane, the packed x and dOut (8
-/// registers a vector) and the NQ f32 sums (NQ · kVec a vector), stays
-/// under about 160 registers, so that it does not spill.
-template <typename T> constexpr bool fusedFits(int v, int nq) { return v * (nq * kVec<T> + 8) <= 160; }
+/// Whether the per-warp sums fit half a multiprocessor's shared memory
+/// (two blocks a multiprocessor; 16-bit rows up to 1280 values with shift
+/// and scale, 640 with all four sums).
+template <typename T> constexpr bool fusedFits(int v, int nq) { return fusedSmemBytes<T>(v, nq) <= (110u << 10); }
 
 template <typename T, int V, int NQ>
 bool launchFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
   if constexpr (!fusedFits<T>(V, NQ)) {
     return false;
   } else {
-    normFusedKernel<T, V, NQ><<<static_cast<unsigned>(ck.chunks), kFusedThreads, 0, s>>>(p, o, ck);
+    constexpr size_t smem = fusedSmemBytes<T>(V, NQ);
+    if constexpr (smem > (48u << 10)) {
+      static const cudaError_t raised = cudaFuncSetAttribute(
+          normFusedKernel<T, V, NQ>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      check(raised, "normBackward: shared memory limit");
+    }
+    normFusedKernel<T, V, NQ><<<static_cast<unsigned>(ck.chunks), kFusedThreads, smem, s>>>(p, o, ck);
     checkLaunch("normBackward");
     return true;
   }
