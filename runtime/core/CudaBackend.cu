@@ -627,17 +627,12 @@ private:
     cu::check(cudaEventRecord(forkEvent, stream), "fork to the side lane");
     cu::check(cudaStreamWaitEvent(sideStream, forkEvent, 0), "fork to the side lane");
     for (size_t i = 0; i < entry.kernels.size(); ++i) {
-      const KernelDesc &k = entry.kernels[i];
       bool side = sched.lane[i] == 1;
       current = side ? sideStream : stream;
       currentWorkspace = side ? cu::Workspace{sideWorkspace, sideWorkspaceBytes} : cu::Workspace{workspace, workspaceBytes};
       if (sched.waitFor[i] >= 0)
         cu::check(cudaStreamWaitEvent(current, sched.eventAfter[sched.waitFor[i]], 0), "lane dependency");
-      try {
-        dispatch(k);
-      } catch (const Error &e) {
-        fail("kernel #", i, " (", k.op, ") of '", entry.name, "': ", e.what());
-      }
+      dispatchAt(entry, i);
       if (sched.eventAfter[i])
         cu::check(cudaEventRecord(sched.eventAfter[i], current), "lane dependency");
     }
@@ -715,12 +710,7 @@ private:
     current = stream;
     currentWorkspace = {workspace, workspaceBytes};
     for (size_t i = 0; i < entry.kernels.size(); ++i) {
-      const KernelDesc &k = entry.kernels[i];
-      try {
-        dispatch(k);
-      } catch (const Error &e) {
-        fail("kernel #", i, " (", k.op, ") of '", entry.name, "': ", e.what());
-      }
+      dispatchAt(entry, i);
       if (seg.after[i].empty())
         continue;
       cu::check(cudaEventRecord(seg.ready[i], stream), "optimizer dependency");
@@ -906,15 +896,19 @@ private:
     return a;
   }
 
-  void launchAll(const EntryDesc &entry) {
-    for (size_t i = 0; i < entry.kernels.size(); ++i) {
-      const KernelDesc &k = entry.kernels[i];
-      try {
-        dispatch(k);
-      } catch (const Error &e) {
-        fail("kernel #", i, " (", k.op, ") of '", entry.name, "': ", e.what());
-      }
+  /// Kernel i of `entry`, its errors named by its place in the entry.
+  void dispatchAt(const EntryDesc &entry, size_t i) {
+    const KernelDesc &k = entry.kernels[i];
+    try {
+      dispatch(k);
+    } catch (const Error &e) {
+      fail("kernel #", i, " (", k.op, ") of '", entry.name, "': ", e.what());
     }
+  }
+
+  void launchAll(const EntryDesc &entry) {
+    for (size_t i = 0; i < entry.kernels.size(); ++i)
+      dispatchAt(entry, i);
   }
 
   cu::DMat mOpt(int32_t id) { return id < 0 ? cu::DMat{} : m(id); }

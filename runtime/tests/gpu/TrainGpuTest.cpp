@@ -314,6 +314,23 @@ TEST(GpuTrain, MicroDiTf32) { compareTrainStep("microdit", "cuda32", 2e-4, 1e-4)
 TEST(GpuTrain, MicroDiTMaskedf32) { compareTrainStep("microdit_masked", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, OptimizerStepMatchesTheCpu) { compareOptimizerStep("dit"); }
 
+/// The random batch of step `step` (key `key`) for train_step's input x.
+static Batch randomBatch(const Module &module, uint64_t key, int64_t step) {
+  const std::vector<int64_t> *shape = nullptr;
+  for (auto &[name, id] : module.plan().entry("train_step")->inputs)
+    if (name == "x")
+      shape = &module.plan().values[id].shape;
+  if (shape == nullptr)
+    throw std::runtime_error("no input x");
+  Philox rng(key, static_cast<uint64_t>(step));
+  Batch b;
+  b.x0.resize(std::accumulate(shape->begin(), shape->end(), int64_t(1), std::multiplies<int64_t>()));
+  rng.fillNormal(b.x0.data(), static_cast<int64_t>(b.x0.size()));
+  for (int64_t i = 0; i < (*shape)[0]; ++i)
+    b.labels.push_back(static_cast<int32_t>(rng.nextU32() % 10));
+  return b;
+}
+
 /// Killed and resumed on the GPU: the same weights as an uninterrupted run.
 static void resumeIsBitExact(const std::string &artifact) {
   std::string path = artifactDir() + "/" + artifact;
@@ -324,21 +341,7 @@ static void resumeIsBitExact(const std::string &artifact) {
   config.gradClip = 1.0;
   config.emaDecay = 0.99;
   config.seed = 7;
-  const std::vector<int64_t> &shape = [&]() -> const std::vector<int64_t> & {
-    for (auto &[name, id] : module.plan().entry("train_step")->inputs)
-      if (name == "x")
-        return module.plan().values[id].shape;
-    throw std::runtime_error("no input x");
-  }();
-  auto batchFor = [&](int64_t step) {
-    Philox rng(99, static_cast<uint64_t>(step));
-    Batch b;
-    b.x0.resize(std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<int64_t>()));
-    rng.fillNormal(b.x0.data(), static_cast<int64_t>(b.x0.size()));
-    for (int64_t i = 0; i < shape[0]; ++i)
-      b.labels.push_back(static_cast<int32_t>(rng.nextU32() % 10));
-    return b;
-  };
+  auto batchFor = [&](int64_t step) { return randomBatch(module, 99, step); };
   std::string ckpt = ::testing::TempDir() + "/gpu_resume_" + std::to_string(::getpid()) + ".safetensors";
   std::vector<std::vector<float>> straight, again, resumed;
   for (auto *out : {&straight, &again}) {
@@ -416,21 +419,7 @@ static void fusedOptimizerIsTheSameStep(const std::string &artifact) {
   std::string path = artifactDir() + "/" + artifact;
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
   Module module = Module::load(path);
-  const std::vector<int64_t> shape = [&] {
-    for (auto &[name, id] : module.plan().entry("train_step")->inputs)
-      if (name == "x")
-        return module.plan().values[id].shape;
-    throw std::runtime_error("no input x");
-  }();
-  auto batchFor = [&](int64_t step) {
-    Philox rng(41, static_cast<uint64_t>(step));
-    Batch b;
-    b.x0.resize(std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<int64_t>()));
-    rng.fillNormal(b.x0.data(), static_cast<int64_t>(b.x0.size()));
-    for (int64_t i = 0; i < shape[0]; ++i)
-      b.labels.push_back(static_cast<int32_t>(rng.nextU32() % 10));
-    return b;
-  };
+  auto batchFor = [&](int64_t step) { return randomBatch(module, 41, step); };
   struct Run {
     std::vector<double> losses, norms;
     std::vector<std::vector<float>> state;
