@@ -247,7 +247,7 @@ __global__ void __launch_bounds__(32 * kRowLanes)
           sumGate[i] += d[i] * applyActPrecise(zz[i], act);
         d[i] *= g[i];
         if (act != 0)
-          d[i] *= actDerivativePrecise(zz[i], act);
+          d[i] *= sizeof(T) == 2 ? actDerivativeFast(zz[i], act) : actDerivativePrecise(zz[i], act);
       }
       if (dz != nullptr) {
         if constexpr (V > 1)
