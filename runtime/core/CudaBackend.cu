@@ -145,6 +145,7 @@ public:
 
   ~CudaBackend() override {
     cudaSetDevice(device);
+    releaseFusedOptimizer();
     for (auto &[name, exec] : graphs)
       cudaGraphExecDestroy(exec);
     for (auto &[name, sched] : lanes)
@@ -332,7 +333,7 @@ public:
     optimizer.clear();
     optimizerParams = params;
     optimizerGrads = grads;
-    optimizerSegments.clear();
+    releaseFusedOptimizer();
     std::vector<cu::AdamWTensor> tensors;
     int64_t at = 0;
     for (size_t p = 0; p < params.size(); ++p) {
@@ -651,6 +652,24 @@ private:
     std::vector<cudaEvent_t> ready;
   };
   std::map<std::string, OptimizerSegments> optimizerSegments;
+
+  /// Forgets what a fused optimizer step captured: the graphs with the
+  /// optimizer in them (they point at its tables) and the segments' events.
+  void releaseFusedOptimizer() {
+    for (auto it = graphs.begin(); it != graphs.end();) {
+      if (it->first.size() > 10 && it->first.compare(it->first.size() - 10, 10, "+optimizer") == 0) {
+        cudaGraphExecDestroy(it->second);
+        it = graphs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto &[name, seg] : optimizerSegments)
+      for (cudaEvent_t e : seg.ready)
+        if (e)
+          cudaEventDestroy(e);
+    optimizerSegments.clear();
+  }
 
   const OptimizerSegments &segmentsFor(const EntryDesc &entry) {
     auto found = optimizerSegments.find(entry.name);

@@ -456,6 +456,41 @@ static void fusedOptimizerIsTheSameStep(const std::string &artifact) {
     EXPECT_TRUE(fused.state[i] == after.state[i]) << "state tensor #" << i << " differs";
 }
 
+/// A second Trainer on the same session sets the optimizer up again: its
+/// fused steps must use the new optimizer state, not the graph captured
+/// with the first one's.
+TEST(GpuTrain, FusedOptimizerFollowsANewTrainer) {
+  REQUIRE_ARTIFACTS();
+  std::string path = artifactDir() + "/dit.train.cudabf16.dfx";
+  Module module = Module::load(path);
+  auto run = [&](bool overlapSecond) {
+    TrainConfig config;
+    config.lr = 1e-3;
+    config.emaDecay = 0;
+    config.seed = 3;
+    Session s(module, Device::cuda(0));
+    initializeParameters(s, config.seed);
+    {
+      Trainer first(s, config);
+      first.step(randomBatch(module, 17, 0));
+    }
+    config.overlapOptimizer = overlapSecond;
+    Trainer second(s, config);
+    for (int64_t k = 1; k < 3; ++k)
+      second.step(randomBatch(module, 17, k));
+    std::vector<std::vector<float>> state;
+    for (size_t p = 0; p < module.plan().params.size(); ++p) {
+      state.push_back(s.optimizerState(OptimizerSlot::Master, p));
+      state.push_back(s.optimizerState(OptimizerSlot::Moment2, p));
+    }
+    return state;
+  };
+  const auto fused = run(true), after = run(false);
+  ASSERT_EQ(fused.size(), after.size());
+  for (size_t i = 0; i < fused.size(); ++i)
+    EXPECT_TRUE(fused[i] == after[i]) << "state tensor #" << i << " differs";
+}
+
 TEST(GpuTrain, FusedOptimizerIsTheSameStepBf16) {
   REQUIRE_ARTIFACTS();
   fusedOptimizerIsTheSameStep("dit.train.cudabf16.dfx");
