@@ -839,7 +839,8 @@ private:
     if (op == "kern.swiglu") {
       const ValueDesc &x = desc(o[0]), &g = desc(o[1]), &d = desc(o[3]);
       int64_t hidden = o[2] >= 0 ? g.shape[0] : g.shape[0] / 2;
-      return cu::swigluBackwardWorkspaceBytes(x.rows(), hidden, d.shape[0], x.dtype);
+      return cu::swigluBackwardWorkspaceBytes(x.rows(), hidden, d.shape[0], x.dtype,
+                                              o[4] >= 0 ? desc(o[4]).shape[1] : 0);
     }
     if (op == "kern.norm") {
       const ValueDesc &x = desc(o[0]);

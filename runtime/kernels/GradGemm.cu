@@ -24,7 +24,6 @@ namespace diffrt::cuda {
 
 namespace {
 
-constexpr int64_t kChunkRows = 64;
 constexpr size_t kAlign = 256;
 
 size_t alignUp(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
@@ -59,29 +58,6 @@ private:
   size_t left = 0;
 };
 
-/// Partial column sums over chunks of kChunkRows rows inside groups of
-/// rowsPerGroup rows: partial[(group·chunks + chunk)·cols + c] =
-/// Σ_r a[r][c] (· act(b[r][c]) when b is given).
-template <typename T>
-__global__ void chunkColumnSums(const T *a, int64_t lda, const T *b, int64_t ldb, int act, int64_t rows,
-                                int64_t cols, int64_t rowsPerGroup, int64_t chunks, float *partial) {
-  int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  int64_t slot = blockIdx.y; // group·chunks + chunk
-  if (c >= cols)
-    return;
-  int64_t group = slot / chunks, chunk = slot % chunks;
-  int64_t r0 = group * rowsPerGroup + chunk * kChunkRows;
-  int64_t r1 = min(group * rowsPerGroup + rowsPerGroup, r0 + kChunkRows);
-  float acc = 0.0f;
-  for (int64_t r = r0; r < r1; ++r) {
-    float v = toF<T>(a[r * lda + c]);
-    if (b != nullptr)
-      v *= applyActPrecise(toF<T>(b[r * ldb + c]), act);
-    acc += v;
-  }
-  partial[slot * cols + c] = acc;
-}
-
 template <typename T>
 __global__ void finishColumnSums(const float *partial, int64_t groups, int64_t chunks, int64_t cols, T *out,
                                  int64_t ldo) {
@@ -105,89 +81,6 @@ __global__ void finishColumnSums(const float *partial, int64_t groups, int64_t c
   for (; k < chunks; ++k)
     acc += p[k * cols];
   out[group * ldo + c] = fromF<T>(acc);
-}
-
-int64_t chunksPerGroup(int64_t rowsPerGroup) { return std::max<int64_t>(1, (rowsPerGroup + kChunkRows - 1) / kChunkRows); }
-
-size_t columnSumBytes(int64_t rows, int64_t cols, int64_t rowsPerGroup) {
-  int64_t groups = rowsPerGroup > 0 ? rows / rowsPerGroup : 1;
-  return alignUp(static_cast<size_t>(groups * chunksPerGroup(rowsPerGroup) * cols) * sizeof(float));
-}
-
-/// out (rows / rowsPerGroup) x cols = per-group column sums of a (⊙ act(b)).
-template <typename T>
-void columnSums(cudaStream_t s, const void *a, int64_t lda, const void *b, int64_t ldb, int act, int64_t rows,
-                int64_t cols, int64_t rowsPerGroup, float *partial, void *out, int64_t ldo) {
-  if (rows == 0 || cols == 0)
-    return;
-  int64_t groups = rows / rowsPerGroup, chunks = chunksPerGroup(rowsPerGroup);
-  dim3 grid(blocksFor(cols, 128), static_cast<unsigned>(groups * chunks));
-  chunkColumnSums<T><<<grid, 128, 0, s>>>(static_cast<const T *>(a), lda, static_cast<const T *>(b), ldb, act,
-                                          rows, cols, rowsPerGroup, chunks, partial);
-  checkLaunch("column sums (backward)");
-  dim3 grid2(blocksFor(cols, 128), static_cast<unsigned>(groups));
-  finishColumnSums<T><<<grid2, 128, 0, s>>>(partial, groups, chunks, cols, static_cast<T *>(out), ldo);
-  checkLaunch("column sums (backward, finish)");
-}
-
-/// dz = (gate ⊙ dOut) ⊙ act'(z), gate per group of rowsPerGate rows (or 1).
-/// Threads along x cover V-element column vectors of a row, blocks along y
-/// rows by grid stride: no per-element division, and with V = kVec<T> one
-/// 16-byte access per operand (fc1 of DiT-XL moves 226 MB per call).
-template <typename T, int V>
-__global__ void gemmChainRule(const T *dOut, int64_t ldd, const T *gate, int64_t ldg, int64_t rowsPerGate,
-                              const T *z, int64_t ldz, int act, int64_t rows, int64_t cols, T *dz, int64_t lddz) {
-  const int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
-  if (c >= cols)
-    return;
-  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
-    float d[V], g[V], zz[V];
-    if constexpr (V > 1) {
-      loadVec<T>(dOut + r * ldd + c, d);
-      if (gate != nullptr)
-        loadVec<T>(gate + (r / rowsPerGate) * ldg + c, g);
-      if (z != nullptr)
-        loadVec<T>(z + r * ldz + c, zz);
-    } else {
-      d[0] = toF<T>(dOut[r * ldd + c]);
-      if (gate != nullptr)
-        g[0] = toF<T>(gate[(r / rowsPerGate) * ldg + c]);
-      if (z != nullptr)
-        zz[0] = toF<T>(z[r * ldz + c]);
-    }
-#pragma unroll
-    for (int i = 0; i < V; ++i) {
-      if (gate != nullptr)
-        d[i] *= g[i];
-      if (z != nullptr)
-        d[i] *= actDerivativePrecise(zz[i], act);
-    }
-    if constexpr (V > 1)
-      storeVec<T>(dz + r * lddz + c, d);
-    else
-      dz[r * lddz + c] = fromF<T>(d[0]);
-  }
-}
-
-/// Launches gemmChainRule, vectorised when every view allows it.
-template <typename T>
-void launchChainRule(cudaStream_t s, const T *dOut, int64_t ldd, const T *gate, int64_t ldg, int64_t rowsPerGate,
-                     const T *z, int64_t ldz, int act, int64_t rows, int64_t cols, T *dz, int64_t lddz) {
-  const size_t e = sizeof(T);
-  const bool vec = vectorizable(dOut, ldd, cols, e) && vectorizable(gate, ldg, cols, e) &&
-                   vectorizable(z, ldz, cols, e) && vectorizable(dz, lddz, cols, e);
-  const int v = vec ? kVec<T> : 1;
-  const int64_t perRow = (cols + v - 1) / v;
-  const int threads = perRow >= 256 ? 256 : static_cast<int>((perRow + 31) / 32 * 32);
-  const unsigned gx = static_cast<unsigned>((perRow + threads - 1) / threads);
-  const unsigned gy = static_cast<unsigned>(std::min<int64_t>(rows, std::max<int64_t>(1, 65535 / gx)));
-  if (vec)
-    gemmChainRule<T, kVec<T>><<<dim3(gx, gy), threads, 0, s>>>(dOut, ldd, gate, ldg, rowsPerGate, z, ldz, act, rows,
-                                                                cols, dz, lddz);
-  else
-    gemmChainRule<T, 1><<<dim3(gx, gy), threads, 0, s>>>(dOut, ldd, gate, ldg, rowsPerGate, z, ldz, act, rows, cols,
-                                                         dz, lddz);
-  checkLaunch("gemm backward chain rule");
 }
 
 /// Rows of a chunk of the fused chain-rule pass, and the threads (rows)
@@ -314,6 +207,39 @@ void launchChainRuleSums(cudaStream_t s, const T *dOut, int64_t ldd, const T *ga
   checkLaunch("gemm backward chain rule and sums");
 }
 
+/// The two planes of per-chunk partial sums (bias, gate) of the fused pass.
+size_t chainSumBytes(int64_t m, int64_t n, int64_t rowsPerGate) {
+  const int64_t rpg = rowsPerGate > 0 && rowsPerGate <= m && m % rowsPerGate == 0 ? rowsPerGate : 1;
+  return 2 * alignUp(static_cast<size_t>(m / rpg * fusedChunks(rpg) * n) * sizeof(float));
+}
+
+/// dz = (gate ⊙ dOut) ⊙ act'(z) into dz (null: not wanted, dz is dOut),
+/// dBias = Σ_rows dz and dGate = Σ over each gate group's rows of
+/// dOut ⊙ act(z) (each null when not wanted): the fused pass, then the
+/// chunk partials (two planes of chainSumBytes) added in chunk order.
+template <typename T>
+void chainRuleAndSums(cudaStream_t s, DConstMat dOut, const GatedResidual *epilogue, const void *z, int64_t ldz,
+                      int act, int64_t rows, int64_t cols, void *dz, float *partials, void *dBias, DMat dGate) {
+  const int64_t rowsPerGroup = epilogue != nullptr ? epilogue->rowsPerGate : rows;
+  const int64_t chunks = fusedChunks(rowsPerGroup), groups = rows / rowsPerGroup;
+  float *biasPart = partials, *gatePart = partials + alignUp(static_cast<size_t>(groups * chunks * cols) * sizeof(float)) / sizeof(float);
+  launchChainRuleSums<T>(s, static_cast<const T *>(dOut.data), dOut.ld,
+                         epilogue ? static_cast<const T *>(epilogue->gate.data) : nullptr,
+                         epilogue ? epilogue->gate.ld : 0, rowsPerGroup, static_cast<const T *>(z), ldz, act, rows,
+                         cols, static_cast<T *>(dz), cols, dBias ? biasPart : nullptr,
+                         dGate.data ? gatePart : nullptr);
+  if (dBias != nullptr) {
+    finishColumnSums<T><<<dim3(blocksFor(cols, 128), 1), 128, 0, s>>>(biasPart, 1, groups * chunks, cols,
+                                                                      static_cast<T *>(dBias), cols);
+    checkLaunch("gemm backward bias gradient");
+  }
+  if (dGate.data != nullptr) {
+    finishColumnSums<T><<<dim3(blocksFor(cols, 128), static_cast<unsigned>(groups)), 128, 0, s>>>(
+        gatePart, groups, chunks, cols, static_cast<T *>(dGate.data), dGate.ld);
+    checkLaunch("gemm backward gate gradient");
+  }
+}
+
 /// SwiGLU's hidden layer: h = silu(g) ⊙ u, element-wise on contiguous M x F.
 template <typename T> __global__ void swigluHidden(const T *g, const T *u, int64_t n, T *h) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -344,12 +270,6 @@ void checkGradView(const char *kernel, const char *name, DConstMat g, int64_t ro
 //===----------------------------------------------------------------------===//
 // gemm
 //===----------------------------------------------------------------------===//
-
-/// The two planes of per-chunk partial sums (bias, gate) of the fused pass.
-size_t chainSumBytes(int64_t m, int64_t n, int64_t rowsPerGate) {
-  const int64_t rpg = rowsPerGate > 0 && rowsPerGate <= m && m % rowsPerGate == 0 ? rowsPerGate : 1;
-  return 2 * alignUp(static_cast<size_t>(m / rpg * fusedChunks(rpg) * n) * sizeof(float));
-}
 
 size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, bool preactSaved,
                                   int64_t rowsPerGate) {
@@ -385,8 +305,7 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
   Carver carve(kernel, ws, gemmBackwardWorkspaceBytes(m, n, k, dtype, saved, rowsPerGroup));
   void *zBuf = saved ? nullptr : carve.take(static_cast<size_t>(m * n) * elem);
   void *dz = carve.take(static_cast<size_t>(m * n) * elem);
-  const size_t plane = chainSumBytes(m, n, rowsPerGroup) / 2;
-  float *biasPart = static_cast<float *>(carve.take(plane)), *gatePart = static_cast<float *>(carve.take(plane));
+  float *partials = static_cast<float *>(carve.take(chainSumBytes(m, n, rowsPerGroup)));
   Workspace rest = carve.rest();
 
   // z = a·wᵀ + bias, needed for act'(z) and for the gate's act(z): the one
@@ -401,29 +320,12 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
   const int64_t ldz = zm.ld;
   // dz and the row sums of dz (bias) and dOut ⊙ act(z) (gate) in one pass.
   const bool writeDz = act != Act::None || epilogue != nullptr;
-  const bool wantBias = grads.dBias != nullptr, wantGate = grads.dGate.data != nullptr;
   DConstMat dZ = writeDz ? DConstMat{dz, m, n, n} : dOut;
-  if (writeDz || wantBias || wantGate) {
+  if (writeDz || grads.dBias != nullptr || grads.dGate.data != nullptr)
     dispatchFloat(dtype, kernel, [&](auto tag) {
-      using T = decltype(tag);
-      launchChainRuleSums<T>(s, static_cast<const T *>(dOut.data), dOut.ld,
-                             epilogue ? static_cast<const T *>(epilogue->gate.data) : nullptr,
-                             epilogue ? epilogue->gate.ld : 0, rowsPerGroup, static_cast<const T *>(z), ldz,
-                             actCode, m, n, writeDz ? static_cast<T *>(dz) : nullptr, n,
-                             wantBias ? biasPart : nullptr, wantGate ? gatePart : nullptr);
-      const int64_t chunks = fusedChunks(rowsPerGroup), groups = m / rowsPerGroup;
-      if (wantBias) {
-        finishColumnSums<T><<<dim3(blocksFor(n, 128), 1), 128, 0, s>>>(biasPart, 1, groups * chunks, n,
-                                                                       static_cast<T *>(grads.dBias), n);
-        checkLaunch("gemm backward bias gradient");
-      }
-      if (wantGate) {
-        finishColumnSums<T><<<dim3(blocksFor(n, 128), static_cast<unsigned>(groups)), 128, 0, s>>>(
-            gatePart, groups, chunks, n, static_cast<T *>(grads.dGate.data), grads.dGate.ld);
-        checkLaunch("gemm backward gate gradient");
-      }
+      chainRuleAndSums<decltype(tag)>(s, dOut, epilogue, z, ldz, actCode, m, n, writeDz ? dz : nullptr, partials,
+                                      grads.dBias, grads.dGate);
     });
-  }
   if (grads.dA.data != nullptr)
     gemm.product(stream, dtype, dZ, false, w, false, grads.dA, 0.0f, rest);
   if (grads.dW != nullptr)
@@ -434,10 +336,10 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
 // swiglu
 //===----------------------------------------------------------------------===//
 
-size_t swigluBackwardWorkspaceBytes(int64_t rows, int64_t hidden, int64_t out, DType dtype) {
+size_t swigluBackwardWorkspaceBytes(int64_t rows, int64_t hidden, int64_t out, DType dtype, int64_t rowsPerGate) {
   size_t hid = alignUp(static_cast<size_t>(rows * hidden) * dtypeSize(dtype));
   size_t outs = alignUp(static_cast<size_t>(rows * out) * dtypeSize(dtype));
-  return kAlign + 4 * hid + 2 * outs + columnSumBytes(rows, out, 1) +
+  return kAlign + 4 * hid + 2 * outs + chainSumBytes(rows, out, rowsPerGate > 0 ? rowsPerGate : rows) +
          std::max(Gemm::workspaceBytes(rows, std::max(hidden, out), 1, false, dtype), Gemm::productWorkspaceBytes());
 }
 
@@ -465,14 +367,15 @@ void swigluBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat x, DConstM
     return;
   cudaStream_t s = native(stream);
   const size_t elem = dtypeSize(dtype);
-  Carver carve(kernel, ws, swigluBackwardWorkspaceBytes(m, f, n, dtype));
+  const int64_t rowsPerGate = epilogue != nullptr ? epilogue->rowsPerGate : 0;
+  Carver carve(kernel, ws, swigluBackwardWorkspaceBytes(m, f, n, dtype, rowsPerGate));
   void *g = carve.take(static_cast<size_t>(m * f) * elem);
   void *u = carve.take(static_cast<size_t>(m * f) * elem);
   void *h = carve.take(static_cast<size_t>(m * f) * elem);
   void *dh = carve.take(static_cast<size_t>(m * f) * elem);
   void *y = carve.take(static_cast<size_t>(m * n) * elem);
   void *dyBuf = carve.take(static_cast<size_t>(m * n) * elem);
-  float *partial = static_cast<float *>(carve.take(columnSumBytes(m, n, 1)));
+  float *partials = static_cast<float *>(carve.take(chainSumBytes(m, n, rowsPerGate > 0 ? rowsPerGate : m)));
   Workspace rest = carve.rest();
 
   gemm.run(stream, dtype, x, gate, nullptr, Act::None, nullptr, DMat{g, m, f, f}, rest);
@@ -485,15 +388,13 @@ void swigluBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat x, DConstM
   });
   DConstMat dy = dOut;
   if (epilogue != nullptr) {
+    // The gate's gradient needs the output before the gate, y = h·downᵀ.
+    const bool wantGate = grads.dGate.data != nullptr;
+    if (wantGate)
+      gemm.run(stream, dtype, DConstMat{h, m, f, f}, down, nullptr, Act::None, nullptr, DMat{y, m, n, n}, rest);
     dispatchFloat(dtype, kernel, [&](auto tag) {
-      using T = decltype(tag);
-      if (grads.dGate.data != nullptr) {
-        gemm.run(stream, dtype, DConstMat{h, m, f, f}, down, nullptr, Act::None, nullptr, DMat{y, m, n, n}, rest);
-        columnSums<T>(s, dOut.data, dOut.ld, y, n, 0, m, n, epilogue->rowsPerGate, partial, grads.dGate.data,
-                      grads.dGate.ld);
-      }
-      launchChainRule<T>(s, static_cast<const T *>(dOut.data), dOut.ld, static_cast<const T *>(epilogue->gate.data),
-                         epilogue->gate.ld, epilogue->rowsPerGate, nullptr, 0, 0, m, n, static_cast<T *>(dyBuf), n);
+      chainRuleAndSums<decltype(tag)>(s, dOut, epilogue, wantGate ? y : nullptr, n, 0, m, n, dyBuf, partials,
+                                      nullptr, grads.dGate);
     });
     dy = {dyBuf, m, n, n};
   }

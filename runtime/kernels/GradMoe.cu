@@ -1356,15 +1356,13 @@ ExpertActivations<T> activationViews(void *base, int64_t m, int64_t d, const Tok
 /// chosen sums) and the stable expert-major permutation of the slots.
 void routeStable(Stream stream, DType dtype, DConstMat x, const TokenChoiceArgs &args, const TokenLayout &l,
                  Workspace ws) {
-  const int64_t m = x.rows, d = x.cols, e = args.experts, topK = args.topK;
+  const int64_t m = x.rows, e = args.experts, topK = args.topK;
   const int64_t slots = m * topK, chunks = (slots + kChunk - 1) / kChunk;
   cudaStream_t s = native(stream);
   int32_t *chunkCounts = at<int32_t>(ws, l.chunkCounts), *counts = at<int32_t>(ws, l.counts);
   int32_t *offsets = at<int32_t>(ws, l.offsets), *expertOf = at<int32_t>(ws, l.expertOf);
   float *routerF32 = l.routerF32 != 0 ? at<float>(ws, l.routerF32) : nullptr;
-  if (routerF32 != nullptr)
-    cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-  moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
+  moe::RouterArgs rp = moe::routerArgs(stream, dtype, x, args.router, routerF32, e);
   rp.topK = static_cast<int>(topK);
   rp.normalize = args.normalize;
   rp.probs = at<float>(ws, l.probs);
@@ -1781,9 +1779,7 @@ void moeExpertChoiceBackward(Stream stream, Gemm &, DType dtype, DConstMat x,
     T *Z = at<T>(ws, l.z), *A = at<T>(ws, l.a), *Y = at<T>(ws, l.y);
     const T *dOutT = static_cast<const T *>(dOut.data);
 
-    if (routerF32 != nullptr)
-      cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-    moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
+    moe::RouterArgs rp = moe::routerArgs(stream, dtype, x, args.router, routerF32, e);
     rp.probs = probs;
     moe::route(stream, rp, false);
     check(cudaMemsetAsync(slotMap, 0xFF, m * e * sizeof(int32_t), s),

@@ -539,10 +539,7 @@ void moeTokenChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
 
     check(cudaMemsetAsync(counts, 0, 2 * e * sizeof(int32_t), native(stream)),
           "moeTokenChoice: expert counters");
-    if (routerF32 != nullptr)
-      cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-
-    moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
+    moe::RouterArgs rp = moe::routerArgs(stream, dtype, x, args.router, routerF32, e);
     rp.topK = static_cast<int>(topK);
     rp.normalize = args.normalize;
     rp.expertOf = expertOf;
@@ -657,10 +654,7 @@ void moeExpertChoice(Stream stream, Gemm &, DType dtype, DConstMat x,
     int32_t *rows = at<int32_t>(ws, l.rows), *slotMap = at<int32_t>(ws, l.slotMap);
     T *h = at<T>(ws, l.h), *y = at<T>(ws, l.y);
     float *routerF32 = l.routerF32 != 0 ? at<float>(ws, l.routerF32) : nullptr;
-    if (routerF32 != nullptr)
-      cast(stream, dtype, args.router, DType::F32, routerF32, e * d);
-
-    moe::RouterArgs rp = moe::routerArgs(dtype, x, args.router, routerF32, e);
+    moe::RouterArgs rp = moe::routerArgs(stream, dtype, x, args.router, routerF32, e);
     rp.probs = probs;
     moe::route(stream, rp, false);
 

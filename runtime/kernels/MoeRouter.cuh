@@ -50,9 +50,14 @@ struct RouterArgs {
 
 /// The arguments for tokens x (rows x d view) and an experts x d router,
 /// with the 16-byte-read decision made from x alone, so that the forward
-/// and the backward make it alike; outputs are set by the caller.
-inline RouterArgs routerArgs(DType dtype, DConstMat x, const void *router, const float *routerF32,
+/// and the backward make it alike; outputs are set by the caller. A
+/// non-null routerF32 (a workspace of experts x d floats, for routers too
+/// large for shared memory) receives the router converted to f32 on
+/// `stream` first.
+inline RouterArgs routerArgs(Stream stream, DType dtype, DConstMat x, const void *router, float *routerF32,
                              int64_t experts) {
+  if (routerF32 != nullptr)
+    cast(stream, dtype, router, DType::F32, routerF32, experts * x.cols);
   RouterArgs a;
   a.dtype = dtype;
   a.x = x.data;

@@ -55,7 +55,8 @@ struct SwiGluGrads {
 void swigluBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat x, DConstMat gate, DConstMat up,
                     DConstMat down, const GatedResidual *epilogue, DConstMat dOut,
                     const SwiGluGrads &grads, Workspace ws);
-size_t swigluBackwardWorkspaceBytes(int64_t rows, int64_t hidden, int64_t out, DType dtype);
+/// rowsPerGate: the gated residual's rows per gate row (0: no gate).
+size_t swigluBackwardWorkspaceBytes(int64_t rows, int64_t hidden, int64_t out, DType dtype, int64_t rowsPerGate = 0);
 
 //===----------------------------------------------------------------------===//
 // Norms and element-wise kernels

@@ -14,48 +14,72 @@
 namespace diffrt::cpu::testing {
 namespace {
 
-TEST(GradGemm, EveryActivationBiasAndEpilogue) {
-  Rng rng;
-  SCOPED_TRACE(rng.trace());
-  const int64_t m = 6, k = 5, n = 7, rowsPerGate = 3;
+/// One dense layer of the case grid below: random operands on strided
+/// views, an incoming gradient, and the optional bias and gated residual.
+struct GemmCase {
+  static constexpr int64_t m = 6, k = 5, n = 7, rowsPerGate = 3;
+  Act act;
+  bool withBias, withEpilogue;
+  Buffer a, w, residual, gate, dOut;
+  std::vector<float> bias;
+  GatedResidual epi;
+  const GatedResidual *epiPtr() const { return withEpilogue ? &epi : nullptr; }
+  const float *biasPtr() const { return withBias ? bias.data() : nullptr; }
+};
+
+/// `check` on every activation, with and without bias and epilogue (the
+/// case's operands may be perturbed: directional derivatives).
+template <typename Check> void forEachGemmCase(Rng &rng, Check check) {
+  const int64_t m = GemmCase::m, k = GemmCase::k, n = GemmCase::n, rpg = GemmCase::rowsPerGate;
   for (Act act : {Act::None, Act::Gelu, Act::GeluTanh, Act::Silu})
     for (bool withBias : {false, true})
       for (bool withEpilogue : {false, true}) {
         SCOPED_TRACE(std::string("act ") + actName(act) + (withBias ? ", bias" : "") +
                      (withEpilogue ? ", epilogue" : ""));
-        Buffer a = normalBuffer(rng, m, k, k + 3), w = normalBuffer(rng, n, k, k + 2);
-        std::vector<float> bias = rng.normal(n);
-        Buffer residual = normalBuffer(rng, m, n),
-               gate = normalBuffer(rng, m / rowsPerGate, n, n + 1);
-        Buffer dOut = normalBuffer(rng, m, n, n + 2);
-        GatedResidual epi{residual.cmat(), gate.cmat(), rowsPerGate};
-        const GatedResidual *epiPtr = withEpilogue ? &epi : nullptr;
-        const float *biasPtr = withBias ? bias.data() : nullptr;
-
-        Buffer dA = poisonedBuffer(m, k, k + 1), dGate = poisonedBuffer(m / rowsPerGate, n, n + 2);
-        std::vector<float> dW = poisoned(n * k), dBias = poisoned(n), work(2 * m * n);
-        GemmGrads grads;
-        grads.dA = dA.mat();
-        grads.dW = dW.data();
-        grads.dBias = withBias ? dBias.data() : nullptr;
-        if (withEpilogue)
-          grads.dGate = dGate.mat();
-        gemmBackward(a.cmat(), w.cmat(), biasPtr, act, epiPtr, dOut.cmat(), grads, work.data());
-
-        auto f = [&] {
-          Buffer out(m, n);
-          gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, out.mat());
-          return dot(dOut, out);
-        };
-        expectDirectional(rng, "dA", operand(a), gradOf(dA), f);
-        expectDirectional(rng, "dW", operand(w), {dW.data(), k}, f);
-        if (withBias)
-          expectDirectional(rng, "dBias", operand(bias), gradOf(dBias), f);
-        if (withEpilogue)
-          expectDirectional(rng, "dGate", operand(gate), gradOf(dGate), f);
-        expectPaddingIntact("dA", dA);
-        expectPaddingIntact("dGate", dGate);
+        GemmCase c{act, withBias, withEpilogue, normalBuffer(rng, m, k, k + 3), normalBuffer(rng, n, k, k + 2),
+                   normalBuffer(rng, m, n), normalBuffer(rng, m / rpg, n, n + 1), normalBuffer(rng, m, n, n + 2),
+                   rng.normal(n), {}};
+        c.epi = {c.residual.cmat(), c.gate.cmat(), rpg};
+        check(c);
       }
+}
+
+TEST(GradGemm, EveryActivationBiasAndEpilogue) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  forEachGemmCase(rng, [&](GemmCase &c) {
+    const int64_t m = c.m, k = c.k, n = c.n, rowsPerGate = c.rowsPerGate;
+    const Act act = c.act;
+    const bool withBias = c.withBias, withEpilogue = c.withEpilogue;
+    Buffer &a = c.a, &w = c.w, &gate = c.gate, &dOut = c.dOut;
+    std::vector<float> &bias = c.bias;
+    const GatedResidual *epiPtr = c.epiPtr();
+    const float *biasPtr = c.biasPtr();
+
+    Buffer dA = poisonedBuffer(m, k, k + 1), dGate = poisonedBuffer(m / rowsPerGate, n, n + 2);
+    std::vector<float> dW = poisoned(n * k), dBias = poisoned(n), work(2 * m * n);
+    GemmGrads grads;
+    grads.dA = dA.mat();
+    grads.dW = dW.data();
+    grads.dBias = withBias ? dBias.data() : nullptr;
+    if (withEpilogue)
+      grads.dGate = dGate.mat();
+    gemmBackward(a.cmat(), w.cmat(), biasPtr, act, epiPtr, dOut.cmat(), grads, work.data());
+
+    auto f = [&] {
+      Buffer out(m, n);
+      gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, out.mat());
+      return dot(dOut, out);
+    };
+    expectDirectional(rng, "dA", operand(a), gradOf(dA), f);
+    expectDirectional(rng, "dW", operand(w), {dW.data(), k}, f);
+    if (withBias)
+      expectDirectional(rng, "dBias", operand(bias), gradOf(dBias), f);
+    if (withEpilogue)
+      expectDirectional(rng, "dGate", operand(gate), gradOf(dGate), f);
+    expectPaddingIntact("dA", dA);
+    expectPaddingIntact("dGate", dGate);
+  });
 }
 
 // The forward's saved pre-activation: gemm writes z = a·wᵀ + bias to a
@@ -64,50 +88,44 @@ TEST(GradGemm, EveryActivationBiasAndEpilogue) {
 TEST(GradGemm, SavedPreactivationMatchesRecomputation) {
   Rng rng;
   SCOPED_TRACE(rng.trace());
-  const int64_t m = 6, k = 5, n = 7, rowsPerGate = 3;
-  for (Act act : {Act::None, Act::Gelu, Act::GeluTanh, Act::Silu})
-    for (bool withBias : {false, true})
-      for (bool withEpilogue : {false, true}) {
-        SCOPED_TRACE(std::string("act ") + actName(act) + (withBias ? ", bias" : "") +
-                     (withEpilogue ? ", epilogue" : ""));
-        Buffer a = normalBuffer(rng, m, k, k + 3), w = normalBuffer(rng, n, k, k + 2);
-        std::vector<float> bias = rng.normal(n);
-        Buffer residual = normalBuffer(rng, m, n), gate = normalBuffer(rng, m / rowsPerGate, n, n + 1);
-        Buffer dOut = normalBuffer(rng, m, n, n + 2);
-        GatedResidual epi{residual.cmat(), gate.cmat(), rowsPerGate};
-        const GatedResidual *epiPtr = withEpilogue ? &epi : nullptr;
-        const float *biasPtr = withBias ? bias.data() : nullptr;
+  forEachGemmCase(rng, [&](GemmCase &c) {
+    const int64_t m = c.m, k = c.k, n = c.n, rowsPerGate = c.rowsPerGate;
+    const Act act = c.act;
+    const bool withBias = c.withBias, withEpilogue = c.withEpilogue;
+    const Buffer &a = c.a, &w = c.w, &dOut = c.dOut;
+    const GatedResidual *epiPtr = c.epiPtr();
+    const float *biasPtr = c.biasPtr();
 
-        Buffer out(m, n), outKeeping(m, n), z = poisonedBuffer(m, n, n + 3), plain(m, n);
-        gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, out.mat());
-        gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, outKeeping.mat(), z.mat());
-        gemm(a.cmat(), w.cmat(), biasPtr, Act::None, nullptr, plain.mat());
-        EXPECT_TRUE(sameBits(out.data, outKeeping.data));
-        for (int64_t r = 0; r < m; ++r)
-          for (int64_t c = 0; c < n; ++c)
-            EXPECT_EQ(z.mat().row(r)[c], plain.mat().row(r)[c]) << "z[" << r << "][" << c << "]";
-        expectPaddingIntact("z", z);
+    Buffer out(m, n), outKeeping(m, n), z = poisonedBuffer(m, n, n + 3), plain(m, n);
+    gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, out.mat());
+    gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, outKeeping.mat(), z.mat());
+    gemm(a.cmat(), w.cmat(), biasPtr, Act::None, nullptr, plain.mat());
+    EXPECT_TRUE(sameBits(out.data, outKeeping.data));
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < n; ++c)
+        EXPECT_EQ(z.mat().row(r)[c], plain.mat().row(r)[c]) << "z[" << r << "][" << c << "]";
+    expectPaddingIntact("z", z);
 
-        auto backward = [&](ConstMat preact) {
-          Buffer dA = poisonedBuffer(m, k), dGate = poisonedBuffer(m / rowsPerGate, n);
-          std::vector<float> dW = poisoned(n * k), dBias = poisoned(n), work = poisoned(2 * m * n);
-          GemmGrads grads;
-          grads.dA = dA.mat();
-          grads.dW = dW.data();
-          grads.dBias = withBias ? dBias.data() : nullptr;
-          if (withEpilogue)
-            grads.dGate = dGate.mat();
-          gemmBackward(a.cmat(), w.cmat(), biasPtr, act, epiPtr, dOut.cmat(), grads, work.data(), preact);
-          std::vector<float> all = dA.data;
-          all.insert(all.end(), dW.begin(), dW.end());
-          if (withBias)
-            all.insert(all.end(), dBias.begin(), dBias.end());
-          if (withEpilogue)
-            all.insert(all.end(), dGate.data.begin(), dGate.data.end());
-          return all;
-        };
-        EXPECT_TRUE(sameBits(backward({}), backward(z.cmat())));
-      }
+    auto backward = [&](ConstMat preact) {
+      Buffer dA = poisonedBuffer(m, k), dGate = poisonedBuffer(m / rowsPerGate, n);
+      std::vector<float> dW = poisoned(n * k), dBias = poisoned(n), work = poisoned(2 * m * n);
+      GemmGrads grads;
+      grads.dA = dA.mat();
+      grads.dW = dW.data();
+      grads.dBias = withBias ? dBias.data() : nullptr;
+      if (withEpilogue)
+        grads.dGate = dGate.mat();
+      gemmBackward(a.cmat(), w.cmat(), biasPtr, act, epiPtr, dOut.cmat(), grads, work.data(), preact);
+      std::vector<float> all = dA.data;
+      all.insert(all.end(), dW.begin(), dW.end());
+      if (withBias)
+        all.insert(all.end(), dBias.begin(), dBias.end());
+      if (withEpilogue)
+        all.insert(all.end(), dGate.data.begin(), dGate.data.end());
+      return all;
+    };
+    EXPECT_TRUE(sameBits(backward({}), backward(z.cmat())));
+  });
 }
 
 TEST(GradGemm, PartialGradientsAndDeterminism) {

@@ -189,7 +189,7 @@ void runSwiGlu(Rng &rng, DType t, const SwiGluCase &c) {
   g.gateLd = g.upLd = c.k;
   g.dGate = c.epilogue ? gdGate.m() : DMat{};
   GatedResidual ge{gres.c(), ggate.c(), c.rowsPerGate};
-  size_t bytes = swigluBackwardWorkspaceBytes(c.m, c.f, c.n, t);
+  size_t bytes = swigluBackwardWorkspaceBytes(c.m, c.f, c.n, t, c.epilogue ? c.rowsPerGate : 0);
   DeviceBuffer ws(bytes);
   Gemm gemm;
   swigluBackward(nullptr, gemm, t, gx.c(), dg, du, gdown.c(), c.epilogue ? &ge : nullptr, gdOut.c(), g,
