@@ -83,30 +83,63 @@ template <typename T> constexpr int kVec = static_cast<int>(16 / sizeof(T));
 
 /// The kVec<T> elements packed in one 16-byte word, as floats. Kernels that
 /// keep data in registers hold it packed (4 registers per 16 bytes rather
-/// than 8 for 16-bit types) and unpack it where it is used.
+/// than 8 for 16-bit types) and unpack it where it is used. The elements
+/// come out of the four 32-bit words with register operations: reading
+/// them through a T pointer into `raw` lets the compiler replace a caller's
+/// 128-bit load by eight 16-bit loads (it did, in every kernel).
+template <typename T> __device__ __forceinline__ void unpackWord(uint32_t w, float &lo, float &hi);
+template <> __device__ __forceinline__ void unpackWord<__nv_bfloat16>(uint32_t w, float &lo, float &hi) {
+  lo = __uint_as_float(w << 16);
+  hi = __uint_as_float(w & 0xffff0000u);
+}
+template <> __device__ __forceinline__ void unpackWord<__half>(uint32_t w, float &lo, float &hi) {
+  lo = __half2float(__ushort_as_half(static_cast<unsigned short>(w & 0xffffu)));
+  hi = __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
+}
 template <typename T>
 __device__ __forceinline__ void unpackVec(const uint4 &raw, float (&f)[kVec<T>]) {
-  const T *e = reinterpret_cast<const T *>(&raw);
+  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
-  for (int i = 0; i < kVec<T>; ++i)
-    f[i] = toF<T>(e[i]);
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (sizeof(T) == 4)
+      f[i] = __uint_as_float(w[i]);
+    else
+      unpackWord<T>(w[i], f[2 * i], f[2 * i + 1]);
+  }
 }
 
 /// Loads kVec<T> consecutive elements at p, which must be 16-byte aligned,
 /// as floats: one 128-bit load whatever the element type.
 template <typename T> __device__ __forceinline__ void loadVec(const T *p, float (&f)[kVec<T>]) {
-  unpackVec<T>(*reinterpret_cast<const uint4 *>(p), f);
+  const uint4 raw = *reinterpret_cast<const uint4 *>(p);
+  unpackVec<T>(raw, f);
 }
 
-/// Stores kVec<T> floats at p (16-byte aligned) rounded to T, one 128-bit
-/// store.
+/// Two floats rounded to T and packed in a 32-bit word (lo in the low half),
+/// with register operations (see unpackVec).
+template <typename T> __device__ __forceinline__ uint32_t packWord(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t packWord<__nv_bfloat16>(float lo, float hi) {
+  return static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
+         (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
+}
+template <> __device__ __forceinline__ uint32_t packWord<__half>(float lo, float hi) {
+  return static_cast<uint32_t>(__half_as_ushort(__float2half_rn(lo))) |
+         (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(hi))) << 16);
+}
+
+/// Stores kVec<T> floats at p (16-byte aligned, global memory) rounded to
+/// T, one 128-bit store. The store is the explicit st.global.v4 intrinsic:
+/// a plain uint4 assignment came out as four 32-bit stores in some kernels.
 template <typename T> __device__ __forceinline__ void storeVec(T *p, const float (&f)[kVec<T>]) {
-  uint4 raw;
-  T *e = reinterpret_cast<T *>(&raw);
+  uint32_t w[4];
 #pragma unroll
-  for (int i = 0; i < kVec<T>; ++i)
-    e[i] = fromF<T>(f[i]);
-  *reinterpret_cast<uint4 *>(p) = raw;
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (sizeof(T) == 4)
+      w[i] = __float_as_uint(f[i]);
+    else
+      w[i] = packWord<T>(f[2 * i], f[2 * i + 1]);
+  }
+  __stwb(reinterpret_cast<uint4 *>(p), make_uint4(w[0], w[1], w[2], w[3]));
 }
 
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

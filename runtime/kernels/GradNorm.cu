@@ -7,18 +7,16 @@
 // Fused path (a group is the whole row, vectorisable views, the row fits a
 // register tile: the adaLN LayerNorms of DiT), two launches:
 //
-//   1. A block of 8 warps per chunk of at most 32 rows of one segment (a
-//      sample when shift/scale gradients are wanted, all rows otherwise;
-//      16 rows when no parameter sums are wanted), a warp per row, two
-//      blocks a multiprocessor. The lane keeps its 16-byte vectors of x and
-//      dOut in registers, so the statistics (two-pass variance), the two
-//      Jacobian means and dX (and dSiluGate) come from one read of the row,
-//      with 16-byte loads and stores. The parameter terms of the lane's
-//      columns (shift, scale, weight, bias) accumulate in the warp's slots
-//      of shared memory over its rows; the warps' sums are added in warp
-//      order and written as the chunk's f32 partial row. x and dOut are
-//      thus read once in all (the column pass of the generic path read
-//      them again).
+//   1. A block of 8 warps per chunk of at most 16 rows of one segment (a
+//      sample when shift/scale gradients are wanted, all rows otherwise).
+//      The chunk's x and dOut rows are copied to shared memory at once
+//      (cp.async). A warp per row then holds the row's 16-byte vectors in
+//      registers, so the statistics (two-pass variance), the two Jacobian
+//      means and dX (and dSiluGate) come from one read of the row. Then a
+//      thread per pair of columns adds the parameter terms (shift, scale,
+//      weight, bias) over the chunk's rows in shared memory and writes the
+//      chunk's f32 partial row. x and dOut are thus read from global
+//      memory once.
 //   2. Reduction of the chunk partials in chunk order (pass 3 below).
 //
 // Generic path (groups narrower than the row, unaligned views, rows too
@@ -61,9 +59,10 @@ namespace diffrt::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-/// Rows of a chunk: 8192 rows make 256 blocks of the fused path, two per
+/// Rows of a chunk. The fused path stages a chunk in shared memory: 16
+/// rows of 1152 16-bit values (x and dOut) take 74 KB, three blocks a
 /// multiprocessor.
-constexpr int64_t kChunkRows = 32;
+constexpr int64_t kChunkRows = 16;
 
 /// The shape-dependent blocking of the column pass.
 struct Chunking {
@@ -146,6 +145,15 @@ __device__ __forceinline__ float warpSum(float v) {
   for (int o = 16; o > 0; o >>= 1)
     v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+/// Two warp sums with their shuffles interleaved.
+__device__ __forceinline__ void warpSum2(float &a, float &b) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ta = __shfl_xor_sync(0xffffffffu, a, o), tb = __shfl_xor_sync(0xffffffffu, b, o);
+    a += ta;
+    b += tb;
+  }
 }
 
 /// Pass 1: one warp per row (grid-stride over rows).
@@ -265,166 +273,198 @@ __device__ __forceinline__ void loadOr(const T *p, float (&f)[kVec<T>], float ab
   }
 }
 
-__device__ __forceinline__ void prefetchL2(const void *p) {
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+/// Two consecutive values at p (aligned to two elements), or `absent`.
+template <typename T> __device__ __forceinline__ void loadPairOr(const T *p, float (&f)[2], float absent) {
+  if (p == nullptr) {
+    f[0] = f[1] = absent;
+  } else if constexpr (sizeof(T) == 4) {
+    const float2 v = *reinterpret_cast<const float2 *>(p);
+    f[0] = v.x;
+    f[1] = v.y;
+  } else {
+    unpackWord<T>(*reinterpret_cast<const uint32_t *>(p), f[0], f[1]);
+  }
 }
 
-/// Bytes of the fused kernel's per-warp sums: kFusedWarps x NQ x V x kVec
-/// x 32 floats, lane-minor so that a lane's updates hit its own bank.
-template <typename T> constexpr size_t fusedSmemBytes(int v, int nq) {
-  return static_cast<size_t>(kFusedWarps) * nq * v * kVec<T> * 32 * sizeof(float);
+/// Row arrays the fused kernel stages: x and dOut, and the SiLU gate.
+constexpr int stagedArrays(bool gate) { return gate ? 3 : 2; }
+
+/// Shared bytes of the fused kernel for rows of `cols` values: the chunk's
+/// staged rows, then (mean, 1/std) per row.
+template <typename T> constexpr size_t fusedSmemBytes(int64_t cols, bool gate) {
+  return static_cast<size_t>(stagedArrays(gate) * kChunkRows * cols) * sizeof(T) +
+         2 * kChunkRows * sizeof(float);
 }
 
-/// The fused path for rows that are one group and vectorisable views: a
-/// block of kFusedWarps warps owns one chunk of rows (the column pass's
-/// chunking) and walks it a warp per row, rows warp, warp + kFusedWarps, ...
-/// Lane l holds the row's 16-byte vectors l, l + 32, ... (at most V) of x
-/// and dOut in registers, packed, so the statistics, the two Jacobian means
-/// and dX all come from one read of the row. The NQ parameter sums (0: none,
-/// 2: shift and scale, 4: also weight and bias) of the lane's columns
-/// accumulate in the warp's own shared-memory slots across its rows; at
-/// the end of the chunk the warps' sums are added in warp order and the
-/// block writes the chunk's partial rows, which pass 3 adds in chunk order.
-/// Each warp asks L2 for its next row while it works on the current one.
-template <typename T, int V, int NQ>
-__global__ void __launch_bounds__(kFusedThreads, 2)
+/// The fused path for rows that are one group and vectorisable views. A
+/// block of kFusedWarps warps owns one chunk of at most kChunkRows rows
+/// (the column pass's chunking):
+///   1. the chunk's x and dOut (and SiLU gate) rows are copied to shared
+///      memory with cp.async, all in flight at once;
+///   2. a warp per row, rows warp, warp + kFusedWarps, ...: lane l walks
+///      the row's 16-byte vectors l, l + 32, ... in shared memory for the
+///      statistics (two-pass variance), the two Jacobian means and dX (and
+///      dSiluGate); the row's (mean, 1/std) stay in shared memory;
+///   3. (NQ > 0) a thread per pair of columns walks the chunk's rows in
+///      shared memory and adds the NQ parameter terms (0: none, 2: shift
+///      and scale, 4: also weight and bias) in row order, then writes the
+///      chunk's f32 partial rows, which pass 3 adds in chunk order.
+/// The parameter sums thus live in a few registers a thread rather than in
+/// the row-owning warps (where they took 80 registers a lane or a shared
+/// read-modify-write per element and row), and x and dOut are read from
+/// global memory once. Nothing row-sized lives in registers (60 a thread for
+/// 16-bit rows without a gate), so three blocks (24 warps) share a
+/// multiprocessor when their rows fit (16-bit rows up to 1192 values
+/// without a gate; two with a gate).
+template <typename T, int NQ, bool Gate>
+__global__ void __launch_bounds__(kFusedThreads, Gate ? 2 : 3)
     normFusedKernel(NormParams<T> p, FusedOut<T> o, Chunking ck) {
   constexpr int N = kVec<T>;
-  // The parameter sums of (warp, q, vector v, element e, lane) live in
-  // shared memory rather than registers (in registers they took the
-  // kernel to 219 registers a thread, one block a multiprocessor).
-  extern __shared__ float fusedSums[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  auto sumAt = [&](int w, int q, int v, int e, int l) -> float & {
-    return fusedSums[((((w * NQ + q) * V + v) * N + e) << 5) + l];
-  };
+  extern __shared__ uint4 fusedSmem[];
+  const int64_t cols = p.cols;
+  const int units = static_cast<int>(cols / N);
+  T *sx = reinterpret_cast<T *>(fusedSmem);
+  T *sd = sx + kChunkRows * cols;
+  T *sg = sd + kChunkRows * cols;
+  float *sStats = reinterpret_cast<float *>(sx + stagedArrays(Gate) * kChunkRows * cols);
+
   const int64_t chunk = blockIdx.x;
   const int64_t seg = chunk / ck.chunksPerSegment, inSeg = chunk - seg * ck.chunksPerSegment;
   const int64_t r0 = seg * ck.segment + inSeg * ck.chunkRows;
   const int64_t r1 = min((seg + 1) * ck.segment, r0 + ck.chunkRows);
-  const int64_t units = p.cols / N;
-  const float invCols = 1.0f / static_cast<float>(p.cols);
-  const bool hasGate = p.gate != nullptr;
+  const int nRows = static_cast<int>(r1 - r0);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  if constexpr (NQ > 0) {
-#pragma unroll
-    for (int q = 0; q < NQ; ++q)
-#pragma unroll
-      for (int v = 0; v < V; ++v)
-#pragma unroll
-        for (int e = 0; e < N; ++e)
-          sumAt(warp, q, v, e, lane) = 0.0f;
+  for (int i = tid; i < nRows * units; i += kFusedThreads) {
+    const int rr = i / units, u = i - rr * units;
+    const int64_t r = r0 + rr;
+    cpAsync16(sx + rr * cols + u * N, p.x + r * p.ldx + u * N);
+    cpAsync16(sd + rr * cols + u * N, p.dOut + r * p.ldd + u * N);
+    if constexpr (Gate)
+      cpAsync16(sg + rr * cols + u * N, p.gate + r * p.ldg + u * N);
   }
+  cpAsyncCommit();
+  cpAsyncWait<0>();
+  __syncthreads();
 
-  for (int64_t r = r0 + warp; r < r1; r += kFusedWarps) {
-    const T *xr = p.x + r * p.ldx, *dr = p.dOut + r * p.ldd;
-    uint4 xv[V], dv[V];
+  const float invCols = 1.0f / static_cast<float>(cols);
+  for (int rr = warp; rr < nRows; rr += kFusedWarps) {
+    const int64_t r = r0 + rr;
+    const T *xr = sx + rr * cols, *dr = sd + rr * cols, *gr = sg + rr * cols;
+    const int64_t smp = r / p.rowsPerSample;
+    const T *scr = p.scale != nullptr ? p.scale + smp * p.ldc : nullptr;
+    const T *shr = p.shift != nullptr ? p.shift + smp * p.lds : nullptr;
+    float mean, rstd, m1, m2;
+    if constexpr (!Gate) {
+      // Without a gate dx̂ = dOut·(1 + scale)·w does not depend on the
+      // statistics, so its two sums ride along with them: Σx and Σdx̂, then
+      // Σ(x − mean)² and Σdx̂·(x − mean), each pair in one pass and one
+      // reduction. Both second sums are taken about the mean, so neither
+      // the variance nor mean(dx̂ ⊙ x̂) cancels.
+      float sum = 0.0f, sumD = 0.0f;
+      for (int u = lane; u < units; u += 32) {
+        const int64_t pos = static_cast<int64_t>(u) * N;
+        float xf[N], df[N], w[N], sc[N];
+        loadVec<T>(xr + pos, xf);
+        loadVec<T>(dr + pos, df);
+        loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
+        loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-      const int64_t u = lane + 32 * v;
-      xv[v] = make_uint4(0u, 0u, 0u, 0u);
-      dv[v] = xv[v];
-      if (u < units) {
-        xv[v] = *reinterpret_cast<const uint4 *>(xr + u * N);
-        dv[v] = *reinterpret_cast<const uint4 *>(dr + u * N);
-      }
-    }
-    if (r + kFusedWarps < r1) {
-#pragma unroll
-      for (int v = 0; v < V; ++v) {
-        const int64_t u = lane + 32 * v;
-        if (u < units) {
-          prefetchL2(xr + kFusedWarps * p.ldx + u * N);
-          prefetchL2(dr + kFusedWarps * p.ldd + u * N);
+        for (int e = 0; e < N; ++e) {
+          sum += xf[e];
+          sumD += df[e] * (1.0f + sc[e]) * w[e];
         }
       }
-    }
-
-    float sum = 0.0f;
+      warpSum2(sum, sumD);
+      mean = p.layer ? sum * invCols : 0.0f;
+      float sq = 0.0f, sumDC = 0.0f;
+      for (int u = lane; u < units; u += 32) {
+        const int64_t pos = static_cast<int64_t>(u) * N;
+        float xf[N], df[N], w[N], sc[N];
+        loadVec<T>(xr + pos, xf);
+        loadVec<T>(dr + pos, df);
+        loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
+        loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
 #pragma unroll
-    for (int v = 0; v < V; ++v)
-      if (lane + 32 * v < units) {
+        for (int e = 0; e < N; ++e) {
+          const float xc = xf[e] - mean;
+          sq += xc * xc;
+          sumDC += df[e] * (1.0f + sc[e]) * w[e] * xc;
+        }
+      }
+      warpSum2(sq, sumDC);
+      rstd = 1.0f / sqrtf(sq * invCols + p.eps);
+      m1 = p.layer ? sumD * invCols : 0.0f;
+      m2 = rstd * sumDC * invCols;
+    } else {
+      float sum = 0.0f;
+      for (int u = lane; u < units; u += 32) {
         float f[N];
-        unpackVec<T>(xv[v], f);
+        loadVec<T>(xr + u * N, f);
 #pragma unroll
         for (int e = 0; e < N; ++e)
           sum += f[e];
       }
-    const float mean = p.layer ? warpSum(sum) * invCols : 0.0f;
-    float sq = 0.0f;
-#pragma unroll
-    for (int v = 0; v < V; ++v)
-      if (lane + 32 * v < units) {
+      mean = p.layer ? warpSum(sum) * invCols : 0.0f;
+      float sq = 0.0f;
+      for (int u = lane; u < units; u += 32) {
         float f[N];
-        unpackVec<T>(xv[v], f);
+        loadVec<T>(xr + u * N, f);
 #pragma unroll
         for (int e = 0; e < N; ++e) {
           const float d = f[e] - mean;
           sq += d * d;
         }
       }
-    const float rstd = 1.0f / sqrtf(warpSum(sq) * invCols + p.eps);
-
-    const int64_t smp = r / p.rowsPerSample;
-    const T *scr = p.scale != nullptr ? p.scale + smp * p.ldc : nullptr;
-    const T *shr = p.shift != nullptr ? p.shift + smp * p.lds : nullptr;
-    const T *gr = hasGate ? p.gate + r * p.ldg : nullptr;
-    float sumD = 0.0f, sumDX = 0.0f;
+      rstd = 1.0f / sqrtf(warpSum(sq) * invCols + p.eps);
+      // With a gate dx̂ depends on the statistics through silu's argument
+      // chain: a third pass, which also writes dSiluGate.
+      float sumD = 0.0f, sumDX = 0.0f;
+      for (int u = lane; u < units; u += 32) {
+        const int64_t pos = static_cast<int64_t>(u) * N;
+        float xf[N], df[N], w[N], b[N], sc[N], sh[N], gv[N], dg[N];
+        loadVec<T>(xr + pos, xf);
+        loadVec<T>(dr + pos, df);
+        loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
+        loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+        loadOr<T>(p.bias != nullptr ? p.bias + pos : nullptr, b, 0.0f);
+        loadOr<T>(shr != nullptr ? shr + pos : nullptr, sh, 0.0f);
+        loadVec<T>(gr + pos, gv);
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-      const int64_t u = lane + 32 * v;
-      if (u >= units)
-        continue;
-      const int64_t pos = u * N;
-      float xf[N], df[N], w[N], b[N], sc[N], sh[N], gv[N], dg[N];
-      unpackVec<T>(xv[v], xf);
-      unpackVec<T>(dv[v], df);
-      loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
-      loadOr<T>(p.bias != nullptr ? p.bias + pos : nullptr, b, 0.0f);
-      loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
-      loadOr<T>(shr != nullptr ? shr + pos : nullptr, sh, 0.0f);
-      loadOr<T>(gr != nullptr ? gr + pos : nullptr, gv, 0.0f);
-#pragma unroll
-      for (int e = 0; e < N; ++e) {
-        const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], hasGate, gv[e]);
-        const float dxh = c.dy1 * w[e];
-        sumD += dxh;
-        sumDX += dxh * c.xh;
-        dg[e] = c.dGate;
-        if constexpr (NQ >= 2) {
-          sumAt(warp, 0, v, e, lane) += c.dy2;
-          sumAt(warp, 1, v, e, lane) += c.dy2 * c.y1;
+        for (int e = 0; e < N; ++e) {
+          const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], true, gv[e]);
+          const float dxh = c.dy1 * w[e];
+          sumD += dxh;
+          sumDX += dxh * c.xh;
+          dg[e] = c.dGate;
         }
-        if constexpr (NQ >= 4) {
-          sumAt(warp, 2, v, e, lane) += c.dy1 * c.xh;
-          sumAt(warp, 3, v, e, lane) += c.dy1;
-        }
+        if (o.dGate != nullptr)
+          storeVec<T>(o.dGate + r * o.lddg + pos, dg);
       }
-      if (o.dGate != nullptr)
-        storeVec<T>(o.dGate + r * o.lddg + pos, dg);
+      m1 = p.layer ? warpSum(sumD) * invCols : 0.0f;
+      m2 = warpSum(sumDX) * invCols;
+    }
+    if (lane == 0) {
+      sStats[2 * rr] = mean;
+      sStats[2 * rr + 1] = rstd;
     }
     if (o.dX == nullptr)
       continue;
     // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), as in pass 1 of
-    // the generic path, from the registers (the operands come from L1).
-    const float m1 = p.layer ? warpSum(sumD) * invCols : 0.0f;
-    const float m2 = warpSum(sumDX) * invCols;
-#pragma unroll
-    for (int v = 0; v < V; ++v) {
-      const int64_t u = lane + 32 * v;
-      if (u >= units)
-        continue;
-      const int64_t pos = u * N;
+    // the generic path.
+    for (int u = lane; u < units; u += 32) {
+      const int64_t pos = static_cast<int64_t>(u) * N;
       float xf[N], df[N], w[N], sc[N], gv[N], out[N];
-      unpackVec<T>(xv[v], xf);
-      unpackVec<T>(dv[v], df);
+      loadVec<T>(xr + pos, xf);
+      loadVec<T>(dr + pos, df);
       loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
       loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
-      loadOr<T>(gr != nullptr ? gr + pos : nullptr, gv, 0.0f);
+      if constexpr (Gate)
+        loadVec<T>(gr + pos, gv);
 #pragma unroll
       for (int e = 0; e < N; ++e) {
-        // Shift and bias do not reach dy1; zeros stand in for them.
-        const Chain c = chainAt(xf[e], mean, rstd, w[e], 0.0f, df[e], sc[e], 0.0f, hasGate, gv[e]);
+        const Chain c = chainAt(xf[e], mean, rstd, w[e], 0.0f, df[e], sc[e], 0.0f, Gate,
+                                Gate ? gv[e] : 0.0f);
         out[e] = rstd * (c.dy1 * w[e] - m1 - c.xh * m2);
       }
       storeVec<T>(o.dX + r * o.lddx + pos, out);
@@ -432,23 +472,46 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
   }
 
   if constexpr (NQ > 0) {
-    // The chunk's sums: the warps' sums added in warp order, a column per
-    // thread (column (32v + l)·N + e is lane l's element e of vector v).
     __syncthreads();
-    for (int64_t col = threadIdx.x; col < p.cols; col += kFusedThreads) {
-      const int64_t u = col / N;
-      const int e = static_cast<int>(col - u * N), l = static_cast<int>(u & 31), v = static_cast<int>(u >> 5);
+    // A chunk lies in one sample when shift/scale sums are wanted (the
+    // chunking is per sample); with weight and bias sums alone it may span
+    // samples, and the row's own shift and scale are read.
+    const bool oneSample = r0 / p.rowsPerSample == (r1 - 1) / p.rowsPerSample;
+    for (int64_t j = 2 * tid; j < cols; j += 2 * kFusedThreads) {
+      float w[2], b[2], sc[2], sh[2];
+      loadPairOr<T>(p.weight != nullptr ? p.weight + j : nullptr, w, 1.0f);
+      loadPairOr<T>(p.bias != nullptr ? p.bias + j : nullptr, b, 0.0f);
+      float acc[NQ][2];
 #pragma unroll
-      for (int q = 0; q < NQ; ++q) {
-        float *part = o.part[q];
-        if (part == nullptr)
-          continue;
-        float total = 0.0f;
+      for (int q = 0; q < NQ; ++q)
+        acc[q][0] = acc[q][1] = 0.0f;
+      for (int rr = 0; rr < nRows; ++rr) {
+        if (rr == 0 || !oneSample) {
+          const int64_t smp = (r0 + rr) / p.rowsPerSample;
+          loadPairOr<T>(p.scale != nullptr ? p.scale + smp * p.ldc + j : nullptr, sc, 0.0f);
+          loadPairOr<T>(p.shift != nullptr ? p.shift + smp * p.lds + j : nullptr, sh, 0.0f);
+        }
+        const float mean = sStats[2 * rr], rstd = sStats[2 * rr + 1];
+        float xf[2], df[2], gv[2] = {0.0f, 0.0f};
+        loadPairOr<T>(sx + rr * cols + j, xf, 0.0f);
+        loadPairOr<T>(sd + rr * cols + j, df, 0.0f);
+        if constexpr (Gate)
+          loadPairOr<T>(sg + rr * cols + j, gv, 0.0f);
 #pragma unroll
-        for (int w = 0; w < kFusedWarps; ++w)
-          total += sumAt(w, q, v, e, l);
-        part[chunk * p.cols + col] = total;
+        for (int e = 0; e < 2; ++e) {
+          const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], Gate, gv[e]);
+          acc[0][e] += c.dy2;
+          acc[1][e] += c.dy2 * c.y1;
+          if constexpr (NQ >= 4) {
+            acc[2][e] += c.dy1 * c.xh;
+            acc[3][e] += c.dy1;
+          }
+        }
       }
+#pragma unroll
+      for (int q = 0; q < NQ; ++q)
+        if (o.part[q] != nullptr)
+          *reinterpret_cast<float2 *>(o.part[q] + chunk * cols + j) = make_float2(acc[q][0], acc[q][1]);
     }
   }
 }
@@ -503,45 +566,32 @@ Chunking chunkingFor(int64_t rows, int64_t rowsPerSample, bool perSample) {
   return chunking(rows, perSample ? rowsPerSample : rows);
 }
 
-/// Whether the per-warp sums fit half a multiprocessor's shared memory
-/// (two blocks a multiprocessor; 16-bit rows up to 1280 values with shift
-/// and scale, 640 with all four sums).
-template <typename T> constexpr bool fusedFits(int v, int nq) { return fusedSmemBytes<T>(v, nq) <= (110u << 10); }
+/// The largest dynamic shared memory a block may ask for on sm_90.
+constexpr size_t kMaxBlockSmem = 227u << 10;
 
-template <typename T, int V, int NQ>
-bool launchFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
-  if constexpr (!fusedFits<T>(V, NQ)) {
-    return false;
-  } else {
-    constexpr size_t smem = fusedSmemBytes<T>(V, NQ);
-    if constexpr (smem > (48u << 10)) {
-      static const cudaError_t raised = cudaFuncSetAttribute(
-          normFusedKernel<T, V, NQ>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-      check(raised, "normBackward: shared memory limit");
-    }
-    normFusedKernel<T, V, NQ><<<static_cast<unsigned>(ck.chunks), kFusedThreads, smem, s>>>(p, o, ck);
-    checkLaunch("normBackward");
-    return true;
-  }
+template <typename T, int NQ, bool Gate>
+void launchFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
+  static const cudaError_t raised = cudaFuncSetAttribute(
+      normFusedKernel<T, NQ, Gate>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxBlockSmem));
+  check(raised, "normBackward: shared memory limit");
+  normFusedKernel<T, NQ, Gate>
+      <<<static_cast<unsigned>(ck.chunks), kFusedThreads, fusedSmemBytes<T>(p.cols, Gate), s>>>(p, o, ck);
+  checkLaunch("normBackward");
 }
 
-/// Launches the fused path if a register tile holds the row (tiles of 1, 2,
-/// 3, 5 and 9 vectors a lane cover rows up to 288 vectors, 2304 16-bit or
-/// 1152 f32 values) and fits the register budget. Returns false otherwise.
+/// Launches the fused path if a chunk's rows fit a block's shared memory
+/// (16-bit rows up to 3624 values, or 2416 with a SiLU gate). Returns false
+/// otherwise.
 template <typename T, int NQ>
 bool tryFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
-  const int64_t units = p.cols / kVec<T>;
-  if (units <= 32)
-    return launchFused<T, 1, NQ>(p, o, ck, s);
-  if (units <= 64)
-    return launchFused<T, 2, NQ>(p, o, ck, s);
-  if (units <= 96)
-    return launchFused<T, 3, NQ>(p, o, ck, s);
-  if (units <= 160)
-    return launchFused<T, 5, NQ>(p, o, ck, s);
-  if (units <= 288)
-    return launchFused<T, 9, NQ>(p, o, ck, s);
-  return false;
+  const bool gate = p.gate != nullptr;
+  if (fusedSmemBytes<T>(p.cols, gate) > kMaxBlockSmem)
+    return false;
+  if (gate)
+    launchFused<T, NQ, true>(p, o, ck, s);
+  else
+    launchFused<T, NQ, false>(p, o, ck, s);
+  return true;
 }
 
 } // namespace
@@ -670,7 +720,7 @@ void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args,
     // x and dOut, no column pass).
     const size_t es = sizeof(T);
     const bool vec =
-        groups == 1 && cols % kVec<T> == 0 && rows / (2 * kFusedWarps) < 0x7fffffff &&
+        groups == 1 && cols % kVec<T> == 0 && rows / kChunkRows < 0x7fffffff &&
         vectorizable(p.x, x.ld, cols, es) && vectorizable(p.dOut, dOut.ld, cols, es) &&
         vectorizable(grads.dX.data, grads.dX.ld, cols, es) &&
         vectorizable(grads.dSiluGate.data, grads.dSiluGate.ld, cols, es) &&
@@ -678,9 +728,7 @@ void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args,
         vectorizable(p.gate, p.ldg, cols, es) && (p.weight == nullptr || aligned16(p.weight)) &&
         (p.bias == nullptr || aligned16(p.bias));
     if (vec) {
-      // Without parameter sums there are no partials to keep few: two rows a
-      // warp (the second prefetched) and more blocks to spread the rows.
-      const Chunking fck = wantColumns ? ck : chunking(rows, rows, 2 * kFusedWarps);
+      const Chunking fck = wantColumns ? ck : chunking(rows, rows);
       FusedOut<T> o;
       o.dX = static_cast<T *>(grads.dX.data);
       o.lddx = grads.dX.ld;

@@ -182,22 +182,15 @@ template <typename T> __device__ __forceinline__ void load4(const T *p, float (&
     f[3] = v.w;
   } else {
     const uint2 raw = *reinterpret_cast<const uint2 *>(p);
-    const T *e = reinterpret_cast<const T *>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      f[i] = toF<T>(e[i]);
+    unpackWord<T>(raw.x, f[0], f[1]);
+    unpackWord<T>(raw.y, f[2], f[3]);
   }
 }
 template <typename T> __device__ __forceinline__ void store4(T *p, const float (&f)[4]) {
   if constexpr (sizeof(T) == 4) {
     *reinterpret_cast<float4 *>(p) = make_float4(f[0], f[1], f[2], f[3]);
   } else {
-    uint2 raw;
-    T *e = reinterpret_cast<T *>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      e[i] = fromF<T>(f[i]);
-    *reinterpret_cast<uint2 *>(p) = raw;
+    *reinterpret_cast<uint2 *>(p) = make_uint2(packWord<T>(f[0], f[1]), packWord<T>(f[2], f[3]));
   }
 }
 

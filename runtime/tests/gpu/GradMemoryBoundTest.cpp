@@ -197,22 +197,27 @@ TEST(GradMemoryBoundNorm, MatchesCpu) {
       // Affine LayerNorm over many rows (single segment, 128 chunks).
       {8192, 72, 72, NormKind::Layer, true, true, false, false, 0, 0, 1, true, true, true, false,
        false},
-      // Whole-row RMS norm on the fused (register-tile) path with every part
-      // and every gradient; samples of 7 rows leave most warps of a chunk idle.
+      // Whole-row RMS norm on the fused (shared-memory staged) path with every
+      // part and every gradient; samples of 7 rows leave most warps of a
+      // chunk idle.
       {77, 256, 256, NormKind::Rms, true, false, true, true, 8, 0, 7, true, true, false, true,
        true},
-      // Affine and modulation sums on a wide row: over the fused path's
-      // register budget, so the generic path runs (16-bit and f32).
+      // All four parameter sums on a 1152-wide row, fused, in chunks of half
+      // a block's rows.
       {40, 1152, 1152, NormKind::Layer, true, true, true, false, 0, 0, 8, true, true, true, true,
        false},
-      // dSiluGate alone on 2304-wide rows (fused for 16-bit, generic for f32).
+      // Rows over a block's shared memory (4096 values): the generic path.
+      {20, 4096, 4096, NormKind::Layer, true, true, true, false, 0, 0, 10, true, true, true, true,
+       false},
+      // dSiluGate alone on 2304-wide rows (fused for 16-bit; f32 rows with a
+      // gate do not fit the block's shared memory: generic).
       {24, 2304, 2304, NormKind::Layer, false, false, true, true, 0, 0, 24, false, false, false,
        false, true},
       // Whole rows but misaligned views: the generic path.
       {100, 64, 64, NormKind::Layer, false, false, true, false, 0, 1, 50, true, false, false, true,
        false},
-      // Per-sample sums over 3 chunks of a 150-row sample, rows not a
-      // multiple of the block's 8 warps; f32 takes the 9-vector tile.
+      // Per-sample sums over 10 chunks of a 150-row sample (the last of 6
+      // rows), rows not a multiple of the block's 8 warps.
       {300, 1096, 1096, NormKind::Layer, false, false, true, false, 8, 0, 150, true, false, false,
        true, false},
   };
