@@ -19,6 +19,7 @@
 #include "diffrt/CudaGradKernels.h"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace diffrt::cuda {
 
@@ -58,29 +59,55 @@ private:
   size_t left = 0;
 };
 
+/// Threads of finishColumnSums: 32 columns x kChunkLanes chunk lanes.
+constexpr int kChunkLanes = 8;
+
+/// out[group][c] = Σ_k partial[group][k][c] over the chunks k. Lane l of a
+/// column adds chunks l, l + kChunkLanes, ... (up to four loads in flight),
+/// then the lanes' sums are added in lane order: a fixed order for the
+/// shape, with kChunkLanes times the threads of a thread per column (these
+/// sums are short, and a thread per column left them latency-bound).
 template <typename T>
-__global__ void finishColumnSums(const float *partial, int64_t groups, int64_t chunks, int64_t cols, T *out,
-                                 int64_t ldo) {
-  int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  int64_t group = blockIdx.y;
-  if (c >= cols || group >= groups)
-    return;
-  // Eight loads in flight, then added in chunk order.
-  const float *p = partial + group * chunks * cols + c;
+__global__ void __launch_bounds__(32 * kChunkLanes)
+    finishColumnSums(const float *partial, int64_t groups, int64_t chunks, int64_t cols, T *out, int64_t ldo) {
+  __shared__ float red[kChunkLanes][32];
+  const int lane = threadIdx.x, chunkLane = threadIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + lane;
+  const int64_t group = blockIdx.y;
   float acc = 0.0f;
-  int64_t k = 0;
-  for (; k + 8 <= chunks; k += 8) {
-    float v[8];
+  if (c < cols) {
+    const float *p = partial + group * chunks * cols + c;
+    int64_t k = chunkLane;
+    for (; k + 3 * kChunkLanes < chunks; k += 4 * kChunkLanes) {
+      float v[4];
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
-      v[i] = p[(k + i) * cols];
+      for (int i = 0; i < 4; ++i)
+        v[i] = p[(k + i * kChunkLanes) * cols];
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
-      acc += v[i];
+      for (int i = 0; i < 4; ++i)
+        acc += v[i];
+    }
+    for (; k < chunks; k += kChunkLanes)
+      acc += p[k * cols];
   }
-  for (; k < chunks; ++k)
-    acc += p[k * cols];
-  out[group * ldo + c] = fromF<T>(acc);
+  red[chunkLane][lane] = acc;
+  __syncthreads();
+  if (chunkLane == 0 && c < cols) {
+    float total = 0.0f;
+#pragma unroll
+    for (int l = 0; l < kChunkLanes; ++l)
+      total += red[l][lane];
+    out[group * ldo + c] = fromF<T>(total);
+  }
+}
+
+/// Launches finishColumnSums over `groups` planes of chunks x cols partials.
+template <typename T>
+void launchFinishColumnSums(cudaStream_t s, const float *partial, int64_t groups, int64_t chunks, int64_t cols,
+                            T *out, int64_t ldo, const char *what) {
+  finishColumnSums<T><<<dim3(blocksFor(cols, 32), static_cast<unsigned>(groups)), dim3(32, kChunkLanes), 0, s>>>(
+      partial, groups, chunks, cols, out, ldo);
+  checkLaunch(what);
 }
 
 /// Rows of a chunk of the fused chain-rule pass, and the threads (rows)
@@ -89,6 +116,7 @@ __global__ void finishColumnSums(const float *partial, int64_t groups, int64_t c
 /// the lanes' sums are added in lane order through shared memory.
 constexpr int64_t kFusedChunkRows = 64;
 constexpr int kRowLanes = 8;
+constexpr int kRowsPerLane = static_cast<int>(kFusedChunkRows) / kRowLanes;
 
 /// dz = (gate ⊙ dOut) ⊙ act'(z) with the row sums taken on the way: over
 /// each chunk of kFusedChunkRows rows inside a gate group, Σ dz (the bias
@@ -96,10 +124,10 @@ constexpr int kRowLanes = 8;
 /// and z and one write of dz, where the chain rule and two column-sum
 /// passes read them three times. dz is not written when it is dOut itself
 /// (no gate, no activation).
-template <typename T, int V>
+template <typename T, int V, int Act>
 __global__ void __launch_bounds__(32 * kRowLanes)
     gemmChainRuleSums(const T *__restrict__ dOut, int64_t ldd, const T *__restrict__ gate, int64_t ldg,
-                      int64_t rowsPerGate, const T *__restrict__ z, int64_t ldz, int act, int64_t cols,
+                      int64_t rowsPerGate, const T *__restrict__ z, int64_t ldz, int64_t cols,
                       int64_t chunksPerGroup, T *__restrict__ dz, int64_t lddz, float *biasPart, float *gatePart) {
   __shared__ float red[2][kRowLanes][32 * V];
   const int lane = threadIdx.x, rowLane = threadIdx.y;
@@ -122,25 +150,42 @@ __global__ void __launch_bounds__(32 * kRowLanes)
       g[0] = toF<T>(gate[group * ldg + c]);
   }
   if (active) {
-#pragma unroll 2
-    for (int64_t r = r0 + rowLane; r < r1; r += kRowLanes) {
+    // All of the thread's rows are loaded before any is used (packed, 16
+    // bytes a row and operand), so each thread has kRowsPerLane loads of
+    // each operand in flight instead of one or two.
+    using Raw = std::conditional_t<(V > 1), uint4, T>;
+    Raw dRaw[kRowsPerLane], zRaw[kRowsPerLane];
+#pragma unroll
+    for (int k = 0; k < kRowsPerLane; ++k) {
+      const int64_t r = r0 + rowLane + k * kRowLanes;
+      if (r < r1) {
+        dRaw[k] = *reinterpret_cast<const Raw *>(dOut + r * ldd + c);
+        if (z != nullptr)
+          zRaw[k] = *reinterpret_cast<const Raw *>(z + r * ldz + c);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kRowsPerLane; ++k) {
+      const int64_t r = r0 + rowLane + k * kRowLanes;
+      if (r >= r1)
+        break;
       float d[V], zz[V] = {};
       if constexpr (V > 1) {
-        loadVec<T>(dOut + r * ldd + c, d);
+        unpackVec<T>(dRaw[k], d);
         if (z != nullptr)
-          loadVec<T>(z + r * ldz + c, zz);
+          unpackVec<T>(zRaw[k], zz);
       } else {
-        d[0] = toF<T>(dOut[r * ldd + c]);
+        d[0] = toF<T>(dRaw[k]);
         if (z != nullptr)
-          zz[0] = toF<T>(z[r * ldz + c]);
+          zz[0] = toF<T>(zRaw[k]);
       }
 #pragma unroll
       for (int i = 0; i < V; ++i) {
         if (gatePart != nullptr)
-          sumGate[i] += d[i] * applyActPrecise(zz[i], act);
+          sumGate[i] += d[i] * applyActPrecise(zz[i], Act);
         d[i] *= g[i];
-        if (act != 0)
-          d[i] *= sizeof(T) == 2 ? actDerivativeFast(zz[i], act) : actDerivativePrecise(zz[i], act);
+        if constexpr (Act != 0)
+          d[i] *= sizeof(T) == 2 ? actDerivativeFast(zz[i], Act) : actDerivativePrecise(zz[i], Act);
       }
       if (dz != nullptr) {
         if constexpr (V > 1)
@@ -198,12 +243,26 @@ void launchChainRuleSums(cudaStream_t s, const T *dOut, int64_t ldd, const T *ga
   if (slots > 0x7fffffff)
     fail("gemmBackward: ", slots, " row chunks exceed one grid dimension");
   const dim3 grid(static_cast<unsigned>((perRow + 31) / 32), static_cast<unsigned>(slots)), block(32, kRowLanes);
+  // The activation is a template argument: with it a runtime value, every
+  // element of the unrolled rows carried every activation's code, and the
+  // kernel outgrew the instruction cache.
+  auto launch = [&](auto v, auto act) {
+    gemmChainRuleSums<T, decltype(v)::value, decltype(act)::value><<<grid, block, 0, s>>>(
+        dOut, ldd, gate, ldg, rowsPerGroup, z, ldz, cols, chunks, dz, lddz, biasPart, gatePart);
+  };
+  auto withAct = [&](auto v) {
+    switch (act) {
+    case 0: launch(v, std::integral_constant<int, 0>{}); break;
+    case 1: launch(v, std::integral_constant<int, 1>{}); break;
+    case 2: launch(v, std::integral_constant<int, 2>{}); break;
+    case 3: launch(v, std::integral_constant<int, 3>{}); break;
+    default: fail("gemmBackward: unknown activation ", act);
+    }
+  };
   if (vec)
-    gemmChainRuleSums<T, kVec<T>><<<grid, block, 0, s>>>(dOut, ldd, gate, ldg, rowsPerGroup, z, ldz, act, cols,
-                                                          chunks, dz, lddz, biasPart, gatePart);
+    withAct(std::integral_constant<int, kVec<T>>{});
   else
-    gemmChainRuleSums<T, 1><<<grid, block, 0, s>>>(dOut, ldd, gate, ldg, rowsPerGroup, z, ldz, act, cols, chunks,
-                                                   dz, lddz, biasPart, gatePart);
+    withAct(std::integral_constant<int, 1>{});
   checkLaunch("gemm backward chain rule and sums");
 }
 
@@ -229,14 +288,12 @@ void chainRuleAndSums(cudaStream_t s, DConstMat dOut, const GatedResidual *epilo
                          cols, static_cast<T *>(dz), cols, dBias ? biasPart : nullptr,
                          dGate.data ? gatePart : nullptr);
   if (dBias != nullptr) {
-    finishColumnSums<T><<<dim3(blocksFor(cols, 128), 1), 128, 0, s>>>(biasPart, 1, groups * chunks, cols,
-                                                                      static_cast<T *>(dBias), cols);
-    checkLaunch("gemm backward bias gradient");
+    launchFinishColumnSums<T>(s, biasPart, 1, groups * chunks, cols, static_cast<T *>(dBias), cols,
+                              "gemm backward bias gradient");
   }
   if (dGate.data != nullptr) {
-    finishColumnSums<T><<<dim3(blocksFor(cols, 128), static_cast<unsigned>(groups)), 128, 0, s>>>(
-        gatePart, groups, chunks, cols, static_cast<T *>(dGate.data), dGate.ld);
-    checkLaunch("gemm backward gate gradient");
+    launchFinishColumnSums<T>(s, gatePart, groups, chunks, cols, static_cast<T *>(dGate.data), dGate.ld,
+                              "gemm backward gate gradient");
   }
 }
 
