@@ -6,7 +6,9 @@
 // table, and three launches cover them all: partial sums of squared
 // gradients per chunk, a single-block reduction of the partials in a fixed
 // order (so the norm, and hence every update, is reproducible bit for bit)
-// that also derives the clipping factor, and the update itself. The update
+// that also derives the clipping factor, and the update itself. The
+// in-graph step (no clipping, no loss scaling) updates first and takes the
+// squares in the same pass, then reduces them for the reported norm. The update
 // reads the clipping factor and the finiteness of the norm from the device,
 // so the host never waits between the three; an overflowed f16 step (a
 // non-finite norm) changes nothing. The optimizer is bandwidth-bound (about
@@ -60,25 +62,8 @@ template <typename T> __device__ __forceinline__ void storeF32(float *p, const f
     *reinterpret_cast<float4 *>(p + k) = make_float4(f[k], f[k + 1], f[k + 2], f[k + 3]);
 }
 
-template <typename T> __global__ void chunkSquares(const Chunk *chunks, double *partial) {
-  constexpr int V = kVec<T>;
-  chunks += blockIdx.x; // callers pass the table from their first chunk
-  partial += blockIdx.x;
-  const Chunk c = *chunks;
-  const T *g = static_cast<const T *>(c.tensor.grad) + c.begin;
-  float acc = 0.0f;
-  const int64_t vecs = deviceAligned16(g) ? c.count / V : 0;
-  for (int64_t j = threadIdx.x; j < vecs; j += kThreads) {
-    float v[V];
-    loadVec<T>(g + j * V, v);
-#pragma unroll
-    for (int k = 0; k < V; ++k)
-      acc += v[k] * v[k];
-  }
-  for (int64_t i = vecs * V + threadIdx.x; i < c.count; i += kThreads) {
-    float v = toF<T>(g[i]);
-    acc += v * v;
-  }
+/// The block's per-thread sums added in a fixed tree into *partial.
+__device__ __forceinline__ void blockSumTo(float acc, double *partial) {
   __shared__ float red[kThreads];
   red[threadIdx.x] = acc;
   __syncthreads();
@@ -89,6 +74,33 @@ template <typename T> __global__ void chunkSquares(const Chunk *chunks, double *
   }
   if (threadIdx.x == 0)
     *partial = red[0];
+}
+
+/// This thread's share of the squared gradients of a chunk of `count`
+/// gradients at g, in the order both chunkSquares and the in-graph update
+/// take them: 16-byte vectors (when g is aligned), then the tail.
+template <typename T> __device__ __forceinline__ float threadSquares(const T *g, int64_t count) {
+  constexpr int V = kVec<T>;
+  float acc = 0.0f;
+  const int64_t vecs = deviceAligned16(g) ? count / V : 0;
+  for (int64_t j = threadIdx.x; j < vecs; j += kThreads) {
+    float v[V];
+    loadVec<T>(g + j * V, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      acc += v[k] * v[k];
+  }
+  for (int64_t i = vecs * V + threadIdx.x; i < count; i += kThreads) {
+    float v = toF<T>(g[i]);
+    acc += v * v;
+  }
+  return acc;
+}
+
+template <typename T> __global__ void chunkSquares(const Chunk *chunks, double *partial) {
+  chunks += blockIdx.x; // callers pass the table from their first chunk
+  const Chunk c = *chunks;
+  blockSumTo(threadSquares(static_cast<const T *>(c.tensor.grad) + c.begin, c.count), partial + blockIdx.x);
 }
 
 __global__ void finishNormKernel(const double *partial, int64_t count, AdamWHyper h, StepState *state,
@@ -114,8 +126,13 @@ __global__ void finishNormKernel(const double *partial, int64_t count, AdamWHype
   }
 }
 
-template <typename T> __global__ void adamwUpdate(const Chunk *chunks, const AdamWHyper *hyper, const StepState *state) {
-  if (!state->finite)
+/// With Squares, the update also writes the chunk's sum of squared
+/// gradients to partial[blockIdx.x], as chunkSquares would to the bit: the
+/// in-graph step (whose state is the unit state) reads the gradients once
+/// instead of twice.
+template <typename T, bool Squares>
+__global__ void adamwUpdate(const Chunk *chunks, const AdamWHyper *hyper, const StepState *state, double *partial) {
+  if (!Squares && !state->finite)
     return;
   const AdamWHyper h = *hyper;
   const float unscale = state->unscale;
@@ -132,10 +149,20 @@ template <typename T> __global__ void adamwUpdate(const Chunk *chunks, const Ada
   const bool vec = deviceAligned16(g) && deviceAligned16(master) && deviceAligned16(m) && deviceAligned16(v) &&
                    (c.tensor.master == nullptr || deviceAligned16(weight)) && (!keepEma || deviceAligned16(ema));
   const int64_t vecs = vec ? c.count / V : 0;
+  // The update's loops walk the gradients in threadSquares's order unless
+  // another of the chunk's arrays is misaligned; then the squares take
+  // their own pass.
+  const bool squaresInline = vec == deviceAligned16(g);
+  float squares = Squares && !squaresInline ? threadSquares(g, c.count) : 0.0f;
   for (int64_t j = threadIdx.x; j < vecs; j += kThreads) {
     const int64_t i = j * V;
     float gv[V], mv[V], vv[V], wv[V];
     loadVec<T>(g + i, gv);
+    if (Squares && squaresInline) {
+#pragma unroll
+      for (int k = 0; k < V; ++k)
+        squares += gv[k] * gv[k];
+    }
     loadF32<T>(m + i, mv);
     loadF32<T>(v + i, vv);
     loadF32<T>(master + i, wv);
@@ -162,7 +189,10 @@ template <typename T> __global__ void adamwUpdate(const Chunk *chunks, const Ada
     }
   }
   for (int64_t i = vecs * V + threadIdx.x; i < c.count; i += kThreads) {
-    float gi = toF<T>(g[i]) * unscale;
+    const float graw = toF<T>(g[i]);
+    if (Squares && squaresInline)
+      squares += graw * graw;
+    float gi = graw * unscale;
     float mi = h.beta1 * m[i] + (1.0f - h.beta1) * gi;
     float vi = h.beta2 * v[i] + (1.0f - h.beta2) * gi * gi;
     m[i] = mi;
@@ -175,6 +205,8 @@ template <typename T> __global__ void adamwUpdate(const Chunk *chunks, const Ada
     if (keepEma)
       ema[i] = h.emaDecay * ema[i] + (1.0f - h.emaDecay) * w;
   }
+  if constexpr (Squares)
+    blockSumTo(squares, partial + blockIdx.x);
 }
 
 } // namespace
@@ -264,9 +296,8 @@ void MultiTensorAdamW::stepTensors(Stream stream, size_t first, size_t count) {
   const unsigned blocks = static_cast<unsigned>(end - begin);
   dispatchFloat(impl->dtype, "MultiTensorAdamW", [&](auto tag) {
     using T = decltype(tag);
-    chunkSquares<T><<<blocks, kThreads, 0, s>>>(impl->chunks + begin, impl->partial + begin);
-    checkLaunch("optimizer gradient squares");
-    adamwUpdate<T><<<blocks, kThreads, 0, s>>>(impl->chunks + begin, impl->hyper, impl->unitState);
+    adamwUpdate<T, true><<<blocks, kThreads, 0, s>>>(impl->chunks + begin, impl->hyper, impl->unitState,
+                                                       impl->partial + begin);
     checkLaunch("optimizer update");
   });
 }
@@ -292,7 +323,7 @@ void MultiTensorAdamW::step(Stream stream, const AdamWHyper &hyper, double *devi
     checkLaunch("optimizer gradient squares");
     finishNormKernel<<<1, 1024, 0, s>>>(impl->partial, impl->chunkCount, hyper, impl->state, deviceNorm);
     checkLaunch("optimizer gradient norm");
-    adamwUpdate<T><<<blocks, kThreads, 0, s>>>(impl->chunks, impl->hyper, impl->state);
+    adamwUpdate<T, false><<<blocks, kThreads, 0, s>>>(impl->chunks, impl->hyper, impl->state, nullptr);
     checkLaunch("optimizer update");
   });
 }
