@@ -33,7 +33,10 @@
 // row-major B operands (ldmatrix.trans), so nothing is transposed through
 // shared memory. P and dS are rounded to the operand type before their
 // products, as the forward rounds P; scores, L, Δ and all accumulators are
-// f32. Softmax runs in the exp2 domain (L is stored as log2).
+// f32. Softmax runs in the exp2 domain (L is stored as log2). Up to head
+// dim 88 the two gradient passes are held to 168 registers: three CTAs then
+// share a multiprocessor (their 172-177 registers allowed two; shared
+// memory allows three).
 //
 // f32 (and 16-bit head dims above 128) run on SIMT kernels of the same
 // three-pass structure with 32-row tiles and accurate expf: exact to f32
@@ -291,7 +294,7 @@ __global__ void __launch_bounds__(128) statsTc(const __grid_constant__ GradParam
 ///   S = Q Kᵀ, P = 2^(S·sc − L) (0 past lk), dP = dO Vᵀ,
 ///   dS = P ⊙ (dP − Δ) rounded to T, dQ += dS K (K as the row-major B).
 template <typename T, int D>
-__global__ void __launch_bounds__(128) queryGradTc(const __grid_constant__ GradParams p) {
+__global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) queryGradTc(const __grid_constant__ GradParams p) {
   using C = typename BwdTile<D>::C;
   constexpr int BN = BwdTile<D>::kBN;
   extern __shared__ __align__(128) unsigned char smemRaw[];
@@ -396,7 +399,7 @@ __global__ void __launch_bounds__(128) queryGradTc(const __grid_constant__ GradP
 ///   Sᵀ = K Qᵀ, Pᵀ = 2^(Sᵀ·sc − L) (0 past lq), dV += Pᵀ dO,
 ///   dPᵀ = V dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − Δ), dK += dSᵀ Q.
 template <typename T, int D>
-__global__ void __launch_bounds__(128) keyValueGradTc(const __grid_constant__ GradParams p) {
+__global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) keyValueGradTc(const __grid_constant__ GradParams p) {
   using C = typename BwdTile<D>::C;
   constexpr int BN = BwdTile<D>::kBN;
   extern __shared__ __align__(128) unsigned char smemRaw[];
