@@ -361,37 +361,40 @@ __global__ void __launch_bounds__(kFusedThreads, Gate ? 2 : 3)
       // Σ(x − mean)² and Σdx̂·(x − mean), each pair in one pass and one
       // reduction. Both second sums are taken about the mean, so neither
       // the variance nor mean(dx̂ ⊙ x̂) cancels.
+      // f(x, dx̂) for each of the lane's vectors of the row.
+      auto eachVector = [&](auto &&f) {
+        for (int u = lane; u < units; u += 32) {
+          const int64_t pos = static_cast<int64_t>(u) * N;
+          float xf[N], dxh[N], w[N], sc[N];
+          loadVec<T>(xr + pos, xf);
+          loadVec<T>(dr + pos, dxh);
+          loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
+          loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+#pragma unroll
+          for (int e = 0; e < N; ++e)
+            dxh[e] = dxh[e] * (1.0f + sc[e]) * w[e];
+          f(xf, dxh);
+        }
+      };
       float sum = 0.0f, sumD = 0.0f;
-      for (int u = lane; u < units; u += 32) {
-        const int64_t pos = static_cast<int64_t>(u) * N;
-        float xf[N], df[N], w[N], sc[N];
-        loadVec<T>(xr + pos, xf);
-        loadVec<T>(dr + pos, df);
-        loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
-        loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+      eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
 #pragma unroll
         for (int e = 0; e < N; ++e) {
           sum += xf[e];
-          sumD += df[e] * (1.0f + sc[e]) * w[e];
+          sumD += dxh[e];
         }
-      }
+      });
       warpSum2(sum, sumD);
       mean = p.layer ? sum * invCols : 0.0f;
       float sq = 0.0f, sumDC = 0.0f;
-      for (int u = lane; u < units; u += 32) {
-        const int64_t pos = static_cast<int64_t>(u) * N;
-        float xf[N], df[N], w[N], sc[N];
-        loadVec<T>(xr + pos, xf);
-        loadVec<T>(dr + pos, df);
-        loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
-        loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+      eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
 #pragma unroll
         for (int e = 0; e < N; ++e) {
           const float xc = xf[e] - mean;
           sq += xc * xc;
-          sumDC += df[e] * (1.0f + sc[e]) * w[e] * xc;
+          sumDC += dxh[e] * xc;
         }
-      }
+      });
       warpSum2(sq, sumDC);
       rstd = 1.0f / sqrtf(sq * invCols + p.eps);
       m1 = p.layer ? sumD * invCols : 0.0f;
