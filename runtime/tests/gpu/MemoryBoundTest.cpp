@@ -90,12 +90,16 @@ TEST(GpuNorm, MatchesCpuForEveryTileConfiguration) {
   Rng rng;
   SCOPED_TRACE(rng.trace());
   const std::vector<NormCase> cases = {
-      // DiT LayerNorm + adaLN: a warp (16-bit) or 128-lane block (f32) per row.
+      // DiT-XL LayerNorm + adaLN: a 64-lane team (16-bit) or a 128-lane
+      // block (f32) per row.
       {64, 1152, 1152, NormKind::Layer, true, true, true, false, 0, 0, 16},
       // Per-head RMS norm with the SiLU gate (GLA output): 8-lane teams.
       {50, 384, 64, NormKind::Rms, true, false, false, true, 8, 0, 1},
       // Head width 72: 9 vectors per 8-lane team (two per lane, one idle).
       {40, 288, 72, NormKind::Layer, true, true, false, false, 0, 0, 1},
+      // DiT-B's 768 values: 64-lane teams, two vectors a lane (16-bit) or
+      // four (f32).
+      {21, 768, 768, NormKind::Layer, true, true, true, false, 0, 0, 7},
       // Long rows: block teams of 256 / 512 lanes.
       {9, 4608, 4608, NormKind::Layer, false, false, true, true, 16, 0, 3},
       {17, 1024, 1024, NormKind::Rms, true, true, true, true, 0, 0, 17},
