@@ -312,7 +312,7 @@ template <typename T> constexpr size_t fusedSmemBytes(int64_t cols, bool gate) {
 /// The parameter sums thus live in a few registers a thread rather than in
 /// the row-owning warps (where they took 80 registers a lane or a shared
 /// read-modify-write per element and row), and x and dOut are read from
-/// global memory once. Nothing row-sized lives in registers (60 a thread for
+/// global memory once. Nothing row-sized lives in registers (72 a thread for
 /// 16-bit rows without a gate), so three blocks (24 warps) share a
 /// multiprocessor when their rows fit (16-bit rows up to 1192 values
 /// without a gate; two with a gate).
