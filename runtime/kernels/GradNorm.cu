@@ -444,8 +444,9 @@ __global__ void __launch_bounds__(kFusedThreads, Gate ? 2 : 3)
         if (o.dGate != nullptr)
           storeVec<T>(o.dGate + r * o.lddg + pos, dg);
       }
-      m1 = p.layer ? warpSum(sumD) * invCols : 0.0f;
-      m2 = warpSum(sumDX) * invCols;
+      warpSum2(sumD, sumDX);
+      m1 = p.layer ? sumD * invCols : 0.0f;
+      m2 = sumDX * invCols;
     }
     if (lane == 0) {
       sStats[2 * rr] = mean;
