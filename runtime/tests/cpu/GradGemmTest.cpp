@@ -25,6 +25,25 @@ struct GemmCase {
   GatedResidual epi;
   const GatedResidual *epiPtr() const { return withEpilogue ? &epi : nullptr; }
   const float *biasPtr() const { return withBias ? bias.data() : nullptr; }
+
+  /// Poisoned gradient outputs (dA and dGate with padding columns), filled
+  /// by backward().
+  struct Grads {
+    Buffer dA = poisonedBuffer(m, k, k + 1), dGate = poisonedBuffer(m / rowsPerGate, n, n + 2);
+    std::vector<float> dW = poisoned(n * k), dBias = poisoned(n);
+  };
+  /// gemmBackward of the case into g: every gradient the case has (bias and
+  /// gate only when present), from the saved pre-activation when given.
+  void backward(Grads &g, ConstMat preact = {}) const {
+    std::vector<float> work = poisoned(2 * m * n);
+    GemmGrads grads;
+    grads.dA = g.dA.mat();
+    grads.dW = g.dW.data();
+    grads.dBias = withBias ? g.dBias.data() : nullptr;
+    if (withEpilogue)
+      grads.dGate = g.dGate.mat();
+    gemmBackward(a.cmat(), w.cmat(), biasPtr(), act, epiPtr(), dOut.cmat(), grads, work.data(), preact);
+  }
 };
 
 /// `check` on every activation, with and without bias and epilogue (the
@@ -48,37 +67,21 @@ TEST(GradGemm, EveryActivationBiasAndEpilogue) {
   Rng rng;
   SCOPED_TRACE(rng.trace());
   forEachGemmCase(rng, [&](GemmCase &c) {
-    const int64_t m = c.m, k = c.k, n = c.n, rowsPerGate = c.rowsPerGate;
-    const Act act = c.act;
-    const bool withBias = c.withBias, withEpilogue = c.withEpilogue;
-    Buffer &a = c.a, &w = c.w, &gate = c.gate, &dOut = c.dOut;
-    std::vector<float> &bias = c.bias;
-    const GatedResidual *epiPtr = c.epiPtr();
-    const float *biasPtr = c.biasPtr();
-
-    Buffer dA = poisonedBuffer(m, k, k + 1), dGate = poisonedBuffer(m / rowsPerGate, n, n + 2);
-    std::vector<float> dW = poisoned(n * k), dBias = poisoned(n), work(2 * m * n);
-    GemmGrads grads;
-    grads.dA = dA.mat();
-    grads.dW = dW.data();
-    grads.dBias = withBias ? dBias.data() : nullptr;
-    if (withEpilogue)
-      grads.dGate = dGate.mat();
-    gemmBackward(a.cmat(), w.cmat(), biasPtr, act, epiPtr, dOut.cmat(), grads, work.data());
-
+    GemmCase::Grads g;
+    c.backward(g);
     auto f = [&] {
-      Buffer out(m, n);
-      gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, out.mat());
-      return dot(dOut, out);
+      Buffer out(c.m, c.n);
+      gemm(c.a.cmat(), c.w.cmat(), c.biasPtr(), c.act, c.epiPtr(), out.mat());
+      return dot(c.dOut, out);
     };
-    expectDirectional(rng, "dA", operand(a), gradOf(dA), f);
-    expectDirectional(rng, "dW", operand(w), {dW.data(), k}, f);
-    if (withBias)
-      expectDirectional(rng, "dBias", operand(bias), gradOf(dBias), f);
-    if (withEpilogue)
-      expectDirectional(rng, "dGate", operand(gate), gradOf(dGate), f);
-    expectPaddingIntact("dA", dA);
-    expectPaddingIntact("dGate", dGate);
+    expectDirectional(rng, "dA", operand(c.a), gradOf(g.dA), f);
+    expectDirectional(rng, "dW", operand(c.w), {g.dW.data(), c.k}, f);
+    if (c.withBias)
+      expectDirectional(rng, "dBias", operand(c.bias), gradOf(g.dBias), f);
+    if (c.withEpilogue)
+      expectDirectional(rng, "dGate", operand(c.gate), gradOf(g.dGate), f);
+    expectPaddingIntact("dA", g.dA);
+    expectPaddingIntact("dGate", g.dGate);
   });
 }
 
@@ -89,39 +92,26 @@ TEST(GradGemm, SavedPreactivationMatchesRecomputation) {
   Rng rng;
   SCOPED_TRACE(rng.trace());
   forEachGemmCase(rng, [&](GemmCase &c) {
-    const int64_t m = c.m, k = c.k, n = c.n, rowsPerGate = c.rowsPerGate;
-    const Act act = c.act;
-    const bool withBias = c.withBias, withEpilogue = c.withEpilogue;
-    const Buffer &a = c.a, &w = c.w, &dOut = c.dOut;
-    const GatedResidual *epiPtr = c.epiPtr();
-    const float *biasPtr = c.biasPtr();
-
+    const int64_t m = c.m, n = c.n;
     Buffer out(m, n), outKeeping(m, n), z = poisonedBuffer(m, n, n + 3), plain(m, n);
-    gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, out.mat());
-    gemm(a.cmat(), w.cmat(), biasPtr, act, epiPtr, outKeeping.mat(), z.mat());
-    gemm(a.cmat(), w.cmat(), biasPtr, Act::None, nullptr, plain.mat());
+    gemm(c.a.cmat(), c.w.cmat(), c.biasPtr(), c.act, c.epiPtr(), out.mat());
+    gemm(c.a.cmat(), c.w.cmat(), c.biasPtr(), c.act, c.epiPtr(), outKeeping.mat(), z.mat());
+    gemm(c.a.cmat(), c.w.cmat(), c.biasPtr(), Act::None, nullptr, plain.mat());
     EXPECT_TRUE(sameBits(out.data, outKeeping.data));
     for (int64_t r = 0; r < m; ++r)
-      for (int64_t c = 0; c < n; ++c)
-        EXPECT_EQ(z.mat().row(r)[c], plain.mat().row(r)[c]) << "z[" << r << "][" << c << "]";
+      for (int64_t col = 0; col < n; ++col)
+        EXPECT_EQ(z.mat().row(r)[col], plain.mat().row(r)[col]) << "z[" << r << "][" << col << "]";
     expectPaddingIntact("z", z);
 
     auto backward = [&](ConstMat preact) {
-      Buffer dA = poisonedBuffer(m, k), dGate = poisonedBuffer(m / rowsPerGate, n);
-      std::vector<float> dW = poisoned(n * k), dBias = poisoned(n), work = poisoned(2 * m * n);
-      GemmGrads grads;
-      grads.dA = dA.mat();
-      grads.dW = dW.data();
-      grads.dBias = withBias ? dBias.data() : nullptr;
-      if (withEpilogue)
-        grads.dGate = dGate.mat();
-      gemmBackward(a.cmat(), w.cmat(), biasPtr, act, epiPtr, dOut.cmat(), grads, work.data(), preact);
-      std::vector<float> all = dA.data;
-      all.insert(all.end(), dW.begin(), dW.end());
-      if (withBias)
-        all.insert(all.end(), dBias.begin(), dBias.end());
-      if (withEpilogue)
-        all.insert(all.end(), dGate.data.begin(), dGate.data.end());
+      GemmCase::Grads g;
+      c.backward(g, preact);
+      std::vector<float> all = g.dA.data;
+      all.insert(all.end(), g.dW.begin(), g.dW.end());
+      if (c.withBias)
+        all.insert(all.end(), g.dBias.begin(), g.dBias.end());
+      if (c.withEpilogue)
+        all.insert(all.end(), g.dGate.data.begin(), g.dGate.data.end());
       return all;
     };
     EXPECT_TRUE(sameBits(backward({}), backward(z.cmat())));
