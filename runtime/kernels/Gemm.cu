@@ -11,21 +11,32 @@
 // residual run in one element-wise pass of our own after the product, which
 // with a residual reads the product from a workspace copy (the residual may
 // be out itself). Matmul descriptors,
-// layouts and the heuristic's algorithm are cached per shape, leading
-// dimensions, alignment, dtype and epilogue, so a steady-state call is one
+// layouts and the algorithm are cached per shape, leading dimensions,
+// alignment, dtype and epilogue, so a steady-state call is one
 // cublasLtMatmul (plus at most one pass) with no host synchronisation.
+// The algorithm is the fastest of the heuristic's best eight, timed on the
+// first (uncaptured) call of each shape and recorded in the cache directory
+// so that later processes issue the same one (DIFFRT_GEMM_TUNE).
 //
 //===----------------------------------------------------------------------===//
 
+#include "CacheFiles.h"
 #include "Common.cuh"
 
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <type_traits>
 #include <unordered_map>
+#include <vector>
 
 namespace diffrt::cuda {
 
@@ -173,6 +184,145 @@ template <typename T> void launchPass(cudaStream_t stream, const PassArgs<T> &p)
   checkLaunch("gemm epilogue");
 }
 
+//===----------------------------------------------------------------------===//
+// Timed algorithm choices, kept between processes
+//===----------------------------------------------------------------------===//
+
+/// One timed choice: the algorithm (cuBLASLt documents the opaque struct as
+/// serialisable for the same library version) and its workspace.
+struct TunedChoice {
+  cublasLtMatmulAlgo_t algo;
+  size_t workspace;
+};
+
+/// The process-wide record of timed choices, a table per file (one file per
+/// GPU model and cuBLASLt version in the cache directory), read on first use
+/// and rewritten whole after each new choice. Keeping the choices is what
+/// makes them repeatable: timings differ from run to run, and so could the
+/// fastest algorithm, whose summation order sets the result's bits; with the
+/// record, every later session and process (a resumed training run) issues
+/// the algorithms the first one timed.
+///
+/// File: a comment line, then one line per product shape,
+/// `<shape key> = <the algorithm's 8 words> <workspace bytes>`, in decimal.
+/// A line that does not parse is reported once and ignored; the next
+/// rewrite drops it.
+class TunedAlgorithms {
+public:
+  static TunedAlgorithms &instance() {
+    static TunedAlgorithms record;
+    return record;
+  }
+
+  bool find(const std::string &file, const std::string &key, TunedChoice &choice) {
+    std::lock_guard<std::mutex> lock(mutex);
+    Table &t = load(file);
+    auto it = t.entries.find(key);
+    if (it == t.entries.end())
+      return false;
+    choice = it->second;
+    return true;
+  }
+
+  void record(const std::string &file, const std::string &key, const TunedChoice &choice) {
+    std::lock_guard<std::mutex> lock(mutex);
+    Table &t = load(file);
+    t.entries[key] = choice;
+    std::string text = "# diffc: the fastest cuBLASLt algorithm timed per product shape "
+                       "(DIFFRT_GEMM_TUNE); safe to delete\n";
+    for (const auto &[k, c] : t.entries) {
+      text += k + " =";
+      uint64_t words[8];
+      static_assert(sizeof(words) == sizeof(c.algo.data), "cublasLtMatmulAlgo_t is 8 words");
+      std::memcpy(words, c.algo.data, sizeof(words));
+      for (uint64_t w : words)
+        text += " " + std::to_string(w);
+      text += " " + std::to_string(c.workspace) + "\n";
+    }
+    std::string error = replaceCacheFile(file, text.data(), text.size());
+    if (!error.empty() && !t.writeFailed) {
+      t.writeFailed = true;
+      std::fprintf(stderr,
+                   "diffrt: warning: cannot keep timed GEMM algorithms in %s (%s); later "
+                   "processes will time them again and may choose differently\n",
+                   file.c_str(), error.c_str());
+    }
+  }
+
+private:
+  struct Table {
+    std::map<std::string, TunedChoice> entries;
+    bool writeFailed = false;
+  };
+
+  Table &load(const std::string &file) {
+    auto found = tables.find(file);
+    if (found != tables.end())
+      return found->second;
+    Table &t = tables[file];
+    std::FILE *f = std::fopen(file.c_str(), "r");
+    if (f == nullptr)
+      return t; // not written yet
+    std::string line;
+    int number = 0;
+    bool warned = false;
+    auto bad = [&](const char *why) {
+      if (!warned)
+        std::fprintf(stderr, "diffrt: warning: %s line %d: %s; ignoring the line (the file is "
+                     "rewritten with the next timed choice)\n", file.c_str(), number, why);
+      warned = true;
+    };
+    for (int c; (c = std::fgetc(f)) != EOF || !line.empty();) {
+      if (c != '\n' && c != EOF) {
+        line.push_back(static_cast<char>(c));
+        continue;
+      }
+      ++number;
+      std::string text = std::move(line);
+      line.clear();
+      if (text.empty() || text[0] == '#')
+        continue;
+      size_t eq = text.find(" = ");
+      if (eq == std::string::npos || eq == 0) {
+        bad("expected '<shape> = <algorithm> <workspace>'");
+        continue;
+      }
+      uint64_t numbers[9];
+      const char *p = text.c_str() + eq + 3;
+      bool ok = true;
+      for (uint64_t &v : numbers) {
+        char *end = nullptr;
+        errno = 0;
+        if (!std::isdigit(static_cast<unsigned char>(*p))) {
+          ok = false;
+          break;
+        }
+        v = std::strtoull(p, &end, 10);
+        if (errno != 0 || (*end != ' ' && *end != '\0')) {
+          ok = false;
+          break;
+        }
+        p = *end == ' ' ? end + 1 : end;
+      }
+      if (!ok || *p != '\0') {
+        bad("expected 9 decimal numbers after ' = ' (8 algorithm words, the workspace bytes)");
+        continue;
+      }
+      TunedChoice choice{};
+      std::memcpy(choice.algo.data, numbers, sizeof(choice.algo.data));
+      choice.workspace = static_cast<size_t>(numbers[8]);
+      t.entries[text.substr(0, eq)] = choice;
+      if (c == EOF)
+        break;
+    }
+    std::fclose(f);
+    return t;
+  }
+
+  std::mutex mutex;
+  std::map<std::string, Table> tables;
+};
+
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -217,6 +367,12 @@ struct Gemm::Impl {
     cublasLtMatrixLayout_t layoutW = nullptr, layoutA = nullptr, layoutY = nullptr;
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
+    /// The heuristic's other usable algorithms, best-ranked first, kept
+    /// until the plan is tuned (then cleared).
+    std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+    bool tuned = false;
+    /// The plan's line in the record of timed choices.
+    std::string tuneKey;
     Plan() = default;
     Plan(const Plan &) = delete;
     Plan &operator=(const Plan &) = delete;
@@ -232,13 +388,57 @@ struct Gemm::Impl {
     }
   };
 
+  /// Unless DIFFRT_GEMM_TUNE=0, the first call of each product shape times
+  /// the heuristic's best few algorithms and keeps the fastest, recorded in
+  /// the cache directory (without one, the heuristic's first is used, so
+  /// that every process issues the same algorithms). DIFFRT_GEMM_TUNE=log
+  /// also reports each timing on stderr.
+  static constexpr int kTuneCandidates = 8;
+  static constexpr int kTuneRepeats = 5;
+  /// A candidate replaces the heuristic's first only when this much faster.
+  static constexpr float kTuneMargin = 0.97f;
+  bool tuning = true, tuneLog = false;
+  /// The record file of this GPU model and cuBLASLt version; "" before the
+  /// first plan or without a cache directory.
+  std::string tuneFile;
+  bool tuneFileKnown = false;
+
+  const std::string &tuningFile() {
+    if (tuneFileKnown)
+      return tuneFile;
+    tuneFileKnown = true;
+    std::string dir = cacheDirectory();
+    if (dir.empty())
+      return tuneFile;
+    int device = 0;
+    cudaDeviceProp prop{};
+    check(cudaGetDevice(&device), "Gemm: cudaGetDevice");
+    check(cudaGetDeviceProperties(&prop, device), "Gemm: cudaGetDeviceProperties");
+    std::string name;
+    for (const char *c = prop.name; *c; ++c)
+      name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '-';
+    tuneFile = dir + "/gemm-algorithms-" + name + "-" + std::to_string(prop.multiProcessorCount) +
+               "sm-cublasLt" + std::to_string(cublasLtGetVersion()) + ".txt";
+    return tuneFile;
+  }
+
+  static std::string keyText(const char *kind, const Key &k) {
+    std::string text = kind;
+    for (int64_t v : {k.m, k.n, k.k, k.lda, k.ldw, k.ldy})
+      text += " " + std::to_string(v);
+    text += std::string(" ") + dtypeName(k.dtype);
+    for (uint64_t v : {uint64_t(k.epilogue), uint64_t(k.alignA), uint64_t(k.alignW),
+                       uint64_t(k.alignY), uint64_t(k.alignBias), k.workspace})
+      text += " " + std::to_string(v);
+    return text;
+  }
+
   cublasLtHandle_t handle = nullptr;
   /// Guards the cache and the per-call bias pointer of a shared descriptor.
   std::mutex mutex;
   std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
-  /// product(): the same cache, keyed with the transposes in `epilogue`'s
-  /// place (bit 0: transA, bit 1: transB, bit 2: beta != 0) so the two
-  /// kinds of plan never share an entry.
+  /// product()'s plans, keyed with the transposes in `epilogue`'s place
+  /// (bit 0: transA, bit 1: transB).
   std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> products;
 
   [[noreturn]] static void ltFail(cublasStatus_t status, const char *call, const Key &key) {
@@ -261,6 +461,106 @@ struct Gemm::Impl {
 
   static bool auxEpilogue(uint32_t epilogue) {
     return epilogue == CUBLASLT_EPILOGUE_GELU_AUX || epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+  }
+
+  /// Sets p's algorithm: the recorded timed choice for this shape if there
+  /// is one and cuBLASLt still accepts it, else the heuristic's first, with
+  /// its next best kept as candidates for tune() when tuning.
+  void chooseAlgorithm(Plan &p, const Key &key, const char *kind) {
+    const bool record = tuning && !tuningFile().empty();
+    if (record) {
+      p.tuneKey = keyText(kind, key);
+      TunedChoice choice{};
+      cublasLtMatmulHeuristicResult_t checked{};
+      if (TunedAlgorithms::instance().find(tuneFile, p.tuneKey, choice) &&
+          cublasLtMatmulAlgoCheck(handle, p.desc, p.layoutW, p.layoutA, p.layoutY, p.layoutY,
+                                  &choice.algo, &checked) == CUBLAS_STATUS_SUCCESS &&
+          checked.workspaceSize <= key.workspace) {
+        p.algo = choice.algo;
+        p.workspace = checked.workspaceSize;
+        p.tuned = true;
+        if (tuneLog)
+          std::fprintf(stderr, "diffrt gemm tune: %s: the recorded choice\n", p.tuneKey.c_str());
+        return;
+      }
+    }
+    cublasLtMatmulPreference_t pref = nullptr;
+    ltCheck(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", key);
+    std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
+                    cublasStatus_t (*)(cublasLtMatmulPreference_t)>
+        prefOwner(pref, cublasLtMatmulPreferenceDestroy);
+    auto setPref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto &value) {
+      ltCheck(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
+              "cublasLtMatmulPreferenceSetAttribute", key);
+    };
+    setPref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, key.workspace);
+    // cuBLAS's A is our w (or b), its B our a, its C and D our out.
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.alignW);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.alignA);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.alignY);
+    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.alignY);
+    cublasLtMatmulHeuristicResult_t results[kTuneCandidates] = {};
+    int count = 0;
+    ltCheck(cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.layoutW, p.layoutA, p.layoutY,
+                                           p.layoutY, pref, record ? kTuneCandidates : 1,
+                                           results, &count),
+            "cublasLtMatmulAlgoGetHeuristic", key);
+    for (int i = 0; i < count; ++i)
+      if (results[i].state == CUBLAS_STATUS_SUCCESS)
+        p.candidates.push_back(results[i]);
+    if (p.candidates.empty())
+      ltFail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulAlgoGetHeuristic (no algorithm)", key);
+    p.algo = p.candidates.front().algo;
+    p.workspace = p.candidates.front().workspaceSize;
+    p.tuned = !record;
+  }
+
+  /// Times p's candidates on the call's own operands, keeps the fastest and
+  /// records it. `launch(algo, workspaceBytes)` issues the product on
+  /// `stream`, writing only what the real call overwrites anyway. Not while
+  /// the stream is being captured: a plan first met inside a capture keeps
+  /// the heuristic's choice until a plain call (the backends run every
+  /// entry once before capturing it).
+  template <typename Launch>
+  void tune(Plan &p, cudaStream_t stream, const Key &key, Launch launch) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(stream, &capture), "Gemm: cudaStreamIsCapturing");
+    if (capture != cudaStreamCaptureStatusNone)
+      return;
+    cudaEvent_t start = nullptr, stop = nullptr;
+    check(cudaEventCreate(&start), "Gemm: cudaEventCreate");
+    check(cudaEventCreate(&stop), "Gemm: cudaEventCreate");
+    std::vector<float> times(p.candidates.size(), -1.0f);
+    for (size_t i = 0; i < p.candidates.size(); ++i) {
+      const auto &c = p.candidates[i];
+      if (launch(c.algo, c.workspaceSize) != CUBLAS_STATUS_SUCCESS)
+        continue; // this algorithm refused the actual pointers; skip it
+      check(cudaEventRecord(start, stream), "Gemm: cudaEventRecord");
+      for (int r = 0; r < kTuneRepeats; ++r)
+        ltCheck(launch(c.algo, c.workspaceSize), "cublasLtMatmul (tuning)", key);
+      check(cudaEventRecord(stop, stream), "Gemm: cudaEventRecord");
+      check(cudaEventSynchronize(stop), "Gemm: timing a candidate algorithm");
+      check(cudaEventElapsedTime(&times[i], start, stop), "Gemm: cudaEventElapsedTime");
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    size_t best = 0;
+    for (size_t i = 1; i < times.size(); ++i)
+      if (times[i] >= 0.0f && (times[best] < 0.0f || times[i] < times[best]))
+        best = i;
+    if (times[0] >= 0.0f && times[best] > kTuneMargin * times[0])
+      best = 0;
+    if (tuneLog)
+      std::fprintf(stderr,
+                   "diffrt gemm tune: %s: heuristic's first %.1f us, chose candidate %zu of %zu "
+                   "%.1f us\n",
+                   p.tuneKey.c_str(), 1000.0 * times[0] / kTuneRepeats, best, times.size(),
+                   1000.0 * times[best] / kTuneRepeats);
+    p.algo = p.candidates[best].algo;
+    p.workspace = p.candidates[best].workspaceSize;
+    p.candidates.clear();
+    p.tuned = true;
+    TunedAlgorithms::instance().record(tuneFile, p.tuneKey, {p.algo, p.workspace});
   }
 
   Plan &plan(const Key &key, const void *bias, const void *aux) {
@@ -301,36 +601,7 @@ struct Gemm::Impl {
                                        static_cast<uint64_t>(key.m), key.ldy),
             "cublasLtMatrixLayoutCreate(out)", key);
 
-    cublasLtMatmulPreference_t pref = nullptr;
-    ltCheck(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", key);
-    std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
-                    cublasStatus_t (*)(cublasLtMatmulPreference_t)>
-        prefOwner(pref, cublasLtMatmulPreferenceDestroy);
-    auto setPref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto &value) {
-      ltCheck(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
-              "cublasLtMatmulPreferenceSetAttribute", key);
-    };
-    setPref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, key.workspace);
-    // cuBLAS's A is our w, its B our a, its C and D our y.
-    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.alignW);
-    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.alignA);
-    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.alignY);
-    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.alignY);
-
-    constexpr int kCandidates = 4;
-    cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
-    int count = 0;
-    ltCheck(cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->layoutW, p->layoutA, p->layoutY,
-                                           p->layoutY, pref, kCandidates, results, &count),
-            "cublasLtMatmulAlgoGetHeuristic", key);
-    int chosen = -1;
-    for (int i = 0; i < count && chosen < 0; ++i)
-      if (results[i].state == CUBLAS_STATUS_SUCCESS)
-        chosen = i;
-    if (chosen < 0)
-      ltFail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulAlgoGetHeuristic (no algorithm)", key);
-    p->algo = results[chosen].algo;
-    p->workspace = results[chosen].workspaceSize;
+    chooseAlgorithm(*p, key, "run");
     Plan &ref = *p;
     plans.emplace(key, std::move(p));
     return ref;
@@ -361,34 +632,7 @@ struct Gemm::Impl {
             "cublasLtMatrixLayoutCreate(a)", key);
     ltCheck(cublasLtMatrixLayoutCreate(&p->layoutY, type, n, m, key.ldy),
             "cublasLtMatrixLayoutCreate(out)", key);
-    cublasLtMatmulPreference_t pref = nullptr;
-    ltCheck(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", key);
-    std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
-                    cublasStatus_t (*)(cublasLtMatmulPreference_t)>
-        prefOwner(pref, cublasLtMatmulPreferenceDestroy);
-    auto setPref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto &value) {
-      ltCheck(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
-              "cublasLtMatmulPreferenceSetAttribute", key);
-    };
-    setPref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, key.workspace);
-    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.alignW);
-    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.alignA);
-    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.alignY);
-    setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.alignY);
-    constexpr int kCandidates = 4;
-    cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
-    int count = 0;
-    ltCheck(cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->layoutW, p->layoutA, p->layoutY,
-                                           p->layoutY, pref, kCandidates, results, &count),
-            "cublasLtMatmulAlgoGetHeuristic", key);
-    int chosen = -1;
-    for (int i = 0; i < count && chosen < 0; ++i)
-      if (results[i].state == CUBLAS_STATUS_SUCCESS)
-        chosen = i;
-    if (chosen < 0)
-      ltFail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulAlgoGetHeuristic (no algorithm)", key);
-    p->algo = results[chosen].algo;
-    p->workspace = results[chosen].workspaceSize;
+    chooseAlgorithm(*p, key, "product");
     Plan &ref = *p;
     products.emplace(key, std::move(p));
     return ref;
@@ -396,6 +640,15 @@ struct Gemm::Impl {
 };
 
 Gemm::Gemm() : impl(new Impl) {
+  if (const char *v = std::getenv("DIFFRT_GEMM_TUNE"); v && *v) {
+    if (std::strcmp(v, "0") != 0 && std::strcmp(v, "1") != 0 && std::strcmp(v, "log") != 0) {
+      delete impl;
+      fail("DIFFRT_GEMM_TUNE is '", v, "'; expected 0 (the heuristic's algorithm), 1 (time and "
+           "record the fastest, the default) or log (1, reporting each timing)");
+    }
+    impl->tuning = std::strcmp(v, "0") != 0;
+    impl->tuneLog = std::strcmp(v, "log") == 0;
+  }
   cublasStatus_t status = cublasLtCreate(&impl->handle);
   if (status != CUBLAS_STATUS_SUCCESS) {
     delete impl;
@@ -534,10 +787,15 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
       Impl::setDesc(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, key);
     if (auxGelu)
       Impl::setDesc(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, preact.data, key);
-    Impl::ltCheck(cublasLtMatmul(impl->handle, plan.desc, &alpha, w.data, plan.layoutW, a.data,
-                                 plan.layoutA, &beta, y, plan.layoutY, y, plan.layoutY,
-                                 &plan.algo, ltWorkspace, plan.workspace, s),
-                  "cublasLtMatmul", key);
+    // Writes y (and with auxGelu preact), which the real call overwrites.
+    auto launch = [&](const cublasLtMatmulAlgo_t &algo, size_t algoWorkspace) {
+      return cublasLtMatmul(impl->handle, plan.desc, &alpha, w.data, plan.layoutW, a.data,
+                            plan.layoutA, &beta, y, plan.layoutY, y, plan.layoutY, &algo,
+                            ltWorkspace, algoWorkspace, s);
+    };
+    if (!plan.tuned)
+      impl->tune(plan, s, key, launch);
+    Impl::ltCheck(launch(plan.algo, plan.workspace), "cublasLtMatmul", key);
     if (!passAct && epilogue == nullptr && y == out.data)
       return;
   }
@@ -629,10 +887,16 @@ void Gemm::product(Stream stream, DType dtype, DConstMat a, bool transA, DConstM
   const float alpha = 1.0f;
   std::lock_guard<std::mutex> lock(impl->mutex);
   Impl::Plan &plan = impl->productPlan(key);
-  Impl::ltCheck(cublasLtMatmul(impl->handle, plan.desc, &alpha, b.data, plan.layoutW, a.data, plan.layoutA,
-                               &beta, out.data, plan.layoutY, out.data, plan.layoutY, &plan.algo,
-                               ltBytes > 0 ? base : nullptr, plan.workspace, s),
-                "cublasLtMatmul (product)", key);
+  void *ltWorkspace = ltBytes > 0 ? base : nullptr;
+  auto launch = [&](const cublasLtMatmulAlgo_t &algo, size_t algoWorkspace) {
+    return cublasLtMatmul(impl->handle, plan.desc, &alpha, b.data, plan.layoutW, a.data,
+                          plan.layoutA, &beta, out.data, plan.layoutY, out.data, plan.layoutY,
+                          &algo, ltWorkspace, algoWorkspace, s);
+  };
+  // Tuning overwrites out, so only a call that overwrites it anyway tunes.
+  if (!plan.tuned && beta == 0.0f)
+    impl->tune(plan, s, key, launch);
+  Impl::ltCheck(launch(plan.algo, plan.workspace), "cublasLtMatmul (product)", key);
 }
 
 } // namespace diffrt::cuda

@@ -8,22 +8,20 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CacheFiles.h"
 #include "Common.cuh"
 
 #include <cuda.h>
 #include <nvrtc.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <sstream>
-#include <sys/stat.h>
 #include <type_traits>
-#include <unistd.h>
 
 namespace diffrt::cuda {
 
@@ -88,27 +86,6 @@ void checkNvrtc(nvrtcResult r, const std::string &what) {
     fail(what, ": ", nvrtcGetErrorString(r));
 }
 
-/// The cache directory, created if needed; "" when there is none.
-std::string cacheDirectory() {
-  std::string dir;
-  if (const char *d = std::getenv("DIFFC_CACHE_DIR"); d && *d)
-    dir = d;
-  else if (const char *x = std::getenv("XDG_CACHE_HOME"); x && *x)
-    dir = std::string(x) + "/diffc";
-  else if (const char *h = std::getenv("HOME"); h && *h)
-    dir = std::string(h) + "/.cache/diffc";
-  else
-    return "";
-  // mkdir -p, one component at a time.
-  for (size_t i = 1; i <= dir.size(); ++i)
-    if (i == dir.size() || dir[i] == '/') {
-      std::string part = dir.substr(0, i);
-      if (mkdir(part.c_str(), 0755) != 0 && errno != EEXIST)
-        return "";
-    }
-  return dir;
-}
-
 // Cache entries: magic, checksum of the cubin, the cubin.
 constexpr char kCacheMagic[8] = {'D', 'F', 'C', 'C', 'U', 'B', '0', '1'};
 
@@ -128,20 +105,12 @@ bool readCache(const std::string &path, std::vector<char> &cubin) {
 }
 
 void writeCache(const std::string &path, const std::vector<char> &cubin) {
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    uint64_t sum = fnv1a(cubin.data(), cubin.size());
-    out.write(kCacheMagic, 8);
-    out.write(reinterpret_cast<const char *>(&sum), 8);
-    out.write(cubin.data(), static_cast<std::streamsize>(cubin.size()));
-    if (!out) {
-      std::remove(tmp.c_str());
-      return; // an unwritable cache only costs a recompilation next time
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    std::remove(tmp.c_str());
+  std::vector<char> bytes(kCacheMagic, kCacheMagic + 8);
+  uint64_t sum = fnv1a(cubin.data(), cubin.size());
+  bytes.insert(bytes.end(), reinterpret_cast<const char *>(&sum), reinterpret_cast<const char *>(&sum) + 8);
+  bytes.insert(bytes.end(), cubin.begin(), cubin.end());
+  // An unwritable cache only costs a recompilation next time.
+  (void)replaceCacheFile(path, bytes.data(), bytes.size());
 }
 
 std::vector<char> compile(const std::string &source, const std::string &arch, const std::string &what) {

@@ -28,6 +28,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -41,6 +43,8 @@ using cpu::testing::Rng;
 // Device helpers
 //===----------------------------------------------------------------------===//
 
+using ::diffrt::cuda::testing::CacheDir;
+using ::diffrt::cuda::testing::ScopedEnv;
 using ::diffrt::cuda::testing::cudaOk;
 using ::diffrt::cuda::testing::decode;
 using ::diffrt::cuda::testing::DeviceBuffer;
@@ -343,6 +347,113 @@ TEST(GpuGemm, RejectsATooSmallWorkspaceAndOverlaps) {
                                DMat{static_cast<char *>(big.devView()) + 32, 32, 24, 40},
                                Workspace{ws.get(), ws.bytes()}),
                       "overlaps");
+}
+
+/// The record of timed algorithms in the cache directory, and its lines.
+std::string tuningRecord(const std::string &dir) {
+  for (const auto &entry : std::filesystem::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("gemm-algorithms-", 0) == 0 && name.size() > 4 &&
+        name.compare(name.size() - 4, 4, ".txt") == 0)
+      return entry.path().string();
+  }
+  return "";
+}
+std::vector<std::string> linesOf(const std::string &path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(line);
+  return lines;
+}
+void writeLines(const std::string &path, const std::vector<std::string> &lines) {
+  std::ofstream out(path);
+  for (const std::string &line : lines)
+    out << line << "\n";
+}
+
+// Every call is checked against the CPU whichever algorithm was timed
+// fastest; the record must make a second process (here: a fresh record
+// file read by a new Gemm) reuse the first one's choice, and a damaged
+// record must cost only a new timing.
+TEST(GpuGemm, TimedAlgorithmsAreRecordedReusedAndRepaired) {
+  DIFFRT_REQUIRE_GPU();
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  ScopedEnv logTimings("DIFFRT_GEMM_TUNE", "log");
+  const GemmCase first{DType::BF16, Act::GeluTanh, true, false, false, false, 200, 264, 136, 1};
+  const GemmCase second{DType::BF16, Act::None, true, true, false, false, 96, 72, 40, 8};
+
+  std::vector<std::string> recorded;
+  {
+    CacheDir dir;
+    Gemm gemm;
+    ::testing::internal::CaptureStderr();
+    runGemmCase(rng, gemm, first);
+    runGemmCase(rng, gemm, first); // the plan is cached: no second timing
+    std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+    EXPECT_NE(log.find("run 200 136 264 "), std::string::npos) << log;
+    EXPECT_NE(log.find("chose candidate"), std::string::npos) << log;
+    std::string file = tuningRecord(dir.path);
+    ASSERT_FALSE(file.empty()) << "no gemm-algorithms-*.txt in " << dir.path;
+    recorded = linesOf(file);
+    ASSERT_EQ(recorded.size(), 2u) << "a comment and one shape expected";
+    EXPECT_EQ(recorded[0][0], '#');
+    EXPECT_EQ(recorded[1].rfind("run 200 136 264 ", 0), 0u) << recorded[1];
+  }
+  const std::string fileName = [&] {
+    CacheDir probe;
+    Gemm gemm;
+    runGemmCase(rng, gemm, second);
+    std::string f = tuningRecord(probe.path);
+    return f.substr(f.find_last_of('/'));
+  }();
+
+  {
+    // A record with the first shape's line among damaged ones: the line is
+    // reused, the damage reported once, and the rewrite after the second
+    // shape's timing keeps only good lines.
+    CacheDir dir;
+    std::string file = dir.path + fileName;
+    writeLines(file, {recorded[0], "not a record line", recorded[1],
+                      "run 1 2 3 = 4 5", recorded[1].substr(0, recorded[1].size() / 2)});
+    Gemm gemm;
+    ::testing::internal::CaptureStderr();
+    runGemmCase(rng, gemm, first);
+    runGemmCase(rng, gemm, second);
+    std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find("line 2: expected '<shape> = <algorithm> <workspace>'"), std::string::npos)
+        << log;
+    EXPECT_NE(log.find("run 200 136 264 264 264 136 BF16 "), std::string::npos) << log;
+    EXPECT_NE(log.find(": the recorded choice"), std::string::npos) << log;
+    std::vector<std::string> now = linesOf(file);
+    ASSERT_EQ(now.size(), 3u); // sorted: "run 200 ..." before "run 96 ..."
+    EXPECT_EQ(now[1], recorded[1]) << "the first shape's choice was not kept";
+    EXPECT_EQ(now[2].rfind("run 96 40 72 ", 0), 0u) << now[2];
+  }
+
+  {
+    // A line naming an algorithm cuBLASLt rejects is timed again.
+    CacheDir dir;
+    std::string key = recorded[1].substr(0, recorded[1].find(" = "));
+    std::string bogus = key + " = 7 7 7 7 7 7 7 7 0";
+    writeLines(dir.path + fileName, {bogus});
+    Gemm gemm;
+    ::testing::internal::CaptureStderr();
+    runGemmCase(rng, gemm, first);
+    std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find("chose candidate"), std::string::npos) << log;
+    std::vector<std::string> now = linesOf(dir.path + fileName);
+    ASSERT_EQ(now.size(), 2u);
+    EXPECT_NE(now[1], bogus);
+  }
+}
+
+TEST(GpuGemm, RejectsAnUnknownTuningMode) {
+  DIFFRT_REQUIRE_GPU();
+  ScopedEnv mode("DIFFRT_GEMM_TUNE", "fast");
+  EXPECT_DIFFRT_ERROR(Gemm(), "DIFFRT_GEMM_TUNE is 'fast'", "expected 0");
 }
 
 //===----------------------------------------------------------------------===//

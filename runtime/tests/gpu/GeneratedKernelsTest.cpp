@@ -194,29 +194,6 @@ TEST(GpuGeneratedKernels, EveryProgramAgainstTheCpu) {
     runCase(kernels, plan.entries[0].kernels[i], all[i]);
 }
 
-/// A fresh cache directory for one test, removed afterwards.
-struct CacheDir {
-  std::string path;
-  std::string previous;
-  bool hadPrevious = false;
-  CacheDir() {
-    char tmpl[] = "/tmp/diffc-cache-test-XXXXXX";
-    path = mkdtemp(tmpl);
-    if (const char *p = std::getenv("DIFFC_CACHE_DIR")) {
-      hadPrevious = true;
-      previous = p;
-    }
-    setenv("DIFFC_CACHE_DIR", path.c_str(), 1);
-  }
-  ~CacheDir() {
-    if (hadPrevious)
-      setenv("DIFFC_CACHE_DIR", previous.c_str(), 1);
-    else
-      unsetenv("DIFFC_CACHE_DIR");
-    std::system(("rm -rf '" + path + "'").c_str());
-  }
-};
-
 TEST(GpuGeneratedKernels, CacheHitsAndRebuildsACorruptEntry) {
   DIFFRT_REQUIRE_GPU();
   Rng rng;

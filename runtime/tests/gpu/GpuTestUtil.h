@@ -37,6 +37,51 @@
 
 namespace diffrt::cuda::testing {
 
+/// Sets (or with nullptr unsets) an environment variable for one scope.
+class ScopedEnv {
+public:
+  ScopedEnv(const char *name, const char *value) : name_(name) {
+    if (const char *p = std::getenv(name)) {
+      had_ = true;
+      previous_ = p;
+    }
+    if (value != nullptr)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (had_)
+      setenv(name_.c_str(), previous_.c_str(), 1);
+    else
+      unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv &) = delete;
+  ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+private:
+  std::string name_, previous_;
+  bool had_ = false;
+};
+
+/// A fresh, empty cache directory (DIFFC_CACHE_DIR) for one scope, removed
+/// afterwards.
+struct CacheDir {
+  std::string path = makeTemporary();
+  ScopedEnv env{"DIFFC_CACHE_DIR", path.c_str()};
+  CacheDir() = default;
+  ~CacheDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+
+private:
+  static std::string makeTemporary() {
+    char tmpl[] = "/tmp/diffc-cache-test-XXXXXX";
+    const char *made = mkdtemp(tmpl);
+    if (made == nullptr)
+      throw std::runtime_error("mkdtemp failed for a test cache directory");
+    return made;
+  }
+};
+
 /// Whether a CUDA device can be used; `why` says why not.
 inline bool gpuAvailable(std::string *why) {
   int count = 0;
