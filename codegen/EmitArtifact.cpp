@@ -158,6 +158,11 @@ public:
           k.attrs["num_heads"] = static_cast<int64_t>(o.getNumHeads());
           k.attrs["scale"] = o.getScaleValue();
         })
+        .Case([&](kern::AttentionOp o) {
+          ids({o.getQuery(), o.getKey(), o.getValue()});
+          k.attrs["num_heads"] = static_cast<int64_t>(o.getNumHeads());
+          k.attrs["scale"] = o.getScale().convertToDouble();
+        })
         .Case([&](dit::GlaOp o) {
           ids({o.getQuery(), o.getKey(), o.getValue(), o.getGateLogits()});
           k.attrs["num_heads"] = static_cast<int64_t>(o.getNumHeads());
@@ -244,6 +249,11 @@ public:
     if (vjp.isLoss()) {
       int64_t batch = cast<RankedTensorType>(vjp.getInputs().front().getType()).getDimSize(0);
       state.addTypes(RankedTensorType::get({batch}, Float32Type::get(vjp.getContext())));
+    } else if (!saved.empty() && saved.front().getDefiningOp() &&
+               saved.front().getDefiningOp()->getName().getStringRef() == vjp.getForward()) {
+      // The op that saved the values: its results are the forward's (for
+      // kern.attention the first saved value is the result itself).
+      state.addTypes(saved.front().getDefiningOp()->getResultTypes());
     } else {
       for (Value g : incoming)
         state.addTypes(g.getType());

@@ -76,8 +76,8 @@ std::optional<Rule> ruleFor(Operation *op) {
         r.slots = {o.getInput()};
         r.kernel = {0};
       })
-      .Case([&](dit::AttentionOp o) {
-        r.slots = {o.getQuery(), o.getKey(), o.getValue()};
+      .Case<dit::AttentionOp, kern::AttentionOp>([&](Operation *o) {
+        r.slots = {o->getOperand(0), o->getOperand(1), o->getOperand(2)};
         r.kernel = {0, 1, 2};
       })
       .Case([&](dit::GlaOp o) {
@@ -301,6 +301,24 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
         moe.erase();
         op = keeping;
         return {keeping.getActivations()};
+      }
+      if (auto attention = dyn_cast<dit::AttentionOp>(op)) {
+        if (!saveAttentionStatistics)
+          return {};
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(attention);
+        auto q = cast<RankedTensorType>(attention.getQuery().getType());
+        auto lse = RankedTensorType::get({q.getDimSize(0), static_cast<int64_t>(attention.getNumHeads()),
+                                          q.getDimSize(1)},
+                                         b.getF32Type());
+        auto keeping = b.create<kern::AttentionOp>(
+            attention.getLoc(), attention.getResult().getType(), lse, attention.getQuery(),
+            attention.getKey(), attention.getValue(), attention.getNumHeadsAttr(),
+            b.getF64FloatAttr(attention.getScaleValue()));
+        attention.getResult().replaceAllUsesWith(keeping.getResult());
+        attention.erase();
+        op = keeping;
+        return {keeping.getResult(), keeping.getLogsumexp()};
       }
       auto gemm = dyn_cast<kern::GemmOp>(op);
       if (rematProducts || !gemm || gemm.getPreactivation() ||

@@ -151,7 +151,9 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
         continue;
       ValueRange parts = split.getIncoming();
       auto attention = parts.empty() ? kern::VjpOp() : parts[0].getDefiningOp<kern::VjpOp>();
-      if (!attention || attention.getForward() != "dit.attention" || attention.getNumResults() != parts.size())
+      if (!attention ||
+          (attention.getForward() != "dit.attention" && attention.getForward() != "kern.attention") ||
+          attention.getNumResults() != parts.size())
         continue;
       bool inPlace = true;
       for (auto [i, part] : llvm::enumerate(parts))

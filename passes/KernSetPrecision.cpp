@@ -3,8 +3,9 @@
 // Everything becomes the requested dtype except the values whose precision
 // the spec requires: the time input and the sinusoidal tables stay f32 and
 // are converted where they are consumed; in a training program the
-// per-sample losses (f32 by definition) and EDM's noise levels stay f32 too,
-// while the gradients take the type of what they differentiate.
+// per-sample losses (f32 by definition), EDM's noise levels and the
+// attention log-sum-exp saved for the backward stay f32 too, while the
+// gradients take the type of what they differentiate.
 //
 //===----------------------------------------------------------------------===//
 
@@ -95,6 +96,9 @@ struct KernSetPrecision : diffc::impl::KernSetPrecisionBase<KernSetPrecision> {
         return;
       for (Value result : op->getResults()) {
         if (!isF32Tensor(result.getType()))
+          continue;
+        // Softmax statistics are f32 whatever the element type (kern.attention C5).
+        if (auto attention = dyn_cast<kern::AttentionOp>(op); attention && result == attention.getLogsumexp())
           continue;
         if (!producesF32(op)) {
           result.setType(withElement(result.getType(), target));

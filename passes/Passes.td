@@ -90,7 +90,11 @@ def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
     stores it. With `save-expert-activations` (set for CUDA targets), a
     token-choice kern.moe with SwiGLU experts likewise saves its expert
     activations (kern.moe's `activations` result) unless remat names
-    products.
+    products. With `save-attention-statistics` (set for CUDA targets), each
+    dit.attention becomes a kern.attention that also writes its softmax
+    log-sum-exp, and its backward kernel reads that and the attention
+    output (which the output projection's backward keeps alive anyway)
+    instead of recomputing the softmax statistics.
 
     Rematerialisation (`remat`, `none` or a comma-separated list of
     `norms` and `products`): `none` keeps every forward value the
@@ -111,6 +115,8 @@ def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
            "ddpm, rf or edm; empty: the model description's objective">,
     Option<"saveExpertActivations", "save-expert-activations", "bool", /*default=*/"false",
            "token-choice SwiGLU kern.moe ops save their expert activations for the backward (the CUDA backward reads them; the CPU backward recomputes)">,
+    Option<"saveAttentionStatistics", "save-attention-statistics", "bool", /*default=*/"false",
+           "dit.attention becomes kern.attention, whose output and log-sum-exp the backward reads (the CUDA backward skips its statistics pass; the CPU backward recomputes)">,
     Option<"remat", "remat", "std::string", /*default=*/"\"none\"",
            "none, or a comma-separated list of norms (recompute norm outputs in the backward) and products (recompute dense-layer pre-activations)">,
   ];

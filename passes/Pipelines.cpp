@@ -61,9 +61,11 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
   if (last < 4)
     return;
   if (options.mode == "train") {
-    // The CUDA backward reads saved expert activations; the CPU's recomputes.
+    // The CUDA backward reads saved expert activations and attention
+    // statistics; the CPU's recomputes them.
     pm.addPass(createKernAutodiff(
-        KernAutodiffOptions{options.objective, options.target == "cuda", options.remat}));
+        KernAutodiffOptions{options.objective, options.target == "cuda", options.target == "cuda",
+                            options.remat}));
     pm.addPass(createCSEPass());
   }
   if (last < 5)

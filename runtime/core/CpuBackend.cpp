@@ -362,7 +362,10 @@ private:
                          w.shape[2], dOut(), fOpt(r[0]), fOpt(r[1]), fOpt(r[2]));
     } else if (op == "kern.cast") {
       std::memcpy(ptr(r[0]), ptr(o[s]), desc(r[0]).numel() * sizeof(float));
-    } else if (op == "dit.attention") {
+    } else if (op == "dit.attention" || op == "kern.attention") {
+      // kern.attention's saved output and log-sum-exp go unread: this
+      // backward materialises the probabilities, which costs the same
+      // product whether or not the statistics are known.
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
       int64_t heads = attrInt(k, "num_heads");
       attentionBackward(cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1], heads,
@@ -564,10 +567,11 @@ private:
       for (int32_t id : o)
         inputs.push_back(cm(id));
       pointwise(program(k), inputs.data(), m(res));
-    } else if (op == "dit.attention") {
+    } else if (op == "dit.attention" || op == "kern.attention") {
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
       attention(cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1],
-                attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")), m(res));
+                attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")), m(res),
+                k.results.size() > 1 ? fOpt(k.results[1]) : nullptr);
     } else if (op == "dit.gla") {
       const ValueDesc &q = desc(o[0]);
       gla(cm(o[0]), cm(o[1]), cm(o[2]), cm(o[3]), q.shape[0], q.shape[1], attrInt(k, "num_heads"),

@@ -864,7 +864,7 @@ private:
       return cu::patchEmbedBackwardWorkspaceBytes(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
                                                   w.shape[2], x.dtype);
     }
-    if (op == "dit.attention") {
+    if (op == "dit.attention" || op == "kern.attention") {
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
       int64_t h = attrInt(k, "num_heads");
       return cu::attentionBackwardWorkspaceBytes(q.shape[0], q.shape[1], kk.shape[1], h, q.shape[2] / h, q.dtype);
@@ -1052,11 +1052,15 @@ private:
                              w.shape[0], w.shape[2], dOut(), ptr(r[0]), ptr(r[1]), ptr(r[2]), ws());
     } else if (op == "kern.cast") {
       cu::cast(s(), desc(o[sl]).dtype, ptr(o[sl]), desc(r[0]).dtype, ptr(r[0]), desc(r[0]).numel());
-    } else if (op == "dit.attention") {
+    } else if (op == "dit.attention" || op == "kern.attention") {
+      // kern.attention saved its output and log-sum-exp (in that order).
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
+      const bool statistics = saved == 2;
       cu::attentionBackward(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1],
                             attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")), dOut(), mOpt(r[0]),
-                            mOpt(r[1]), mOpt(r[2]), ws());
+                            mOpt(r[1]), mOpt(r[2]), ws(),
+                            statistics ? static_cast<const float *>(ptr(o[sl + 1])) : nullptr,
+                            statistics ? cm(o[sl]) : cu::DConstMat{});
     } else if (op == "dit.gla") {
       const ValueDesc &q = desc(o[0]);
       cu::glaBackward(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), cm(o[3]), q.shape[0], q.shape[1],
@@ -1162,10 +1166,11 @@ private:
       const ValueDesc &x = desc(o[0]), &w = desc(o[1]);
       cu::patchEmbed(s(), gemm, dt, ptr(o[0]), x.shape[0], x.shape[1], x.shape[2], x.shape[3], ptr(o[1]),
                      ptr(o[2]), w.shape[0], w.shape[2], ptr(o[3]), m(res), ws());
-    } else if (op == "dit.attention") {
+    } else if (op == "dit.attention" || op == "kern.attention") {
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
       cu::attention(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1],
-                    attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")), m(res));
+                    attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")), m(res),
+                    k.results.size() > 1 ? static_cast<float *>(ptr(k.results[1])) : nullptr);
     } else if (op == "dit.gla") {
       const ValueDesc &q = desc(o[0]);
       cu::gla(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), cm(o[3]), q.shape[0], q.shape[1],

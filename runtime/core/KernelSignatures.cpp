@@ -199,6 +199,30 @@ void checkPointwise(const Check &c) {
     c.error("attribute 'kernel' must be a string");
 }
 
+/// dit.attention, and kern.attention (`statistics`), which also writes its
+/// log-sum-exp.
+void checkAttention(const Check &c, bool statistics) {
+  c.counts(3, statistics ? 2 : 1);
+  const ValueDesc &q = c.in(0, "query"), &k = c.in(1, "key"), &v = c.in(2, "value");
+  for (const ValueDesc *t : {&q, &k, &v})
+    c.rank(*t, 3, "attention operand");
+  int64_t h = c.integer("num_heads");
+  if (h <= 0 || q.shape[2] % h || k.shape[2] % h || v.shape[2] % h || q.shape[2] != k.shape[2])
+    c.error("num_heads ", h, " does not split widths ", q.shape[2], ", ", k.shape[2], ", ", v.shape[2]);
+  if (k.shape[0] != q.shape[0] || v.shape[0] != q.shape[0] || k.shape[1] != v.shape[1])
+    c.error("query ", shapeText(q.shape), ", key ", shapeText(k.shape), ", value ",
+            shapeText(v.shape), " disagree on batch or length");
+  c.real("scale");
+  c.shape(c.out(), {q.shape[0], q.shape[1], v.shape[2]}, "result");
+  c.sameFloat();
+  if (statistics) {
+    // The softmax log-sum-exp, f32 per (sample, head, query).
+    c.shape(c.out(1), {q.shape[0], h, q.shape[1]}, "logsumexp");
+    c.dtype(c.out(1), DType::F32, "logsumexp");
+    c.contiguous(c.out(1), "logsumexp");
+  }
+}
+
 using Checker = std::function<void(const Check &)>;
 
 const std::map<std::string, Checker> &checkers() {
@@ -382,22 +406,8 @@ const std::map<std::string, Checker> &checkers() {
          if (!isFloat(x.dtype) || !isFloat(c.out().dtype))
            c.error("casts between float types only");
        }},
-      {"dit.attention",
-       [](const Check &c) {
-         c.counts(3, 1);
-         const ValueDesc &q = c.in(0, "query"), &k = c.in(1, "key"), &v = c.in(2, "value");
-         for (const ValueDesc *t : {&q, &k, &v})
-           c.rank(*t, 3, "attention operand");
-         int64_t h = c.integer("num_heads");
-         if (h <= 0 || q.shape[2] % h || k.shape[2] % h || v.shape[2] % h || q.shape[2] != k.shape[2])
-           c.error("num_heads ", h, " does not split widths ", q.shape[2], ", ", k.shape[2], ", ", v.shape[2]);
-         if (k.shape[0] != q.shape[0] || v.shape[0] != q.shape[0] || k.shape[1] != v.shape[1])
-           c.error("query ", shapeText(q.shape), ", key ", shapeText(k.shape), ", value ",
-                   shapeText(v.shape), " disagree on batch or length");
-         c.real("scale");
-         c.shape(c.out(), {q.shape[0], q.shape[1], v.shape[2]}, "result");
-         c.sameFloat();
-       }},
+      {"dit.attention", [](const Check &c) { checkAttention(c, false); }},
+      {"kern.attention", [](const Check &c) { checkAttention(c, true); }},
       {"dit.gla",
        [](const Check &c) {
          c.counts(4, 1);
@@ -666,8 +676,19 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
   // activations; the other backward kernels read their incoming gradient
   // right after their slots.
   const bool savesOne = op == "kern.gemm" || op == "kern.moe";
-  if (saved > 0 && (!savesOne || saved != 1))
+  if (op == "kern.attention") {
+    // Saves its result and log-sum-exp: the first saved value stands for
+    // the result, whose gradient is the incoming one.
+    if (saved != 2)
+      fail(where, ": kern.attention saves its result and log-sum-exp (2 values), got ", saved);
+    const ValueDesc &o = plan.values[forward.results[1]], &dO = plan.values[forward.results[0]];
+    if (o.shape != dO.shape || o.dtype != dO.dtype)
+      fail(where, ": the saved attention output is ", shapeText(o.shape), " ", dtypeName(o.dtype),
+           " but its incoming gradient is ", shapeText(dO.shape), " ", dtypeName(dO.dtype));
+    forward.results.erase(forward.results.begin() + 1);
+  } else if (saved > 0 && (!savesOne || saved != 1)) {
     fail(where, ": ", op, " saves ", savesOne ? "one value" : "no values", ", got ", saved);
+  }
   if (loss != (incomingBegin == kernel.operands.end()))
     fail(where, ": ", loss ? "a loss takes no incoming gradient" : "needs the incoming gradients");
   if (loss && !kernel.attrs.count("loss_weight"))
@@ -682,7 +703,8 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
     const ValueDesc &g = plan.values[kernel.results[i]], &x = plan.values[forward.operands[i]];
     // Attention's backward writes strided gradients (the memory plan puts
     // q, k and v's in place in their packed gradient); the others are whole.
-    if (g.shape != x.shape || g.dtype != x.dtype || (!g.contiguous() && op != "dit.attention"))
+    if (g.shape != x.shape || g.dtype != x.dtype ||
+        (!g.contiguous() && op != "dit.attention" && op != "kern.attention"))
       fail(where, ": gradient #", i, " is ", shapeText(g.shape), " ", dtypeName(g.dtype),
            " but its operand is ", shapeText(x.shape), " ", dtypeName(x.dtype));
   }

@@ -15,6 +15,7 @@
 #include "Simd.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace diffrt::cpu {
@@ -22,7 +23,7 @@ namespace diffrt::cpu {
 using namespace detail;
 
 void attention(ConstMat q, ConstMat k, ConstMat v, int64_t batch, int64_t lq, int64_t lk,
-               int64_t heads, float scale, Mat out) {
+               int64_t heads, float scale, Mat out, float *logsumexp) {
   const char *kernel = "attention";
   checkPositive(kernel, "batch", batch);
   checkPositive(kernel, "lq", lq);
@@ -74,7 +75,10 @@ void attention(ConstMat q, ConstMat k, ConstMat v, int64_t batch, int64_t lq, in
         for (int64_t i = 0; i < rows; ++i) {
           float *si = &s[i * lk];
           float mx = *std::max_element(si, si + lk);
-          inv[i] = 1.0f / simd::expShiftSum(si, lk, mx);
+          float sum = simd::expShiftSum(si, lk, mx);
+          inv[i] = 1.0f / sum;
+          if (logsumexp != nullptr)
+            logsumexp[pair * lq + r0 + i] = mx + std::log(sum);
         }
         // Normalising the dv outputs instead of the lk probabilities is the
         // same product with fewer multiplications whenever lk > dv.

@@ -164,7 +164,7 @@ bool rowsAligned(DConstMat m, size_t elem) {
 } // namespace
 
 void attention(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, int64_t batch,
-               int64_t lq, int64_t lk, int64_t heads, float scale, DMat out) {
+               int64_t lq, int64_t lk, int64_t heads, float scale, DMat out, float *logsumexp) {
   if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
     fail("attention: unsupported element type ", dtypeName(dtype));
   if (batch <= 0 || lq <= 0 || lk <= 0 || heads <= 0)
@@ -191,6 +191,7 @@ void attention(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v
   p.k = k.data;
   p.v = v.data;
   p.o = out.data;
+  p.lse = logsumexp;
   p.ldq = q.ld;
   p.ldk = k.ld;
   p.ldv = v.ld;

@@ -45,6 +45,9 @@ namespace diffrt::cuda::attn {
 struct Params {
   const void *q, *k, *v;
   void *o;
+  /// Null, or per (sample·head, query) the natural-log log-sum-exp of the
+  /// scaled scores.
+  float *lse;
   int64_t ldq, ldk, ldv, ldo;
   int32_t lq, lk, heads, dk, dv;
   /// Query tiles (flash) or query-row blocks (SIMT) per (sample, head),
@@ -602,6 +605,14 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         l += __shfl_xor_sync(0xffffffffu, l, 1);
         l += __shfl_xor_sync(0xffffffffu, l, 2);
         const float inv = 1.0f / l;
+        if (p.lse != nullptr && (lane & 3) == 0) {
+          // rowMax is in raw score units (exp2 of (s - max)·sc above).
+          const int row = warpRow + mt * 16 + (lane >> 2) + 8 * hh;
+          const int q0 = (item % p.rowTiles) * C::kBM;
+          if (q0 + row < p.lq)
+            p.lse[static_cast<int64_t>(item / p.rowTiles) * p.lq + q0 + row] =
+                fmaf(rowMax[mt][hh], sc, log2f(l)) * 0.6931471805599453f;
+        }
         T *dst = sQ + (warpRow + mt * 16 + (lane >> 2) + 8 * hh) * C::kStride + 2 * (lane & 3);
 #pragma unroll
         for (int dt = 0; dt < C::kDTiles; ++dt)
@@ -749,6 +760,8 @@ __global__ void __launch_bounds__(kSimtRows * 32) attentionSimt(const __grid_con
   const float inv = 1.0f / runSum;
   for (int c = lane; c < p.dv; c += 32)
     oG[c] = fromF<T>(acc[c] * inv);
+  if (p.lse != nullptr && lane == 0)
+    p.lse[static_cast<int64_t>(pair) * p.lq + row] = runMax + logf(runSum);
 }
 
 } // namespace diffrt::cuda::attn

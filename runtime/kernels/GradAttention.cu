@@ -7,9 +7,12 @@
 // FlashAttention-2 style: P is never stored. Three passes on the stream:
 //   1. statistics: per query row the log-sum-exp L_i of the scaled scores
 //      and Δ_i = rowsum(P ⊙ dP) (= rowsum(dO ⊙ O)), online over the key
-//      tiles like a forward pass but with dP = dO Vᵀ in place of P V (O is
-//      not an operand; this costs one forward's worth of products and needs
-//      no O buffer). Both go to the workspace, f32.
+//      tiles like a forward pass but with dP = dO Vᵀ in place of P V (this
+//      costs one forward's worth of products). Both go to the workspace,
+//      f32. When the forward's log-sum-exp and output are given
+//      (kern.attention's saved values), this pass is instead one
+//      memory-bound read of them: Δ_i = rowsum(dO_i ⊙ O_i) with the stored,
+//      rounded O, as FlashAttention-2 takes it.
 //   2. dQ: one CTA per (query tile, sample·head) walks the key tiles,
 //      recomputes P = exp(S − L), dP and dS and accumulates dQ in registers.
 //   3. dK, dV: one CTA per (key tile, sample·head) walks the query tiles and
@@ -287,6 +290,68 @@ __global__ void __launch_bounds__(128) statsTc(const __grid_constant__ GradParam
       p.delta[at] = d / l;
     }
   }
+}
+
+bool rowsAligned(DConstMat m, size_t elem) {
+  return m.data == nullptr ||
+         ((reinterpret_cast<uintptr_t>(m.data) % 16) == 0 && (m.ld * elem) % 16 == 0);
+}
+
+/// The forward's statistics, when the caller has them (both or neither).
+struct SavedStatistics {
+  const float *lse = nullptr;
+  DConstMat out;
+  int64_t batch = 0;
+};
+
+/// Pass 1 from the forward's statistics: per (query row, head), one thread
+/// each (threads along the heads of a row read adjacent column ranges),
+/// L = the saved natural-log log-sum-exp times `lseFactor` (log2 e for the
+/// tensor-core passes, 1 for the SIMT ones) and Δ = rowsum(dO ⊙ O).
+template <typename T, bool Vec>
+__global__ void __launch_bounds__(256) savedStatistics(const __grid_constant__ GradParams p,
+                                                       const float *savedLse, const T *o, int64_t ldo,
+                                                       float lseFactor, int64_t rows) {
+  const int64_t total = rows * p.heads;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int h = static_cast<int>(i % p.heads);
+    const int64_t row = i / p.heads, b = row / p.lq, qi = row - b * p.lq;
+    const T *dO = static_cast<const T *>(p.dO) + row * p.ldo + static_cast<int64_t>(h) * p.dv;
+    const T *out = o + row * ldo + static_cast<int64_t>(h) * p.dv;
+    float d = 0.0f;
+    if constexpr (Vec) {
+      for (int c = 0; c < p.dv; c += kVec<T>) {
+        float a[kVec<T>], x[kVec<T>];
+        loadVec<T>(dO + c, a);
+        loadVec<T>(out + c, x);
+#pragma unroll
+        for (int e = 0; e < kVec<T>; ++e)
+          d = fmaf(a[e], x[e], d);
+      }
+    } else {
+      for (int c = 0; c < p.dv; ++c)
+        d = fmaf(toF<T>(dO[c]), toF<T>(out[c]), d);
+    }
+    const int64_t at = (b * p.heads + h) * p.lq + qi;
+    p.delta[at] = d;
+    p.lse[at] = savedLse[at] * lseFactor;
+  }
+}
+
+template <typename T>
+void launchSavedStatistics(cudaStream_t stream, const GradParams &p, const float *savedLse,
+                           DConstMat savedOut, float lseFactor, int64_t batch) {
+  const int64_t rows = batch * p.lq;
+  const bool vec = p.dv % kVec<T> == 0 && rowsAligned(savedOut, sizeof(T)) &&
+                   (reinterpret_cast<uintptr_t>(p.dO) % 16) == 0 && (p.ldo * sizeof(T)) % 16 == 0;
+  const unsigned blocks = gridStrideBlocks(rows * p.heads, 256);
+  const T *o = static_cast<const T *>(savedOut.data);
+  if (vec)
+    savedStatistics<T, true><<<blocks, 256, 0, stream>>>(p, savedLse, o, savedOut.ld, lseFactor, rows);
+  else
+    savedStatistics<T, false><<<blocks, 256, 0, stream>>>(p, savedLse, o, savedOut.ld, lseFactor, rows);
+  checkLaunch("attentionBackward (saved statistics)");
 }
 
 /// Pass 2: dQ for one (query tile of 64, sample·head). Q and dO fragments
@@ -853,13 +918,17 @@ unsigned gridOf(int64_t tiles, int64_t pairs) {
 }
 
 template <typename T, int D>
-void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV) {
+void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV,
+              const SavedStatistics &saved) {
   using C = typename BwdTile<D>::C;
   constexpr int BN = BwdTile<D>::kBN;
   const int64_t qTiles = (p.lq + C::kBM - 1) / C::kBM;
   const int64_t kTiles = (p.lk + C::kBM - 1) / C::kBM;
   const size_t elem = sizeof(T);
-  {
+  if (saved.lse != nullptr) {
+    // The passes below take L in log2 units.
+    launchSavedStatistics<T>(stream, p, saved.lse, saved.out, 1.4426950408889634f, saved.batch);
+  } else {
     constexpr auto kernel = statsTc<T, D>;
     const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem;
     allowSmem<kernel>(smem);
@@ -887,10 +956,13 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
 }
 
 template <typename T>
-void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV) {
+void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV,
+                const SavedStatistics &saved) {
   const int64_t qTiles = (p.lq + kSimtRows - 1) / kSimtRows;
   const int64_t kTiles = (p.lk + kSimtRows - 1) / kSimtRows;
-  {
+  if (saved.lse != nullptr) {
+    launchSavedStatistics<T>(stream, p, saved.lse, saved.out, 1.0f, saved.batch);
+  } else {
     constexpr auto kernel = statsSimt<T>;
     const size_t smem = simtStatsFloats(p.dk, p.dv) * sizeof(float);
     allowSmem<kernel>(smem);
@@ -917,25 +989,21 @@ void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bo
 }
 
 template <typename T>
-void dispatch16(cudaStream_t s, const GradParams &p, int64_t pairs, bool wantQ, bool wantKV) {
+void dispatch16(cudaStream_t s, const GradParams &p, int64_t pairs, bool wantQ, bool wantKV,
+                const SavedStatistics &saved) {
   const int need = std::max(p.dk, p.dv);
   if (need <= 32)
-    launchTc<T, 32>(s, p, pairs, wantQ, wantKV);
+    launchTc<T, 32>(s, p, pairs, wantQ, wantKV, saved);
   else if (need <= 64)
-    launchTc<T, 64>(s, p, pairs, wantQ, wantKV);
+    launchTc<T, 64>(s, p, pairs, wantQ, wantKV, saved);
   else if (need <= 72)
-    launchTc<T, 72>(s, p, pairs, wantQ, wantKV);
+    launchTc<T, 72>(s, p, pairs, wantQ, wantKV, saved);
   else if (need <= 88)
-    launchTc<T, 88>(s, p, pairs, wantQ, wantKV);
+    launchTc<T, 88>(s, p, pairs, wantQ, wantKV, saved);
   else if (need <= 128)
-    launchTc<T, 128>(s, p, pairs, wantQ, wantKV);
+    launchTc<T, 128>(s, p, pairs, wantQ, wantKV, saved);
   else
-    launchSimt<T>(s, p, pairs, wantQ, wantKV);
-}
-
-bool rowsAligned(DConstMat m, size_t elem) {
-  return m.data == nullptr ||
-         ((reinterpret_cast<uintptr_t>(m.data) % 16) == 0 && (m.ld * elem) % 16 == 0);
+    launchSimt<T>(s, p, pairs, wantQ, wantKV, saved);
 }
 
 } // namespace
@@ -953,7 +1021,8 @@ size_t attentionBackwardWorkspaceBytes(int64_t batch, int64_t lq, int64_t lk, in
 
 void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v,
                        int64_t batch, int64_t lq, int64_t lk, int64_t heads, float scale,
-                       DConstMat dOut, DMat dQ, DMat dK, DMat dV, Workspace ws) {
+                       DConstMat dOut, DMat dQ, DMat dK, DMat dV, Workspace ws,
+                       const float *savedLogsumexp, DConstMat savedOut) {
   if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
     fail(kName, ": unsupported element type ", dtypeName(dtype));
   checkDPositive(kName, "batch", batch);
@@ -971,6 +1040,11 @@ void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DCo
   checkDView(kName, "v", v, batch * lk, heads * dv);
   checkDView(kName, "dOut", dOut, batch * lq, heads * dv);
   const bool wantQ = dQ.data != nullptr, wantK = dK.data != nullptr, wantV = dV.data != nullptr;
+  if ((savedLogsumexp == nullptr) != (savedOut.data == nullptr))
+    fail(kName, ": the forward's log-sum-exp and output come together (got only the ",
+         savedLogsumexp != nullptr ? "log-sum-exp" : "output", ")");
+  if (savedOut.data != nullptr)
+    checkDView(kName, "the saved output", savedOut, batch * lq, heads * dv);
   if (wantQ)
     checkDView(kName, "dQ", dQ, batch * lq, heads * dk);
   if (wantK)
@@ -982,8 +1056,8 @@ void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DCo
   // overlaps with the inputs are errors, as in the CPU reference.
   for (DConstMat g : {DConstMat(dQ), DConstMat(dK), DConstMat(dV)})
     if (overlapsD(g, q, elem) || overlapsD(g, k, elem) || overlapsD(g, v, elem) ||
-        overlapsD(g, dOut, elem))
-      fail(kName, ": a gradient overlaps q, k, v or dOut");
+        overlapsD(g, dOut, elem) || overlapsD(g, savedOut, elem))
+      fail(kName, ": a gradient overlaps q, k, v, dOut or the saved output");
   if (!wantQ && !wantK && !wantV)
     return;
   if (lq > INT32_MAX || lk > INT32_MAX || heads > INT32_MAX || dk > INT32_MAX / 4 ||
@@ -1030,13 +1104,14 @@ void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DCo
   const int64_t pairs = batch * heads;
   const bool wantKV = wantK || wantV;
   cudaStream_t s = native(stream);
+  const SavedStatistics saved{savedLogsumexp, savedOut, batch};
 
   dispatchFloat(dtype, kName, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, float>)
-      launchSimt<float>(s, p, pairs, wantQ, wantKV);
+      launchSimt<float>(s, p, pairs, wantQ, wantKV, saved);
     else
-      dispatch16<T>(s, p, pairs, wantQ, wantKV);
+      dispatch16<T>(s, p, pairs, wantQ, wantKV, saved);
   });
 }
 

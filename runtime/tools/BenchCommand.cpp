@@ -44,7 +44,7 @@ double kernelFlops(const Plan &plan, const KernelDesc &k) {
       flops += 2.0 * rows * (v(o[1]).numel() + (o[2] >= 0 ? v(o[2]).numel() : 0) + v(o[3]).numel());
     } else if (k.op == "kern.patch_embed") {
       flops += 2.0 * v(k.results[0]).rows() * v(o[1]).numel();
-    } else if (k.op == "dit.attention") {
+    } else if (k.op == "dit.attention" || k.op == "kern.attention") {
       const ValueDesc &q = v(o[0]), &kk = v(o[1]), &vv = v(o[2]);
       flops += 2.0 * q.shape[0] * q.shape[1] * kk.shape[1] * (q.shape[2] + vv.shape[2]);
     } else if (k.op == "dit.gla") {

@@ -89,6 +89,40 @@ LogicalResult GemmOp::verify() {
   return sameElementType(*this, "C4");
 }
 
+LogicalResult AttentionOp::verify() {
+  auto q = ranked(getQuery()), k = ranked(getKey()), v = ranked(getValue());
+  if (q.getRank() != 3 || k.getRank() != 3 || v.getRank() != 3)
+    return emitOpError() << "C1: query, key and value must be rank 3, got " << shapeOf(getQuery())
+                         << ", " << shapeOf(getKey()) << ", " << shapeOf(getValue());
+  int64_t h = getNumHeads();
+  for (auto [name, t] : {std::pair{"query", q}, {"key", k}, {"value", v}})
+    if (h <= 0 || t.getDimSize(2) % h)
+      return emitOpError() << "C1: " << name << " width " << t.getDimSize(2)
+                           << " is not divisible by num_heads " << h;
+  if (q.getDimSize(2) != k.getDimSize(2))
+    return emitOpError() << "C2: query head width " << q.getDimSize(2) / h
+                         << " differs from key head width " << k.getDimSize(2) / h;
+  if (k.getDimSize(0) != v.getDimSize(0) || k.getDimSize(1) != v.getDimSize(1) ||
+      q.getDimSize(0) != k.getDimSize(0))
+    return emitOpError() << "C3: query " << shapeOf(getQuery()) << ", key " << shapeOf(getKey())
+                         << " and value " << shapeOf(getValue()) << " disagree on batch or length";
+  if (failed(sameElementType(*this, "C4")))
+    return failure();
+  auto out = ranked(getResult());
+  if (out.getElementType() != q.getElementType())
+    return emitOpError() << "C4: result element type " << out.getElementType()
+                         << " differs from the operands' " << q.getElementType();
+  SmallVector<int64_t> outShape{q.getDimSize(0), q.getDimSize(1), v.getDimSize(2)};
+  if (out.getShape() != ArrayRef<int64_t>(outShape))
+    return emitOpError() << "C5: result must be " << outShape[0] << "x" << outShape[1] << "x"
+                         << outShape[2] << ", got " << shapeOf(getResult());
+  SmallVector<int64_t> lseShape{q.getDimSize(0), h, q.getDimSize(1)};
+  if (ranked(getLogsumexp()).getShape() != ArrayRef<int64_t>(lseShape))
+    return emitOpError() << "C5: logsumexp must be " << lseShape[0] << "x" << lseShape[1] << "x"
+                         << lseShape[2] << ", got " << shapeOf(getLogsumexp());
+  return success();
+}
+
 LogicalResult SwiGluOp::verify() {
   auto x = ranked(getInput());
   auto gate = ranked(getGateWeight());

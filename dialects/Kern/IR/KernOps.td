@@ -189,6 +189,38 @@ def Kern_CastOp : Kern_Op<"cast"> {
 }
 
 
+def Kern_AttentionOp : Kern_Op<"attention"> {
+  let summary = "Multi-head softmax attention that keeps its softmax statistics";
+  let description = [{
+    dit.attention's `out = softmax(scale · q kᵀ) v` per sample and head
+    (same operand layout: heads contiguous in the last dimension), plus
+    `logsumexp : (N, H, Lq)` in f32,
+    `logsumexp[n, h, i] = log Σ_j exp(scale · q_{n,i,h} · k_{n,j,h})`
+    (natural logarithm, over all Lk keys). kern-autodiff puts it in
+    @train_step in place of a dit.attention when it saves attention
+    statistics (CUDA targets), and its backward kernel reads `result` and
+    `logsumexp` as saved values: the softmax is then `exp(s − logsumexp)`
+    and `Δ = rowsum(dOut ⊙ result)` comes from one memory-bound pass, where
+    recomputing them would cost a pass over Q·Kᵀ and dOut·Vᵀ. The flash
+    forward has both statistics at hand, so writing them costs 4 bytes per
+    query row and head.
+
+    Constraints:
+    C1. `num_heads` H is positive and divides the widths of q, k and v.
+    C2. q and k have the same per-head width.
+    C3. k and v have the same batch and length; q has the same batch.
+    C4. q, k, v and result share the element type.
+    C5. result is (N, Lq, H·dv); logsumexp is (N, H, Lq) f32.
+  }];
+  let arguments = (ins Kern_FloatTensor:$query, Kern_FloatTensor:$key, Kern_FloatTensor:$value,
+                       I64Attr:$num_heads, F64Attr:$scale);
+  let results = (outs Kern_FloatTensor:$result, F32Tensor:$logsumexp);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+
 def Kern_PointwiseOp : Kern_Op<"pointwise", [SingleBlock]> {
   let summary = "Generated element-wise kernel";
   let description = [{
@@ -247,7 +279,8 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
     the forward op's present operands (`present` lists their slots in the
     forward op's operand order) followed, unless the forward op is a loss,
     by the `num_saved` values the forward op saved for its backward (its
-    results after the first, such as kern.gemm's preactivation), then,
+    results after the first, such as kern.gemm's preactivation; for
+    kern.attention, its result and its logsumexp), then,
     unless the forward op is a loss, the gradients of the loss with respect
     to the forward op's other results. `forward_attrs` are the forward op's
     attributes. Result i is the

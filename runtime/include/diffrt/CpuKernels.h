@@ -130,9 +130,11 @@ void gatedResidual(ConstMat residual, ConstMat gate, ConstMat y, int64_t rowsPer
 /// Multi-head attention. q: (batch·lq) x (heads·dk), k: (batch·lk) x
 /// (heads·dk), v: (batch·lk) x (heads·dv), out: (batch·lq) x (heads·dv).
 /// For each sample b and head h: out = softmax(scale · q kᵀ) v over all lk
-/// keys, softmax with the max subtracted, accumulated in float32.
+/// keys, softmax with the max subtracted, accumulated in float32. With
+/// `logsumexp` (batch·heads·lq floats, index (b·heads + h)·lq + i), also
+/// writes log Σ_j exp(scale · q_i·k_j) (kern.attention's statistics).
 void attention(ConstMat q, ConstMat k, ConstMat v, int64_t batch, int64_t lq, int64_t lk,
-               int64_t heads, float scale, Mat out);
+               int64_t heads, float scale, Mat out, float *logsumexp = nullptr);
 
 /// Causal gated linear attention (spec 5.2). q, k, gateLogits: (batch·t) x
 /// (heads·dk); v: (batch·t) x (heads·dv); out: (batch·t) x (heads·dv).

@@ -94,12 +94,16 @@ void addBroadcastBackwardRhs(Stream stream, DType dtype, const void *dOut, int64
 // Token mixers
 //===----------------------------------------------------------------------===//
 
-/// Backward of attention (softmax statistics recomputed): dQ, dK, dV in
-/// the layouts of q, k, v (possibly column slices of one packed gradient),
-/// head dims 64, 72, 88, 128 (any multiple of 8 up to 128), lq != lk.
+/// Backward of attention: dQ, dK, dV in the layouts of q, k, v (possibly
+/// column slices of one packed gradient), head dims 64, 72, 88, 128 (any
+/// multiple of 8 up to 128), lq != lk. The softmax statistics are
+/// recomputed, unless the forward's are given: its log-sum-exp
+/// (cuda::attention's `logsumexp`) together with its output `savedOut`
+/// (laid out like dOut), from which Δ = rowsum(dOut ⊙ out).
 void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, int64_t batch,
                        int64_t lq, int64_t lk, int64_t heads, float scale, DConstMat dOut, DMat dQ,
-                       DMat dK, DMat dV, Workspace ws);
+                       DMat dK, DMat dV, Workspace ws, const float *savedLogsumexp = nullptr,
+                       DConstMat savedOut = {});
 size_t attentionBackwardWorkspaceBytes(int64_t batch, int64_t lq, int64_t lk, int64_t heads,
                                        int64_t headDim, DType dtype);
 

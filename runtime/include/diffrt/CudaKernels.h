@@ -178,9 +178,13 @@ private:
 
 /// Flash attention (online softmax, f32 statistics), head dims 64, 72, 88,
 /// 128 natively (any multiple of 8 up to 128), lq != lk allowed, q/k/v may be
-/// column slices of a packed projection.
+/// column slices of a packed projection. With `logsumexp` (batch·heads·lq
+/// floats, index (b·heads + h)·lq + i) also writes each row's natural-log
+/// log-sum-exp of the scaled scores (see cpu::attention), which
+/// attentionBackward can take instead of recomputing it.
 void attention(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, int64_t batch,
-               int64_t lq, int64_t lk, int64_t heads, float scale, DMat out);
+               int64_t lq, int64_t lk, int64_t heads, float scale, DMat out,
+               float *logsumexp = nullptr);
 
 /// Chunked causal gated linear attention (spec 5.2), decays in f32.
 void gla(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, DConstMat gateLogits,

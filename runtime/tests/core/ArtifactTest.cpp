@@ -225,6 +225,50 @@ TEST(Artifact, SavedPreactivationIsChecked) {
   EXPECT_NE(errorOf(p).find("attribute 'saved' must be an integer"), std::string::npos) << errorOf(p);
 }
 
+/// kern.attention (q, k, v 2x4x8, two heads) writing its output (value 3)
+/// and log-sum-exp (value 4), then its backward reading both as saved
+/// values: dOut value 5, dQ, dK, dV values 6-8.
+Plan savedAttentionPlan() {
+  Plan p;
+  p.target = "cuda";
+  p.modelJson = R"({"name":"attention","family":"test"})";
+  p.arenaBytes = 2304;
+  for (uint64_t i = 0; i < 4; ++i)
+    p.values.push_back(value(DType::F32, {2, 4, 8}, Region::Arena, 256 * i));
+  p.values.push_back(value(DType::F32, {2, 2, 4}, Region::Arena, 1024));
+  for (uint64_t i = 0; i < 4; ++i)
+    p.values.push_back(value(DType::F32, {2, 4, 8}, Region::Arena, 1280 + 256 * i));
+  std::map<std::string, AttrValue> attrs{{"num_heads", int64_t{2}}, {"scale", 0.5}};
+  KernelDesc forward{"kern.attention", {0, 1, 2}, {3, 4}, attrs};
+  KernelDesc grad{"vjp:kern.attention", {0, 1, 2, 3, 4, 5}, {6, 7, 8}, attrs};
+  grad.attrs["saved"] = int64_t{2};
+  p.entries = {{"forward", {forward, grad}, {{"q", 0}, {"k", 1}, {"v", 2}, {"d", 5}}, {6, 7, 8}}};
+  return p;
+}
+
+TEST(Artifact, SavedAttentionStatisticsAreChecked) {
+  EXPECT_EQ(errorOf(savedAttentionPlan()), "");
+  Plan p = savedAttentionPlan();
+  p.values[4].shape = {2, 4, 2};
+  p.values[4].ld = 2;
+  EXPECT_NE(errorOf(p).find("kernel #0 (kern.attention): logsumexp must be 2x2x4, got 2x4x2"), std::string::npos)
+      << errorOf(p);
+  p = savedAttentionPlan();
+  p.values[4].dtype = DType::F16;
+  EXPECT_NE(errorOf(p).find("logsumexp must be F32, got F16"), std::string::npos) << errorOf(p);
+  p = savedAttentionPlan();
+  p.entries[0].kernels[1].attrs["saved"] = int64_t{1};
+  EXPECT_NE(errorOf(p).find("kernel #1 (vjp:kern.attention): kern.attention saves its result and "
+                            "log-sum-exp (2 values), got 1"),
+            std::string::npos)
+      << errorOf(p);
+  p = savedAttentionPlan();
+  p.entries[0].kernels[1].operands[3] = 4;
+  EXPECT_NE(errorOf(p).find("the saved attention output is 2x2x4 F32 but its incoming gradient is 2x4x8 F32"),
+            std::string::npos)
+      << errorOf(p);
+}
+
 /// out = x + bias as a generated kernel: x 2x4, bias 4.
 Plan pointwisePlan(const std::string &target) {
   Plan p = linearPlan();

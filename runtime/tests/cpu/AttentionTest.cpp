@@ -11,12 +11,15 @@
 #include "TestUtil.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace diffrt::cpu::testing {
 namespace {
 
+/// With `lse`, also the log-sum-exp of every (sample, head, query) row at
+/// index (b·heads + h)·lq + i.
 Ref attentionReference(ConstMat q, ConstMat k, ConstMat v, int64_t batch, int64_t lq, int64_t lk,
-                       int64_t heads, double scale) {
+                       int64_t heads, double scale, std::vector<double> *lse = nullptr) {
   int64_t dk = q.cols / heads, dv = v.cols / heads;
   Ref out(batch * lq, heads * dv);
   std::vector<double> s(static_cast<size_t>(lk));
@@ -38,6 +41,8 @@ Ref attentionReference(ConstMat q, ConstMat k, ConstMat v, int64_t batch, int64_
           s[j] = std::exp(s[j] - mx);
           total += s[j];
         }
+        if (lse != nullptr)
+          (*lse)[static_cast<size_t>((b * heads + h) * lq + i)] = mx + std::log(total);
         for (int64_t c = 0; c < dv; ++c) {
           double acc = 0.0;
           for (int64_t j = 0; j < lk; ++j)
@@ -98,6 +103,33 @@ TEST(CpuAttention, LongQueryBlocksAndLargeScores) {
   attention(q.cmat(), k.cmat(), v.cmat(), batch, lq, lk, heads, scale, out.mat());
   expectMatches(out, attentionReference(q.cmat(), k.cmat(), v.cmat(), batch, lq, lk, heads, scale),
                 1e-4);
+}
+
+// kern.attention's statistics: scores around ±60 (where a log-sum-exp
+// without the max would overflow) and small ones, one row per (sample,
+// head, query), and the output unchanged by asking for them.
+TEST(CpuAttention, LogSumExpOfEveryRow) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  for (double spread : {1.0, 8.0}) {
+    int64_t batch = rng.integer(1, 3), lq = rng.integer(1, 150), lk = rng.integer(1, 90);
+    int64_t heads = rng.integer(1, 4), dk = rng.integer(1, 40), dv = rng.integer(1, 40);
+    SCOPED_TRACE(::testing::Message() << "spread " << spread << " batch " << batch << " lq " << lq
+                                      << " lk " << lk << " heads " << heads << " dk " << dk << " dv "
+                                      << dv);
+    Buffer q = normalBuffer(rng, batch * lq, heads * dk, 0, spread);
+    Buffer k = normalBuffer(rng, batch * lk, heads * dk, 0, spread);
+    Buffer v = normalBuffer(rng, batch * lk, heads * dv);
+    float scale = float(1.0 / std::sqrt(double(dk)));
+    Buffer out = poisonedBuffer(batch * lq, heads * dv);
+    std::vector<float> lse(static_cast<size_t>(batch * heads * lq), std::nanf(""));
+    attention(q.cmat(), k.cmat(), v.cmat(), batch, lq, lk, heads, scale, out.mat(), lse.data());
+    std::vector<double> want(lse.size());
+    Ref ref = attentionReference(q.cmat(), k.cmat(), v.cmat(), batch, lq, lk, heads, scale, &want);
+    expectMatches(out, ref, 1e-4);
+    for (size_t i = 0; i < lse.size(); ++i)
+      ASSERT_NEAR(lse[i], want[i], 2e-5 * std::max(1.0, std::fabs(want[i]))) << "row " << i;
+  }
 }
 
 TEST(CpuAttention, RejectsHeadsThatDoNotDivideTheWidth) {

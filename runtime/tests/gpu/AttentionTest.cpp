@@ -184,16 +184,43 @@ void runCase(Rng &rng, const AttnCase &c) {
   const int64_t k0 = self ? qw : 0, v0 = self ? 2 * qw : qw;
 
   std::vector<float> ref(static_cast<size_t>(c.batch * c.lq * vw));
+  const size_t rows = static_cast<size_t>(c.batch * c.heads * c.lq);
+  std::vector<float> refLse(rows);
   cpu::attention(qBuf.hc(0, qw), kSrc.hc(k0, qw), kSrc.hc(v0, vw), c.batch, c.lq, c.lk, c.heads,
-                 scale, cpu::Mat{ref.data(), c.batch * c.lq, vw, vw});
+                 scale, cpu::Mat{ref.data(), c.batch * c.lq, vw, vw}, refLse.data());
 
-  TestBuf out(t, c.batch * c.lq, vw, vw + 8 + skew, skew);
-  out.poison();
-  out.upload();
-  attention(nullptr, t, qBuf.dc(0, qw), kSrc.dc(k0, qw), kSrc.dc(v0, vw), c.batch, c.lq, c.lk,
-            c.heads, scale, out.dm());
-  cudaOk(cudaGetLastError(), "after attention");
-  expectMatches(out, ref, tolerance(t));
+  // Once without the statistics (sampling) and once with them (training):
+  // the output must not depend on it.
+  for (bool statistics : {false, true}) {
+    SCOPED_TRACE(statistics ? "with log-sum-exp" : "without log-sum-exp");
+    TestBuf out(t, c.batch * c.lq, vw, vw + 8 + skew, skew);
+    out.poison();
+    out.upload();
+    DeviceBuffer lse(rows * sizeof(float));
+    cudaOk(cudaMemset(lse.get(), 0xff, rows * sizeof(float)), "poisoning the log-sum-exp");
+    attention(nullptr, t, qBuf.dc(0, qw), kSrc.dc(k0, qw), kSrc.dc(v0, vw), c.batch, c.lq, c.lk,
+              c.heads, scale, out.dm(), statistics ? static_cast<float *>(lse.get()) : nullptr);
+    cudaOk(cudaGetLastError(), "after attention");
+    expectMatches(out, ref, tolerance(t));
+    if (!statistics)
+      continue;
+    std::vector<float> got(rows);
+    cudaOk(cudaMemcpy(got.data(), lse.get(), rows * sizeof(float), cudaMemcpyDeviceToHost),
+           "copying the log-sum-exp");
+    // f32 scores from the same rounded inputs; the 16-bit path sums ex2.approx
+    // terms (2^-22 relative each).
+    const double tol = t == DType::F32 ? 2e-5 : 2e-4;
+    int64_t bad = 0;
+    size_t first = rows;
+    for (size_t i = 0; i < rows; ++i)
+      if (!(std::fabs(got[i] - refLse[i]) <= tol * std::max(1.0, std::fabs(double(refLse[i]))))) {
+        ++bad;
+        first = std::min(first, i);
+      }
+    EXPECT_EQ(bad, 0) << bad << " of " << rows << " log-sum-exp rows off; first #" << first << ": "
+                      << (first < rows ? got[first] : 0.0f) << " vs "
+                      << (first < rows ? refLse[first] : 0.0f);
+  }
 }
 
 constexpr DType kHalfTypes[] = {DType::F16, DType::BF16};

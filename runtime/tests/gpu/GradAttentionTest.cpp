@@ -70,6 +70,10 @@ struct Case {
   size_t skew = 0;
   /// scale = scaleMul / sqrt(dk); inputs of standard deviation `stddev`.
   double scaleMul = 1.0, stddev = 1.0;
+  /// The backward takes the statistics of cuda::attention's forward (its
+  /// output, laid out like dOut, and log-sum-exp), as kern.attention's
+  /// backward does, instead of recomputing them.
+  bool saved = false;
 };
 
 cpu::ConstMat hostView(const HostMat &m, int64_t c0, int64_t width) {
@@ -110,7 +114,7 @@ void runCase(gt::Rng &rng, const Case &c) {
                << dtypeName(c.t) << " batch " << c.batch << " heads " << c.heads << " lq " << c.lq
                << " lk " << c.lk << " dk " << c.dk << " dv " << c.dv << " want q/k/v " << c.wantQ
                << c.wantK << c.wantV << " skew " << c.skew << " scale x" << c.scaleMul
-               << " stddev " << c.stddev);
+               << " stddev " << c.stddev << " saved statistics " << c.saved);
   const DType t = c.t;
   const int64_t qw = c.heads * c.dk, vw = c.heads * c.dv;
   const int64_t pad = 8 + static_cast<int64_t>(c.skew);
@@ -156,12 +160,22 @@ void runCase(gt::Rng &rng, const Case &c) {
   const DevMat &dkSrc = self ? dqIn : dkvIn;
   const DevMat &dgKSrc = self ? dgQ : dgKV;
 
+  // The forward's output (as padded and skewed as dOut) and log-sum-exp.
+  DevMat dO = gt::toDevice(HostMat(rowsQ, vw, vw + pad), t, c.skew);
+  gt::DeviceBuffer lse(static_cast<size_t>(c.batch * c.heads * c.lq) * sizeof(float));
+  if (c.saved)
+    attention(nullptr, t, devView(dqIn, 0, qw), devView(dkSrc, kCol, qw), devView(dkSrc, vCol, vw),
+              c.batch, c.lq, c.lk, c.heads, scale, devMutView(dO, 0, vw),
+              static_cast<float *>(lse.get()));
+
   gt::DeviceBuffer ws(attentionBackwardWorkspaceBytes(c.batch, c.lq, c.lk, c.heads, c.dk, t));
   attentionBackward(nullptr, t, devView(dqIn, 0, qw), devView(dkSrc, kCol, qw),
                     devView(dkSrc, vCol, vw), c.batch, c.lq, c.lk, c.heads, scale, ddOut.c(),
                     c.wantQ ? devMutView(dgQ, 0, qw) : DMat{},
                     c.wantK ? devMutView(dgKSrc, kCol, qw) : DMat{},
-                    c.wantV ? devMutView(dgKSrc, vCol, vw) : DMat{}, Workspace{ws.get(), ws.bytes()});
+                    c.wantV ? devMutView(dgKSrc, vCol, vw) : DMat{}, Workspace{ws.get(), ws.bytes()},
+                    c.saved ? static_cast<const float *>(lse.get()) : nullptr,
+                    c.saved ? devView(dO, 0, vw) : DConstMat{});
   gt::syncDevice("attentionBackward");
 
   const HostMat gotQ = gt::toHost(dgQ);
@@ -295,6 +309,39 @@ TEST(GradAttentionGpu, LongSequences) {
   runCase(rng, {DType::F32, 1, 2, 513, 513, 64, 64});
 }
 
+// kern.attention's backward: the statistics come from the forward kernel
+// (Δ from its rounded output), on every path: the tensor-core tiles, the
+// scalar loads of misaligned rows, and the SIMT kernels (f32, head dims
+// beyond 128).
+TEST(GradAttentionGpu, SavedForwardStatistics) {
+  DIFFRT_REQUIRE_GPU();
+  gt::Rng rng;
+  SCOPED_TRACE(rng.trace());
+  auto saved = [](Case c) {
+    c.saved = true;
+    return c;
+  };
+  for (DType t : gt::floatTypes()) {
+    for (int64_t d : kNativeDims)
+      runCase(rng, saved({t, 2, 2, 256, 256, d, d}));
+    runCase(rng, saved({t, 3, 2, 64, 77, 72, 72}));
+    runCase(rng, saved({t, 2, 3, 77, 77, 40, 40}));
+    Case misaligned{t, 2, 2, 100, 100, 72, 72};
+    misaligned.skew = 1;
+    runCase(rng, saved(misaligned));
+    runCase(rng, saved({t, 1, 3, 50, 50, 20, 36}));
+    runCase(rng, saved({t, 1, 2, 33, 45, 160, 160}));
+    Case large{t, 2, 2, 256, 256, 72, 72};
+    large.scaleMul = 3.0;
+    large.stddev = 1.5;
+    runCase(rng, saved(large));
+    Case negative{t, 2, 2, 64, 77, 64, 64};
+    negative.scaleMul = -1.0;
+    negative.wantQ = false;
+    runCase(rng, saved(negative));
+  }
+}
+
 TEST(GradAttentionGpu, RejectsBadArguments) {
   DIFFRT_REQUIRE_GPU();
   gt::Rng rng;
@@ -325,6 +372,23 @@ TEST(GradAttentionGpu, RejectsBadArguments) {
   EXPECT_DIFFRT_ERROR(attentionBackward(nullptr, t, q, k, v, b, 32, 40, h, 0.125f, ddOut.c(), dQ,
                                         dK, dV, Workspace{ws.get(), need}),
                       "expected 64 x 128");
+  gt::DeviceBuffer lse(static_cast<size_t>(b * h * n) * sizeof(float));
+  DevMat out = gt::toDevice(HostMat(b * n, hd), t);
+  EXPECT_DIFFRT_ERROR(attentionBackward(nullptr, t, q, k, v, b, n, n, h, 0.125f, ddOut.c(), dQ, dK,
+                                        dV, Workspace{ws.get(), need},
+                                        static_cast<const float *>(lse.get())),
+                      "log-sum-exp and output come together", "only the log-sum-exp");
+  EXPECT_DIFFRT_ERROR(attentionBackward(nullptr, t, q, k, v, b, n, n, h, 0.125f, ddOut.c(), dQ, dK,
+                                        dV, Workspace{ws.get(), need}, nullptr, out.c()),
+                      "only the output");
+  EXPECT_DIFFRT_ERROR(attentionBackward(nullptr, t, q, k, v, b, n, n, h, 0.125f, ddOut.c(), dQ, dK,
+                                        dV, Workspace{ws.get(), need},
+                                        static_cast<const float *>(lse.get()), devView(out, 0, d)),
+                      "the saved output", "expected 128 x 128");
+  EXPECT_DIFFRT_ERROR(attentionBackward(nullptr, t, q, k, v, b, n, n, h, 0.125f, ddOut.c(), dQ, dK,
+                                        dV, Workspace{ws.get(), need},
+                                        static_cast<const float *>(lse.get()), devView(grads, 0, hd)),
+                      "overlaps q, k, v, dOut or the saved output");
   gt::syncDevice("after the rejected calls");
 }
 
@@ -346,7 +410,9 @@ TEST(GradAttentionGpuTiming, DitShapes) {
   };
   const Shape shapes[] = {{32, 16, 256, 72}, {32, 6, 256, 64}, {64, 16, 256, 88},
                           {64, 16, 256, 128}, {4, 16, 1024, 72}};
-  std::printf("%-5s %4s %4s %6s %4s %10s %10s\n", "dtype", "B", "H", "N", "D", "ms", "TFLOP/s");
+  // "saved ms": with the forward's statistics (kern.attention's backward).
+  std::printf("%-5s %4s %4s %6s %4s %10s %10s %10s\n", "dtype", "B", "H", "N", "D", "ms", "TFLOP/s",
+              "saved ms");
   for (DType t : {DType::BF16, DType::F16, DType::F32})
     for (const Shape &s : shapes) {
       if (t == DType::F32 && s.d != 72)
@@ -379,34 +445,47 @@ TEST(GradAttentionGpuTiming, DitShapes) {
       DConstMat dO{dOut.get(), rows, hd, hd};
       gt::DeviceBuffer ws(attentionBackwardWorkspaceBytes(s.b, s.n, s.n, s.h, s.d, t));
       const float scale = 1.0f / std::sqrt(static_cast<float>(s.d));
+      gt::DeviceBuffer out(static_cast<size_t>(rows * hd) * elem),
+          lse(static_cast<size_t>(s.b * s.h * s.n) * sizeof(float));
+      attention(nullptr, t, q, k, v, s.b, s.n, s.n, s.h, scale, DMat{out.get(), rows, hd, hd},
+                static_cast<float *>(lse.get()));
+      bool withSaved = false;
       auto call = [&] {
         attentionBackward(nullptr, t, q, k, v, s.b, s.n, s.n, s.h, scale, dO, dQ, dK, dV,
-                          Workspace{ws.get(), ws.bytes()});
+                          Workspace{ws.get(), ws.bytes()},
+                          withSaved ? static_cast<const float *>(lse.get()) : nullptr,
+                          withSaved ? DConstMat{out.get(), rows, hd, hd} : DConstMat{});
       };
-      for (int i = 0; i < 10; ++i)
-        call();
-      cudaEvent_t start, stop;
-      gt::cudaOk(cudaEventCreate(&start), "cudaEventCreate");
-      gt::cudaOk(cudaEventCreate(&stop), "cudaEventCreate");
-      std::vector<double> times;
-      for (int i = 0; i < 21; ++i) {
-        gt::cudaOk(cudaEventRecord(start), "cudaEventRecord");
-        call();
-        gt::cudaOk(cudaEventRecord(stop), "cudaEventRecord");
-        gt::cudaOk(cudaEventSynchronize(stop), "cudaEventSynchronize");
-        float ms = 0.0f;
-        gt::cudaOk(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-        times.push_back(ms);
-      }
-      cudaEventDestroy(start);
-      cudaEventDestroy(stop);
-      gt::syncDevice("timing");
-      std::sort(times.begin(), times.end());
-      const double ms = times[times.size() / 2];
+      auto median = [&] {
+        for (int i = 0; i < 10; ++i)
+          call();
+        cudaEvent_t start, stop;
+        gt::cudaOk(cudaEventCreate(&start), "cudaEventCreate");
+        gt::cudaOk(cudaEventCreate(&stop), "cudaEventCreate");
+        std::vector<double> times;
+        for (int i = 0; i < 21; ++i) {
+          gt::cudaOk(cudaEventRecord(start), "cudaEventRecord");
+          call();
+          gt::cudaOk(cudaEventRecord(stop), "cudaEventRecord");
+          gt::cudaOk(cudaEventSynchronize(stop), "cudaEventSynchronize");
+          float ms = 0.0f;
+          gt::cudaOk(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+          times.push_back(ms);
+        }
+        cudaEventDestroy(start);
+        cudaEventDestroy(stop);
+        gt::syncDevice("timing");
+        std::sort(times.begin(), times.end());
+        return times[times.size() / 2];
+      };
+      const double ms = median();
+      withSaved = true;
+      const double savedMs = median();
       const double flop = 10.0 * double(s.b) * double(s.h) * double(s.n) * double(s.n) * double(s.d);
-      std::printf("%-5s %4lld %4lld %6lld %4lld %10.4f %10.1f\n", dtypeName(t),
+      std::printf("%-5s %4lld %4lld %6lld %4lld %10.4f %10.1f %10.4f\n", dtypeName(t),
                   static_cast<long long>(s.b), static_cast<long long>(s.h),
-                  static_cast<long long>(s.n), static_cast<long long>(s.d), ms, flop / ms * 1e-9);
+                  static_cast<long long>(s.n), static_cast<long long>(s.d), ms, flop / ms * 1e-9,
+                  savedMs);
     }
 }
 

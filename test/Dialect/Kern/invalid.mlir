@@ -212,3 +212,59 @@ func.func @pointwise_c3_f32(%x: tensor<2x8xf32>) {
   } : tensor<2x8xf32>
   return
 }
+
+// -----
+// attention C1: heads divide the widths.
+func.func @attention_c1(%q: tensor<2x4x8xf16>, %v: tensor<2x4x6xf16>) {
+  // expected-error@+1 {{C1: value width 6 is not divisible by num_heads 4}}
+  %o, %l = kern.attention %q, %q, %v {num_heads = 4 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x6xf16>) -> (tensor<2x4x6xf16>, tensor<2x4x4xf32>)
+  return
+}
+
+// -----
+// attention C2: query and key head widths.
+func.func @attention_c2(%q: tensor<2x4x8xf16>, %k: tensor<2x4x12xf16>) {
+  // expected-error@+1 {{C2: query head width 4 differs from key head width 6}}
+  %o, %l = kern.attention %q, %k, %q {num_heads = 2 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x12xf16>, tensor<2x4x8xf16>) -> (tensor<2x4x8xf16>, tensor<2x2x4xf32>)
+  return
+}
+
+// -----
+// attention C3: key and value lengths.
+func.func @attention_c3(%q: tensor<2x4x8xf16>, %v: tensor<2x5x8xf16>) {
+  // expected-error@+1 {{C3: query 2x4x8, key 2x4x8 and value 2x5x8 disagree on batch or length}}
+  %o, %l = kern.attention %q, %q, %v {num_heads = 2 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x5x8xf16>) -> (tensor<2x4x8xf16>, tensor<2x2x4xf32>)
+  return
+}
+
+// -----
+// attention C4: one element type.
+func.func @attention_c4(%q: tensor<2x4x8xf16>, %v: tensor<2x4x8xbf16>) {
+  // expected-error@+1 {{C4: operands mix element types 'f16' and 'bf16'}}
+  %o, %l = kern.attention %q, %q, %v {num_heads = 2 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xbf16>) -> (tensor<2x4x8xf16>, tensor<2x2x4xf32>)
+  return
+}
+
+// -----
+// attention C5: the log-sum-exp is (N, H, Lq).
+func.func @attention_c5(%q: tensor<2x4x8xf16>) {
+  // expected-error@+1 {{C5: logsumexp must be 2x2x4, got 2x4x2}}
+  %o, %l = kern.attention %q, %q, %q {num_heads = 2 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> (tensor<2x4x8xf16>, tensor<2x4x2xf32>)
+  return
+}
+
+// -----
+// attention C5: the result is (N, Lq, H·dv).
+func.func @attention_c5_result(%q: tensor<2x4x8xf16>) {
+  // expected-error@+1 {{C5: result must be 2x4x8, got 2x8x4}}
+  %o, %l = kern.attention %q, %q, %q {num_heads = 2 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> (tensor<2x8x4xf16>, tensor<2x2x4xf32>)
+  return
+}
+
+// -----
+// attention: the log-sum-exp is f32 whatever the element type.
+func.func @attention_lse_f32(%q: tensor<2x4x8xf16>) {
+  // expected-error@+1 {{result #1 must be tensor of 32-bit float values}}
+  %o, %l = kern.attention %q, %q, %q {num_heads = 2 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> (tensor<2x4x8xf16>, tensor<2x2x4xf16>)
+  return
+}

@@ -50,3 +50,10 @@ func.func @pointwise(%x: tensor<2x16x8xf16>, %bias: tensor<8xf32>, %s: tensor<1x
   } : tensor<2x16x8xf16>
   return %0 : tensor<2x16x8xf16>
 }
+
+// CHECK-LABEL: func @attention
+func.func @attention(%q: tensor<2x16x8xbf16>, %k: tensor<2x5x8xbf16>, %v: tensor<2x5x12xbf16>) -> (tensor<2x16x12xbf16>, tensor<2x2x16xf32>) {
+  // CHECK: %[[O:.*]], %[[L:.*]] = kern.attention %{{.*}}, %{{.*}}, %{{.*}} {num_heads = 2 : i64, scale = 5.000000e-01 : f64} : (tensor<2x16x8xbf16>, tensor<2x5x8xbf16>, tensor<2x5x12xbf16>) -> (tensor<2x16x12xbf16>, tensor<2x2x16xf32>)
+  %o, %l = kern.attention %q, %k, %v {num_heads = 2 : i64, scale = 0.5 : f64} : (tensor<2x16x8xbf16>, tensor<2x5x8xbf16>, tensor<2x5x12xbf16>) -> (tensor<2x16x12xbf16>, tensor<2x2x16xf32>)
+  return %o, %l : tensor<2x16x12xbf16>, tensor<2x2x16xf32>
+}
