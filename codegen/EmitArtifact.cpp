@@ -281,6 +281,11 @@ public:
       k.operands.push_back(id(v));
     for (Value g : incoming)
       k.operands.push_back(id(g));
+    if (Value z = vjp.getInputPreactivation()) {
+      // After the incoming gradients: z of the input x = act(z).
+      k.operands.push_back(id(z));
+      k.attrs["input_grad_act"] = kern::stringifyAct(*vjp.getInputGradAct()).str();
+    }
     k.results.assign(slots, -1);
     for (auto [i, slot] : llvm::enumerate(vjp.getGradsOf()))
       k.results[slot] = id(vjp.getResult(i));

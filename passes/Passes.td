@@ -123,6 +123,22 @@ def KernAutodiff : Pass<"kern-autodiff", "::mlir::ModuleOp"> {
   let dependentDialects = ["::diffc::kern::KernDialect"];
 }
 
+def KernFoldActivationGrad : Pass<"kern-fold-activation-grad", "::mlir::func::FuncOp"> {
+  let summary = "Fold a dense layer's activation derivative into the next layer's input-gradient product";
+  let description = [{
+    In a training program, a kern.gemm `y = act(z)` with an activation, no
+    gated residual and a saved pre-activation z, whose only consumer in
+    the backward is a kern.gemm reading y (DiT's fc1 → fc2): the consumer's
+    backward returns dz = (dOut₂ · W₂) ⊙ act'(z) directly (kern.vjp
+    `input_grad_act`, z as its last operand) and the producer's backward
+    becomes that of a plain linear layer taking dz (act none, nothing
+    saved). On the GPU the derivative then runs in cuBLASLt's DGELU
+    epilogue of the product instead of a separate pass over dOut₂·W₂ and
+    z (for bf16/f16 tanh GELU; other cases apply it in a pass after the
+    product); the producer's backward keeps only its bias column sums.
+  }];
+}
+
 def KernFoldTokenReorder : Pass<"kern-fold-token-reorder", "::mlir::func::FuncOp"> {
   let summary = "Fold scan-order changes into the depth-wise convolution before them";
   let description = [{

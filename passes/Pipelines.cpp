@@ -21,7 +21,8 @@ ArrayRef<Phase> pipelinePhases() {
       {"dit-inlined", "block functions inlined, common subexpressions merged"},
       {"kern", "a kernel selected for every op: the unfused kernel-level program"},
       {"kern-fused", "neighbouring element-wise work fused into the kernels"},
-      {"kern-autodiff", "with --mode train: @train_step, the loss and every parameter's gradient"},
+      {"kern-autodiff", "with --mode train: @train_step, the loss and every parameter's gradient "
+                        "(activation derivatives folded into the next layer's input-gradient products)"},
       {"kern-typed", "activations and weights in the chosen element type"},
       {"kern-pointwise", "the remaining element-wise chains as generated kernels"},
       {"kern-planned", "every value placed in the weights, constants or arena region"},
@@ -67,6 +68,7 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
         KernAutodiffOptions{options.objective, options.target == "cuda", options.target == "cuda",
                             options.remat}));
     pm.addPass(createCSEPass());
+    pm.addNestedPass<func::FuncOp>(createKernFoldActivationGrad());
   }
   if (last < 5)
     return;

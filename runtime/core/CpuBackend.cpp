@@ -295,6 +295,10 @@ private:
       bool hasE = epilogue(k, 3, e);
       const ValueDesc &out = desc(o[s + saved]);
       GemmGrads g{mOpt(r[0]), fOpt(r[1]), fOpt(r[2]), mOpt(r[4])};
+      if (k.attrs.count("input_grad_act")) {
+        g.inputAct = actOf(attrString(k, "input_grad_act"));
+        g.inputPreact = cm(o.back());
+      }
       gemmBackward(cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")), hasE ? &e : nullptr, dOut(), g,
                    scratchFor(2 * out.rows() * out.cols()), saved > 0 ? cm(o[s]) : ConstMat{});
     } else if (op == "kern.swiglu") {

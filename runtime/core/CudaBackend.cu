@@ -991,6 +991,10 @@ private:
       cu::GatedResidual e;
       bool hasE = epilogue(k, 3, e);
       cu::GemmGrads g{mOpt(r[0]), ptr(r[1]), ptr(r[2]), mOpt(r[4])};
+      if (k.attrs.count("input_grad_act")) {
+        g.inputAct = actOf(attrString(k, "input_grad_act"));
+        g.inputPreact = cm(o.back());
+      }
       cu::gemmBackward(s(), gemm, dt, cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")),
                        hasE ? &e : nullptr, dOut(), g, ws(), saved > 0 ? cm(o[sl]) : cu::DConstMat{});
     } else if (op == "kern.swiglu") {

@@ -664,9 +664,27 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
   forward.op = op;
   forward.attrs = kernel.attrs;
   forward.attrs.erase("saved");
+  forward.attrs.erase("input_grad_act");
+  // kern-fold-activation-grad: z of the input x = act(z) after the incoming
+  // gradients, and the slot 0 gradient is dz.
+  const bool folded = kernel.attrs.count("input_grad_act") > 0;
+  if (folded) {
+    const std::string *act = std::get_if<std::string>(&kernel.attrs.at("input_grad_act"));
+    if (op != "kern.gemm")
+      fail(where, ": only a kern.gemm backward folds an input activation");
+    if (act == nullptr || (*act != "gelu" && *act != "gelu_tanh" && *act != "silu"))
+      fail(where, ": attribute 'input_grad_act' must be gelu, gelu_tanh or silu");
+    if (kernel.operands.size() < slots + static_cast<size_t>(saved) + 2)
+      fail(where, ": input_grad_act needs the input's pre-activation after the incoming gradient");
+    const int32_t z = kernel.operands.back(), x = kernel.operands[0];
+    if (z < 0 || x < 0 || plan.values[z].shape != plan.values[x].shape ||
+        plan.values[z].dtype != plan.values[x].dtype || !plan.values[z].contiguous())
+      fail(where, ": the input's pre-activation must be a whole tensor shaped and typed as the input");
+  }
   auto savedBegin = kernel.operands.begin() + slots, incomingBegin = savedBegin + saved;
+  auto incomingEnd = kernel.operands.end() - (folded ? 1 : 0);
   forward.operands.assign(kernel.operands.begin(), savedBegin);
-  forward.results.assign(incomingBegin, kernel.operands.end());
+  forward.results.assign(incomingBegin, incomingEnd);
   forward.results.insert(forward.results.end(), savedBegin, incomingBegin);
   for (auto id = savedBegin; id != incomingBegin; ++id)
     if (*id < 0)
@@ -689,7 +707,7 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
   } else if (saved > 0 && (!savesOne || saved != 1)) {
     fail(where, ": ", op, " saves ", savesOne ? "one value" : "no values", ", got ", saved);
   }
-  if (loss != (incomingBegin == kernel.operands.end()))
+  if (loss != (incomingBegin == incomingEnd))
     fail(where, ": ", loss ? "a loss takes no incoming gradient" : "needs the incoming gradients");
   if (loss && !kernel.attrs.count("loss_weight"))
     fail(where, ": missing attribute 'loss_weight'");

@@ -107,6 +107,14 @@ void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const Gate
   checkAct(kernel, act);
   checkGrad(kernel, "dA", grads.dA, m, k);
   checkEpilogueGrad(kernel, epilogue, grads.dGate, m, n);
+  if (grads.inputAct != Act::None) {
+    checkAct(kernel, grads.inputAct);
+    if (grads.dA.data == nullptr)
+      fail(kernel, ": an input activation is folded in but dA is not wanted");
+    checkView(kernel, "inputPreact", grads.inputPreact, m, k);
+    if (overlaps(grads.inputPreact, grads.dA))
+      fail(kernel, ": inputPreact overlaps dA");
+  }
   if (scratchBuf == nullptr && m * n > 0)
     fail(kernel, ": null scratch for 2 x ", m, " x ", n, " floats");
   ConstMat scratchView{scratchBuf, 1, 2 * m * n, 2 * m * n};
@@ -159,8 +167,18 @@ void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const Gate
             acc[j - j0] += dzr[j];
         },
         StoreSums{mat(grads.dBias, 1, n)});
-  if (grads.dA.data != nullptr)
+  if (grads.dA.data != nullptr) {
     sgemmNN(m, k, n, 1.0f, dz, n, w.data, w.ld, 0.0f, grads.dA.data, grads.dA.ld);
+    if (grads.inputAct != Act::None)
+      parallelFor(m, rowGrain(k), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          float *d = grads.dA.row(r);
+          const float *zr = grads.inputPreact.row(r);
+          for (int64_t c = 0; c < k; ++c)
+            d[c] *= actDerivative(zr[c], grads.inputAct);
+        }
+      });
+  }
   // z is no longer read: the first half of scratch holds the transposed dz.
   if (grads.dW != nullptr)
     sgemmTN(n, k, m, 1.0f, dz, n, a.data, a.ld, 0.0f, grads.dW, k, scratchBuf, m * n);

@@ -438,7 +438,8 @@ struct Gemm::Impl {
   std::mutex mutex;
   std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
   /// product()'s plans, keyed with the transposes in `epilogue`'s place
-  /// (bit 0: transA, bit 1: transB).
+  /// (bit 0: transA, bit 1: transB, bit 2: the DGELU epilogue, whose aux
+  /// alignment takes alignBias's place).
   std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> products;
 
   [[noreturn]] static void ltFail(cublasStatus_t status, const char *call, const Key &key) {
@@ -613,7 +614,7 @@ struct Gemm::Impl {
   /// transB) and its B is a's data with op N (op T when transA). key.ldw is
   /// b's leading dimension; key.epilogue holds the flags (bit 0 transA,
   /// bit 1 transB).
-  Plan &productPlan(const Key &key) {
+  Plan &productPlan(const Key &key, const void *geluGradAux) {
     auto found = products.find(key);
     if (found != products.end())
       return *found->second;
@@ -624,6 +625,13 @@ struct Gemm::Impl {
             "cublasLtMatmulDescCreate", key);
     setDesc(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(transB ? CUBLAS_OP_T : CUBLAS_OP_N), key);
     setDesc(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(transA ? CUBLAS_OP_T : CUBLAS_OP_N), key);
+    if (key.epilogue & 4u) {
+      // out ⊙ gelu'(aux), aux laid out like out; the pointer is reset per
+      // call (its alignment class is part of the key).
+      setDesc(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_DGELU), key);
+      setDesc(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, geluGradAux, key);
+      setDesc(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, int64_t(key.ldy), key);
+    }
     // Stored shapes (column-major rows x cols) of the three operands.
     const uint64_t m = key.m, n = key.n, k = key.k;
     ltCheck(cublasLtMatrixLayoutCreate(&p->layoutW, type, transB ? k : n, transB ? n : k, key.ldw),
@@ -836,7 +844,7 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
 size_t Gemm::productWorkspaceBytes() { return kCarveAlign + kLtWorkspaceBytes; }
 
 void Gemm::product(Stream stream, DType dtype, DConstMat a, bool transA, DConstMat b, bool transB,
-                   DMat out, float beta, Workspace ws) {
+                   DMat out, float beta, Workspace ws, DConstMat geluGradAux) {
   if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
     fail("Gemm: unsupported element type ", dtypeName(dtype));
   const int64_t m = out.rows, n = out.cols, k = transA ? a.rows : a.cols;
@@ -846,6 +854,18 @@ void Gemm::product(Stream stream, DType dtype, DConstMat a, bool transA, DConstM
   checkView("out", out, m, n);
   if (overlaps(out, a, elem) || overlaps(out, b, elem))
     fail("Gemm: out overlaps an input of the product (", m, " x ", n, " x ", k, ")");
+  const bool dgelu = geluGradAux.data != nullptr;
+  if (dgelu) {
+    checkView("geluGradAux", geluGradAux, m, n);
+    if (dtype == DType::F32 || transA || transB || beta != 0.0f)
+      fail("Gemm: the DGELU epilogue takes f16/bf16 operands without transposes and beta 0");
+    if (geluGradAux.ld != out.ld || (geluGradAux.ld * elem) % 16 != 0 ||
+        reinterpret_cast<uintptr_t>(geluGradAux.data) % 16 != 0)
+      fail("Gemm: the DGELU epilogue's aux must be laid out like out (leading dimension ", out.ld,
+           ", got ", geluGradAux.ld, ") with 16-byte aligned rows");
+    if (overlaps(geluGradAux, out, elem))
+      fail("Gemm: the DGELU epilogue's aux overlaps out");
+  }
   if (m == 0 || n == 0)
     return;
   cudaStream_t s = native(stream);
@@ -878,15 +898,17 @@ void Gemm::product(Stream stream, DType dtype, DConstMat a, bool transA, DConstM
                 b.ld,
                 out.ld,
                 dtype,
-                (transA ? 1u : 0u) | (transB ? 2u : 0u),
+                (transA ? 1u : 0u) | (transB ? 2u : 0u) | (dgelu ? 4u : 0u),
                 alignmentOf(a.data, a.ld, elem),
                 alignmentOf(b.data, b.ld, elem),
                 alignmentOf(out.data, out.ld, elem),
-                0u,
+                dgelu ? alignmentOf(geluGradAux.data, geluGradAux.ld, elem) : 0u,
                 ltBytes};
   const float alpha = 1.0f;
   std::lock_guard<std::mutex> lock(impl->mutex);
-  Impl::Plan &plan = impl->productPlan(key);
+  Impl::Plan &plan = impl->productPlan(key, geluGradAux.data);
+  if (dgelu)
+    Impl::setDesc(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, geluGradAux.data, key);
   void *ltWorkspace = ltBytes > 0 ? base : nullptr;
   auto launch = [&](const cublasLtMatmulAlgo_t &algo, size_t algoWorkspace) {
     return cublasLtMatmul(impl->handle, plan.desc, &alpha, b.data, plan.layoutW, a.data,

@@ -354,10 +354,17 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
   }
   if (preact.data != nullptr)
     checkDView(kernel, "preact", preact, m, n);
+  const size_t elem = dtypeSize(dtype);
+  if (grads.inputAct != Act::None) {
+    if (grads.dA.data == nullptr)
+      fail(kernel, ": an input activation is folded in but dA is not wanted");
+    checkDView(kernel, "inputPreact", grads.inputPreact, m, k);
+    if (overlapsD(grads.inputPreact, grads.dA, elem))
+      fail(kernel, ": inputPreact overlaps dA");
+  }
   if (m == 0 || n == 0)
     return;
   cudaStream_t s = native(stream);
-  const size_t elem = dtypeSize(dtype);
   const int actCode = static_cast<int>(act);
   const bool saved = preact.data != nullptr;
   const int64_t rowsPerGroup = epilogue != nullptr ? epilogue->rowsPerGate : m;
@@ -385,8 +392,23 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
       chainRuleAndSums<decltype(tag)>(s, dOut, epilogue, z, ldz, actCode, m, n, writeDz ? dz : nullptr, partials,
                                       grads.dBias, grads.dGate);
     });
-  if (grads.dA.data != nullptr)
-    gemm.product(stream, dtype, dZ, false, w, false, grads.dA, 0.0f, rest);
+  if (grads.dA.data != nullptr) {
+    // A folded tanh GELU runs in the product's DGELU epilogue when its z is
+    // laid out like dA; anything else in a pass over dA afterwards.
+    const DConstMat z = grads.inputPreact;
+    const bool epilogueAct = grads.inputAct == Act::GeluTanh && dtype != DType::F32 &&
+                             z.ld == grads.dA.ld && (z.ld * elem) % 16 == 0 && aligned16(z.data);
+    gemm.product(stream, dtype, dZ, false, w, false, grads.dA, 0.0f, rest, epilogueAct ? z : DConstMat{});
+    if (grads.inputAct != Act::None && !epilogueAct) {
+      if (z.ld == k && grads.dA.ld == k)
+        activateBackward(stream, dtype, z.data, grads.dA.data, m * k, grads.inputAct, grads.dA.data);
+      else
+        for (int64_t r = 0; r < m; ++r)
+          activateBackward(stream, dtype, static_cast<const char *>(z.data) + r * z.ld * elem,
+                           static_cast<const char *>(grads.dA.data) + r * grads.dA.ld * elem, k,
+                           grads.inputAct, static_cast<char *>(grads.dA.data) + r * grads.dA.ld * elem);
+    }
+  }
   if (grads.dW != nullptr)
     gemm.product(stream, dtype, dZ, true, a, false, DMat{grads.dW, n, k, k}, 0.0f, rest);
 }

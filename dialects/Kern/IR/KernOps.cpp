@@ -271,7 +271,13 @@ ValueRange VjpOp::getSaved() {
 }
 
 ValueRange VjpOp::getIncoming() {
-  return getInputs().drop_front(getPresent().size() + getNumSaved());
+  return getInputs()
+      .drop_front(getPresent().size() + getNumSaved())
+      .drop_back(getInputGradAct() ? 1 : 0);
+}
+
+Value VjpOp::getInputPreactivation() {
+  return getInputGradAct() ? getInputs().back() : Value();
 }
 
 LogicalResult VjpOp::verify() {
@@ -286,7 +292,10 @@ LogicalResult VjpOp::verify() {
   if (present.size() + saved > getInputs().size())
     return emitOpError() << "C4: " << present.size() << " present slots and " << saved
                          << " saved values but only " << getInputs().size() << " operands";
-  size_t incoming = getInputs().size() - present.size() - saved;
+  const bool folded = getInputGradAct().has_value();
+  if (present.size() + saved + (folded ? 1 : 0) > getInputs().size())
+    return emitOpError() << "C5: input_grad_act needs z after the incoming gradients";
+  size_t incoming = getInputs().size() - present.size() - saved - (folded ? 1 : 0);
   if (isLoss() != (incoming == 0))
     return emitOpError() << "C" << (saved > 0 ? "4" : "3") << ": "
                          << (isLoss() ? "a loss takes no incoming gradient, got "
@@ -312,6 +321,18 @@ LogicalResult VjpOp::verify() {
     return emitOpError() << "C3: only loss gradients take a loss_weight";
   if (isLoss() && !getLossWeight())
     return emitOpError() << "C3: a loss gradient needs a loss_weight";
+  if (folded) {
+    if (getForward() != "kern.gemm" || *getInputGradAct() == Act::None)
+      return emitOpError() << "C5: input_grad_act " << stringifyAct(*getInputGradAct())
+                           << " on a backward of " << getForward()
+                           << "; only a kern.gemm backward folds an activation";
+    auto slot0 = llvm::find(getGradsOf(), 0);
+    if (present.empty() || present[0] != 0 || slot0 == getGradsOf().end())
+      return emitOpError() << "C5: input_grad_act needs the gradient of slot 0 (the input)";
+    if (getInputPreactivation().getType() != getInputs()[0].getType())
+      return emitOpError() << "C5: z must be " << getInputs()[0].getType() << ", got "
+                           << getInputPreactivation().getType();
+  }
   return success();
 }
 

@@ -292,6 +292,14 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
     balance coefficient includes the balance loss's gradient (spec 3.2), so
     it trains the router without entering the logged loss.
 
+    With `input_grad_act` (set by kern-fold-activation-grad, kern.gemm
+    only), the forward op's input x was `act(z)` for the z given as the
+    last operand (after the incoming gradients), and the result for slot 0
+    is the gradient with respect to z instead of x:
+    `dz = (dY_z · weight) ⊙ act'(z)`. The producer of x then takes dz as its
+    incoming gradient without its own activation step; on the GPU the
+    derivative runs in the product's epilogue.
+
     Constraints:
     C1. `present` is strictly increasing and names as many slots as there
         are forward operands.
@@ -301,11 +309,14 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
         and carries `loss_weight`.
     C4. `num_saved` is not negative and leaves an incoming gradient; only
         a non-loss op saves values.
+    C5. `input_grad_act` is an activation (not none) of a kern.gemm
+        backward whose slot 0 gradient is wanted; z has slot 0's type.
   }];
   let arguments = (ins Variadic<AnyRankedTensor>:$inputs, StrAttr:$forward,
                        DictionaryAttr:$forward_attrs, DenseI64ArrayAttr:$present,
                        DenseI64ArrayAttr:$grads_of, OptionalAttr<F64Attr>:$loss_weight,
-                       DefaultValuedAttr<I64Attr, "0">:$num_saved);
+                       DefaultValuedAttr<I64Attr, "0">:$num_saved,
+                       OptionalAttr<Kern_ActAttr>:$input_grad_act);
   let results = (outs Variadic<AnyRankedTensor>:$grads);
   let assemblyFormat = "$forward `(` $inputs `)` attr-dict `:` functional-type($inputs, results)";
   let extraClassDeclaration = [{
@@ -314,6 +325,8 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
     /// The forward op's saved values and the incoming gradients.
     ::mlir::ValueRange getSaved();
     ::mlir::ValueRange getIncoming();
+    /// With input_grad_act: z, the pre-activation of slot 0's operand.
+    ::mlir::Value getInputPreactivation();
   }];
 }
 

@@ -24,12 +24,16 @@ namespace diffrt::cpu {
 ///   dz = dy ⊙ act'(z);  dA = dz·w;  dW = dzᵀ·a;  dBias = Σ_r dz.
 /// (dResidual = dOut is the caller's: it needs no kernel.) z is `preact`
 /// when given (gemm's saved pre-activation), else recomputed from a, w and
-/// bias; `scratch` holds 2·M·N floats.
+/// bias; `scratch` holds 2·M·N floats. With `inputAct` (kern.vjp's
+/// input_grad_act), a was act(inputPreact) and dA is the gradient with
+/// respect to inputPreact: dA = (dz·w) ⊙ inputAct'(inputPreact).
 struct GemmGrads {
   Mat dA;                   // M x K
   float *dW = nullptr;      // N x K
   float *dBias = nullptr;   // N
   Mat dGate;                // (M / rowsPerGate) x N
+  Act inputAct = Act::None;
+  ConstMat inputPreact;     // M x K, with inputAct
 };
 void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const GatedResidual *epilogue,
                   ConstMat dOut, const GemmGrads &grads, float *scratch, ConstMat preact = {});

@@ -36,6 +36,11 @@ struct GemmGrads {
   void *dW = nullptr;      // N x K, contiguous
   void *dBias = nullptr;   // N
   DMat dGate;              // (M / rowsPerGate) x N
+  /// a = inputAct(inputPreact): dA is then the gradient with respect to
+  /// inputPreact (see cpu::GemmGrads). bf16/f16 tanh GELU runs in the dA
+  /// product's epilogue (cuBLASLt DGELU), the rest in a pass after it.
+  Act inputAct = Act::None;
+  DConstMat inputPreact;   // M x K
 };
 void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat w, const void *bias,
                   Act act, const GatedResidual *epilogue, DConstMat dOut, const GemmGrads &grads,

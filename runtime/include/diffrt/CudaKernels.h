@@ -84,8 +84,11 @@ public:
   /// op(x) is x or xᵀ: a is M x K (K x M when transA), b is K x N (N x K
   /// when transB). Backward passes need all three forms (dA = dz·w,
   /// dW = dzᵀ·a). beta = 1 accumulates into out. Scratch: productWorkspaceBytes.
+  /// With `geluGradAux` (f16/bf16, no transposes, beta 0; laid out like out,
+  /// rows on 16 bytes): out = (a·b) ⊙ gelu_tanh'(aux), the derivative in
+  /// cuBLASLt's DGELU epilogue.
   void product(Stream stream, DType dtype, DConstMat a, bool transA, DConstMat b, bool transB,
-               DMat out, float beta, Workspace ws);
+               DMat out, float beta, Workspace ws, DConstMat geluGradAux = {});
   static size_t productWorkspaceBytes();
 
 private:

@@ -269,6 +269,41 @@ TEST(Artifact, SavedAttentionStatisticsAreChecked) {
       << errorOf(p);
 }
 
+/// linearPlan's backward with the input's activation folded in
+/// (kern-fold-activation-grad): dOut value 4, z of the input value 5 (after
+/// the incoming gradient), dz value 6.
+Plan foldedActivationPlan() {
+  Plan p = linearPlan();
+  p.arenaBytes = 1024;
+  p.values.push_back(value(DType::F32, {2, 3}, Region::Arena, 512));
+  p.values.push_back(value(DType::F32, {2, 4}, Region::Arena, 640));
+  p.values.push_back(value(DType::F32, {2, 4}, Region::Arena, 768));
+  KernelDesc grad{"vjp:kern.gemm", {0, 1, 2, -1, -1, 4, 5}, {6, -1, -1, -1, -1}, p.entries[0].kernels[0].attrs};
+  grad.attrs["input_grad_act"] = std::string("gelu_tanh");
+  p.entries[0].kernels.push_back(grad);
+  return p;
+}
+
+TEST(Artifact, FoldedInputActivationIsChecked) {
+  EXPECT_EQ(errorOf(foldedActivationPlan()), "");
+  Plan p = foldedActivationPlan();
+  p.values[5].shape = {2, 3};
+  p.values[5].ld = 3;
+  EXPECT_NE(errorOf(p).find("kernel #1 (vjp:kern.gemm): the input's pre-activation must be a whole tensor "
+                            "shaped and typed as the input"),
+            std::string::npos)
+      << errorOf(p);
+  p = foldedActivationPlan();
+  p.entries[0].kernels[1].attrs["input_grad_act"] = std::string("relu");
+  EXPECT_NE(errorOf(p).find("attribute 'input_grad_act' must be gelu, gelu_tanh or silu"), std::string::npos)
+      << errorOf(p);
+  p = foldedActivationPlan();
+  p.entries[0].kernels[1].operands.pop_back();
+  EXPECT_NE(errorOf(p).find("input_grad_act needs the input's pre-activation after the incoming gradient"),
+            std::string::npos)
+      << errorOf(p);
+}
+
 /// out = x + bias as a generated kernel: x 2x4, bias 4.
 Plan pointwisePlan(const std::string &target) {
   Plan p = linearPlan();

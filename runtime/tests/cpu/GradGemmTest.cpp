@@ -85,6 +85,81 @@ TEST(GradGemm, EveryActivationBiasAndEpilogue) {
   });
 }
 
+// kern-fold-activation-grad: with the input a = inputAct(zIn), dA becomes
+// the gradient with respect to zIn, and the other gradients keep their
+// bits.
+TEST(GradGemm, FoldedInputActivation) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  forEachGemmCase(rng, [&](GemmCase &c) {
+    for (Act inputAct : {Act::Gelu, Act::GeluTanh, Act::Silu}) {
+      SCOPED_TRACE(std::string("input act ") + actName(inputAct));
+      Buffer zIn = normalBuffer(rng, c.m, c.k, c.k + 2);
+      auto activated = [&] {
+        Buffer a(c.m, c.k, c.k + 3);
+        for (int64_t r = 0; r < c.m; ++r) {
+          std::copy(zIn.mat().row(r), zIn.mat().row(r) + c.k, a.mat().row(r));
+          activate(a.mat().row(r), c.k, inputAct);
+        }
+        return a;
+      };
+      c.a = activated();
+      GemmCase::Grads plain, folded;
+      c.backward(plain);
+      {
+        std::vector<float> work = poisoned(2 * c.m * c.n);
+        GemmGrads grads;
+        grads.dA = folded.dA.mat();
+        grads.dW = folded.dW.data();
+        grads.dBias = c.withBias ? folded.dBias.data() : nullptr;
+        if (c.withEpilogue)
+          grads.dGate = folded.dGate.mat();
+        grads.inputAct = inputAct;
+        grads.inputPreact = zIn.cmat();
+        gemmBackward(c.a.cmat(), c.w.cmat(), c.biasPtr(), c.act, c.epiPtr(), c.dOut.cmat(), grads,
+                     work.data());
+      }
+      auto f = [&] {
+        Buffer a = activated(), out(c.m, c.n);
+        gemm(a.cmat(), c.w.cmat(), c.biasPtr(), c.act, c.epiPtr(), out.mat());
+        return dot(c.dOut, out);
+      };
+      expectDirectional(rng, "dzIn", operand(zIn), gradOf(folded.dA), f);
+      expectPaddingIntact("dA", folded.dA);
+      EXPECT_TRUE(sameBits(plain.dW, folded.dW));
+      if (c.withBias)
+        EXPECT_TRUE(sameBits(plain.dBias, folded.dBias));
+      if (c.withEpilogue)
+        EXPECT_TRUE(sameBits(plain.dGate.data, folded.dGate.data));
+    }
+  });
+}
+
+TEST(GradGemm, FoldedInputActivationRejectsBadViews) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  const int64_t m = 4, k = 3, n = 2;
+  Buffer a = normalBuffer(rng, m, k), w = normalBuffer(rng, n, k), dOut = normalBuffer(rng, m, n);
+  Buffer dA(m, k), z = normalBuffer(rng, m, k + 1);
+  std::vector<float> work(2 * m * n);
+  GemmGrads grads;
+  grads.dA = dA.mat();
+  grads.inputAct = Act::Gelu;
+  grads.inputPreact = z.cmat();
+  EXPECT_DIFFRT_ERROR(gemmBackward(a.cmat(), w.cmat(), nullptr, Act::None, nullptr, dOut.cmat(), grads,
+                                   work.data()),
+                      "inputPreact");
+  grads.inputPreact = dA.cmat();
+  EXPECT_DIFFRT_ERROR(gemmBackward(a.cmat(), w.cmat(), nullptr, Act::None, nullptr, dOut.cmat(), grads,
+                                   work.data()),
+                      "inputPreact overlaps dA");
+  grads.dA = {};
+  grads.inputPreact = a.cmat();
+  EXPECT_DIFFRT_ERROR(gemmBackward(a.cmat(), w.cmat(), nullptr, Act::None, nullptr, dOut.cmat(), grads,
+                                   work.data()),
+                      "dA is not wanted");
+}
+
 // The forward's saved pre-activation: gemm writes z = a·wᵀ + bias to a
 // strided view without changing its output, and gemmBackward reading that
 // z gives the bits it gives when it recomputes z.

@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../cpu/TestUtil.h"
 #include "GpuTestUtil.h"
 
 #include "diffrt/CpuGradKernels.h"
@@ -38,11 +39,24 @@ struct GemmCase {
   int64_t rowsPerGate, pad;
 };
 
-void runGemm(Rng &rng, DType t, const GemmCase &c, bool savedZ) {
+/// inputAct: the input is a = inputAct(zIn) and dA the gradient with
+/// respect to zIn (kern-fold-activation-grad); zIn has dA's row stride
+/// (the DGELU epilogue's layout) unless `zInOwnStride`.
+void runGemm(Rng &rng, DType t, const GemmCase &c, bool savedZ, Act inputAct = Act::None,
+             bool zInOwnStride = false) {
   SCOPED_TRACE(::testing::Message() << dtypeName(t) << " m " << c.m << " k " << c.k << " n " << c.n << " act "
                                     << static_cast<int>(c.act) << " bias " << c.bias << " epilogue "
-                                    << c.epilogue << (savedZ ? " saved z" : ""));
+                                    << c.epilogue << (savedZ ? " saved z" : "") << " input act "
+                                    << static_cast<int>(inputAct) << (zInOwnStride ? " (own stride)" : ""));
   HostMat a = randomMat(rng, t, c.m, c.k, c.k + c.pad);
+  HostMat zIn = randomMat(rng, t, c.m, c.k, zInOwnStride ? c.k + c.pad + 3 : c.k + c.pad);
+  if (inputAct != Act::None)
+    for (int64_t r = 0; r < c.m; ++r)
+      for (int64_t col = 0; col < c.k; ++col) {
+        float v = zIn.at(r, col);
+        cpu::activate(&v, 1, inputAct);
+        a.at(r, col) = roundTo(t, v);
+      }
   HostMat w = randomMat(rng, t, c.n, c.k, c.k + c.pad, 1.0 / std::sqrt(double(c.k)));
   std::vector<float> bias = rng.normal(c.n, 0.5, 0.0, t);
   HostMat dOut = randomMat(rng, t, c.m, c.n, c.n + c.pad);
@@ -54,6 +68,8 @@ void runGemm(Rng &rng, DType t, const GemmCase &c, bool savedZ) {
   std::vector<float> rdW(c.n * c.k), rdBias(c.n), scratch(2 * c.m * c.n);
   cpu::GemmGrads cg{rdA.mat(), rdW.data(), c.bias ? rdBias.data() : nullptr,
                     c.epilogue ? rdGate.mat() : cpu::Mat{}};
+  cg.inputAct = inputAct;
+  cg.inputPreact = zIn.cmat();
   cpu::gemmBackward(a.cmat(), w.cmat(), c.bias ? bias.data() : nullptr, c.act, c.epilogue ? &ce : nullptr,
                     dOut.cmat(), cg, scratch.data());
 
@@ -65,6 +81,9 @@ void runGemm(Rng &rng, DType t, const GemmCase &c, bool savedZ) {
   DeviceBuffer gdW = upload(t, std::vector<float>(c.n * c.k, kNaN)), gdBias = upload(t, std::vector<float>(c.n, kNaN));
   GatedResidual ge{gres.c(), ggate.c(), c.rowsPerGate};
   GemmGrads gg{gdA.m(), gdW.get(), c.bias ? gdBias.get() : nullptr, c.epilogue ? gdGate.m() : DMat{}};
+  DevMat gzIn = toDevice(zIn, t);
+  gg.inputAct = inputAct;
+  gg.inputPreact = inputAct != Act::None ? gzIn.c() : DConstMat{};
   Gemm gemm;
   // The forward that saves z: out with the case's padding, z laid out like
   // out when unpadded (cuBLASLt's GELU_AUX epilogue for bf16/f16 tanh GELU
@@ -125,6 +144,48 @@ TEST(GradGemmGpu, EveryActivationAndEpilogue) {
       for (bool savedZ : {false, true})
         if (!savedZ || c.act != Act::None || c.epilogue)
           runGemm(rng, t, c, savedZ);
+}
+
+// kern-fold-activation-grad's dense backward: dA with respect to the input's
+// pre-activation. bf16/f16 tanh GELU with zIn laid out like dA runs in
+// cuBLASLt's DGELU epilogue; the other activations, f32 and zIn with a
+// stride of its own in the pass after the product.
+TEST(GradGemmGpu, FoldedInputActivation) {
+  DIFFRT_REQUIRE_GPU();
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  const std::vector<GemmCase> cases = {
+      {128, 64, 96, Act::None, true, false, 1, 0},  // fc1 <- fc2: bias, no epilogue
+      {96, 48, 64, Act::None, true, true, 32, 8},   // a gated residual consumer, padded rows
+      {200, 72, 40, Act::GeluTanh, false, false, 1, 0},
+  };
+  for (DType t : floatTypes())
+    for (const GemmCase &c : cases)
+      for (Act inputAct : {Act::GeluTanh, Act::Gelu, Act::Silu})
+        for (bool ownStride : {false, true})
+          runGemm(rng, t, c, c.act != Act::None || c.epilogue, inputAct, ownStride);
+}
+
+TEST(GradGemmGpu, DgeluEpilogueRejectsBadLayouts) {
+  DIFFRT_REQUIRE_GPU();
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  const DType t = DType::BF16;
+  HostMat a = randomMat(rng, t, 32, 16), b = randomMat(rng, t, 16, 24), z = randomMat(rng, t, 32, 24, 40);
+  DevMat ga = toDevice(a, t), gb = toDevice(b, t), gz = toDevice(z, t), gout = toDevice(poisonedMat(32, 24), t);
+  DeviceBuffer ws(Gemm::productWorkspaceBytes());
+  Gemm gemm;
+  EXPECT_DIFFRT_ERROR(gemm.product(nullptr, t, ga.c(), false, gb.c(), false, gout.m(), 0.0f,
+                                   {ws.get(), ws.bytes()}, gz.c()),
+                      "aux must be laid out like out", "leading dimension 24, got 40");
+  DevMat gz24 = toDevice(randomMat(rng, t, 32, 24), t);
+  EXPECT_DIFFRT_ERROR(gemm.product(nullptr, t, ga.c(), false, gb.c(), false, gout.m(), 1.0f,
+                                   {ws.get(), ws.bytes()}, gz24.c()),
+                      "without transposes and beta 0");
+  EXPECT_DIFFRT_ERROR(gemm.product(nullptr, t, ga.c(), false, gb.c(), false, gout.m(), 0.0f,
+                                   {ws.get(), ws.bytes()}, DConstMat{gout.data(), 32, 24, 24}),
+                      "aux overlaps out");
+  syncDevice();
 }
 
 TEST(GradGemmGpu, WorkspaceTooSmallIsAnError) {

@@ -268,3 +268,35 @@ func.func @attention_lse_f32(%q: tensor<2x4x8xf16>) {
   %o, %l = kern.attention %q, %q, %q {num_heads = 2 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> (tensor<2x4x8xf16>, tensor<2x2x4xf16>)
   return
 }
+
+// -----
+// vjp C5: only a dense layer's backward folds an input activation.
+func.func @vjp_c5_op(%x: tensor<2x4x8xf16>, %d: tensor<2x4x8xf16>) {
+  // expected-error@+1 {{C5: input_grad_act gelu_tanh on a backward of kern.norm; only a kern.gemm backward folds an activation}}
+  %0 = kern.vjp "kern.norm"(%x, %d, %x) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0>, input_grad_act = #kern.act<gelu_tanh>} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> tensor<2x4x8xf16>
+  return
+}
+
+// -----
+// vjp C5: the folded activation needs the input's gradient.
+func.func @vjp_c5_slot(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4xf16>) {
+  // expected-error@+1 {{C5: input_grad_act needs the gradient of slot 0 (the input)}}
+  %0 = kern.vjp "kern.gemm"(%x, %w, %d, %x) {forward_attrs = {}, grads_of = array<i64: 1>, present = array<i64: 0, 1>, input_grad_act = #kern.act<gelu_tanh>} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>, tensor<2x8xf16>) -> tensor<4x8xf16>
+  return
+}
+
+// -----
+// vjp C5: z has the input's type.
+func.func @vjp_c5_type(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4xf16>, %z: tensor<2x8xf32>) {
+  // expected-error@+1 {{C5: z must be 'tensor<2x8xf16>', got 'tensor<2x8xf32>'}}
+  %0 = kern.vjp "kern.gemm"(%x, %w, %d, %z) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0, 1>, input_grad_act = #kern.act<gelu_tanh>} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>, tensor<2x8xf32>) -> tensor<2x8xf16>
+  return
+}
+
+// -----
+// vjp C5: an activation, not none.
+func.func @vjp_c5_none(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4xf16>) {
+  // expected-error@+1 {{C5: input_grad_act none on a backward of kern.gemm}}
+  %0 = kern.vjp "kern.gemm"(%x, %w, %d, %x) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0, 1>, input_grad_act = #kern.act<none>} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>, tensor<2x8xf16>) -> tensor<2x8xf16>
+  return
+}
