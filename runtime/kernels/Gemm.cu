@@ -528,9 +528,13 @@ struct Gemm::Impl {
     check(cudaStreamIsCapturing(stream, &capture), "Gemm: cudaStreamIsCapturing");
     if (capture != cudaStreamCaptureStatusNone)
       return;
-    cudaEvent_t start = nullptr, stop = nullptr;
-    check(cudaEventCreate(&start), "Gemm: cudaEventCreate");
-    check(cudaEventCreate(&stop), "Gemm: cudaEventCreate");
+    // Destroyed on every way out (a failing launch throws).
+    struct Event {
+      cudaEvent_t e = nullptr;
+      Event() { check(cudaEventCreate(&e), "Gemm: cudaEventCreate"); }
+      ~Event() { cudaEventDestroy(e); }
+    } startEvent, stopEvent;
+    cudaEvent_t start = startEvent.e, stop = stopEvent.e;
     std::vector<float> times(p.candidates.size(), -1.0f);
     for (size_t i = 0; i < p.candidates.size(); ++i) {
       const auto &c = p.candidates[i];
@@ -543,8 +547,6 @@ struct Gemm::Impl {
       check(cudaEventSynchronize(stop), "Gemm: timing a candidate algorithm");
       check(cudaEventElapsedTime(&times[i], start, stop), "Gemm: cudaEventElapsedTime");
     }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
     size_t best = 0;
     for (size_t i = 1; i < times.size(); ++i)
       if (times[i] >= 0.0f && (times[best] < 0.0f || times[i] < times[best]))
