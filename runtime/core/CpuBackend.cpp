@@ -294,7 +294,11 @@ private:
       GatedResidual e;
       bool hasE = epilogue(k, 3, e);
       const ValueDesc &out = desc(o[s + saved]);
-      GemmGrads g{mOpt(r[0]), fOpt(r[1]), fOpt(r[2]), mOpt(r[4])};
+      GemmGrads g;
+      g.dA = mOpt(r[0]);
+      g.dW = fOpt(r[1]);
+      g.dBias = fOpt(r[2]);
+      g.dGate = mOpt(r[4]);
       if (k.attrs.count("input_grad_act")) {
         g.inputAct = actOf(attrString(k, "input_grad_act"));
         g.inputPreact = cm(o.back());

@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -197,7 +198,11 @@ struct TunedChoice {
 
 /// The process-wide record of timed choices, a table per file (one file per
 /// GPU model and cuBLASLt version in the cache directory), read on first use
-/// and rewritten whole after each new choice. Keeping the choices is what
+/// and rewritten whole (to a temporary, then renamed) after each new
+/// choice, so that a crash never leaves a partial line and a run killed
+/// after its first step still resumes with the same algorithms. That is
+/// quadratic in the shapes of a file, which stays small: about 30 for a
+/// model, 560 for the whole GPU test suite. Keeping the choices is what
 /// makes them repeatable: timings differ from run to run, and so could the
 /// fastest algorithm, whose summation order sets the result's bits; with the
 /// record, every later session and process (a resumed training run) issues
@@ -260,10 +265,10 @@ private:
     if (found != tables.end())
       return found->second;
     Table &t = tables[file];
-    std::FILE *f = std::fopen(file.c_str(), "r");
-    if (f == nullptr)
+    std::ifstream in(file);
+    if (!in)
       return t; // not written yet
-    std::string line;
+    std::string text;
     int number = 0;
     bool warned = false;
     auto bad = [&](const char *why) {
@@ -272,14 +277,8 @@ private:
                      "rewritten with the next timed choice)\n", file.c_str(), number, why);
       warned = true;
     };
-    for (int c; (c = std::fgetc(f)) != EOF || !line.empty();) {
-      if (c != '\n' && c != EOF) {
-        line.push_back(static_cast<char>(c));
-        continue;
-      }
+    while (std::getline(in, text)) {
       ++number;
-      std::string text = std::move(line);
-      line.clear();
       if (text.empty() || text[0] == '#')
         continue;
       size_t eq = text.find(" = ");
@@ -312,10 +311,7 @@ private:
       std::memcpy(choice.algo.data, numbers, sizeof(choice.algo.data));
       choice.workspace = static_cast<size_t>(numbers[8]);
       t.entries[text.substr(0, eq)] = choice;
-      if (c == EOF)
-        break;
     }
-    std::fclose(f);
     return t;
   }
 
@@ -367,10 +363,10 @@ struct Gemm::Impl {
     cublasLtMatrixLayout_t layoutW = nullptr, layoutA = nullptr, layoutY = nullptr;
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
-    /// The heuristic's other usable algorithms, best-ranked first, kept
-    /// until the plan is tuned (then cleared).
+    /// The heuristic's usable algorithms, best-ranked first, while they
+    /// are still to be timed (empty once the plan's algorithm is final).
     std::vector<cublasLtMatmulHeuristicResult_t> candidates;
-    bool tuned = false;
+    bool awaitsTiming() const { return !candidates.empty(); }
     /// The plan's line in the record of timed choices.
     std::string tuneKey;
     Plan() = default;
@@ -479,7 +475,6 @@ struct Gemm::Impl {
           checked.workspaceSize <= key.workspace) {
         p.algo = choice.algo;
         p.workspace = checked.workspaceSize;
-        p.tuned = true;
         if (tuneLog)
           std::fprintf(stderr, "diffrt gemm tune: %s: the recorded choice\n", p.tuneKey.c_str());
         return;
@@ -513,7 +508,8 @@ struct Gemm::Impl {
       ltFail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulAlgoGetHeuristic (no algorithm)", key);
     p.algo = p.candidates.front().algo;
     p.workspace = p.candidates.front().workspaceSize;
-    p.tuned = !record;
+    if (!record)
+      p.candidates.clear();
   }
 
   /// Times p's candidates on the call's own operands, keeps the fastest and
@@ -551,18 +547,27 @@ struct Gemm::Impl {
     for (size_t i = 1; i < times.size(); ++i)
       if (times[i] >= 0.0f && (times[best] < 0.0f || times[i] < times[best]))
         best = i;
+    if (times[best] < 0.0f) {
+      // Every candidate refused these pointers: the real call reports
+      // cuBLASLt's error; nothing is recorded, and the next call of the
+      // shape times again.
+      if (tuneLog)
+        std::fprintf(stderr, "diffrt gemm tune: %s: every candidate refused the call's operands\n",
+                     p.tuneKey.c_str());
+      return;
+    }
     if (times[0] >= 0.0f && times[best] > kTuneMargin * times[0])
       best = 0;
-    if (tuneLog)
-      std::fprintf(stderr,
-                   "diffrt gemm tune: %s: heuristic's first %.1f us, chose candidate %zu of %zu "
-                   "%.1f us\n",
-                   p.tuneKey.c_str(), 1000.0 * times[0] / kTuneRepeats, best, times.size(),
-                   1000.0 * times[best] / kTuneRepeats);
+    if (tuneLog) {
+      char first[32] = "refused the operands";
+      if (times[0] >= 0.0f)
+        std::snprintf(first, sizeof first, "%.1f us", 1000.0 * times[0] / kTuneRepeats);
+      std::fprintf(stderr, "diffrt gemm tune: %s: heuristic's first %s, chose candidate %zu of %zu %.1f us\n",
+                   p.tuneKey.c_str(), first, best, times.size(), 1000.0 * times[best] / kTuneRepeats);
+    }
     p.algo = p.candidates[best].algo;
     p.workspace = p.candidates[best].workspaceSize;
     p.candidates.clear();
-    p.tuned = true;
     TunedAlgorithms::instance().record(tuneFile, p.tuneKey, {p.algo, p.workspace});
   }
 
@@ -803,7 +808,7 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
                             plan.layoutA, &beta, y, plan.layoutY, y, plan.layoutY, &algo,
                             ltWorkspace, algoWorkspace, s);
     };
-    if (!plan.tuned)
+    if (plan.awaitsTiming())
       impl->tune(plan, s, key, launch);
     Impl::ltCheck(launch(plan.algo, plan.workspace), "cublasLtMatmul", key);
     if (!passAct && epilogue == nullptr && y == out.data)
@@ -918,7 +923,7 @@ void Gemm::product(Stream stream, DType dtype, DConstMat a, bool transA, DConstM
                           &algo, ltWorkspace, algoWorkspace, s);
   };
   // Tuning overwrites out, so only a call that overwrites it anyway tunes.
-  if (!plan.tuned && beta == 0.0f)
+  if (plan.awaitsTiming() && beta == 0.0f)
     impl->tune(plan, s, key, launch);
   Impl::ltCheck(launch(plan.algo, plan.workspace), "cublasLtMatmul (product)", key);
 }
