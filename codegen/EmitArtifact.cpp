@@ -286,6 +286,11 @@ public:
       k.operands.push_back(id(z));
       k.attrs["input_grad_act"] = kern::stringifyAct(*vjp.getInputGradAct()).str();
     }
+    if (Value addend = vjp.getInputGradAddendValue()) {
+      // After the incoming gradients: added to the input's gradient.
+      k.operands.push_back(id(addend));
+      k.attrs["input_grad_addend"] = int64_t(1);
+    }
     k.results.assign(slots, -1);
     for (auto [i, slot] : llvm::enumerate(vjp.getGradsOf()))
       k.results[slot] = id(vjp.getResult(i));

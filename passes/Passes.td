@@ -139,6 +139,22 @@ def KernFoldActivationGrad : Pass<"kern-fold-activation-grad", "::mlir::func::Fu
   }];
 }
 
+def KernFoldNormGradSum : Pass<"kern-fold-norm-grad-sum", "::mlir::func::FuncOp"> {
+  let summary = "Add a residual's gradient inside the norm backward that meets it";
+  let description = [{
+    In a training program, the gradient of a value used both by a kern.norm
+    and by another path (a pre-norm block's residual stream) is the sum
+    `dit.add(a, b)` that kern-autodiff emits. When one term is the kern.norm
+    backward's input gradient and that is its only use, the backward takes
+    the other term as its `input_grad_addend` (last operand) and returns the
+    sum itself: one pass writes dx + addend where the norm backward and the
+    sum each read and wrote a full activation. The new backward stands
+    where the old one stood when the addend is already defined there, else
+    where the sum stood when nothing used the old backward's results in
+    between; otherwise the sum stays.
+  }];
+}
+
 def KernFoldTokenReorder : Pass<"kern-fold-token-reorder", "::mlir::func::FuncOp"> {
   let summary = "Fold scan-order changes into the depth-wise convolution before them";
   let description = [{

@@ -69,6 +69,7 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
                             options.remat}));
     pm.addPass(createCSEPass());
     pm.addNestedPass<func::FuncOp>(createKernFoldActivationGrad());
+    pm.addNestedPass<func::FuncOp>(createKernFoldNormGradSum());
   }
   if (last < 5)
     return;

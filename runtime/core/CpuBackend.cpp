@@ -332,7 +332,15 @@ private:
                      scratchFor(4 * rows * f + rows * n));
     } else if (op == "kern.norm") {
       NormArgs a = normArgs(k);
-      NormGrads g{mOpt(r[0]), fOpt(r[1]), fOpt(r[2]), mOpt(r[3]), mOpt(r[4]), mOpt(r[5])};
+      NormGrads g;
+      g.dX = mOpt(r[0]);
+      g.dWeight = fOpt(r[1]);
+      g.dBias = fOpt(r[2]);
+      g.dShift = mOpt(r[3]);
+      g.dScale = mOpt(r[4]);
+      g.dSiluGate = mOpt(r[5]);
+      if (k.attrs.count("input_grad_addend"))
+        g.dXAddend = cm(o.back());
       normBackward(cm(o[0]), a, dOut(), g);
     } else if (op == "kern.moe") {
       GatedResidual e;

@@ -1019,7 +1019,15 @@ private:
       bool hasE = epilogue(k, 4, e);
       cu::swigluBackward(s(), gemm, dt, cm(o[0]), gate, up, cm(o[3]), hasE ? &e : nullptr, dOut(), g, ws());
     } else if (op == "kern.norm") {
-      cu::NormGrads g{mOpt(r[0]), ptr(r[1]), ptr(r[2]), mOpt(r[3]), mOpt(r[4]), mOpt(r[5])};
+      cu::NormGrads g;
+      g.dX = mOpt(r[0]);
+      g.dWeight = ptr(r[1]);
+      g.dBias = ptr(r[2]);
+      g.dShift = mOpt(r[3]);
+      g.dScale = mOpt(r[4]);
+      g.dSiluGate = mOpt(r[5]);
+      if (k.attrs.count("input_grad_addend"))
+        g.dXAddend = cm(o.back());
       cu::normBackward(s(), dt, cm(o[0]), normArgs(k), dOut(), g, ws());
     } else if (op == "kern.moe") {
       cu::GatedResidual e;

@@ -665,6 +665,7 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
   forward.attrs = kernel.attrs;
   forward.attrs.erase("saved");
   forward.attrs.erase("input_grad_act");
+  forward.attrs.erase("input_grad_addend");
   // kern-fold-activation-grad: z of the input x = act(z) after the incoming
   // gradients, and the slot 0 gradient is dz.
   const bool folded = kernel.attrs.count("input_grad_act") > 0;
@@ -681,8 +682,26 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
         plan.values[z].dtype != plan.values[x].dtype || !plan.values[z].contiguous())
       fail(where, ": the input's pre-activation must be a whole tensor shaped and typed as the input");
   }
+  // kern-fold-norm-grad-sum: a gradient added to the input's, after the
+  // incoming gradients.
+  const bool summed = kernel.attrs.count("input_grad_addend") > 0;
+  if (summed) {
+    const int64_t *flag = std::get_if<int64_t>(&kernel.attrs.at("input_grad_addend"));
+    if (op != "kern.norm")
+      fail(where, ": only a kern.norm backward adds to its input gradient");
+    if (flag == nullptr || *flag != 1)
+      fail(where, ": attribute 'input_grad_addend' must be the integer 1");
+    if (folded)
+      fail(where, ": input_grad_act and input_grad_addend are exclusive");
+    if (kernel.operands.size() < slots + static_cast<size_t>(saved) + 2)
+      fail(where, ": input_grad_addend needs the addend after the incoming gradient");
+    const int32_t a = kernel.operands.back(), x = kernel.operands[0];
+    if (a < 0 || x < 0 || kernel.results[0] < 0 || plan.values[a].shape != plan.values[x].shape ||
+        plan.values[a].dtype != plan.values[x].dtype || !plan.values[a].contiguous())
+      fail(where, ": the addend must be a whole tensor shaped and typed as the input, whose gradient is wanted");
+  }
   auto savedBegin = kernel.operands.begin() + slots, incomingBegin = savedBegin + saved;
-  auto incomingEnd = kernel.operands.end() - (folded ? 1 : 0);
+  auto incomingEnd = kernel.operands.end() - (folded || summed ? 1 : 0);
   forward.operands.assign(kernel.operands.begin(), savedBegin);
   forward.results.assign(incomingBegin, incomingEnd);
   forward.results.insert(forward.results.end(), savedBegin, incomingBegin);

@@ -71,6 +71,17 @@ void normBackward(ConstMat x, const NormArgs &args, ConstMat dOut, const NormGra
   }
   if (wantX && (overlaps(grads.dX, x) || overlaps(grads.dX, dOut)))
     fail(kernel, ": dX overlaps x or dOut");
+  const bool hasAddend = grads.dXAddend.data != nullptr;
+  if (hasAddend) {
+    if (!wantX)
+      fail(kernel, ": an addend for dX, but dX is not wanted");
+    checkView(kernel, "dXAddend", grads.dXAddend, rows, cols);
+    // Element i is read just before dX's element i is written: only an
+    // exact alias is safe.
+    bool same = grads.dXAddend.data == grads.dX.data && grads.dXAddend.ld == grads.dX.ld;
+    if (!same && overlaps(grads.dX, grads.dXAddend))
+      fail(kernel, ": dXAddend overlaps dX without being dX itself");
+  }
   if (rows == 0 || cols == 0)
     return;
 
@@ -168,8 +179,9 @@ void normBackward(ConstMat x, const NormArgs &args, ConstMat dOut, const NormGra
           // mean subtracted, so its dx̂ keeps its mean.
           double m1 = layer ? sumD * invGroup : 0.0, m2 = sumDX * invGroup;
           float *dx = grads.dX.row(r) + g0;
+          const float *addend = hasAddend ? grads.dXAddend.row(r) + g0 : nullptr;
           for (int64_t jj = 0; jj < group; ++jj)
-            dx[jj] = static_cast<float>(rstd * (dxhat[jj] - m1 - xhat[jj] * m2));
+            dx[jj] = static_cast<float>(rstd * (dxhat[jj] - m1 - xhat[jj] * m2)) + (addend ? addend[jj] : 0.0f);
         }
       }
       if (directSample) {

@@ -158,8 +158,8 @@ __device__ __forceinline__ void warpSum2(float &a, float &b) {
 
 /// Pass 1: one warp per row (grid-stride over rows).
 template <typename T>
-__global__ void normRowKernel(NormParams<T> p, T *dX, int64_t lddx, T *dGate, int64_t lddg,
-                              float *stats) {
+__global__ void normRowKernel(NormParams<T> p, T *dX, int64_t lddx, const T *addend, int64_t ldadd, T *dGate,
+                              int64_t lddg, float *stats) {
   const int lane = threadIdx.x & 31;
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   const int64_t warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
@@ -208,7 +208,8 @@ __global__ void normRowKernel(NormParams<T> p, T *dX, int64_t lddx, T *dGate, in
       for (int64_t jj = lane; jj < p.group; jj += 32) {
         const Chain c = el.at(g0 + jj, jj, mean, rstd);
         const float w = p.weight != nullptr ? toF<T>(p.weight[jj]) : 1.0f;
-        dX[r * lddx + g0 + jj] = fromF<T>(rstd * (c.dy1 * w - m1 - c.xh * m2));
+        const float plus = addend != nullptr ? toF<T>(addend[r * ldadd + g0 + jj]) : 0.0f;
+        dX[r * lddx + g0 + jj] = fromF<T>(rstd * (c.dy1 * w - m1 - c.xh * m2) + plus);
       }
     }
   }
@@ -252,6 +253,9 @@ __global__ void normColumnKernel(NormParams<T> p, const float *stats, Chunking c
 template <typename T> struct FusedOut {
   T *dX;
   int64_t lddx;
+  /// Added to dX (null: nothing), read just before dX's same element.
+  const T *addend;
+  int64_t ldadd;
   T *dGate;
   int64_t lddg;
   float *part[4]; // shift, scale, weight, bias terms
@@ -471,6 +475,13 @@ __global__ void __launch_bounds__(kFusedThreads, Gate ? 2 : 3)
                                 Gate ? gv[e] : 0.0f);
         out[e] = rstd * (c.dy1 * w[e] - m1 - c.xh * m2);
       }
+      if (o.addend != nullptr) {
+        float plus[N];
+        loadVec<T>(o.addend + r * o.ldadd + pos, plus);
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+          out[e] += plus[e];
+      }
       storeVec<T>(o.dX + r * o.lddx + pos, out);
     }
   }
@@ -655,6 +666,17 @@ void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args,
   const size_t es = dtypeSize(dtype);
   if (wantX && (overlapsD(grads.dX, x, es) || overlapsD(grads.dX, dOut, es)))
     fail(kernel, ": dX overlaps x or dOut");
+  const bool hasAddend = grads.dXAddend.data != nullptr;
+  if (hasAddend) {
+    if (!wantX)
+      fail(kernel, ": an addend for dX, but dX is not wanted");
+    checkDView(kernel, "dXAddend", grads.dXAddend, rows, cols);
+    // Element i is read just before dX's element i is written: only an
+    // exact alias is safe.
+    const bool same = grads.dXAddend.data == grads.dX.data && grads.dXAddend.ld == grads.dX.ld;
+    if (!same && overlapsD(grads.dX, grads.dXAddend, es))
+      fail(kernel, ": dXAddend overlaps dX without being dX itself");
+  }
   if (rows == 0 || cols == 0)
     return;
 
@@ -727,6 +749,7 @@ void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args,
         groups == 1 && cols % kVec<T> == 0 && rows / kChunkRows < 0x7fffffff &&
         vectorizable(p.x, x.ld, cols, es) && vectorizable(p.dOut, dOut.ld, cols, es) &&
         vectorizable(grads.dX.data, grads.dX.ld, cols, es) &&
+        vectorizable(grads.dXAddend.data, grads.dXAddend.ld, cols, es) &&
         vectorizable(grads.dSiluGate.data, grads.dSiluGate.ld, cols, es) &&
         vectorizable(p.shift, p.lds, cols, es) && vectorizable(p.scale, p.ldc, cols, es) &&
         vectorizable(p.gate, p.ldg, cols, es) && (p.weight == nullptr || aligned16(p.weight)) &&
@@ -736,6 +759,8 @@ void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args,
       FusedOut<T> o;
       o.dX = static_cast<T *>(grads.dX.data);
       o.lddx = grads.dX.ld;
+      o.addend = static_cast<const T *>(grads.dXAddend.data);
+      o.ldadd = grads.dXAddend.ld;
       o.dGate = static_cast<T *>(grads.dSiluGate.data);
       o.lddg = grads.dSiluGate.ld;
       o.part[0] = shiftPart;
@@ -754,8 +779,8 @@ void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args,
     {
       const unsigned blocks = gridStrideBlocks(rows, kThreads / 32);
       normRowKernel<T><<<blocks, kThreads, 0, s>>>(
-          p, static_cast<T *>(grads.dX.data), grads.dX.ld, static_cast<T *>(grads.dSiluGate.data),
-          grads.dSiluGate.ld, stats);
+          p, static_cast<T *>(grads.dX.data), grads.dX.ld, static_cast<const T *>(grads.dXAddend.data),
+          grads.dXAddend.ld, static_cast<T *>(grads.dSiluGate.data), grads.dSiluGate.ld, stats);
       checkLaunch(kernel);
     }
     if (!wantColumns)

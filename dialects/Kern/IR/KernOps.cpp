@@ -273,11 +273,15 @@ ValueRange VjpOp::getSaved() {
 ValueRange VjpOp::getIncoming() {
   return getInputs()
       .drop_front(getPresent().size() + getNumSaved())
-      .drop_back(getInputGradAct() ? 1 : 0);
+      .drop_back((getInputGradAct() ? 1 : 0) + (getInputGradAddend() ? 1 : 0));
 }
 
 Value VjpOp::getInputPreactivation() {
   return getInputGradAct() ? getInputs().back() : Value();
+}
+
+Value VjpOp::getInputGradAddendValue() {
+  return getInputGradAddend() ? getInputs().back() : Value();
 }
 
 LogicalResult VjpOp::verify() {
@@ -293,9 +297,14 @@ LogicalResult VjpOp::verify() {
     return emitOpError() << "C4: " << present.size() << " present slots and " << saved
                          << " saved values but only " << getInputs().size() << " operands";
   const bool folded = getInputGradAct().has_value();
+  const bool summed = getInputGradAddend();
+  if (folded && summed)
+    return emitOpError() << "C5: input_grad_act and input_grad_addend are exclusive (kern.gemm, kern.norm)";
   if (present.size() + saved + (folded ? 1 : 0) > getInputs().size())
     return emitOpError() << "C5: input_grad_act needs z after the incoming gradients";
-  size_t incoming = getInputs().size() - present.size() - saved - (folded ? 1 : 0);
+  if (present.size() + saved + (summed ? 1 : 0) > getInputs().size())
+    return emitOpError() << "C6: input_grad_addend needs the addend after the incoming gradients";
+  size_t incoming = getInputs().size() - present.size() - saved - (folded || summed ? 1 : 0);
   if (isLoss() != (incoming == 0))
     return emitOpError() << "C" << (saved > 0 ? "4" : "3") << ": "
                          << (isLoss() ? "a loss takes no incoming gradient, got "
@@ -332,6 +341,17 @@ LogicalResult VjpOp::verify() {
     if (getInputPreactivation().getType() != getInputs()[0].getType())
       return emitOpError() << "C5: z must be " << getInputs()[0].getType() << ", got "
                            << getInputPreactivation().getType();
+  }
+  if (summed) {
+    if (getForward() != "kern.norm")
+      return emitOpError() << "C6: input_grad_addend on a backward of " << getForward()
+                           << "; only a kern.norm backward adds to its input gradient";
+    auto slot0 = llvm::find(getGradsOf(), 0);
+    if (present.empty() || present[0] != 0 || slot0 == getGradsOf().end())
+      return emitOpError() << "C6: input_grad_addend needs the gradient of slot 0 (the input)";
+    if (getInputGradAddendValue().getType() != getInputs()[0].getType())
+      return emitOpError() << "C6: the addend must be " << getInputs()[0].getType() << ", got "
+                           << getInputGradAddendValue().getType();
   }
   return success();
 }

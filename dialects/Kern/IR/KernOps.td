@@ -300,6 +300,12 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
     incoming gradient without its own activation step; on the GPU the
     derivative runs in the product's epilogue.
 
+    With `input_grad_addend` (set by kern-fold-norm-grad-sum, kern.norm
+    only), the last operand is a gradient of the loss with respect to the
+    forward op's input x that arrived by another path (a residual), and the
+    result for slot 0 is the sum of both: `dx + addend`, in one pass
+    instead of a separate element-wise sum.
+
     Constraints:
     C1. `present` is strictly increasing and names as many slots as there
         are forward operands.
@@ -311,12 +317,15 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
         a non-loss op saves values.
     C5. `input_grad_act` is an activation (not none) of a kern.gemm
         backward whose slot 0 gradient is wanted; z has slot 0's type.
+    C6. `input_grad_addend` is on a kern.norm backward whose slot 0
+        gradient is wanted; the addend has slot 0's type.
   }];
   let arguments = (ins Variadic<AnyRankedTensor>:$inputs, StrAttr:$forward,
                        DictionaryAttr:$forward_attrs, DenseI64ArrayAttr:$present,
                        DenseI64ArrayAttr:$grads_of, OptionalAttr<F64Attr>:$loss_weight,
                        DefaultValuedAttr<I64Attr, "0">:$num_saved,
-                       OptionalAttr<Kern_ActAttr>:$input_grad_act);
+                       OptionalAttr<Kern_ActAttr>:$input_grad_act,
+                       UnitAttr:$input_grad_addend);
   let results = (outs Variadic<AnyRankedTensor>:$grads);
   let assemblyFormat = "$forward `(` $inputs `)` attr-dict `:` functional-type($inputs, results)";
   let extraClassDeclaration = [{
@@ -327,6 +336,8 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
     ::mlir::ValueRange getIncoming();
     /// With input_grad_act: z, the pre-activation of slot 0's operand.
     ::mlir::Value getInputPreactivation();
+    /// With input_grad_addend: what slot 0's gradient is added to.
+    ::mlir::Value getInputGradAddendValue();
   }];
 }
 

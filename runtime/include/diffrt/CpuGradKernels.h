@@ -57,6 +57,9 @@ struct NormGrads {
   Mat dX;
   float *dWeight = nullptr, *dBias = nullptr;
   Mat dShift, dScale, dSiluGate;
+  /// With dX: a gradient that reached x by another path (kern.vjp
+  /// input_grad_addend); dX receives the sum. May be dX itself.
+  ConstMat dXAddend;
 };
 void normBackward(ConstMat x, const NormArgs &args, ConstMat dOut, const NormGrads &grads);
 

@@ -74,6 +74,10 @@ struct NormGrads {
   DMat dX;
   void *dWeight = nullptr, *dBias = nullptr;
   DMat dShift, dScale, dSiluGate;
+  /// With dX: a gradient that reached x by another path (kern.vjp
+  /// input_grad_addend); dX receives the sum, rounded once. May be dX
+  /// itself.
+  DConstMat dXAddend;
 };
 void normBackward(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DConstMat dOut,
                   const NormGrads &grads, Workspace ws);

@@ -304,6 +304,54 @@ TEST(Artifact, FoldedInputActivationIsChecked) {
       << errorOf(p);
 }
 
+/// y = layernorm(x), x 2x4, and its backward with an addend (kern.vjp
+/// input_grad_addend): dx (value 6) = the input gradient + value 5, given
+/// the incoming gradient value 4.
+Plan summedNormGradPlan() {
+  Plan p;
+  p.target = "cpu";
+  p.modelJson = R"({"name":"norm","family":"test"})";
+  p.arenaBytes = 1024;
+  p.values = {value(DType::F32, {2, 4}, Region::Arena, 0), {}, {}, value(DType::F32, {2, 4}, Region::Arena, 128)};
+  p.values.push_back(value(DType::F32, {2, 4}, Region::Arena, 256));
+  p.values.push_back(value(DType::F32, {2, 4}, Region::Arena, 384));
+  p.values.push_back(value(DType::F32, {2, 4}, Region::Arena, 512));
+  p.values[1] = value(DType::F32, {4}, Region::Arena, 640);
+  p.values[2] = value(DType::F32, {4}, Region::Arena, 768);
+  KernelDesc k{"kern.norm", {0, -1, -1, -1, -1, -1}, {3},
+               {{"kind", std::string("layer")}, {"group_size", int64_t(4)}, {"epsilon", 1e-6}}};
+  KernelDesc grad{"vjp:kern.norm", {0, -1, -1, -1, -1, -1, 4, 5}, {6, -1, -1, -1, -1, -1}, k.attrs};
+  grad.attrs["input_grad_addend"] = int64_t(1);
+  p.entries = {{"train_step", {k, grad}, {{"x", 0}, {"dy", 4}, {"r", 5}}, {3, 6}}};
+  return p;
+}
+
+TEST(Artifact, NormGradAddendIsChecked) {
+  EXPECT_EQ(errorOf(summedNormGradPlan()), "");
+  Plan p = summedNormGradPlan();
+  p.values[5].shape = {2, 2};
+  p.values[5].ld = 2;
+  EXPECT_NE(errorOf(p).find("kernel #1 (vjp:kern.norm): the addend must be a whole tensor shaped and typed as "
+                            "the input, whose gradient is wanted"),
+            std::string::npos)
+      << errorOf(p);
+  p = summedNormGradPlan();
+  p.entries[0].kernels[1].results[0] = -1;
+  EXPECT_NE(errorOf(p).find("the addend must be a whole tensor"), std::string::npos) << errorOf(p);
+  p = summedNormGradPlan();
+  p.entries[0].kernels[1].attrs["input_grad_addend"] = std::string("yes");
+  EXPECT_NE(errorOf(p).find("attribute 'input_grad_addend' must be the integer 1"), std::string::npos)
+      << errorOf(p);
+  p = summedNormGradPlan();
+  p.entries[0].kernels[1].operands.pop_back();
+  EXPECT_NE(errorOf(p).find("input_grad_addend needs the addend after the incoming gradient"), std::string::npos)
+      << errorOf(p);
+  p = summedNormGradPlan();
+  p.entries[0].kernels[1].op = "vjp:kern.gemm";
+  EXPECT_NE(errorOf(p).find("only a kern.norm backward adds to its input gradient"), std::string::npos)
+      << errorOf(p);
+}
+
 /// out = x + bias as a generated kernel: x 2x4, bias 4.
 Plan pointwisePlan(const std::string &target) {
   Plan p = linearPlan();

@@ -154,6 +154,55 @@ TEST(GradNorm, Deterministic) {
   EXPECT_TRUE(sameBits(results[0], results[1]));
 }
 
+// kern-fold-norm-grad-sum: dX receives the input gradient plus a gradient
+// that arrived by another path, from a separate view or in place.
+TEST(GradNorm, AddendJoinsTheInputGradient) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  const int64_t rows = 6, cols = 16;
+  Buffer x = normalBuffer(rng, rows, cols), dOut = normalBuffer(rng, rows, cols);
+  Buffer shift = normalBuffer(rng, 2, cols), scale = normalBuffer(rng, 2, cols);
+  Buffer addend = normalBuffer(rng, rows, cols, cols + 3);
+  NormArgs args;
+  args.group = cols;
+  args.shift = shift.cmat();
+  args.scale = scale.cmat();
+  args.rowsPerSample = 3;
+  auto run = [&](Mat dX, ConstMat plus) {
+    Buffer dShift(2, cols), dScale(2, cols);
+    NormGrads g;
+    g.dX = dX;
+    g.dShift = dShift.mat();
+    g.dScale = dScale.mat();
+    g.dXAddend = plus;
+    normBackward(x.cmat(), args, dOut.cmat(), g);
+  };
+  Buffer alone(rows, cols), summed = poisonedBuffer(rows, cols, cols + 1), inPlace(rows, cols);
+  run(alone.mat(), {});
+  run(summed.mat(), addend.cmat());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      inPlace.at(r, c) = addend.at(r, c);
+      ASSERT_EQ(summed.at(r, c), alone.at(r, c) + addend.at(r, c)) << "row " << r << ", column " << c;
+    }
+  expectPaddingIntact("dX", summed);
+  run(inPlace.mat(), inPlace.cmat());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      ASSERT_EQ(inPlace.at(r, c), summed.at(r, c)) << "in place: row " << r << ", column " << c;
+
+  NormGrads noX;
+  noX.dXAddend = addend.cmat();
+  EXPECT_DIFFRT_ERROR(normBackward(x.cmat(), args, dOut.cmat(), noX), "normBackward", "dX is not wanted");
+  // One row off: element i would read what element i - cols just wrote.
+  std::vector<float> shared(static_cast<size_t>((rows + 1) * cols));
+  NormGrads skewed;
+  skewed.dX = mat(shared.data(), rows, cols);
+  skewed.dXAddend = constMat(shared.data() + cols, rows, cols);
+  EXPECT_DIFFRT_ERROR(normBackward(x.cmat(), args, dOut.cmat(), skewed), "normBackward",
+                      "dXAddend overlaps dX");
+}
+
 TEST(GradNorm, ErrorsNameTheProblem) {
   std::vector<float> x(12), dOut(12), dGate(12);
   NormArgs args;

@@ -59,6 +59,9 @@ struct NormCase {
   size_t offset;
   int64_t rowsPerSample;
   bool wantX, wantW, wantB, wantMod, wantGate;
+  /// dX receives dX + a random addend (kern.vjp input_grad_addend), read
+  /// from its own view or, with inPlace, from dX itself.
+  bool addend = false, inPlace = false;
 };
 
 void runNormBackward(Rng &rng, DType t, const NormCase &c) {
@@ -67,7 +70,7 @@ void runNormBackward(Rng &rng, DType t, const NormCase &c) {
                << (c.kind == NormKind::Layer ? " layer" : " rms") << " weight " << c.weight
                << " bias " << c.bias << " modulate " << c.modulate << " gate " << c.gate
                << " ldPad " << c.ldPad << " offset " << c.offset << " rowsPerSample "
-               << c.rowsPerSample);
+               << c.rowsPerSample << " addend " << c.addend << " in place " << c.inPlace);
   const int64_t ld = c.cols + c.ldPad, samples = c.rows / c.rowsPerSample;
   HostMat x = randomMat(rng, t, c.rows, c.cols, ld, 1.0, 0.5);
   HostMat dOut = randomMat(rng, t, c.rows, c.cols, ld);
@@ -75,6 +78,7 @@ void runNormBackward(Rng &rng, DType t, const NormCase &c) {
   HostMat shift = randomMat(rng, t, samples, c.cols, ld, 0.5);
   HostMat scale = randomMat(rng, t, samples, c.cols, ld, 0.3);
   HostMat gate = randomMat(rng, t, c.rows, c.cols, ld, 2.0);
+  HostMat addend = randomMat(rng, t, c.rows, c.cols, ld + 1);
 
   cpu::NormArgs ca;
   ca.kind = c.kind;
@@ -105,6 +109,8 @@ void runNormBackward(Rng &rng, DType t, const NormCase &c) {
   }
   if (c.wantGate)
     cg.dSiluGate = rGate.mat();
+  if (c.addend)
+    cg.dXAddend = addend.cmat();
   cpu::normBackward(x.cmat(), ca, dOut.cmat(), cg);
 
   DevMat gx = toDevice(x, t, c.offset), gdOut = toDevice(dOut, t, c.offset);
@@ -124,7 +130,9 @@ void runNormBackward(Rng &rng, DType t, const NormCase &c) {
   }
   if (c.gate)
     ga.siluGate = ggate.c();
-  DevMat oX = toDevice(poisonedMat(c.rows, c.cols, ld), t, c.offset);
+  // In place, dX starts as the addend (with its own padding sentinel).
+  DevMat oX = c.inPlace ? toDevice(addend, t, c.offset) : toDevice(poisonedMat(c.rows, c.cols, ld), t, c.offset);
+  DevMat gAddend = toDevice(addend, t, c.offset);
   DevMat oShift = toDevice(poisonedMat(samples, c.cols, ld), t, c.offset);
   DevMat oScale = toDevice(poisonedMat(samples, c.cols, ld), t, c.offset);
   DevMat oGate = toDevice(poisonedMat(c.rows, c.cols, ld), t, c.offset);
@@ -142,6 +150,8 @@ void runNormBackward(Rng &rng, DType t, const NormCase &c) {
   }
   if (c.wantGate)
     gg.dSiluGate = oGate.m();
+  if (c.addend)
+    gg.dXAddend = c.inPlace ? oX.c() : gAddend.c();
   const size_t bytes = normBackwardWorkspaceBytes(c.rows, c.cols, c.group, c.rowsPerSample, t);
   DeviceBuffer ws(bytes);
   normBackward(nullptr, t, gx.c(), ga, gdOut.c(), gg, {ws.get(), bytes});
@@ -161,8 +171,9 @@ void runNormBackward(Rng &rng, DType t, const NormCase &c) {
   if (c.wantB)
     expectClose(rowOf(gotB), rowOf(rB), t);
 
-  // Deterministic: a second run gives the same bits.
-  if (c.wantW || c.wantMod) {
+  // Deterministic: a second run gives the same bits (not in place, where
+  // the first run consumed the addend).
+  if ((c.wantW || c.wantMod) && !c.inPlace) {
     const HostMat firstShift = toHost(oShift);
     normBackward(nullptr, t, gx.c(), ga, gdOut.c(), gg, {ws.get(), bytes});
     syncDevice();
@@ -220,6 +231,16 @@ TEST(GradMemoryBoundNorm, MatchesCpu) {
       // rows), rows not a multiple of the block's 8 warps.
       {300, 1096, 1096, NormKind::Layer, false, false, true, false, 8, 0, 150, true, false, false,
        true, false},
+      // The residual stream's gradient added to dX: DiT's fused path, from
+      // its own view and in place; the grouped and misaligned generic paths.
+      {256, 1152, 1152, NormKind::Layer, false, false, true, false, 0, 0, 64, true, false, false,
+       true, false, true, false},
+      {256, 1152, 1152, NormKind::Layer, false, false, true, false, 0, 0, 64, true, false, false,
+       true, false, true, true},
+      {33, 100, 20, NormKind::Rms, true, true, true, true, 3, 1, 11, true, true, true, true, true,
+       true, false},
+      {100, 64, 64, NormKind::Layer, false, false, true, false, 0, 1, 50, true, false, false, true,
+       false, true, true},
   };
   for (DType t : floatTypes())
     for (const NormCase &c : cases)
@@ -234,6 +255,24 @@ TEST(GradMemoryBoundNorm, DiTXLShape) {
                    true, false, false, true, false};
   for (DType t : {DType::BF16, DType::F32})
     runNormBackward(rng, t, c);
+}
+
+TEST(GradMemoryBoundNorm, RejectsAddendWithoutDxOrOverlappingIt) {
+  DIFFRT_REQUIRE_GPU();
+  const DType t = DType::F32;
+  HostMat x(8, 16), g(8, 16);
+  DevMat gx = toDevice(x, t), gd = toDevice(g, t);
+  DeviceBuffer shared(9 * 16 * 4);
+  NormArgs a;
+  a.group = 16;
+  NormGrads noX;
+  noX.dXAddend = {shared.get(), 8, 16, 16};
+  expectError([&] { normBackward(nullptr, t, gx.c(), a, gd.c(), noX, {}); }, "dX is not wanted");
+  // One row off: element i would read what element i - 16 just wrote.
+  NormGrads skewed;
+  skewed.dX = {shared.get(), 8, 16, 16};
+  skewed.dXAddend = {static_cast<float *>(shared.get()) + 16, 8, 16, 16};
+  expectError([&] { normBackward(nullptr, t, gx.c(), a, gd.c(), skewed, {}); }, "dXAddend overlaps dX");
 }
 
 TEST(GradMemoryBoundNorm, RejectsSmallWorkspace) {

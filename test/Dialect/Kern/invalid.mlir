@@ -300,3 +300,35 @@ func.func @vjp_c5_none(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4x
   %0 = kern.vjp "kern.gemm"(%x, %w, %d, %x) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0, 1>, input_grad_act = #kern.act<none>} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>, tensor<2x8xf16>) -> tensor<2x8xf16>
   return
 }
+
+// -----
+// vjp C6: only a norm's backward adds to its input gradient.
+func.func @vjp_c6_op(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4xf16>) {
+  // expected-error@+1 {{C6: input_grad_addend on a backward of kern.gemm; only a kern.norm backward adds to its input gradient}}
+  %0 = kern.vjp "kern.gemm"(%x, %w, %d, %x) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0, 1>, input_grad_addend} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>, tensor<2x8xf16>) -> tensor<2x8xf16>
+  return
+}
+
+// -----
+// vjp C6: the addend is added to the input's gradient, which must be wanted.
+func.func @vjp_c6_slot(%x: tensor<2x4x8xf16>, %s: tensor<2x8xf16>, %d: tensor<2x4x8xf16>) {
+  // expected-error@+1 {{C6: input_grad_addend needs the gradient of slot 0 (the input)}}
+  %0 = kern.vjp "kern.norm"(%x, %s, %d, %x) {forward_attrs = {}, grads_of = array<i64: 3>, present = array<i64: 0, 3>, input_grad_addend} : (tensor<2x4x8xf16>, tensor<2x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> tensor<2x8xf16>
+  return
+}
+
+// -----
+// vjp C6: the addend has the input's type.
+func.func @vjp_c6_type(%x: tensor<2x4x8xf16>, %d: tensor<2x4x8xf16>, %a: tensor<2x4x8xf32>) {
+  // expected-error@+1 {{C6: the addend must be 'tensor<2x4x8xf16>', got 'tensor<2x4x8xf32>'}}
+  %0 = kern.vjp "kern.norm"(%x, %d, %a) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0>, input_grad_addend} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf32>) -> tensor<2x4x8xf16>
+  return
+}
+
+// -----
+// vjp C5: a backward folds an activation or adds an addend, not both.
+func.func @vjp_c5_both(%x: tensor<2x4x8xf16>, %d: tensor<2x4x8xf16>) {
+  // expected-error@+1 {{C5: input_grad_act and input_grad_addend are exclusive (kern.gemm, kern.norm)}}
+  %0 = kern.vjp "kern.norm"(%x, %d, %x) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0>, input_grad_act = #kern.act<gelu_tanh>, input_grad_addend} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> tensor<2x4x8xf16>
+  return
+}
