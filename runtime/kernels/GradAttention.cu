@@ -10,11 +10,9 @@
 //      tiles like a forward pass but with dP = dO Vᵀ in place of P V (this
 //      costs one forward's worth of products). Both go to the workspace,
 //      f32. When the forward's log-sum-exp and output are given
-//      (kern.attention's saved values), this pass is instead a read of
-//      them: Δ_i = rowsum(dO_i ⊙ O_i) with the stored, rounded O, as
-//      FlashAttention-2 takes it, folded into pass 2 on the tensor cores
-//      (which then stores L and Δ for pass 3) and a memory-bound pass of
-//      its own otherwise.
+//      (kern.attention's saved values), this pass is instead one
+//      memory-bound read of them: Δ_i = rowsum(dO_i ⊙ O_i) with the stored,
+//      rounded O, as FlashAttention-2 takes it.
 //   2. dQ: one CTA per (query tile, sample·head) walks the key tiles,
 //      recomputes P = exp(S − L), dP and dS and accumulates dQ in registers.
 //   3. dK, dV: one CTA per (key tile, sample·head) walks the query tiles and
@@ -87,13 +85,6 @@ struct GradParams {
   /// Per (sample·head, query): log-sum-exp (log2 on the tensor-core path,
   /// natural log on the SIMT path) and Δ.
   float *lse, *delta;
-  /// The forward's natural-log log-sum-exp and output (kern.attention's
-  /// saved values), for the dQ pass that takes L and Δ from them itself;
-  /// savedAligned: the output's rows and dO's allow 4-byte pair loads.
-  const float *savedLse;
-  const void *savedOut;
-  int64_t ldSavedOut;
-  int32_t savedAligned;
 };
 
 //===----------------------------------------------------------------------===//
@@ -367,12 +358,7 @@ void launchSavedStatistics(cudaStream_t stream, const GradParams &p, const float
 /// stay in registers; K and V tiles stream through two cp.async stages.
 ///   S = Q Kᵀ, P = 2^(S·sc − L) (0 past lk), dP = dO Vᵀ,
 ///   dS = P ⊙ (dP − Δ) rounded to T, dQ += dS K (K as the row-major B).
-/// FromSaved: pass 1 is folded in. The four lanes that hold a row's
-/// fragments take Δ = rowsum(dO ⊙ O) over the saved output (a quarter of
-/// the columns each, then two shuffles) and L = the saved log-sum-exp in
-/// log2 units, and the first of them stores both for pass 3, which runs
-/// after this one on the stream.
-template <typename T, int D, bool FromSaved>
+template <typename T, int D>
 __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) queryGradTc(const __grid_constant__ GradParams p) {
   using C = typename BwdTile<D>::C;
   constexpr int BN = BwdTile<D>::kBN;
@@ -410,37 +396,8 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) queryGradTc(const __grid
   for (int hh = 0; hh < 2; ++hh) {
     const int row = warpRow + (lane >> 2) + 8 * hh;
     const int64_t at = static_cast<int64_t>(pair) * p.lq + q0 + row;
-    if constexpr (FromSaved) {
-      const int quarter = lane & 3;
-      float d = 0.0f;
-      if (row < validQ) {
-        const T *o = static_cast<const T *>(p.savedOut) + (qRow0 + row) * p.ldSavedOut +
-                     static_cast<int64_t>(h) * p.dv;
-        const T *dOr = dOG + static_cast<int64_t>(row) * p.ldo;
-        if (p.savedAligned != 0) {
-          for (int c = 2 * quarter; c < p.dv; c += 8) {
-            float o0, o1, g0, g1;
-            unpackWord<T>(*reinterpret_cast<const uint32_t *>(o + c), o0, o1);
-            unpackWord<T>(*reinterpret_cast<const uint32_t *>(dOr + c), g0, g1);
-            d = fmaf(g0, o0, fmaf(g1, o1, d));
-          }
-        } else {
-          for (int c = quarter; c < p.dv; c += 4)
-            d = fmaf(toF<T>(dOr[c]), toF<T>(o[c]), d);
-        }
-      }
-      d += __shfl_xor_sync(0xffffffffu, d, 1);
-      d += __shfl_xor_sync(0xffffffffu, d, 2);
-      rowDelta[hh] = d;
-      rowL[hh] = row < validQ ? p.savedLse[at] * 1.4426950408889634f : 0.0f;
-      if (quarter == 0 && row < validQ) {
-        p.lse[at] = rowL[hh];
-        p.delta[at] = d;
-      }
-    } else {
-      rowL[hh] = row < validQ ? p.lse[at] : 0.0f;
-      rowDelta[hh] = row < validQ ? p.delta[at] : 0.0f;
-    }
+    rowL[hh] = row < validQ ? p.lse[at] : 0.0f;
+    rowDelta[hh] = row < validQ ? p.delta[at] : 0.0f;
   }
 
   float dq[1][C::kDTiles][4];
@@ -968,17 +925,7 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
   const int64_t qTiles = (p.lq + C::kBM - 1) / C::kBM;
   const int64_t kTiles = (p.lk + C::kBM - 1) / C::kBM;
   const size_t elem = sizeof(T);
-  // With the forward's statistics and dQ wanted, the dQ pass takes L and Δ
-  // itself (one launch and one read of dO fewer).
-  const bool statsInQ = saved.lse != nullptr && wantQ;
-  if (statsInQ) {
-    p.savedLse = saved.lse;
-    p.savedOut = saved.out.data;
-    p.ldSavedOut = saved.out.ld;
-    p.savedAligned = p.dv % 2 == 0 && (reinterpret_cast<uintptr_t>(saved.out.data) % 4) == 0 &&
-                     (saved.out.ld * elem) % 4 == 0 && (reinterpret_cast<uintptr_t>(p.dO) % 4) == 0 &&
-                     (p.ldo * elem) % 4 == 0;
-  } else if (saved.lse != nullptr) {
+  if (saved.lse != nullptr) {
     // The passes below take L in log2 units.
     launchSavedStatistics<T>(stream, p, saved.lse, saved.out, 1.4426950408889634f, saved.batch);
   } else {
@@ -990,17 +937,11 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
     checkLaunch("attentionBackward (statistics)");
   }
   if (wantQ) {
+    constexpr auto kernel = queryGradTc<T, D>;
     const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem;
+    allowSmem<kernel>(smem);
     p.tiles = static_cast<int32_t>(qTiles);
-    if (statsInQ) {
-      constexpr auto kernel = queryGradTc<T, D, true>;
-      allowSmem<kernel>(smem);
-      kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
-    } else {
-      constexpr auto kernel = queryGradTc<T, D, false>;
-      allowSmem<kernel>(smem);
-      kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
-    }
+    kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
     checkLaunch("attentionBackward (dQ)");
   }
   if (wantKV) {
