@@ -49,30 +49,6 @@ bool overlaps(DConstMat a, DConstMat b, size_t elem) {
   return begin(a) < end(b) && begin(b) < end(a);
 }
 
-/// Raises a kernel's dynamic shared-memory limit above the 48 KB default,
-/// once per device (the attribute belongs to the function in each device's
-/// context).
-template <auto Kernel> void allowSmem(size_t bytes, const char *name) {
-  if (bytes <= 48 * 1024)
-    return;
-  static std::atomic<uint64_t> done{0};
-  int device = 0;
-  check(cudaGetDevice(&device), "attention: cudaGetDevice");
-  uint64_t bit = device < 64 ? (uint64_t(1) << device) : 0;
-  if (bit != 0 && (done.load(std::memory_order_acquire) & bit))
-    return;
-  int limit = 0;
-  check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-        "attention: shared-memory limit");
-  if (bytes > static_cast<size_t>(limit))
-    fail("attention: ", name, " needs ", bytes, " bytes of shared memory, the device allows ",
-         limit);
-  check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(bytes)),
-        "attention: cudaFuncSetAttribute");
-  done.fetch_or(bit, std::memory_order_acq_rel);
-}
-
 /// Tile shape per head dim, chosen by measurement on an H100 (at B·N =
 /// 16k tokens, 16 heads): 4 warps of two m16 tiles each (MT = 2: every K and
 /// V fragment read from shared memory feeds two mma, and each warp has two
@@ -114,7 +90,7 @@ template <typename T, int D> void launchFlash(cudaStream_t stream, Params p, int
   using C = attn::TileConfig<D, F::kMT, F::kBN, F::kWarps>;
   constexpr auto kernel = attn::flashForward<T, D, F::kMT, F::kBN, F::kWarps, F::kMinBlocks>;
   const size_t smem = C::smemBytes(sizeof(T));
-  allowSmem<kernel>(smem, "the flash kernel");
+  allowSharedMemory<kernel>(smem, "attention: the flash kernel");
   p.rowTiles = static_cast<int32_t>((p.lq + C::kBM - 1) / C::kBM);
   int64_t items = p.rowTiles * pairs;
   if (items > INT32_MAX)
@@ -132,7 +108,7 @@ template <typename T, int D> void launchFlash(cudaStream_t stream, Params p, int
 template <typename T> void launchSimt(cudaStream_t stream, Params p, int64_t pairs) {
   constexpr auto kernel = attn::attentionSimt<T>;
   const size_t smem = attn::simtSmemBytes(p.dk, p.dv);
-  allowSmem<kernel>(smem, "the f32 kernel");
+  allowSharedMemory<kernel>(smem, "attention: the f32 kernel");
   p.rowTiles = static_cast<int32_t>((p.lq + attn::kSimtRows - 1) / attn::kSimtRows);
   int64_t blocks = p.rowTiles * pairs;
   if (blocks > INT32_MAX)

@@ -345,6 +345,29 @@ __device__ __forceinline__ void raiseIndexError(int32_t *flag, int32_t code) {
     atomicCAS(flag, 0, code);
 }
 
+/// Raises Kernel's dynamic shared-memory limit to `bytes` (above the 48 KB
+/// default) once per device: the attribute belongs to the function in each
+/// device's context, so a process that launches on a second GPU must set
+/// it there too. `what` names the kernel in errors. For kernels whose
+/// launches all ask for the same amount.
+template <auto Kernel> void allowSharedMemory(size_t bytes, const char *what) {
+  if (bytes <= 48 * 1024)
+    return;
+  static std::atomic<uint64_t> done{0};
+  int device = 0;
+  check(cudaGetDevice(&device), what);
+  const uint64_t bit = device < 64 ? (uint64_t(1) << device) : 0;
+  if (bit != 0 && (done.load(std::memory_order_acquire) & bit))
+    return;
+  int limit = 0;
+  check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), what);
+  if (bytes > static_cast<size_t>(limit))
+    fail(what, " needs ", bytes, " bytes of shared memory, the device allows ", limit);
+  check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+        what);
+  done.fetch_or(bit, std::memory_order_acq_rel);
+}
+
 } // namespace diffrt::cuda
 
 #endif // DIFFRT_KERNELS_COMMON_CUH

@@ -586,9 +586,7 @@ constexpr size_t kMaxBlockSmem = 227u << 10;
 
 template <typename T, int NQ, bool Gate>
 void launchFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
-  static const cudaError_t raised = cudaFuncSetAttribute(
-      normFusedKernel<T, NQ, Gate>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxBlockSmem));
-  check(raised, "normBackward: shared memory limit");
+  allowSharedMemory<normFusedKernel<T, NQ, Gate>>(kMaxBlockSmem, "normBackward (fused)");
   normFusedKernel<T, NQ, Gate>
       <<<static_cast<unsigned>(ck.chunks), kFusedThreads, fusedSmemBytes<T>(p.cols, Gate), s>>>(p, o, ck);
   checkLaunch("normBackward");
