@@ -330,28 +330,29 @@ LogicalResult VjpOp::verify() {
     return emitOpError() << "C3: only loss gradients take a loss_weight";
   if (isLoss() && !getLossWeight())
     return emitOpError() << "C3: a loss gradient needs a loss_weight";
+  // Both folds act on the input's gradient, which must be wanted, and
+  // their extra operand has the input's type.
+  auto checkInputGradOperand = [&](const char *c, const char *attr, Value extra,
+                                   const char *what) -> LogicalResult {
+    if (present.empty() || present[0] != 0 || !llvm::is_contained(getGradsOf(), 0))
+      return emitOpError() << c << ": " << attr << " needs the gradient of slot 0 (the input)";
+    if (extra.getType() != getInputs()[0].getType())
+      return emitOpError() << c << ": " << what << " must be " << getInputs()[0].getType() << ", got "
+                           << extra.getType();
+    return success();
+  };
   if (folded) {
     if (getForward() != "kern.gemm" || *getInputGradAct() == Act::None)
       return emitOpError() << "C5: input_grad_act " << stringifyAct(*getInputGradAct())
                            << " on a backward of " << getForward()
                            << "; only a kern.gemm backward folds an activation";
-    auto slot0 = llvm::find(getGradsOf(), 0);
-    if (present.empty() || present[0] != 0 || slot0 == getGradsOf().end())
-      return emitOpError() << "C5: input_grad_act needs the gradient of slot 0 (the input)";
-    if (getInputPreactivation().getType() != getInputs()[0].getType())
-      return emitOpError() << "C5: z must be " << getInputs()[0].getType() << ", got "
-                           << getInputPreactivation().getType();
+    return checkInputGradOperand("C5", "input_grad_act", getInputPreactivation(), "z");
   }
   if (summed) {
     if (getForward() != "kern.norm")
       return emitOpError() << "C6: input_grad_addend on a backward of " << getForward()
                            << "; only a kern.norm backward adds to its input gradient";
-    auto slot0 = llvm::find(getGradsOf(), 0);
-    if (present.empty() || present[0] != 0 || slot0 == getGradsOf().end())
-      return emitOpError() << "C6: input_grad_addend needs the gradient of slot 0 (the input)";
-    if (getInputGradAddendValue().getType() != getInputs()[0].getType())
-      return emitOpError() << "C6: the addend must be " << getInputs()[0].getType() << ", got "
-                           << getInputGradAddendValue().getType();
+    return checkInputGradOperand("C6", "input_grad_addend", getInputGradAddendValue(), "the addend");
   }
   return success();
 }
