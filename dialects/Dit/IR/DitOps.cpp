@@ -459,25 +459,29 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
   return success();
 }
 
-LogicalResult AttentionOp::verify() {
-  auto q = ranked(getQuery());
-  auto k = ranked(getKey());
-  auto v = ranked(getValue());
-  int64_t h = getNumHeads();
+LogicalResult diffc::dit::verifyAttentionOperands(Operation *op, RankedTensorType q, RankedTensorType k,
+                                                  RankedTensorType v, int64_t h) {
   for (auto [name, t] : {std::pair{"query", q}, {"key", k}, {"value", v}}) {
     if (h <= 0 || t.getDimSize(2) % h)
-      return emitOpError() << "C1: " << name << " width " << t.getDimSize(2)
-                           << " is not divisible by num_heads " << h;
+      return op->emitOpError() << "C1: " << name << " width " << t.getDimSize(2)
+                               << " is not divisible by num_heads " << h;
   }
   if (q.getDimSize(2) != k.getDimSize(2))
-    return emitOpError() << "C2: query head width " << q.getDimSize(2) / h
-                         << " differs from key head width " << k.getDimSize(2) / h;
+    return op->emitOpError() << "C2: query head width " << q.getDimSize(2) / h
+                             << " differs from key head width " << k.getDimSize(2) / h;
   if (k.getDimSize(0) != v.getDimSize(0) || k.getDimSize(1) != v.getDimSize(1))
-    return emitOpError() << "C3: key is " << shapeString(k.getShape()) << " but value is "
-                         << shapeString(v.getShape()) << "; batch and length must agree";
+    return op->emitOpError() << "C3: key is " << shapeString(k.getShape()) << " but value is "
+                             << shapeString(v.getShape()) << "; batch and length must agree";
   if (q.getDimSize(0) != k.getDimSize(0))
-    return emitOpError() << "C3: query batch " << q.getDimSize(0) << " differs from key batch "
-                         << k.getDimSize(0);
+    return op->emitOpError() << "C3: query batch " << q.getDimSize(0) << " differs from key batch "
+                             << k.getDimSize(0);
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  if (failed(verifyAttentionOperands(*this, ranked(getQuery()), ranked(getKey()), ranked(getValue()),
+                                     getNumHeads())))
+    return failure();
   return verifySameElementType(*this, getOperands(), "C4");
 }
 

@@ -20,4 +20,14 @@
 #define GET_OP_CLASSES
 #include "dialects/Dit/IR/DitOps.h.inc"
 
+namespace diffc::dit {
+/// dit.attention's constraints C1–C3 on rank-3 query, key and value: every
+/// width divides into num_heads heads, query and key heads are equally
+/// wide, key and value agree on batch and length and the query on batch.
+/// kern.attention states the same constraints and calls this.
+mlir::LogicalResult verifyAttentionOperands(mlir::Operation *op, mlir::RankedTensorType q,
+                                            mlir::RankedTensorType k, mlir::RankedTensorType v,
+                                            int64_t heads);
+} // namespace diffc::dit
+
 #endif // DIFFC_DIALECTS_DIT_IR_DITOPS_H

@@ -95,17 +95,8 @@ LogicalResult AttentionOp::verify() {
     return emitOpError() << "C1: query, key and value must be rank 3, got " << shapeOf(getQuery())
                          << ", " << shapeOf(getKey()) << ", " << shapeOf(getValue());
   int64_t h = getNumHeads();
-  for (auto [name, t] : {std::pair{"query", q}, {"key", k}, {"value", v}})
-    if (h <= 0 || t.getDimSize(2) % h)
-      return emitOpError() << "C1: " << name << " width " << t.getDimSize(2)
-                           << " is not divisible by num_heads " << h;
-  if (q.getDimSize(2) != k.getDimSize(2))
-    return emitOpError() << "C2: query head width " << q.getDimSize(2) / h
-                         << " differs from key head width " << k.getDimSize(2) / h;
-  if (k.getDimSize(0) != v.getDimSize(0) || k.getDimSize(1) != v.getDimSize(1) ||
-      q.getDimSize(0) != k.getDimSize(0))
-    return emitOpError() << "C3: query " << shapeOf(getQuery()) << ", key " << shapeOf(getKey())
-                         << " and value " << shapeOf(getValue()) << " disagree on batch or length";
+  if (failed(dit::verifyAttentionOperands(*this, q, k, v, h)))
+    return failure();
   if (failed(sameElementType(*this, "C4")))
     return failure();
   auto out = ranked(getResult());

@@ -232,7 +232,7 @@ func.func @attention_c2(%q: tensor<2x4x8xf16>, %k: tensor<2x4x12xf16>) {
 // -----
 // attention C3: key and value lengths.
 func.func @attention_c3(%q: tensor<2x4x8xf16>, %v: tensor<2x5x8xf16>) {
-  // expected-error@+1 {{C3: query 2x4x8, key 2x4x8 and value 2x5x8 disagree on batch or length}}
+  // expected-error@+1 {{C3: key is 2x4x8 but value is 2x5x8; batch and length must agree}}
   %o, %l = kern.attention %q, %q, %v {num_heads = 2 : i64, scale = 1.0 : f64} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x5x8xf16>) -> (tensor<2x4x8xf16>, tensor<2x2x4xf32>)
   return
 }
