@@ -303,6 +303,56 @@ public:
     cu::check(cudaStreamSynchronize(stream), "fillNormal");
   }
 
+  void writeNoisedInputs(const NoisedInputs &inputs, const std::vector<ValueDesc> &places) override {
+    checkNoisedInputs(inputs, places);
+    cu::check(cudaSetDevice(device), "cudaSetDevice");
+    const int64_t count = inputs.samples * inputs.perSample;
+    if (count == 0 || places.empty())
+      return;
+    if (places.size() > static_cast<size_t>(cu::kMaxNoisedTargets))
+      fail("noised inputs: ", places.size(), " targets (at most ", cu::kMaxNoisedTargets, ")");
+    // One buffer: the data, then (a, b, c) per sample for each mix.
+    std::vector<double> coef;
+    std::vector<size_t> coefAt(places.size(), 0);
+    for (size_t k = 0; k < places.size(); ++k) {
+      const NoisedInputs::Target &t = inputs.targets[k];
+      if (t.kind != NoisedInputs::Kind::Mix)
+        continue;
+      coefAt[k] = coef.size();
+      for (int64_t s = 0; s < inputs.samples; ++s)
+        coef.insert(coef.end(), {t.a[s], t.b[s], t.c[s]});
+    }
+    const uint64_t dataBytes = (static_cast<uint64_t>(count) * sizeof(float) + 255) / 256 * 256;
+    uint8_t *scratch = noisedScratch(dataBytes + coef.size() * sizeof(double));
+    // Pageable copies return once the host memory is read.
+    cu::check(cudaMemcpyAsync(scratch, inputs.x0, static_cast<size_t>(count) * sizeof(float),
+                              cudaMemcpyHostToDevice, stream),
+              "training batch upload");
+    const double *coefOnDevice = reinterpret_cast<const double *>(scratch + dataBytes);
+    if (!coef.empty())
+      cu::check(cudaMemcpyAsync(scratch + dataBytes, coef.data(), coef.size() * sizeof(double),
+                                cudaMemcpyHostToDevice, stream),
+                "noised input coefficients upload");
+    std::vector<cu::NoisedTarget> targets;
+    for (size_t k = 0; k < places.size(); ++k) {
+      const ValueDesc &v = places[k];
+      cu::NoisedTarget t;
+      switch (inputs.targets[k].kind) {
+      case NoisedInputs::Kind::Data: t.kind = cu::NoisedTarget::Kind::Data; break;
+      case NoisedInputs::Kind::Noise: t.kind = cu::NoisedTarget::Kind::Noise; break;
+      case NoisedInputs::Kind::Mix: t.kind = cu::NoisedTarget::Kind::Mix; break;
+      }
+      t.data = base(v.region) + v.offset;
+      t.cols = v.cols();
+      t.ld = v.ld;
+      t.dtype = v.dtype;
+      t.coef = coefOnDevice + coefAt[k];
+      targets.push_back(t);
+    }
+    cu::noisedInputs(stream, reinterpret_cast<const float *>(scratch), inputs.samples, inputs.perSample,
+                     inputs.seed, inputs.stream, targets.data(), static_cast<int>(targets.size()));
+  }
+
   void initOptimizer(const std::vector<int32_t> &params, const std::vector<int32_t> &grads, bool ema) override {
     cu::check(cudaSetDevice(device), "cudaSetDevice");
     if (params.empty())
@@ -763,6 +813,25 @@ private:
     allocatedBytes += bytes;
     return static_cast<uint8_t *>(p);
   }
+
+  /// writeNoisedInputs' device copy of the batch, grown to the largest
+  /// asked for (one size per plan in practice).
+  uint8_t *noisedScratch(uint64_t bytes) {
+    if (bytes > noisedBytes) {
+      if (noised != nullptr) {
+        cudaFree(noised);
+        allocations.erase(std::find(allocations.begin(), allocations.end(), static_cast<void *>(noised)));
+        allocatedBytes -= noisedBytes;
+        noised = nullptr;
+        noisedBytes = 0;
+      }
+      noised = allocate(bytes, "training batch");
+      noisedBytes = bytes;
+    }
+    return noised;
+  }
+  uint8_t *noised = nullptr;
+  uint64_t noisedBytes = 0;
 
   uint8_t *base(Region r) { return regions[static_cast<int>(r)]; }
   const ValueDesc &desc(int32_t id) { return plan.values[id]; }

@@ -11,6 +11,7 @@
 
 #include "diffrt/CpuKernels.h"
 #include "diffrt/Error.h"
+#include "diffrt/Rng.h"
 #include "diffrt/Safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -135,6 +136,57 @@ std::vector<std::string> expandName(const ParamDesc &p, const ValueDesc &v) {
 }
 
 } // namespace
+
+void checkNoisedInputs(const NoisedInputs &inputs, const std::vector<ValueDesc> &places) {
+  if (inputs.samples < 0 || inputs.perSample < 0)
+    fail("noised inputs: ", inputs.samples, " samples of ", inputs.perSample, " values");
+  if (places.size() != inputs.targets.size())
+    fail("noised inputs: ", inputs.targets.size(), " targets but ", places.size(), " places");
+  const int64_t count = inputs.samples * inputs.perSample;
+  if (count > 0 && inputs.x0 == nullptr)
+    fail("noised inputs: no data for ", count, " values");
+  for (size_t k = 0; k < places.size(); ++k) {
+    const NoisedInputs::Target &t = inputs.targets[k];
+    if (places[k].numel() != count)
+      fail("noised input '", t.input, "' holds ", places[k].numel(), " values, not ", inputs.samples, " x ",
+           inputs.perSample);
+    if (places[k].dtype == DType::I32)
+      fail("noised input '", t.input, "' is an integer input");
+    if (t.kind == NoisedInputs::Kind::Mix) {
+      const int64_t n = inputs.samples;
+      if (static_cast<int64_t>(t.a.size()) != n || static_cast<int64_t>(t.b.size()) != n ||
+          static_cast<int64_t>(t.c.size()) != n)
+        fail("noised input '", t.input, "': ", t.a.size(), ", ", t.b.size(), " and ", t.c.size(),
+             " mix coefficients for ", n, " samples");
+    }
+  }
+}
+
+void Backend::writeNoisedInputs(const NoisedInputs &inputs, const std::vector<ValueDesc> &places) {
+  checkNoisedInputs(inputs, places);
+  const int64_t count = inputs.samples * inputs.perSample;
+  std::vector<float> noise(static_cast<size_t>(count)), values(static_cast<size_t>(count));
+  Philox(inputs.seed, inputs.stream).fillNormal(noise.data(), count);
+  for (size_t k = 0; k < places.size(); ++k) {
+    const NoisedInputs::Target &t = inputs.targets[k];
+    switch (t.kind) {
+    case NoisedInputs::Kind::Data:
+      std::copy_n(inputs.x0, count, values.begin());
+      break;
+    case NoisedInputs::Kind::Noise:
+      values = noise;
+      break;
+    case NoisedInputs::Kind::Mix:
+      for (int64_t s = 0; s < inputs.samples; ++s)
+        for (int64_t j = s * inputs.perSample; j < (s + 1) * inputs.perSample; ++j) {
+          const double mixed = t.a[s] * inputs.x0[j] + t.b[s] * noise[j];
+          values[j] = static_cast<float>(t.c[s] * mixed);
+        }
+      break;
+    }
+    uploadValue(*this, places[k], encodeFloats(values.data(), count, places[k].dtype));
+  }
+}
 
 Module Module::load(const std::string &path) { return fromPlan(readArtifact(path), path); }
 
@@ -376,18 +428,51 @@ std::vector<HostTensor> Session::run(const std::string &entryName,
   return run(entryName, inputs, std::numeric_limits<size_t>::max());
 }
 
+void Session::writeNoisedInputs(const std::string &entryName, const NoisedInputs &inputs) {
+  const Plan &plan = module_.plan();
+  const EntryDesc *entry = plan.entry(entryName);
+  if (!entry)
+    fail(module_.path(), ": no entry point '", entryName, "'");
+  std::vector<ValueDesc> places;
+  std::vector<std::string> names;
+  for (const NoisedInputs::Target &t : inputs.targets) {
+    auto it = std::find_if(entry->inputs.begin(), entry->inputs.end(),
+                           [&](const auto &input) { return input.first == t.input; });
+    if (it == entry->inputs.end())
+      fail(module_.path(), ": '", entryName, "' has no input '", t.input, "'");
+    if (std::find(names.begin(), names.end(), t.input) != names.end())
+      fail("noised input '", t.input, "' is given twice");
+    names.push_back(t.input);
+    places.push_back(plan.values[it->second]);
+  }
+  stagedEntry_.clear();
+  staged_.clear();
+  backend_->writeNoisedInputs(inputs, places);
+  stagedEntry_ = entryName;
+  staged_ = std::move(names);
+}
+
 std::vector<HostTensor> Session::run(const std::string &entryName,
                                      const std::map<std::string, HostTensor> &inputs, size_t count) {
   const Plan &plan = module_.plan();
   const EntryDesc *entry = plan.entry(entryName);
   if (!entry)
     fail(module_.path(), ": no entry point '", entryName, "'");
+  // Inputs written by writeNoisedInputs count for this run only.
+  std::vector<std::string> staged;
+  if (stagedEntry_ == entryName)
+    staged = std::move(staged_);
+  stagedEntry_.clear();
+  staged_.clear();
   std::set<std::string> expected;
   for (auto &[name, id] : entry->inputs) {
     expected.insert(name);
     auto it = inputs.find(name);
-    if (it == inputs.end())
+    if (it == inputs.end()) {
+      if (std::find(staged.begin(), staged.end(), name) != staged.end())
+        continue;
       fail(entryName, ": missing input '", name, "' (", shapeText(plan.values[id].shape), ")");
+    }
     const HostTensor &t = it->second;
     const ValueDesc &v = plan.values[id];
     if (t.shape != v.shape)

@@ -84,8 +84,16 @@ double Trainer::step(const Batch &batch) {
          n * per, " (", n, " samples)");
   Philox rng(config_.seed, static_cast<uint64_t>(step_));
   std::map<std::string, HostTensor> feed;
-  std::vector<float> noise(n * per);
-  rng.fillNormal(noise.data(), n * per);
+  // The step's noise is the first n·per normals of this stream, drawn
+  // where the step runs; the host draws what follows them.
+  rng.skipNormals(n * per);
+  NoisedInputs noised;
+  noised.x0 = batch.x0.data();
+  noised.samples = n;
+  noised.perSample = per;
+  noised.seed = config_.seed;
+  noised.stream = static_cast<uint64_t>(step_);
+  using Kind = NoisedInputs::Kind;
 
   if (!entryInputShape(plan, "y").empty()) {
     if (static_cast<int64_t>(batch.labels.size()) != n)
@@ -124,50 +132,48 @@ double Trainer::step(const Batch &batch) {
     feed["keep"] = HostTensor::ints(ks, keep);
   }
 
-  std::vector<float> x(n * per), t(n);
+  // x (and EDM's x_noisy) per sample s: c·(a·x0 + b·noise).
+  NoisedInputs::Target mix{"x", Kind::Mix, std::vector<double>(n), std::vector<double>(n),
+                           std::vector<double>(n, 1.0)};
+  std::vector<float> t(n);
   if (objective_ == "ddpm") {
     static const GaussianDiffusion diffusion(1000);
     std::vector<int32_t> steps(n);
     for (int64_t i = 0; i < n; ++i) {
       steps[i] = static_cast<int32_t>(std::min<uint32_t>(rng.nextU32() % 1000, 999));
       double a = diffusion.alphasCumprod()[steps[i]];
-      double sa = std::sqrt(a), sb = std::sqrt(1.0 - a);
-      for (int64_t j = 0; j < per; ++j)
-        x[i * per + j] = static_cast<float>(sa * batch.x0[i * per + j] + sb * noise[i * per + j]);
+      mix.a[i] = std::sqrt(a);
+      mix.b[i] = std::sqrt(1.0 - a);
       t[i] = static_cast<float>(steps[i]);
     }
     feed["timesteps"] = HostTensor::ints({n}, steps);
-    feed["x_start"] = HostTensor::floats(xShape_, batch.x0);
-    feed["noise"] = HostTensor::floats(xShape_, noise);
+    noised.targets = {mix, {"x_start", Kind::Data, {}, {}, {}}, {"noise", Kind::Noise, {}, {}, {}}};
   } else if (objective_ == "rf") {
     for (int64_t i = 0; i < n; ++i) {
       double u = 1.0 / (1.0 + std::exp(-rng.normal64())); // logit-normal(0, 1)
-      for (int64_t j = 0; j < per; ++j)
-        x[i * per + j] = static_cast<float>((1 - u) * batch.x0[i * per + j] + u * noise[i * per + j]);
+      mix.a[i] = 1 - u;
+      mix.b[i] = u;
       t[i] = static_cast<float>(u);
     }
-    feed["x_start"] = HostTensor::floats(xShape_, batch.x0);
-    feed["noise"] = HostTensor::floats(xShape_, noise);
+    noised.targets = {mix, {"x_start", Kind::Data, {}, {}, {}}, {"noise", Kind::Noise, {}, {}, {}}};
   } else {
     double sd = 0.9;
-    std::vector<float> sigma(n), noisy(n * per);
+    std::vector<float> sigma(n);
+    NoisedInputs::Target noisy{"x_noisy", Kind::Mix, std::vector<double>(n, 1.0), std::vector<double>(n),
+                               std::vector<double>(n, 1.0)};
     for (int64_t i = 0; i < n; ++i) {
       double s = std::exp(config_.edmPMean + config_.edmPStd * rng.normal64());
-      double cIn = 1.0 / std::sqrt(s * s + sd * sd);
-      for (int64_t j = 0; j < per; ++j) {
-        double xn = batch.x0[i * per + j] + s * noise[i * per + j];
-        noisy[i * per + j] = static_cast<float>(xn);
-        x[i * per + j] = static_cast<float>(cIn * xn);
-      }
+      mix.a[i] = 1.0;
+      mix.b[i] = noisy.b[i] = s;
+      mix.c[i] = 1.0 / std::sqrt(s * s + sd * sd); // c_in
       sigma[i] = static_cast<float>(s);
       t[i] = static_cast<float>(std::log(s) / 4);
     }
-    feed["x_noisy"] = HostTensor::floats(xShape_, noisy);
-    feed["x_start"] = HostTensor::floats(xShape_, batch.x0);
     feed["sigma"] = HostTensor::floats({n}, sigma);
+    noised.targets = {mix, noisy, {"x_start", Kind::Data, {}, {}, {}}};
   }
-  feed["x"] = HostTensor::floats(xShape_, x);
   feed["t"] = HostTensor::floats({n}, t);
+  session_.writeNoisedInputs("train_step", noised);
 
   AdamWStep hyper;
   hyper.lr = config_.lr;

@@ -117,6 +117,20 @@ void Philox::fillNormal(float *out, int64_t n) {
     out[n - 1] = normal();
 }
 
+void Philox::skipNormals(int64_t n) {
+  if (n <= 0)
+    return;
+  if (hasPendingNormal_) {
+    hasPendingNormal_ = false;
+    --n;
+  }
+  block_ += static_cast<uint64_t>(n / 2);
+  // An odd count ends on the first value of a new pair, whose second one
+  // stays pending.
+  if (n % 2 != 0)
+    normal();
+}
+
 void Philox::fillUniform(float *out, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     out[i] = uniform();

@@ -270,6 +270,30 @@ void moeExpertChoice(Stream stream, Gemm &gemm, DType dtype, DConstMat x,
 size_t moeExpertChoiceWorkspaceBytes(int64_t rows, int64_t d, const ExpertChoiceArgs &args,
                                      DType dtype);
 
+//===----------------------------------------------------------------------===//
+// Training inputs
+//===----------------------------------------------------------------------===//
+
+/// One input written by noisedInputs: samples x perSample elements of
+/// `dtype` (f32, bf16 or f16) viewed as rows of `cols` with leading
+/// dimension `ld`. A mix reads its per-sample coefficients (a, b, c) from
+/// coef[3 s .. 3 s + 2] on the device.
+struct NoisedTarget {
+  enum class Kind { Data, Noise, Mix } kind = Kind::Data;
+  void *data = nullptr;
+  int64_t cols = 1, ld = 1;
+  DType dtype = DType::F32;
+  const double *coef = nullptr;
+};
+constexpr int kMaxNoisedTargets = 4;
+/// A training step's noised inputs (diffrt::NoisedInputs) from the clean
+/// data x0 (f32, on the device): the noise is drawn here, element i from
+/// Philox block i / 2 of (seed, philoxStream) as Rng.h specifies, and each
+/// target gets the data, the noise or c·(a·x0 + b·noise) in float64
+/// without fused multiply-adds, the values the host computes.
+void noisedInputs(Stream stream, const float *x0, int64_t samples, int64_t perSample, uint64_t seed,
+                  uint64_t philoxStream, const NoisedTarget *targets, int count);
+
 } // namespace diffrt::cuda
 
 #endif // DIFFRT_CUDAKERNELS_H

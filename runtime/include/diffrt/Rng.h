@@ -47,6 +47,10 @@ public:
   float normal();
   double normal64();
   void fillNormal(float *out, int64_t n);
+  /// Leaves the generator as fillNormal(·, n) would, without the values:
+  /// for a fill made elsewhere (a training step's noise, drawn on the
+  /// device by these rules) before the host draws what follows it.
+  void skipNormals(int64_t n);
   void fillUniform(float *out, int64_t n);
 
   /// Index of the next block the generator will take from the counter.

@@ -86,6 +86,31 @@ struct AdamWStep {
 /// plan.
 enum class OptimizerSlot { Master, Moment1, Moment2, Ema };
 
+/// A training step's noised inputs, made where the step runs from the
+/// batch's clean data x0 (samples x perSample floats) and a standard normal
+/// noise whose element i is element i of Philox(seed, stream).fillNormal
+/// from a fresh generator (block i / 2; see Rng.h). Each target is one input
+/// of the step: the data itself, the noise, or per sample s the mix
+/// c[s]·(a[s]·x0 + b[s]·noise), taken in float64 (products and the sum
+/// each rounded, no fused multiply-add), rounded to float and then to the
+/// input's element type.
+struct NoisedInputs {
+  enum class Kind { Data, Noise, Mix };
+  struct Target {
+    std::string input;
+    Kind kind = Kind::Data;
+    std::vector<double> a, b, c;
+  };
+  const float *x0 = nullptr;
+  int64_t samples = 0, perSample = 0;
+  uint64_t seed = 0, stream = 0;
+  std::vector<Target> targets;
+};
+
+/// Throws diffrt::Error unless `places` (one per target) can hold
+/// `inputs`' targets and every mix has a coefficient per sample.
+void checkNoisedInputs(const NoisedInputs &inputs, const std::vector<ValueDesc> &places);
+
 /// Executes a plan's kernels on one device. Implemented per device kind.
 class Backend {
 public:
@@ -106,6 +131,11 @@ public:
   /// counter-based generator seeded with `seed` (benchmarks and tests).
   virtual void fillNormal(Region region, uint64_t offset, DType dtype, int64_t count, uint64_t seed,
                           float scale) = 0;
+  /// Writes `inputs`' targets into `places` (one value each, in order, with
+  /// samples x perSample elements). This implementation computes them on
+  /// the host and uploads them; a device that can draws them itself, to
+  /// the same values (the reference for its tests).
+  virtual void writeNoisedInputs(const NoisedInputs &inputs, const std::vector<ValueDesc> &places);
 
   /// Training: the optimizer runs where the gradients are. `params` are the
   /// parameters' value ids and `grads` those of their gradients (outputs of
@@ -181,6 +211,11 @@ public:
   /// stay on the device (a training step's gradients, for the optimizer).
   std::vector<HostTensor> run(const std::string &entry, const std::map<std::string, HostTensor> &inputs,
                               size_t count);
+  /// Writes the noised inputs of the next run of `entry` on its device
+  /// (see NoisedInputs): that run takes them as given, and its `inputs`
+  /// name the others. A training step then uploads the batch instead of
+  /// drawing and uploading its noise and mixes on the host.
+  void writeNoisedInputs(const std::string &entry, const NoisedInputs &inputs);
 
   /// Training (see Backend): state for every parameter, whose gradients
   /// are train_step's outputs 1..P.
@@ -206,6 +241,10 @@ private:
   /// Whether "init" reads a parameter, so that an optimizer step must
   /// re-run it (none of today's models; the plan format allows it).
   bool initReadsWeights_ = false;
+  /// Inputs written by writeNoisedInputs for the next run of entry
+  /// stagedEntry_.
+  std::string stagedEntry_;
+  std::vector<std::string> staged_;
 };
 
 } // namespace diffrt

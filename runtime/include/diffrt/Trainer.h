@@ -10,6 +10,14 @@
 // crash-safely; a run resumed from one ends
 // with the same weights, bit for bit, as one that was not interrupted.
 //
+// Step k's draws from Philox(seed, k), in this order: the noise (the first
+// N·C·H·W normals, drawn where the step runs: Session::writeNoisedInputs);
+// a uniform per sample for label dropout and one per sample for caption
+// dropout (where the model has them); MicroDiT's kept tokens (a Fisher–Yates
+// shuffle per sample, nextU32 % (j + 1) from the last position down); then
+// per sample the noise level: DDPM's timestep nextU32 % 1000, rectified
+// flow's logit-normal u from normal64, EDM's log-normal sigma from normal64.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef DIFFRT_TRAINER_H

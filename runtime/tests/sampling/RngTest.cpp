@@ -146,3 +146,27 @@ TEST(Philox, FillsMatchSingleDraws) {
   for (float x : uniforms)
     EXPECT_EQ(one.uniform(), x);
 }
+
+TEST(Philox, SkippedNormalsLeaveTheStateAFillLeaves) {
+  // Even and odd counts, from a fresh generator and from one holding a
+  // pending normal: what is drawn afterwards (words, uniforms, normals)
+  // is the same as after the fill.
+  for (int64_t count : {0, 1, 2, 7, 4096, 100001}) {
+    for (bool pending : {false, true}) {
+      SCOPED_TRACE("count " + std::to_string(count) + (pending ? ", pending normal" : ""));
+      Philox filled(5, 3), skipped(5, 3);
+      if (pending) {
+        filled.normal();
+        skipped.normal();
+      }
+      std::vector<float> values(static_cast<size_t>(count));
+      filled.fillNormal(values.data(), count);
+      skipped.skipNormals(count);
+      EXPECT_EQ(filled.blockIndex(), skipped.blockIndex());
+      EXPECT_EQ(filled.normal(), skipped.normal());
+      EXPECT_EQ(filled.nextU32(), skipped.nextU32());
+      EXPECT_EQ(filled.uniform(), skipped.uniform());
+      EXPECT_EQ(filled.normal64(), skipped.normal64());
+    }
+  }
+}
