@@ -339,15 +339,78 @@ __global__ void __launch_bounds__(256) savedStatistics(const __grid_constant__ G
   }
 }
 
+/// The vectorised form of savedStatistics: a warp per query row (all
+/// heads), lane l taking the row's 16-byte chunks l, l + 32, ... (at most
+/// kRowChunksPerLane), so that a warp's loads are contiguous and all of a
+/// lane's are in flight at once; each chunk's 8-term dot product goes to
+/// shared memory and lane h then adds its head's chunks in order. A thread
+/// per (row, head), walking its head's 144 bytes chunk by chunk, left the
+/// loads of a warp 144 bytes apart (1.75 TB/s); on an H100 this form took the
+/// backward with saved statistics from 0.215 to 0.207 ms at DiT-XL/2's
+/// shape and from 0.677 to 0.62 ms at 16 heads of 128.
+constexpr int kRowChunksPerLane = 8;
+constexpr int kRowWarps = 8;
+
+template <typename T>
+__global__ void __launch_bounds__(32 * kRowWarps) savedStatisticsRows(const __grid_constant__ GradParams p,
+                                                                      const float *savedLse, const T *o,
+                                                                      int64_t ldo, float lseFactor, int64_t rows) {
+  constexpr int N = kVec<T>;
+  __shared__ float part[kRowWarps][32 * kRowChunksPerLane];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int chunksPerHead = p.dv / N, chunks = p.heads * chunksPerHead;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kRowWarps + warp; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * kRowWarps) {
+    const T *dO = static_cast<const T *>(p.dO) + row * p.ldo;
+    const T *out = o + row * ldo;
+    uint4 a[kRowChunksPerLane], x[kRowChunksPerLane]; // packed: 16 registers a chunk pair
+#pragma unroll
+    for (int k = 0; k < kRowChunksPerLane; ++k) {
+      const int c = lane + 32 * k;
+      if (c < chunks) {
+        a[k] = *reinterpret_cast<const uint4 *>(dO + c * N);
+        x[k] = *reinterpret_cast<const uint4 *>(out + c * N);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kRowChunksPerLane; ++k) {
+      const int c = lane + 32 * k;
+      if (c < chunks) {
+        float af[N], xf[N], d = 0.0f;
+        unpackVec<T>(a[k], af);
+        unpackVec<T>(x[k], xf);
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+          d = fmaf(af[e], xf[e], d);
+        part[warp][c] = d;
+      }
+    }
+    __syncwarp();
+    const int64_t b = row / p.lq, qi = row - b * p.lq;
+    for (int h = lane; h < p.heads; h += 32) {
+      float d = 0.0f;
+      for (int c = h * chunksPerHead; c < (h + 1) * chunksPerHead; ++c)
+        d += part[warp][c];
+      const int64_t at = (b * p.heads + h) * p.lq + qi;
+      p.delta[at] = d;
+      p.lse[at] = savedLse[at] * lseFactor;
+    }
+    __syncwarp(); // part is rewritten for the next row
+  }
+}
+
 template <typename T>
 void launchSavedStatistics(cudaStream_t stream, const GradParams &p, const float *savedLse,
                            DConstMat savedOut, float lseFactor, int64_t batch) {
   const int64_t rows = batch * p.lq;
   const bool vec = p.dv % kVec<T> == 0 && rowsAligned(savedOut, sizeof(T)) &&
                    (reinterpret_cast<uintptr_t>(p.dO) % 16) == 0 && (p.ldo * sizeof(T)) % 16 == 0;
-  const unsigned blocks = gridStrideBlocks(rows * p.heads, 256);
   const T *o = static_cast<const T *>(savedOut.data);
-  if (vec)
+  const unsigned blocks = gridStrideBlocks(rows * p.heads, 256);
+  if (vec && p.heads * p.dv <= 32 * kRowChunksPerLane * kVec<T>)
+    savedStatisticsRows<T><<<gridStrideBlocks(rows, kRowWarps), 32 * kRowWarps, 0, stream>>>(
+        p, savedLse, o, savedOut.ld, lseFactor, rows);
+  else if (vec)
     savedStatistics<T, true><<<blocks, 256, 0, stream>>>(p, savedLse, o, savedOut.ld, lseFactor, rows);
   else
     savedStatistics<T, false><<<blocks, 256, 0, stream>>>(p, savedLse, o, savedOut.ld, lseFactor, rows);

@@ -331,6 +331,9 @@ TEST(GradAttentionGpu, SavedForwardStatistics) {
     runCase(rng, saved(misaligned));
     runCase(rng, saved({t, 1, 3, 50, 50, 20, 36}));
     runCase(rng, saved({t, 1, 2, 33, 45, 160, 160}));
+    // Rows wider than the warp-per-row statistics kernel takes (24 heads of
+    // 128): the thread-per-head form.
+    runCase(rng, saved({t, 1, 24, 40, 40, 128, 128}));
     Case large{t, 2, 2, 256, 256, 72, 72};
     large.scaleMul = 3.0;
     large.stddev = 1.5;
