@@ -309,8 +309,6 @@ public:
     const int64_t count = inputs.samples * inputs.perSample;
     if (count == 0 || places.empty())
       return;
-    if (places.size() > static_cast<size_t>(cu::kMaxNoisedTargets))
-      fail("noised inputs: ", places.size(), " targets (at most ", cu::kMaxNoisedTargets, ")");
     // One buffer: the data, then (a, b, c) per sample for each mix.
     std::vector<double> coef;
     std::vector<size_t> coefAt(places.size(), 0);
