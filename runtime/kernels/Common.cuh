@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <mutex>
 
 namespace diffrt::cuda {
 
@@ -224,6 +225,12 @@ __device__ __forceinline__ void cpAsync16(void *smem, const void *src, bool vali
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes)
                : "memory");
 }
+/// The same copy to a shared-memory address already converted (a loop over
+/// a tile steps the address instead of converting a pointer per chunk).
+__device__ __forceinline__ void cpAsync16(uint32_t smemAddress, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smemAddress), "l"(src),
+               "r"(valid ? 16 : 0));
+}
 __device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 /// Waits until at most `Pending` committed groups are still in flight.
 template <int Pending> __device__ __forceinline__ void cpAsyncWait() {
@@ -345,19 +352,27 @@ __device__ __forceinline__ void raiseIndexError(int32_t *flag, int32_t code) {
     atomicCAS(flag, 0, code);
 }
 
-/// Raises Kernel's dynamic shared-memory limit to `bytes` (above the 48 KB
-/// default) once per device: the attribute belongs to the function in each
-/// device's context, so a process that launches on a second GPU must set
-/// it there too. `what` names the kernel in errors. For kernels whose
-/// launches all ask for the same amount.
+/// Makes Kernel's dynamic shared-memory limit at least `bytes` (above the
+/// 48 KB default) on the current device: the attribute belongs to the
+/// function in each device's context, so a process that launches on a
+/// second GPU must set it there too, and a launch asking for more than an
+/// earlier one (other head dims) must raise it again. The largest limit set
+/// so far is kept per device, so the attribute call is made only when it
+/// grows. `what` names the kernel in errors.
 template <auto Kernel> void allowSharedMemory(size_t bytes, const char *what) {
   if (bytes <= 48 * 1024)
     return;
-  static std::atomic<uint64_t> done{0};
+  constexpr int kMaxDevices = 64;
+  static std::atomic<size_t> granted[kMaxDevices] = {};
+  static std::mutex mutex;
   int device = 0;
   check(cudaGetDevice(&device), what);
-  const uint64_t bit = device < 64 ? (uint64_t(1) << device) : 0;
-  if (bit != 0 && (done.load(std::memory_order_acquire) & bit))
+  if (device < 0 || device >= kMaxDevices)
+    fail(what, ": device ", device, " is beyond the ", kMaxDevices, " this runtime tracks");
+  if (granted[device].load(std::memory_order_acquire) >= bytes)
+    return;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (granted[device].load(std::memory_order_relaxed) >= bytes)
     return;
   int limit = 0;
   check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), what);
@@ -365,7 +380,7 @@ template <auto Kernel> void allowSharedMemory(size_t bytes, const char *what) {
     fail(what, " needs ", bytes, " bytes of shared memory, the device allows ", limit);
   check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
         what);
-  done.fetch_or(bit, std::memory_order_acq_rel);
+  granted[device].store(bytes, std::memory_order_release);
 }
 
 } // namespace diffrt::cuda

@@ -52,8 +52,6 @@
 #include "AttentionKernels.cuh"
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <atomic>
 #include <cfloat>
 #include <climits>
@@ -212,7 +210,7 @@ __global__ void __launch_bounds__(128) statsTc(const __grid_constant__ GradParam
   attn::loadTile<T, C::kBM, D, C::kStride, C::kThreads>(sO, dOG, p.ldo, validQ, p.dv, aligned);
   attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sK, kG, p.ldk, min(BN, p.lk), p.dk, aligned);
   attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sV, vG, p.ldv, min(BN, p.lk), p.dv, aligned);
-  attn::cpAsyncCommit();
+  cpAsyncCommit();
 
   // Rows g and g+8 of the warp. The maximum is quad-uniform; the sums are
   // per-thread parts (the rescale factor is the same for the whole quad),
@@ -234,8 +232,8 @@ __global__ void __launch_bounds__(128) statsTc(const __grid_constant__ GradParam
                                                         vG + off * p.ldv, p.ldv, valid, p.dv,
                                                         aligned);
     }
-    attn::cpAsyncCommit(); // possibly empty: keeps the group count uniform
-    attn::cpAsyncWait<1>();
+    cpAsyncCommit(); // possibly empty: keeps the group count uniform
+    cpAsyncWait<1>();
     __syncthreads();
     if (j == 0) {
       // Q negated for a negative scale, so that the maximum below is that of
@@ -450,7 +448,7 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) queryGradTc(const __grid
   attn::loadTile<T, C::kBM, D, C::kStride, C::kThreads>(sO, dOG, p.ldo, validQ, p.dv, aligned);
   attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sK, kG, p.ldk, min(BN, p.lk), p.dk, aligned);
   attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sV, vG, p.ldv, min(BN, p.lk), p.dv, aligned);
-  attn::cpAsyncCommit();
+  cpAsyncCommit();
 
   // Rows g and g+8 of the warp: their statistics (rows past lq: 0, their
   // results are never stored).
@@ -484,8 +482,8 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) queryGradTc(const __grid
                                                         vG + off * p.ldv, p.ldv, valid, p.dv,
                                                         aligned);
     }
-    attn::cpAsyncCommit();
-    attn::cpAsyncWait<1>();
+    cpAsyncCommit();
+    cpAsyncWait<1>();
     __syncthreads();
     if (j == 0) {
       loadA<T, C>(qf, qt, sQ, warpRow, lane, 0u);
@@ -569,7 +567,7 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) keyValueGradTc(const __g
   attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sQ, qG, p.ldq, min(BN, p.lq), p.dk, aligned);
   attn::loadTile<T, BN, D, C::kStride, C::kThreads>(sO, dOG, p.ldo, min(BN, p.lq), p.dv, aligned);
   loadStats(0, 0);
-  attn::cpAsyncCommit();
+  cpAsyncCommit();
 
   float dk[1][C::kDTiles][4], dv[1][C::kDTiles][4];
 #pragma unroll
@@ -594,8 +592,8 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) keyValueGradTc(const __g
                                                         aligned);
       loadStats(t + 1, stage ^ 1);
     }
-    attn::cpAsyncCommit();
-    attn::cpAsyncWait<1>();
+    cpAsyncCommit();
+    cpAsyncWait<1>();
     __syncthreads();
     const T *sQs = sQ + stage * C::kKVElems;
     const T *sOs = sO + stage * C::kKVElems;
@@ -945,34 +943,6 @@ __global__ void __launch_bounds__(kSimtThreads) keyValueGradSimt(const __grid_co
 // Host side
 //===----------------------------------------------------------------------===//
 
-/// Raises a kernel's dynamic shared-memory limit above the 48 KB default,
-/// once per device (the attribute belongs to the function in each device's
-/// context); fails naming the bytes when the device cannot give them.
-/// Raises the kernel's dynamic shared-memory limit to `bytes` on the current
-/// device once per (device, larger size): the attribute is per function, and
-/// a later call with larger head dims must raise it again.
-template <auto Kernel> void allowSmem(size_t bytes) {
-  if (bytes <= 48 * 1024)
-    return;
-  static std::mutex mutex;
-  static std::map<int, size_t> granted;
-  int device = 0;
-  check(cudaGetDevice(&device), "attentionBackward: cudaGetDevice");
-  std::lock_guard<std::mutex> lock(mutex);
-  if (granted[device] >= bytes)
-    return;
-  int limit = 0;
-  check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-        "attentionBackward: shared-memory limit");
-  if (bytes > static_cast<size_t>(limit))
-    fail(kName, ": a kernel needs ", bytes, " bytes of shared memory for these head dims, the "
-         "device allows ", limit);
-  check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(bytes)),
-        "attentionBackward: cudaFuncSetAttribute");
-  granted[device] = bytes;
-}
-
 unsigned gridOf(int64_t tiles, int64_t pairs) {
   const int64_t blocks = tiles * pairs;
   if (blocks > INT32_MAX)
@@ -994,7 +964,7 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
   } else {
     constexpr auto kernel = statsTc<T, D>;
     const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem;
-    allowSmem<kernel>(smem);
+    allowSharedMemory<kernel>(smem, kName);
     p.tiles = static_cast<int32_t>(qTiles);
     kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
     checkLaunch("attentionBackward (statistics)");
@@ -1002,7 +972,7 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
   if (wantQ) {
     constexpr auto kernel = queryGradTc<T, D>;
     const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem;
-    allowSmem<kernel>(smem);
+    allowSharedMemory<kernel>(smem, kName);
     p.tiles = static_cast<int32_t>(qTiles);
     kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
     checkLaunch("attentionBackward (dQ)");
@@ -1011,7 +981,7 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
     constexpr auto kernel = keyValueGradTc<T, D>;
     const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem +
                         4 * BN * sizeof(float);
-    allowSmem<kernel>(smem);
+    allowSharedMemory<kernel>(smem, kName);
     p.tiles = static_cast<int32_t>(kTiles);
     kernel<<<gridOf(kTiles, pairs), C::kThreads, smem, stream>>>(p);
     checkLaunch("attentionBackward (dK, dV)");
@@ -1028,7 +998,7 @@ void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bo
   } else {
     constexpr auto kernel = statsSimt<T>;
     const size_t smem = simtStatsFloats(p.dk, p.dv) * sizeof(float);
-    allowSmem<kernel>(smem);
+    allowSharedMemory<kernel>(smem, kName);
     p.tiles = static_cast<int32_t>(qTiles);
     kernel<<<gridOf(qTiles, pairs), kSimtThreads, smem, stream>>>(p);
     checkLaunch("attentionBackward (statistics, simt)");
@@ -1036,7 +1006,7 @@ void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bo
   if (wantQ) {
     constexpr auto kernel = queryGradSimt<T>;
     const size_t smem = simtQueryFloats(p.dk, p.dv) * sizeof(float);
-    allowSmem<kernel>(smem);
+    allowSharedMemory<kernel>(smem, kName);
     p.tiles = static_cast<int32_t>(qTiles);
     kernel<<<gridOf(qTiles, pairs), kSimtThreads, smem, stream>>>(p);
     checkLaunch("attentionBackward (dQ, simt)");
@@ -1044,7 +1014,7 @@ void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bo
   if (wantKV) {
     constexpr auto kernel = keyValueGradSimt<T>;
     const size_t smem = simtKeyValueFloats(p.dk, p.dv) * sizeof(float);
-    allowSmem<kernel>(smem);
+    allowSharedMemory<kernel>(smem, kName);
     p.tiles = static_cast<int32_t>(kTiles);
     kernel<<<gridOf(kTiles, pairs), kSimtThreads, smem, stream>>>(p);
     checkLaunch("attentionBackward (dK, dV, simt)");
