@@ -211,10 +211,11 @@ public:
   /// stay on the device (a training step's gradients, for the optimizer).
   std::vector<HostTensor> run(const std::string &entry, const std::map<std::string, HostTensor> &inputs,
                               size_t count);
-  /// Writes the noised inputs of the next run of `entry` on its device
-  /// (see NoisedInputs): that run takes them as given, and its `inputs`
-  /// name the others. A training step then uploads the batch instead of
-  /// drawing and uploading its noise and mixes on the host.
+  /// Writes noised inputs of `entry` on its device (see NoisedInputs); the
+  /// next run() takes them as given when it runs `entry`, and its `inputs`
+  /// name the others. Any run drops them (another entry may reuse their
+  /// memory). A training step thus uploads the batch instead of drawing and
+  /// uploading its noise and mixes on the host.
   void writeNoisedInputs(const std::string &entry, const NoisedInputs &inputs);
 
   /// Training (see Backend): state for every parameter, whose gradients
