@@ -169,22 +169,16 @@ void Backend::writeNoisedInputs(const NoisedInputs &inputs, const std::vector<Va
   Philox(inputs.seed, inputs.stream).fillNormal(noise.data(), count);
   for (size_t k = 0; k < places.size(); ++k) {
     const NoisedInputs::Target &t = inputs.targets[k];
-    switch (t.kind) {
-    case NoisedInputs::Kind::Data:
-      std::copy_n(inputs.x0, count, values.begin());
-      break;
-    case NoisedInputs::Kind::Noise:
-      values = noise;
-      break;
-    case NoisedInputs::Kind::Mix:
+    const float *source = t.kind == NoisedInputs::Kind::Data ? inputs.x0 : noise.data();
+    if (t.kind == NoisedInputs::Kind::Mix) {
       for (int64_t s = 0; s < inputs.samples; ++s)
         for (int64_t j = s * inputs.perSample; j < (s + 1) * inputs.perSample; ++j) {
           const double mixed = t.a[s] * inputs.x0[j] + t.b[s] * noise[j];
           values[j] = static_cast<float>(t.c[s] * mixed);
         }
-      break;
+      source = values.data();
     }
-    uploadValue(*this, places[k], encodeFloats(values.data(), count, places[k].dtype));
+    uploadValue(*this, places[k], encodeFloats(source, count, places[k].dtype));
   }
 }
 

@@ -62,7 +62,8 @@ std::map<std::string, HostTensor> referenceInputs(const diffrt::Module &module, 
         feed["captions"] = HostTensor::floats(plan.values[id].shape, captions);
   }
   if (int64_t k = inputNumel(plan, "keep"); k > 0) {
-    const int64_t tokens = (shape[2] / 2) * (shape[3] / 2), kept = k / n;
+    const int64_t patch = module.modelInt("patch_size", 2);
+    const int64_t tokens = (shape[2] / patch) * (shape[3] / patch), kept = k / n;
     std::vector<int32_t> keep;
     for (int64_t i = 0; i < n; ++i) {
       std::vector<int32_t> perm(tokens);
