@@ -4,7 +4,8 @@
 // constants or arena region (see the pass description). The arena is
 // planned by liveness in program order with first fit; a kernel whose
 // epilogue adds a residual, and the element-wise dit ops, may write over
-// their first input where that input dies.
+// their first input where that input dies. A weight-gradient window keeps
+// the inputs of dense-layer weight gradients live a little longer.
 //
 //===----------------------------------------------------------------------===//
 
@@ -66,6 +67,8 @@ Value inPlaceOperand(Operation *op) {
 }
 
 struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
+  using KernPlanMemoryBase::KernPlanMemoryBase;
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     // The entry: @forward, or @train_step after kern-autodiff.
@@ -139,6 +142,26 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
         Value root = rootOf(v);
         lastUse[root] = std::max(lastUse.lookup(root), position[&op]);
       }
+    // What a weight-gradient product reads lives on through the window
+    // (see the pass description).
+    if (weightGradWindow > 0) {
+      SmallVector<kern::VjpOp> denseBackward;
+      for (Operation &op : entry)
+        if (auto vjp = dyn_cast<kern::VjpOp>(op);
+            vjp && vjp.getForward() == "kern.gemm" && llvm::is_contained(vjp.getGradsOf(), 1) &&
+            !vjp.getPresent().empty() && vjp.getPresent().front() == 0)
+          denseBackward.push_back(vjp);
+      for (auto [i, vjp] : llvm::enumerate(denseBackward)) {
+        size_t until = std::min(i + weightGradWindow, denseBackward.size() - 1);
+        int64_t end = position[denseBackward[until].getOperation()];
+        SmallVector<Value> read = {vjp.getInputs().front()};
+        read.append(vjp.getIncoming().begin(), vjp.getIncoming().end());
+        for (Value v : read) {
+          Value root = rootOf(v);
+          lastUse[root] = std::max(lastUse.lookup(root), end);
+        }
+      }
+    }
 
     // Gradients written in place: the q, k and v gradients of an attention
     // backward kernel that only feed the backward of the split that made

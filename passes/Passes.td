@@ -245,12 +245,25 @@ def KernPlanMemory : Pass<"kern-plan-memory", "::mlir::ModuleOp"> {
       entry can be replayed without copying them in again;
     - `dit.split` results are views: the parent's place plus a column
       offset, with the parent's row stride.
+    - with `weight-grad-window` N > 0, the input x and the incoming
+      gradient of a dense layer's backward that computes a weight gradient
+      (`kern.vjp "kern.gemm"` with slot 1 in `grads_of`) stay live until
+      the N-th such backward after it (or the last one). The CUDA backend
+      runs weight-gradient products on a second stream beside the kernels
+      that follow (its weight-gradient lane); a kernel that writes where a
+      pending product still reads must wait for it, and without the window
+      the first-fit plan gives the dying x to the very next kernel, so
+      nearly every product would be waited for at once.
     Places are 256-byte aligned. The plan is recorded as attributes:
     `kern.slot = array<i64: region, offset, row_stride>` on arguments,
     `kern.slots = [...]` on ops (one per result) and
     `kern.plan = {weights_bytes, constants_bytes, arena_bytes}` on @forward;
     `kern.init` marks ops that run once at session start.
   }];
+  let options = [
+    Option<"weightGradWindow", "weight-grad-window", "unsigned", /*default=*/"0",
+           "dense-layer backwards after one with a weight gradient until which its x and incoming gradient stay live (0: their last use)">,
+  ];
 }
 
 def KernSetPrecision : Pass<"kern-set-precision", "::mlir::func::FuncOp"> {

@@ -79,7 +79,14 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
   pm.addNestedPass<func::FuncOp>(createKernFusePointwise());
   if (last < 7)
     return;
-  pm.addPass(createKernPlanMemory());
+  // The CUDA training step runs weight-gradient products on a lane of
+  // their own (CudaBackend); three dense backwards of slack let them run
+  // beside the kernels that follow (in DiT-XL/2's plan, with two a third
+  // of them are waited for within eight kernels; with three, one of 144).
+  KernPlanMemoryOptions plan;
+  if (options.mode == "train" && options.target == "cuda")
+    plan.weightGradWindow = 3;
+  pm.addPass(createKernPlanMemory(plan));
 }
 
 namespace {

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace diffrt {
@@ -152,6 +153,11 @@ public:
       for (cudaEvent_t e : sched.eventAfter)
         if (e)
           cudaEventDestroy(e);
+    for (auto &[name, sched] : weightGradLanes)
+      for (const auto *events : {&sched.ready, &sched.done})
+        for (cudaEvent_t e : *events)
+          if (e)
+            cudaEventDestroy(e);
     if (forkEvent)
       cudaEventDestroy(forkEvent);
     if (joinEvent)
@@ -185,8 +191,14 @@ public:
     const bool withOptimizer = fusePending && entry.name == "train_step";
     fusePending = false;
     const std::string key = withOptimizer ? entry.name + "+optimizer" : entry.name;
+    // The captured graph: the forward in two lanes, the training step with
+    // its weight-gradient products (and the fused optimizer) on a lane of
+    // their own. The first, uncaptured run is single-stream: the GEMM tuner
+    // times its candidates there, undisturbed.
     auto launchOnce = [&] {
-      if (withOptimizer)
+      if (entry.name == "train_step" && !singleStream())
+        launchTrainLanes(entry, withOptimizer);
+      else if (withOptimizer)
         launchWithOptimizer(entry);
       else if (entry.name == "forward" && !singleStream())
         launchInLanes(entry);
@@ -204,6 +216,9 @@ public:
       // Capture once the entry has run cleanly; "init" runs rarely.
       if (entry.name == "forward" || entry.name == "train_step") {
         cu::check(cudaStreamSynchronize(stream), "forward");
+        // Schedules allocate their buffers, which a capture forbids.
+        if (!singleStream())
+          entry.name == "forward" ? (void)scheduleLanes(entry) : (void)scheduleWeightGrads(entry);
         cudaGraph_t g;
         cu::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "graph capture");
         try {
@@ -488,6 +503,8 @@ public:
   uint64_t deviceBytes() const override { return allocatedBytes + optimizerTableBytes; }
 
   size_t sideStreamKernels(const std::string &entry) const override {
+    if (auto w = weightGradLanes.find(entry); w != weightGradLanes.end())
+      return static_cast<size_t>(std::count(w->second.onLane.begin(), w->second.onLane.end(), 1));
     auto it = lanes.find(entry);
     return it == lanes.end() ? 0 : static_cast<size_t>(std::count(it->second.lane.begin(), it->second.lane.end(), 1));
   }
@@ -581,21 +598,26 @@ private:
     return v && std::string(v) == "1";
   }
 
-  /// The bytes a kernel reads or writes in the constants and arena regions
-  /// (weights are read-only while sampling): [begin, end) per region.
+  /// Bytes a kernel reads or writes: [begin, end) in a space, which is a
+  /// Region or one of the weight-gradient lane's dz buffers.
   struct Extent {
-    Region region;
+    uint32_t space;
     uint64_t begin, end;
   };
+  static constexpr uint32_t kDzBufferSpace = 16;
+  Extent extentOf(int32_t id) {
+    return {static_cast<uint32_t>(desc(id).region), desc(id).offset, desc(id).offset + desc(id).extentBytes()};
+  }
+  /// The extents of `ids` outside the weights (read-only while sampling).
   void extentsOf(const std::vector<int32_t> &ids, std::vector<Extent> &out) {
     for (int32_t id : ids)
       if (id >= 0 && desc(id).region != Region::Weights)
-        out.push_back({desc(id).region, desc(id).offset, desc(id).offset + desc(id).extentBytes()});
+        out.push_back(extentOf(id));
   }
   static bool overlap(const std::vector<Extent> &a, const std::vector<Extent> &b) {
     for (const Extent &x : a)
       for (const Extent &y : b)
-        if (x.region == y.region && x.begin < y.end && y.begin < x.end)
+        if (x.space == y.space && x.begin < y.end && y.begin < x.end)
           return true;
     return false;
   }
@@ -690,6 +712,187 @@ private:
     cu::check(cudaEventRecord(joinEvent, sideStream), "join the side lane");
     cu::check(cudaStreamWaitEvent(stream, joinEvent, 0), "join the side lane");
   }
+  /// The training step's weight-gradient lane. A dense layer's backward
+  /// (vjp:kern.gemm) runs its chain rule and input-gradient product on the
+  /// main stream and its weight-gradient product dW = dzᵀ·a on the side
+  /// stream, which nothing on the main stream waits for unless it must: the
+  /// products then fill the SMs the main stream's tails and memory-bound
+  /// passes leave idle, and the fused optimizer's updates follow them on the
+  /// same lane. A product reads `a`, and dOut or its dz buffer; it writes
+  /// dW. A main-stream kernel that writes what a pending product reads (the
+  /// arena planner reuses memory), or touches what it writes, first waits
+  /// for the latest such product (the lane runs in order, so the earlier
+  /// ones are done too). dz goes to one of kDzBuffers buffers in turn
+  /// rather than to the shared workspace; the chain rule that next writes a
+  /// buffer waits for the product that read it.
+  struct WeightGradSchedule {
+    /// Per kernel: its weight-gradient product runs on the lane.
+    std::vector<uint8_t> onLane;
+    /// Per kernel: the lane's product (by kernel) to wait for first, or -1.
+    std::vector<int> waitFor;
+    /// Per kernel on the lane: its dz buffer, or -1 (it reads dOut).
+    std::vector<int> dzBuffer;
+    /// Per kernel on the lane: recorded on the main stream once dz is
+    /// written (the product's start), and on the lane after the product.
+    std::vector<cudaEvent_t> ready, done;
+  };
+  static constexpr int kDzBuffers = 3;
+  std::map<std::string, WeightGradSchedule> weightGradLanes;
+  std::vector<void *> dzBuffers;
+  uint64_t dzBufferBytes = 0;
+  /// The lane the dense-layer backward being dispatched uses, or null.
+  const cu::WeightGradLane *pendingLane = nullptr;
+
+  static uint64_t laneDelayNs() {
+    const char *v = std::getenv("DIFFRT_LANE_DELAY_US");
+    return v ? std::strtoull(v, nullptr, 10) * 1000 : 0;
+  }
+
+  uint64_t dzBytesOf(const KernelDesc &k) {
+    const ValueDesc &a = desc(k.operands[0]);
+    return cu::gemmBackwardDzBytes(a.rows(), desc(k.operands[1]).shape[0], a.dtype,
+                                   actOf(attrString(k, "act")), k.operands[3] >= 0);
+  }
+
+  const WeightGradSchedule &scheduleWeightGrads(const EntryDesc &entry) {
+    auto found = weightGradLanes.find(entry.name);
+    if (found != weightGradLanes.end())
+      return found->second;
+    const size_t n = entry.kernels.size();
+    WeightGradSchedule sched;
+    sched.onLane.assign(n, 0);
+    sched.waitFor.assign(n, -1);
+    sched.dzBuffer.assign(n, -1);
+    sched.ready.assign(n, nullptr);
+    sched.done.assign(n, nullptr);
+    // The lane's products so far: kernel, what it reads, what it writes.
+    struct Pending {
+      size_t kernel;
+      std::vector<Extent> reads, writes;
+    };
+    std::vector<Pending> lane;
+    uint64_t dzNeed = 0;
+    int nextBuffer = 0;
+    for (size_t j = 0; j < n; ++j) {
+      const KernelDesc &k = entry.kernels[j];
+      std::vector<Extent> reads, writes;
+      // Every region: the lane writes gradients wherever they live.
+      for (int32_t id : k.operands)
+        if (id >= 0)
+          reads.push_back(extentOf(id));
+      std::optional<Pending> product;
+      if (k.op == "vjp:kern.gemm" && k.results.size() > 1 && k.results[1] >= 0) {
+        const size_t sl = k.results.size(), saved = static_cast<size_t>(savedCount(k));
+        Pending p{j, {extentOf(k.operands[0])}, {extentOf(k.results[1])}};
+        const uint64_t dz = dzBytesOf(k);
+        if (dz > 0) {
+          sched.dzBuffer[j] = nextBuffer;
+          nextBuffer = (nextBuffer + 1) % kDzBuffers;
+          dzNeed = std::max(dzNeed, dz);
+          Extent buffer{kDzBufferSpace + static_cast<uint32_t>(sched.dzBuffer[j]), 0, dz};
+          p.reads.push_back(buffer);
+          writes.push_back(buffer);
+        } else {
+          p.reads.push_back(extentOf(k.operands[sl + saved]));
+        }
+        product = std::move(p);
+      }
+      for (size_t r = 0; r < k.results.size(); ++r)
+        if (k.results[r] >= 0 && !(product && r == 1))
+          writes.push_back(extentOf(k.results[r]));
+      // A kernel whose own results overlap what its product reads or
+      // writes (an in-place result) keeps its product on the main stream.
+      if (product && (overlap(writes, product->reads) || overlap(writes, product->writes))) {
+        if (sched.dzBuffer[j] >= 0)
+          nextBuffer = sched.dzBuffer[j];
+        sched.dzBuffer[j] = -1;
+        writes.push_back(product->writes.front());
+        product.reset();
+      }
+      for (size_t q = lane.size(); q-- > 0;) {
+        const Pending &p = lane[q];
+        if (overlap(writes, p.reads) || overlap(writes, p.writes) || overlap(reads, p.writes)) {
+          sched.waitFor[j] = static_cast<int>(p.kernel);
+          break;
+        }
+      }
+      if (product) {
+        sched.onLane[j] = 1;
+        lane.push_back(std::move(*product));
+      }
+    }
+    if (!lane.empty()) {
+      ensureSideStream();
+      const uint64_t sideNeed = cu::Gemm::productWorkspaceBytes();
+      if (sideNeed > sideWorkspaceBytes) {
+        sideWorkspace = allocate(sideNeed, "weight-gradient lane workspace");
+        sideWorkspaceBytes = sideNeed;
+      }
+      if (dzNeed > dzBufferBytes) {
+        dzBuffers.clear();
+        for (int b = 0; b < kDzBuffers; ++b)
+          dzBuffers.push_back(allocate(dzNeed, "weight-gradient lane dz buffers"));
+        dzBufferBytes = dzNeed;
+      }
+      for (size_t j = 0; j < n; ++j) {
+        if (!sched.onLane[j])
+          continue;
+        cu::check(cudaEventCreateWithFlags(&sched.ready[j], cudaEventDisableTiming), "cudaEventCreate");
+        cu::check(cudaEventCreateWithFlags(&sched.done[j], cudaEventDisableTiming), "cudaEventCreate");
+      }
+    }
+    return weightGradLanes[entry.name] = std::move(sched);
+  }
+
+  /// train_step with its weight-gradient products on the side stream (see
+  /// WeightGradSchedule), and the fused optimizer's updates after them when
+  /// `withOptimizer` (see launchWithOptimizer); the lane is joined at the
+  /// end.
+  void launchTrainLanes(const EntryDesc &entry, bool withOptimizer) {
+    const WeightGradSchedule &sched = scheduleWeightGrads(entry);
+    if (std::count(sched.onLane.begin(), sched.onLane.end(), 1) == 0)
+      return withOptimizer ? launchWithOptimizer(entry) : launchAll(entry);
+    const OptimizerSegments *seg = withOptimizer ? &segmentsFor(entry) : nullptr;
+    const uint64_t delay = laneDelayNs();
+    cu::check(cudaEventRecord(forkEvent, stream), "fork to the weight-gradient lane");
+    cu::check(cudaStreamWaitEvent(sideStream, forkEvent, 0), "fork to the weight-gradient lane");
+    current = stream;
+    currentWorkspace = {workspace, workspaceBytes};
+    try {
+      for (size_t i = 0; i < entry.kernels.size(); ++i) {
+        if (sched.waitFor[i] >= 0)
+          cu::check(cudaStreamWaitEvent(stream, sched.done[sched.waitFor[i]], 0), "weight-gradient lane dependency");
+        cu::WeightGradLane lane;
+        if (sched.onLane[i]) {
+          lane.stream = sideStream;
+          lane.workspace = {sideWorkspace, sideWorkspaceBytes};
+          lane.ready = sched.ready[i];
+          if (sched.dzBuffer[i] >= 0)
+            lane.dz = {dzBuffers[static_cast<size_t>(sched.dzBuffer[i])], dzBufferBytes};
+          lane.delayNs = delay;
+          pendingLane = &lane;
+        }
+        dispatchAt(entry, i);
+        pendingLane = nullptr;
+        if (sched.onLane[i])
+          cu::check(cudaEventRecord(sched.done[i], sideStream), "weight-gradient lane dependency");
+        if (seg && !seg->after[i].empty()) {
+          cu::check(cudaEventRecord(seg->ready[i], stream), "optimizer dependency");
+          cu::check(cudaStreamWaitEvent(sideStream, seg->ready[i], 0), "optimizer dependency");
+          for (auto [first, count] : seg->after[i])
+            adamw->stepTensors(cu::Stream{sideStream}, first, count);
+        }
+      }
+    } catch (...) {
+      pendingLane = nullptr;
+      throw;
+    }
+    if (seg)
+      adamw->finishNorm(cu::Stream{sideStream}, normOnDevice);
+    cu::check(cudaEventRecord(joinEvent, sideStream), "join the weight-gradient lane");
+    cu::check(cudaStreamWaitEvent(stream, joinEvent, 0), "join the weight-gradient lane");
+  }
+
   /// Where a fused optimizer step updates each parameter: after the last
   /// kernel of the entry that writes its gradient or reads its weights
   /// (later kernels must see the old weights), as runs of consecutive
@@ -805,8 +1008,10 @@ private:
       bytes = 256;
     void *p = nullptr;
     cudaError_t e = cudaMalloc(&p, bytes);
-    if (e != cudaSuccess)
+    if (e == cudaErrorMemoryAllocation)
       fail("out of GPU memory allocating the ", what, " (", mib(bytes), "): ", cudaGetErrorString(e));
+    if (e != cudaSuccess)
+      fail("allocating the ", what, " (", mib(bytes), "): ", cudaGetErrorString(e));
     allocations.push_back(p);
     allocatedBytes += bytes;
     return static_cast<uint8_t *>(p);
@@ -1063,7 +1268,7 @@ private:
         g.inputPreact = cm(o.back());
       }
       cu::gemmBackward(s(), gemm, dt, cm(o[0]), cm(o[1]), ptr(o[2]), actOf(attrString(k, "act")),
-                       hasE ? &e : nullptr, dOut(), g, ws(), saved > 0 ? cm(o[sl]) : cu::DConstMat{});
+                       hasE ? &e : nullptr, dOut(), g, ws(), saved > 0 ? cm(o[sl]) : cu::DConstMat{}, pendingLane);
     } else if (op == "kern.swiglu") {
       cu::DConstMat gate = cm(o[1]), up;
       cu::SwiGluGrads g;

@@ -337,9 +337,31 @@ size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, 
          Gemm::workspaceBytes(m, n, k, false, dtype) + Gemm::productWorkspaceBytes();
 }
 
+size_t gemmBackwardDzBytes(int64_t m, int64_t n, DType dtype, Act act, bool gated) {
+  return act != Act::None || gated ? static_cast<size_t>(m * n) * dtypeSize(dtype) : 0;
+}
+
+namespace {
+__global__ void idleKernel(uint64_t ns) {
+  uint64_t start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    __nanosleep(1000);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (now - start < ns);
+}
+} // namespace
+
+void idleStream(Stream stream, uint64_t ns) {
+  if (ns == 0)
+    return;
+  idleKernel<<<1, 1, 0, native(stream)>>>(ns);
+  check(cudaGetLastError(), "idleStream");
+}
+
 void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat w, const void *bias, Act act,
                   const GatedResidual *epilogue, DConstMat dOut, const GemmGrads &grads, Workspace ws,
-                  DConstMat preact) {
+                  DConstMat preact, const WeightGradLane *lane) {
   const char *kernel = "gemmBackward";
   const int64_t m = a.rows, k = a.cols, n = w.rows;
   checkDView(kernel, "a", a, m, k);
@@ -371,6 +393,18 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
   Carver carve(kernel, ws, gemmBackwardWorkspaceBytes(m, n, k, dtype, saved, rowsPerGroup));
   void *zBuf = saved ? nullptr : carve.take(static_cast<size_t>(m * n) * elem);
   void *dz = carve.take(static_cast<size_t>(m * n) * elem);
+  // The weight-gradient lane reads dz after this kernel has returned, so
+  // dz lives in the lane's buffer rather than in the shared workspace.
+  const bool laneDW = lane != nullptr && grads.dW != nullptr;
+  if (laneDW) {
+    const size_t need = gemmBackwardDzBytes(m, n, dtype, act, epilogue != nullptr);
+    if (need > 0 && (lane->dz.data == nullptr || lane->dz.bytes < need))
+      fail(kernel, ": the weight-gradient lane's dz buffer holds ", lane->dz.bytes, " bytes; ", need,
+           " are needed (", m, " x ", n, ")");
+    if (need > 0)
+      dz = lane->dz.data;
+    idleStream(stream, lane->delayNs);
+  }
   float *partials = static_cast<float *>(carve.take(chainSumBytes(m, n, rowsPerGroup)));
   Workspace rest = carve.rest();
 
@@ -392,6 +426,13 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
       chainRuleAndSums<decltype(tag)>(s, dOut, epilogue, z, ldz, actCode, m, n, writeDz ? dz : nullptr, partials,
                                       grads.dBias, grads.dGate);
     });
+  if (laneDW) {
+    cudaEvent_t ready = static_cast<cudaEvent_t>(lane->ready);
+    check(cudaEventRecord(ready, s), "gemmBackward: the weight-gradient lane's event");
+    check(cudaStreamWaitEvent(native(lane->stream), ready, 0), "gemmBackward: the weight-gradient lane's event");
+    idleStream(lane->stream, lane->delayNs);
+    gemm.product(lane->stream, dtype, dZ, true, a, false, DMat{grads.dW, n, k, k}, 0.0f, lane->workspace);
+  }
   if (grads.dA.data != nullptr) {
     // A folded tanh GELU runs in the product's DGELU epilogue when its z is
     // laid out like dA; anything else in a pass over dA afterwards.
@@ -409,7 +450,7 @@ void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat
                            grads.inputAct, static_cast<char *>(grads.dA.data) + r * grads.dA.ld * elem);
     }
   }
-  if (grads.dW != nullptr)
+  if (grads.dW != nullptr && !laneDW)
     gemm.product(stream, dtype, dZ, true, a, false, DMat{grads.dW, n, k, k}, 0.0f, rest);
 }
 

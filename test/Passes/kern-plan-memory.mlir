@@ -1,5 +1,6 @@
 // kern-plan-memory places every value of @forward in a region.
 // RUN: diffc-opt %s -split-input-file --kern-plan-memory | FileCheck %s
+// RUN: diffc-opt %s -split-input-file --kern-plan-memory="weight-grad-window=1" | FileCheck %s --check-prefix=WINDOW
 
 // Parameters go to weights (region 0) in order, 256-byte aligned; the
 // position table to constants (region 1) and is marked kern.init; inputs
@@ -73,4 +74,30 @@ func.func @train_step(%qkv: tensor<2x4x24xf32> {dit.input = "qkv"}, %d: tensor<2
   %g:3 = kern.vjp "dit.attention"(%q#0, %q#1, %q#2, %d) {forward_attrs = {num_heads = 2 : i64}, grads_of = array<i64: 0, 1, 2>, present = array<i64: 0, 1, 2>} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>) -> (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>)
   %w = kern.vjp "dit.split"(%qkv, %g#0, %g#1, %g#2) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0>} : (tensor<2x4x24xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>) -> tensor<2x4x24xf32>
   return %w : tensor<2x4x24xf32>
+}
+
+// -----
+
+// A dense layer's backward with a weight gradient reads its input x (here
+// %h). Without a window the next kernel takes x's place where x dies; with
+// weight-grad-window=1, x stays live until the next such backward, so the
+// weight-gradient product can run beside the kernels in between.
+// CHECK-LABEL: func @train_step
+// CHECK: dit.silu %arg0 {kern.slots = [array<i64: 2, [[X:[0-9]+]], 8>]}
+// CHECK: kern.vjp "kern.gemm"
+// CHECK: dit.gelu %{{.*}} {kern.slots = [array<i64: 2, [[X]], 8>]}
+// WINDOW-LABEL: func @train_step
+// WINDOW: dit.silu %arg0 {kern.slots = [array<i64: 2, [[X:[0-9]+]], 8>]}
+// WINDOW: kern.vjp "kern.gemm"
+// WINDOW-NOT: array<i64: 2, [[X]], 8>
+// WINDOW: kern.vjp "kern.gemm"
+// WINDOW: return
+func.func @train_step(%x: tensor<4x8xf32> {dit.input = "x"}, %d: tensor<4x8xf32> {dit.input = "d"},
+                      %w: tensor<8x8xf32> {dit.param = "w"}) -> (tensor<4x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>) {
+  %h = dit.silu %x : tensor<4x8xf32>
+  %g:2 = kern.vjp "kern.gemm"(%h, %w, %d) {forward_attrs = {}, grads_of = array<i64: 0, 1>, present = array<i64: 0, 1>} : (tensor<4x8xf32>, tensor<8x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<8x8xf32>)
+  %s = dit.gelu %g#0 : tensor<4x8xf32>
+  %t = dit.silu %s : tensor<4x8xf32>
+  %k:2 = kern.vjp "kern.gemm"(%t, %w, %s) {forward_attrs = {}, grads_of = array<i64: 0, 1>, present = array<i64: 0, 1>} : (tensor<4x8xf32>, tensor<8x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<8x8xf32>)
+  return %k#0, %g#1, %k#1 : tensor<4x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>
 }

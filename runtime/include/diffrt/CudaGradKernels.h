@@ -42,9 +42,31 @@ struct GemmGrads {
   Act inputAct = Act::None;
   DConstMat inputPreact;   // M x K
 };
+/// Where gemmBackward runs its weight-gradient product when it is not on
+/// the main stream (the training step's weight-gradient lane): on `stream`,
+/// with its own cuBLASLt workspace, after `ready` (a cudaEvent_t) is
+/// recorded on the main stream past the chain-rule pass. dz is then written
+/// to `dz` (at least gemmBackwardDzBytes), which the caller keeps unchanged
+/// until the product has run; the caller orders later work against `stream`.
+struct WeightGradLane {
+  Stream stream = nullptr;
+  Workspace workspace;
+  void *ready = nullptr;
+  Workspace dz;
+  /// Nanoseconds the lane idles before the product, and the main stream
+  /// before the chain rule (0 in production): tests widen the race windows
+  /// so that a missing wait shows up as wrong bits.
+  uint64_t delayNs = 0;
+};
 void gemmBackward(Stream stream, Gemm &gemm, DType dtype, DConstMat a, DConstMat w, const void *bias,
                   Act act, const GatedResidual *epilogue, DConstMat dOut, const GemmGrads &grads,
-                  Workspace ws, DConstMat preact = {});
+                  Workspace ws, DConstMat preact = {}, const WeightGradLane *lane = nullptr);
+/// Bytes of dz a WeightGradLane needs for this product (0: dz is dOut
+/// itself, there is no chain rule to apply).
+size_t gemmBackwardDzBytes(int64_t m, int64_t n, DType dtype, Act act, bool gated);
+/// Idles `stream` for `ns` nanoseconds (a one-thread kernel): see
+/// WeightGradLane::delayNs.
+void idleStream(Stream stream, uint64_t ns);
 /// rowsPerGate: the gated residual's rows per gate row (0: no gate).
 size_t gemmBackwardWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType dtype, bool preactSaved = false,
                                   int64_t rowsPerGate = 0);

@@ -500,6 +500,68 @@ TEST(GpuTrain, FusedOptimizerIsTheSameStepMoeF32) {
   fusedOptimizerIsTheSameStep("ditmoe.train.cuda32.dfx");
 }
 
+/// The captured step runs the dense layers' weight-gradient products on a
+/// second stream (CudaBackend's weight-gradient lane). DIFFRT_LANE_DELAY_US
+/// idles both streams before each such product and each chain rule, so
+/// that a wait missing from the lane's schedule lets the main stream
+/// overwrite what a pending product reads, or a product read a dz not yet
+/// written: the steps must still give the single-stream run's bits, with the
+/// optimizer fused into the step and without.
+static void weightGradLaneKeepsItsInputs(const std::string &artifact) {
+  std::string path = artifactDir() + "/" + artifact;
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  Module module = Module::load(path);
+  struct Run {
+    std::vector<double> losses, norms;
+    std::vector<std::vector<float>> weights;
+    size_t laneProducts = 0;
+  };
+  auto train = [&](bool lanes, bool overlap) {
+    setenv("DIFFRT_SINGLE_STREAM", lanes ? "0" : "1", 1);
+    setenv("DIFFRT_LANE_DELAY_US", lanes ? "300" : "0", 1);
+    TrainConfig config;
+    config.lr = 1e-3;
+    config.seed = 9;
+    config.overlapOptimizer = overlap;
+    Session s(module, Device::cuda(0));
+    initializeParameters(s, config.seed);
+    Trainer t(s, config);
+    Run r;
+    for (int64_t k = 0; k < 4; ++k) {
+      r.losses.push_back(t.step(randomBatch(module, 23, k)));
+      r.norms.push_back(t.lastGradNorm());
+    }
+    for (size_t p = 0; p < module.plan().params.size(); ++p)
+      r.weights.push_back(s.optimizerState(OptimizerSlot::Master, p));
+    r.laneProducts = s.sideStreamKernels("train_step");
+    unsetenv("DIFFRT_SINGLE_STREAM");
+    unsetenv("DIFFRT_LANE_DELAY_US");
+    return r;
+  };
+  const Run single = train(false, false);
+  EXPECT_EQ(single.laneProducts, 0u);
+  for (bool overlap : {false, true}) {
+    SCOPED_TRACE(overlap ? "optimizer in the step" : "optimizer after the step");
+    const Run laned = train(true, overlap);
+    EXPECT_GT(laned.laneProducts, 0u) << "no weight-gradient product ran on the lane";
+    EXPECT_EQ(laned.losses, single.losses);
+    EXPECT_EQ(laned.norms, single.norms);
+    ASSERT_EQ(laned.weights.size(), single.weights.size());
+    for (size_t p = 0; p < laned.weights.size(); ++p)
+      EXPECT_TRUE(laned.weights[p] == single.weights[p])
+          << "parameter " << module.plan().params[p].name << " differs from the single-stream run";
+  }
+}
+
+TEST(GpuTrain, WeightGradientLaneKeepsItsInputsBf16) {
+  REQUIRE_ARTIFACTS();
+  weightGradLaneKeepsItsInputs("dit.train.cudabf16.dfx");
+}
+TEST(GpuTrain, WeightGradientLaneKeepsItsInputsMoeF32) {
+  REQUIRE_ARTIFACTS();
+  weightGradLaneKeepsItsInputs("ditmoe.train.cuda32.dfx");
+}
+
 TEST(GpuTrain, ResumedRunIsBitExactF32) {
   REQUIRE_ARTIFACTS();
   resumeIsBitExact("dit.train.cuda32.dfx");
