@@ -307,8 +307,11 @@ TEST(GpuTrain, DiTMoERectifiedFlowf32) { compareTrainStep("ditmoe_qk", "cuda32",
 // reach 5.1e-4 (q/k projections of the last block, absolute errors 5e-8
 // against an RMS of 1.2e-5) and 1.1e-3 (its gate-logit projections, whose
 // gradients are 0.1x to 0.002x the model's median RMS) over the seeds run
-// on 2026-11-23; the other families stay within 2e-4.
-TEST(GpuTrain, DiGf32) { compareTrainStep("dig", "cuda32", 2e-3, 1e-4); }
+// on 2026-11-23, and 2.02e-3 (the last block's k projection, absolute
+// errors 5e-7 against an RMS of 1.9e-5, spread over all its rows) at seed
+// 3302555494 on 2026-11-23; the other families stay within 2e-4. The bound
+// is twice the largest seen: a wrong kernel gives errors of order 1.
+TEST(GpuTrain, DiGf32) { compareTrainStep("dig", "cuda32", 4e-3, 1e-4); }
 TEST(GpuTrain, DiGbf16) { compareTrainStep("dig", "cudabf16", 1e-1, 1e-2, /*perParameter=*/false); }
 TEST(GpuTrain, MicroDiTf32) { compareTrainStep("microdit", "cuda32", 2e-4, 1e-4); }
 TEST(GpuTrain, MicroDiTMaskedf32) { compareTrainStep("microdit_masked", "cuda32", 2e-4, 1e-4); }
