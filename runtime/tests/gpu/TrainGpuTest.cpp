@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <unistd.h>
@@ -414,6 +415,27 @@ static void resumeIsBitExact(const std::string &artifact) {
   }
 }
 
+/// Four GPU training steps from the weights `config.seed` initialises, on
+/// random batches keyed by `batchKey`: their losses and gradient norms, and
+/// the tensors `collect` reads from the session at the end.
+struct ShortRun {
+  std::vector<double> losses, norms;
+  std::vector<std::vector<float>> state;
+};
+static ShortRun trainShortRun(const Module &module, const TrainConfig &config, uint64_t batchKey,
+                              const std::function<void(Session &, ShortRun &)> &collect) {
+  Session s(module, Device::cuda(0));
+  initializeParameters(s, config.seed);
+  Trainer t(s, config);
+  ShortRun r;
+  for (int64_t k = 0; k < 4; ++k) {
+    r.losses.push_back(t.step(randomBatch(module, batchKey, k)));
+    r.norms.push_back(t.lastGradNorm());
+  }
+  collect(s, r);
+  return r;
+}
+
 /// The optimizer step fused into train_step (each parameter updated on a
 /// second stream once the backward is done with it) is the step run after
 /// train_step: the same losses, gradient norms, weights and optimizer
@@ -422,34 +444,22 @@ static void fusedOptimizerIsTheSameStep(const std::string &artifact) {
   std::string path = artifactDir() + "/" + artifact;
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
   Module module = Module::load(path);
-  auto batchFor = [&](int64_t step) { return randomBatch(module, 41, step); };
-  struct Run {
-    std::vector<double> losses, norms;
-    std::vector<std::vector<float>> state;
-  };
   auto train = [&](bool overlap) {
     TrainConfig config;
     config.lr = 1e-3;
     config.emaDecay = 0.99;
     config.seed = 5;
     config.overlapOptimizer = overlap;
-    Session s(module, Device::cuda(0));
-    initializeParameters(s, config.seed);
-    Trainer t(s, config);
-    Run r;
-    for (int64_t k = 0; k < 4; ++k) {
-      r.losses.push_back(t.step(batchFor(k)));
-      r.norms.push_back(t.lastGradNorm());
-    }
-    for (OptimizerSlot slot : {OptimizerSlot::Master, OptimizerSlot::Moment1, OptimizerSlot::Moment2,
-                               OptimizerSlot::Ema})
-      for (size_t p = 0; p < module.plan().params.size(); ++p)
-        r.state.push_back(s.optimizerState(slot, p));
-    for (const ParamDesc &p : module.plan().params)
-      r.state.push_back(s.getParameter(p.name));
-    return r;
+    return trainShortRun(module, config, 41, [&](Session &s, ShortRun &r) {
+      for (OptimizerSlot slot : {OptimizerSlot::Master, OptimizerSlot::Moment1, OptimizerSlot::Moment2,
+                                 OptimizerSlot::Ema})
+        for (size_t p = 0; p < module.plan().params.size(); ++p)
+          r.state.push_back(s.optimizerState(slot, p));
+      for (const ParamDesc &p : module.plan().params)
+        r.state.push_back(s.getParameter(p.name));
+    });
   };
-  const Run fused = train(true), after = train(false);
+  const ShortRun fused = train(true), after = train(false);
   EXPECT_EQ(fused.losses, after.losses);
   EXPECT_EQ(fused.norms, after.norms);
   for (double n : fused.norms)
@@ -514,44 +524,35 @@ static void weightGradLaneKeepsItsInputs(const std::string &artifact) {
   std::string path = artifactDir() + "/" + artifact;
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
   Module module = Module::load(path);
-  struct Run {
-    std::vector<double> losses, norms;
-    std::vector<std::vector<float>> weights;
-    size_t laneProducts = 0;
-  };
-  auto train = [&](bool lanes, bool overlap) {
+  // The run's master weights, and how many products ran on the lane.
+  auto train = [&](bool lanes, bool overlap, size_t &laneProducts) {
     setenv("DIFFRT_SINGLE_STREAM", lanes ? "0" : "1", 1);
     setenv("DIFFRT_LANE_DELAY_US", lanes ? "300" : "0", 1);
     TrainConfig config;
     config.lr = 1e-3;
     config.seed = 9;
     config.overlapOptimizer = overlap;
-    Session s(module, Device::cuda(0));
-    initializeParameters(s, config.seed);
-    Trainer t(s, config);
-    Run r;
-    for (int64_t k = 0; k < 4; ++k) {
-      r.losses.push_back(t.step(randomBatch(module, 23, k)));
-      r.norms.push_back(t.lastGradNorm());
-    }
-    for (size_t p = 0; p < module.plan().params.size(); ++p)
-      r.weights.push_back(s.optimizerState(OptimizerSlot::Master, p));
-    r.laneProducts = s.sideStreamKernels("train_step");
+    ShortRun r = trainShortRun(module, config, 23, [&](Session &s, ShortRun &out) {
+      for (size_t p = 0; p < module.plan().params.size(); ++p)
+        out.state.push_back(s.optimizerState(OptimizerSlot::Master, p));
+      laneProducts = s.sideStreamKernels("train_step");
+    });
     unsetenv("DIFFRT_SINGLE_STREAM");
     unsetenv("DIFFRT_LANE_DELAY_US");
     return r;
   };
-  const Run single = train(false, false);
-  EXPECT_EQ(single.laneProducts, 0u);
+  size_t laneProducts = 0;
+  const ShortRun single = train(false, false, laneProducts);
+  EXPECT_EQ(laneProducts, 0u);
   for (bool overlap : {false, true}) {
     SCOPED_TRACE(overlap ? "optimizer in the step" : "optimizer after the step");
-    const Run laned = train(true, overlap);
-    EXPECT_GT(laned.laneProducts, 0u) << "no weight-gradient product ran on the lane";
+    const ShortRun laned = train(true, overlap, laneProducts);
+    EXPECT_GT(laneProducts, 0u) << "no weight-gradient product ran on the lane";
     EXPECT_EQ(laned.losses, single.losses);
     EXPECT_EQ(laned.norms, single.norms);
-    ASSERT_EQ(laned.weights.size(), single.weights.size());
-    for (size_t p = 0; p < laned.weights.size(); ++p)
-      EXPECT_TRUE(laned.weights[p] == single.weights[p])
+    ASSERT_EQ(laned.state.size(), single.state.size());
+    for (size_t p = 0; p < laned.state.size(); ++p)
+      EXPECT_TRUE(laned.state[p] == single.state[p])
           << "parameter " << module.plan().params[p].name << " differs from the single-stream run";
   }
 }
