@@ -4,19 +4,20 @@
 // weight and bias, adaLN shift/scale, SiLU output gate), the GPU counterpart
 // of runtime/cpu/GradNorm.cpp.
 //
-// Fused path (a group is the whole row, vectorisable views, the row fits a
-// register tile: the adaLN LayerNorms of DiT), two launches:
+// Fused path (a group is the whole row, vectorisable views, the rows fit a
+// block's shared memory: the adaLN LayerNorms of DiT), two launches:
 //
-//   1. A block of 8 warps per chunk of at most 16 rows of one segment (a
-//      sample when shift/scale gradients are wanted, all rows otherwise).
-//      The chunk's x and dOut rows are copied to shared memory at once
-//      (cp.async). A warp per row then holds the row's 16-byte vectors in
-//      registers, so the statistics (two-pass variance), the two Jacobian
+//   1. A block of 8 warps per chunk of at most 32 rows of one segment (a
+//      sample when shift/scale gradients are wanted, all rows otherwise),
+//      walked in sub-chunks of 8 rows through a two-stage cp.async
+//      pipeline: the next sub-chunk's x and dOut rows land in shared memory
+//      while a warp per row of the current one holds the row's 16-byte
+//      vectors, so the statistics (two-pass variance), the two Jacobian
 //      means and dX (and dSiluGate) come from one read of the row. Then a
 //      thread per pair of columns adds the parameter terms (shift, scale,
-//      weight, bias) over the chunk's rows in shared memory and writes the
-//      chunk's f32 partial row. x and dOut are thus read from global
-//      memory once.
+//      weight, bias) over the sub-chunk's rows to the chunk's f32 sums in
+//      shared memory; the block writes them as the chunk's partial row.
+//      x and dOut are thus read from global memory once.
 //   2. Reduction of the chunk partials in chunk order (pass 3 below).
 //
 // Generic path (groups narrower than the row, unaligned views, rows too
@@ -59,10 +60,11 @@ namespace diffrt::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-/// Rows of a chunk. The fused path stages a chunk in shared memory: 16
-/// rows of 1152 16-bit values (x and dOut) take 74 KB, three blocks a
-/// multiprocessor.
-constexpr int64_t kChunkRows = 16;
+/// Rows of a chunk: the rows one partial row of the parameter sums covers.
+/// The fused path walks a chunk in sub-chunks of kSubRows rows, one per
+/// warp of its block.
+constexpr int64_t kChunkRows = 32;
+constexpr int kSubRows = 8;
 
 /// The shape-dependent blocking of the column pass.
 struct Chunking {
@@ -263,6 +265,7 @@ template <typename T> struct FusedOut {
 
 constexpr int kFusedWarps = 8;
 constexpr int kFusedThreads = kFusedWarps * 32;
+static_assert(kSubRows == kFusedWarps, "the fused kernel's warps own one row of a sub-chunk each");
 
 /// kVec<T> operand values at p (16-byte aligned), or `absent` for a null
 /// operand.
@@ -275,6 +278,16 @@ __device__ __forceinline__ void loadOr(const T *p, float (&f)[kVec<T>], float ab
     for (int e = 0; e < kVec<T>; ++e)
       f[e] = absent;
   }
+}
+
+/// loadOr for an operand whose presence the caller knows at compile time
+/// (Known: p is not null and is not tested).
+template <typename T, bool Known>
+__device__ __forceinline__ void loadOrKnown(const T *p, float (&f)[kVec<T>], float absent) {
+  if constexpr (Known)
+    loadVec<T>(p, f);
+  else
+    loadOr<T>(p, f, absent);
 }
 
 /// Two consecutive values at p (aligned to two elements), or `absent`.
@@ -290,244 +303,299 @@ template <typename T> __device__ __forceinline__ void loadPairOr(const T *p, flo
   }
 }
 
-/// Row arrays the fused kernel stages: x and dOut, and the SiLU gate.
+/// Row arrays a pipeline stage of the fused kernel holds: x and dOut, and
+/// the SiLU gate.
 constexpr int stagedArrays(bool gate) { return gate ? 3 : 2; }
 
-/// Shared bytes of the fused kernel for rows of `cols` values: the chunk's
-/// staged rows, then (mean, 1/std) per row.
-template <typename T> constexpr size_t fusedSmemBytes(int64_t cols, bool gate) {
-  return static_cast<size_t>(stagedArrays(gate) * kChunkRows * cols) * sizeof(T) +
-         2 * kChunkRows * sizeof(float);
+/// Shared bytes of the fused kernel for rows of `cols` values: two stages of
+/// kSubRows staged rows, the sub-chunk's dX addend rows, NQ f32 parameter
+/// sums per column, then (mean, 1/std) per row of a sub-chunk.
+template <typename T> constexpr size_t fusedSmemBytes(int64_t cols, bool gate, bool addend, int nq) {
+  return static_cast<size_t>((2 * stagedArrays(gate) + (addend ? 1 : 0)) * kSubRows * cols) * sizeof(T) +
+         static_cast<size_t>(nq * cols) * sizeof(float) + 2 * kSubRows * sizeof(float);
 }
 
 /// The fused path for rows that are one group and vectorisable views. A
 /// block of kFusedWarps warps owns one chunk of at most kChunkRows rows
-/// (the column pass's chunking):
-///   1. the chunk's x and dOut (and SiLU gate) rows are copied to shared
-///      memory with cp.async, all in flight at once;
-///   2. a warp per row, rows warp, warp + kFusedWarps, ...: lane l walks
-///      the row's 16-byte vectors l, l + 32, ... in shared memory for the
-///      statistics (two-pass variance), the two Jacobian means and dX (and
-///      dSiluGate); the row's (mean, 1/std) stay in shared memory;
-///   3. (NQ > 0) a thread per pair of columns walks the chunk's rows in
+/// (the column pass's chunking) and walks it in sub-chunks of kSubRows rows
+/// through a two-stage shared-memory pipeline:
+///   1. the next sub-chunk's x and dOut (and SiLU gate) rows are copied to
+///      shared memory with cp.async while the current one is worked on;
+///      each warp also copies its own row's dX addend, lane by lane, so it
+///      is in shared memory (and waited for by its lane alone) when dX is
+///      written;
+///   2. a warp per row of the sub-chunk: lane l walks the row's 16-byte
+///      vectors l, l + 32, ... in shared memory for the statistics (two-pass
+///      variance), the two Jacobian means and dX (and dSiluGate); the row's
+///      (mean, 1/std) go to shared memory;
+///   3. (NQ > 0) a thread per pair of columns walks the sub-chunk's rows in
 ///      shared memory and adds the NQ parameter terms (0: none, 2: shift
-///      and scale, 4: also weight and bias) in row order, then writes the
-///      chunk's f32 partial rows, which pass 3 adds in chunk order.
-/// The parameter sums thus live in a few registers a thread rather than in
-/// the row-owning warps (where they took 80 registers a lane or a shared
-/// read-modify-write per element and row), and x and dOut are read from
-/// global memory once. Nothing row-sized lives in registers (72 a thread for
-/// 16-bit rows without a gate), so three blocks (24 warps) share a
-/// multiprocessor when their rows fit (16-bit rows up to 1192 values
-/// without a gate; two with a gate).
-template <typename T, int NQ, bool Gate>
-__global__ void __launch_bounds__(kFusedThreads, Gate ? 2 : 3)
+///      and scale, 4: also weight and bias) in row order to the chunk's f32
+///      sums in shared memory, which the block writes as the chunk's
+///      partial rows at the end; pass 3 adds those in chunk order.
+/// x and dOut are read from global memory once, and the copies of one
+/// sub-chunk overlap the work on the previous one, which a block staging its
+/// whole chunk at once could not do (it measured 1.1 TB/s on DiT-XL/2's
+/// rows). A chunk of 32 rows (rather than one block per sub-chunk) halves
+/// the partial rows pass 3 reads; two blocks share a multiprocessor when
+/// their stages fit (16-bit rows up to about 1200 values with an addend).
+template <typename T, int NQ, bool Gate, bool Plain>
+__global__ void __launch_bounds__(kFusedThreads, 2)
     normFusedKernel(NormParams<T> p, FusedOut<T> o, Chunking ck) {
   constexpr int N = kVec<T>;
+  // A Plain norm (DiT's adaLN: a scale, no affine weight or bias) has its
+  // operands' presence fixed at compile time, so no vector of the loops
+  // below tests a pointer.
+  const T *weight = Plain ? nullptr : p.weight;
+  const T *bias = Plain ? nullptr : p.bias;
   extern __shared__ uint4 fusedSmem[];
   const int64_t cols = p.cols;
   const int units = static_cast<int>(cols / N);
-  T *sx = reinterpret_cast<T *>(fusedSmem);
-  T *sd = sx + kChunkRows * cols;
-  T *sg = sd + kChunkRows * cols;
-  float *sStats = reinterpret_cast<float *>(sx + stagedArrays(Gate) * kChunkRows * cols);
+  const int64_t stageElems = stagedArrays(Gate) * kSubRows * cols;
+  T *stages = reinterpret_cast<T *>(fusedSmem);
+  T *sAdd = stages + 2 * stageElems;
+  const bool addend = o.addend != nullptr && o.dX != nullptr;
+  float *sAcc = reinterpret_cast<float *>(sAdd + (addend ? kSubRows * cols : 0));
+  float *sStats = sAcc + NQ * cols;
 
   const int64_t chunk = blockIdx.x;
   const int64_t seg = chunk / ck.chunksPerSegment, inSeg = chunk - seg * ck.chunksPerSegment;
   const int64_t r0 = seg * ck.segment + inSeg * ck.chunkRows;
   const int64_t r1 = min((seg + 1) * ck.segment, r0 + ck.chunkRows);
-  const int nRows = static_cast<int>(r1 - r0);
+  const int subs = static_cast<int>((r1 - r0 + kSubRows - 1) / kSubRows);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  for (int i = tid; i < nRows * units; i += kFusedThreads) {
-    const int rr = i / units, u = i - rr * units;
-    const int64_t r = r0 + rr;
-    cpAsync16(sx + rr * cols + u * N, p.x + r * p.ldx + u * N);
-    cpAsync16(sd + rr * cols + u * N, p.dOut + r * p.ldd + u * N);
-    if constexpr (Gate)
-      cpAsync16(sg + rr * cols + u * N, p.gate + r * p.ldg + u * N);
-  }
+  // x, dOut (and gate) rows of sub-chunk `sub` into stage sub & 1.
+  auto issue = [&](int sub) {
+    T *st = stages + (sub & 1) * stageElems;
+    const int64_t base = r0 + static_cast<int64_t>(sub) * kSubRows;
+    const int n = static_cast<int>(min(static_cast<int64_t>(kSubRows), r1 - base));
+    for (int i = tid; i < n * units; i += kFusedThreads) {
+      const int rr = i / units, u = i - rr * units;
+      const int64_t r = base + rr;
+      cpAsync16(st + rr * cols + u * N, p.x + r * p.ldx + u * N);
+      cpAsync16(st + (kSubRows + rr) * cols + u * N, p.dOut + r * p.ldd + u * N);
+      if constexpr (Gate)
+        cpAsync16(st + (2 * kSubRows + rr) * cols + u * N, p.gate + r * p.ldg + u * N);
+    }
+  };
+  for (int j = tid; j < NQ * cols; j += kFusedThreads)
+    sAcc[j] = 0.0f;
+  issue(0);
   cpAsyncCommit();
-  cpAsyncWait<0>();
-  __syncthreads();
 
   const float invCols = 1.0f / static_cast<float>(cols);
-  for (int rr = warp; rr < nRows; rr += kFusedWarps) {
-    const int64_t r = r0 + rr;
-    const T *xr = sx + rr * cols, *dr = sd + rr * cols, *gr = sg + rr * cols;
-    const int64_t smp = r / p.rowsPerSample;
-    const T *scr = p.scale != nullptr ? p.scale + smp * p.ldc : nullptr;
-    const T *shr = p.shift != nullptr ? p.shift + smp * p.lds : nullptr;
-    float mean, rstd, m1, m2;
-    if constexpr (!Gate) {
-      // Without a gate dx̂ = dOut·(1 + scale)·w does not depend on the
-      // statistics, so its two sums ride along with them: Σx and Σdx̂, then
-      // Σ(x − mean)² and Σdx̂·(x − mean), each pair in one pass and one
-      // reduction. Both second sums are taken about the mean, so neither
-      // the variance nor mean(dx̂ ⊙ x̂) cancels.
-      // f(x, dx̂) for each of the lane's vectors of the row.
-      auto eachVector = [&](auto &&f) {
+  for (int sub = 0; sub < subs; ++sub) {
+    const int64_t base = r0 + static_cast<int64_t>(sub) * kSubRows;
+    const int n = static_cast<int>(min(static_cast<int64_t>(kSubRows), r1 - base));
+    const bool ownRow = warp < n;
+    // Commit order per thread: ..., X(sub) [previous iteration], A(sub),
+    // X(sub + 1). Every thread commits both groups, empty or not, so the
+    // counts below hold in every lane.
+    if (addend && ownRow)
+      for (int u = lane; u < units; u += 32)
+        cpAsync16(sAdd + warp * cols + u * N, o.addend + (base + warp) * o.ldadd + u * N);
+    cpAsyncCommit();
+    if (sub + 1 < subs)
+      issue(sub + 1);
+    cpAsyncCommit();
+    cpAsyncWait<2>(); // X(sub) has landed
+    __syncthreads();
+
+    const T *st = stages + (sub & 1) * stageElems;
+    if (ownRow) {
+      const int64_t r = base + warp;
+      const T *xr = st + warp * cols, *dr = st + (kSubRows + warp) * cols;
+      const T *gr = st + (2 * kSubRows + warp) * cols;
+      const int64_t smp = r / p.rowsPerSample;
+      const T *scr = p.scale != nullptr ? p.scale + smp * p.ldc : nullptr;
+      const T *shr = p.shift != nullptr ? p.shift + smp * p.lds : nullptr;
+      float mean, rstd, m1, m2;
+      if constexpr (!Gate) {
+        // Without a gate dx̂ = dOut·(1 + scale)·w does not depend on the
+        // statistics, so its two sums ride along with them: Σx and Σdx̂,
+        // then Σ(x − mean)² and Σdx̂·(x − mean), each pair in one pass and
+        // one reduction. Both second sums are taken about the mean, so
+        // neither the variance nor mean(dx̂ ⊙ x̂) cancels.
+        // f(x, dx̂) for each of the lane's vectors of the row.
+        auto eachVector = [&](auto &&f) {
+          for (int u = lane; u < units; u += 32) {
+            const int64_t pos = static_cast<int64_t>(u) * N;
+            float xf[N], dxh[N], w[N], sc[N];
+            loadVec<T>(xr + pos, xf);
+            loadVec<T>(dr + pos, dxh);
+            loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
+            loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+#pragma unroll
+            for (int e = 0; e < N; ++e)
+              dxh[e] = dxh[e] * (1.0f + sc[e]) * w[e];
+            f(xf, dxh);
+          }
+        };
+        float sum = 0.0f, sumD = 0.0f;
+        eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
+#pragma unroll
+          for (int e = 0; e < N; ++e) {
+            sum += xf[e];
+            sumD += dxh[e];
+          }
+        });
+        warpSum2(sum, sumD);
+        mean = p.layer ? sum * invCols : 0.0f;
+        float sq = 0.0f, sumDC = 0.0f;
+        eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
+#pragma unroll
+          for (int e = 0; e < N; ++e) {
+            const float xc = xf[e] - mean;
+            sq += xc * xc;
+            sumDC += dxh[e] * xc;
+          }
+        });
+        warpSum2(sq, sumDC);
+        rstd = 1.0f / sqrtf(sq * invCols + p.eps);
+        m1 = p.layer ? sumD * invCols : 0.0f;
+        m2 = rstd * sumDC * invCols;
+      } else {
+        float sum = 0.0f;
         for (int u = lane; u < units; u += 32) {
-          const int64_t pos = static_cast<int64_t>(u) * N;
-          float xf[N], dxh[N], w[N], sc[N];
-          loadVec<T>(xr + pos, xf);
-          loadVec<T>(dr + pos, dxh);
-          loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
-          loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+          float f[N];
+          loadVec<T>(xr + u * N, f);
 #pragma unroll
           for (int e = 0; e < N; ++e)
-            dxh[e] = dxh[e] * (1.0f + sc[e]) * w[e];
-          f(xf, dxh);
+            sum += f[e];
         }
-      };
-      float sum = 0.0f, sumD = 0.0f;
-      eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
+        mean = p.layer ? warpSum(sum) * invCols : 0.0f;
+        float sq = 0.0f;
+        for (int u = lane; u < units; u += 32) {
+          float f[N];
+          loadVec<T>(xr + u * N, f);
 #pragma unroll
-        for (int e = 0; e < N; ++e) {
-          sum += xf[e];
-          sumD += dxh[e];
+          for (int e = 0; e < N; ++e) {
+            const float d = f[e] - mean;
+            sq += d * d;
+          }
         }
-      });
-      warpSum2(sum, sumD);
-      mean = p.layer ? sum * invCols : 0.0f;
-      float sq = 0.0f, sumDC = 0.0f;
-      eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
+        rstd = 1.0f / sqrtf(warpSum(sq) * invCols + p.eps);
+        // With a gate dx̂ depends on the statistics through silu's argument
+        // chain: a third pass, which also writes dSiluGate.
+        float sumD = 0.0f, sumDX = 0.0f;
+        for (int u = lane; u < units; u += 32) {
+          const int64_t pos = static_cast<int64_t>(u) * N;
+          float xf[N], df[N], w[N], b[N], sc[N], sh[N], gv[N], dg[N];
+          loadVec<T>(xr + pos, xf);
+          loadVec<T>(dr + pos, df);
+          loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
+          loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+          loadOr<T>(bias != nullptr ? bias + pos : nullptr, b, 0.0f);
+          loadOr<T>(shr != nullptr ? shr + pos : nullptr, sh, 0.0f);
+          loadVec<T>(gr + pos, gv);
 #pragma unroll
-        for (int e = 0; e < N; ++e) {
-          const float xc = xf[e] - mean;
-          sq += xc * xc;
-          sumDC += dxh[e] * xc;
+          for (int e = 0; e < N; ++e) {
+            const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], true, gv[e]);
+            const float dxh = c.dy1 * w[e];
+            sumD += dxh;
+            sumDX += dxh * c.xh;
+            dg[e] = c.dGate;
+          }
+          if (o.dGate != nullptr)
+            storeVec<T>(o.dGate + r * o.lddg + pos, dg);
         }
-      });
-      warpSum2(sq, sumDC);
-      rstd = 1.0f / sqrtf(sq * invCols + p.eps);
-      m1 = p.layer ? sumD * invCols : 0.0f;
-      m2 = rstd * sumDC * invCols;
-    } else {
-      float sum = 0.0f;
-      for (int u = lane; u < units; u += 32) {
-        float f[N];
-        loadVec<T>(xr + u * N, f);
-#pragma unroll
-        for (int e = 0; e < N; ++e)
-          sum += f[e];
+        warpSum2(sumD, sumDX);
+        m1 = p.layer ? sumD * invCols : 0.0f;
+        m2 = sumDX * invCols;
       }
-      mean = p.layer ? warpSum(sum) * invCols : 0.0f;
-      float sq = 0.0f;
-      for (int u = lane; u < units; u += 32) {
-        float f[N];
-        loadVec<T>(xr + u * N, f);
+      if (lane == 0) {
+        sStats[2 * warp] = mean;
+        sStats[2 * warp + 1] = rstd;
+      }
+      if (o.dX != nullptr) {
+        cpAsyncWait<1>(); // this lane's A(sub): the addend vectors it reads below
+        // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), as in pass 1 of
+        // the generic path.
+        for (int u = lane; u < units; u += 32) {
+          const int64_t pos = static_cast<int64_t>(u) * N;
+          float xf[N], df[N], w[N], sc[N], gv[N], out[N];
+          loadVec<T>(xr + pos, xf);
+          loadVec<T>(dr + pos, df);
+          loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
+          loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+          if constexpr (Gate)
+            loadVec<T>(gr + pos, gv);
 #pragma unroll
-        for (int e = 0; e < N; ++e) {
-          const float d = f[e] - mean;
-          sq += d * d;
+          for (int e = 0; e < N; ++e) {
+            const Chain c = chainAt(xf[e], mean, rstd, w[e], 0.0f, df[e], sc[e], 0.0f, Gate,
+                                    Gate ? gv[e] : 0.0f);
+            out[e] = rstd * (c.dy1 * w[e] - m1 - c.xh * m2);
+          }
+          if (addend) {
+            float plus[N];
+            loadVec<T>(sAdd + warp * cols + pos, plus);
+#pragma unroll
+            for (int e = 0; e < N; ++e)
+              out[e] += plus[e];
+          }
+          storeVec<T>(o.dX + r * o.lddx + pos, out);
         }
       }
-      rstd = 1.0f / sqrtf(warpSum(sq) * invCols + p.eps);
-      // With a gate dx̂ depends on the statistics through silu's argument
-      // chain: a third pass, which also writes dSiluGate.
-      float sumD = 0.0f, sumDX = 0.0f;
-      for (int u = lane; u < units; u += 32) {
-        const int64_t pos = static_cast<int64_t>(u) * N;
-        float xf[N], df[N], w[N], b[N], sc[N], sh[N], gv[N], dg[N];
-        loadVec<T>(xr + pos, xf);
-        loadVec<T>(dr + pos, df);
-        loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
-        loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
-        loadOr<T>(p.bias != nullptr ? p.bias + pos : nullptr, b, 0.0f);
-        loadOr<T>(shr != nullptr ? shr + pos : nullptr, sh, 0.0f);
-        loadVec<T>(gr + pos, gv);
-#pragma unroll
-        for (int e = 0; e < N; ++e) {
-          const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], true, gv[e]);
-          const float dxh = c.dy1 * w[e];
-          sumD += dxh;
-          sumDX += dxh * c.xh;
-          dg[e] = c.dGate;
-        }
-        if (o.dGate != nullptr)
-          storeVec<T>(o.dGate + r * o.lddg + pos, dg);
-      }
-      warpSum2(sumD, sumDX);
-      m1 = p.layer ? sumD * invCols : 0.0f;
-      m2 = sumDX * invCols;
     }
-    if (lane == 0) {
-      sStats[2 * rr] = mean;
-      sStats[2 * rr + 1] = rstd;
-    }
-    if (o.dX == nullptr)
-      continue;
-    // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), as in pass 1 of
-    // the generic path.
-    for (int u = lane; u < units; u += 32) {
-      const int64_t pos = static_cast<int64_t>(u) * N;
-      float xf[N], df[N], w[N], sc[N], gv[N], out[N];
-      loadVec<T>(xr + pos, xf);
-      loadVec<T>(dr + pos, df);
-      loadOr<T>(p.weight != nullptr ? p.weight + pos : nullptr, w, 1.0f);
-      loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
-      if constexpr (Gate)
-        loadVec<T>(gr + pos, gv);
+    // The statistics are visible, and (NQ == 0) every read of this stage is
+    // done before the next iteration refills it.
+    __syncthreads();
+
+    if constexpr (NQ > 0) {
+      // A chunk lies in one sample when shift/scale sums are wanted (the
+      // chunking is per sample); with weight and bias sums alone it may
+      // span samples, and the row's own shift and scale are read.
+      const bool oneSample = base / p.rowsPerSample == (base + n - 1) / p.rowsPerSample;
+      const T *sx = st, *sd = st + kSubRows * cols, *sg = st + 2 * kSubRows * cols;
+      for (int64_t j = 2 * tid; j < cols; j += 2 * kFusedThreads) {
+        float w[2], b[2], sc[2], sh[2];
+        loadPairOr<T>(weight != nullptr ? weight + j : nullptr, w, 1.0f);
+        loadPairOr<T>(bias != nullptr ? bias + j : nullptr, b, 0.0f);
+        float acc[NQ][2];
 #pragma unroll
-      for (int e = 0; e < N; ++e) {
-        const Chain c = chainAt(xf[e], mean, rstd, w[e], 0.0f, df[e], sc[e], 0.0f, Gate,
-                                Gate ? gv[e] : 0.0f);
-        out[e] = rstd * (c.dy1 * w[e] - m1 - c.xh * m2);
-      }
-      if (o.addend != nullptr) {
-        float plus[N];
-        loadVec<T>(o.addend + r * o.ldadd + pos, plus);
+        for (int q = 0; q < NQ; ++q)
+          acc[q][0] = acc[q][1] = 0.0f;
+        for (int rr = 0; rr < n; ++rr) {
+          if (rr == 0 || !oneSample) {
+            const int64_t smp = (base + rr) / p.rowsPerSample;
+            loadPairOr<T>(Plain || p.scale != nullptr ? p.scale + smp * p.ldc + j : nullptr, sc, 0.0f);
+            loadPairOr<T>(p.shift != nullptr ? p.shift + smp * p.lds + j : nullptr, sh, 0.0f);
+          }
+          const float mean = sStats[2 * rr], rstd = sStats[2 * rr + 1];
+          float xf[2], df[2], gv[2] = {0.0f, 0.0f};
+          loadPairOr<T>(sx + rr * cols + j, xf, 0.0f);
+          loadPairOr<T>(sd + rr * cols + j, df, 0.0f);
+          if constexpr (Gate)
+            loadPairOr<T>(sg + rr * cols + j, gv, 0.0f);
 #pragma unroll
-        for (int e = 0; e < N; ++e)
-          out[e] += plus[e];
+          for (int e = 0; e < 2; ++e) {
+            const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], Gate, gv[e]);
+            acc[0][e] += c.dy2;
+            acc[1][e] += c.dy2 * c.y1;
+            if constexpr (NQ >= 4) {
+              acc[2][e] += c.dy1 * c.xh;
+              acc[3][e] += c.dy1;
+            }
+          }
+        }
+        // Each thread owns its columns of sAcc in every sub-chunk: no race.
+#pragma unroll
+        for (int q = 0; q < NQ; ++q) {
+          sAcc[q * cols + j] += acc[q][0];
+          sAcc[q * cols + j + 1] += acc[q][1];
+        }
       }
-      storeVec<T>(o.dX + r * o.lddx + pos, out);
+      __syncthreads(); // the stage and the statistics are free for the next sub-chunk
     }
   }
 
   if constexpr (NQ > 0) {
-    __syncthreads();
-    // A chunk lies in one sample when shift/scale sums are wanted (the
-    // chunking is per sample); with weight and bias sums alone it may span
-    // samples, and the row's own shift and scale are read.
-    const bool oneSample = r0 / p.rowsPerSample == (r1 - 1) / p.rowsPerSample;
-    for (int64_t j = 2 * tid; j < cols; j += 2 * kFusedThreads) {
-      float w[2], b[2], sc[2], sh[2];
-      loadPairOr<T>(p.weight != nullptr ? p.weight + j : nullptr, w, 1.0f);
-      loadPairOr<T>(p.bias != nullptr ? p.bias + j : nullptr, b, 0.0f);
-      float acc[NQ][2];
-#pragma unroll
-      for (int q = 0; q < NQ; ++q)
-        acc[q][0] = acc[q][1] = 0.0f;
-      for (int rr = 0; rr < nRows; ++rr) {
-        if (rr == 0 || !oneSample) {
-          const int64_t smp = (r0 + rr) / p.rowsPerSample;
-          loadPairOr<T>(p.scale != nullptr ? p.scale + smp * p.ldc + j : nullptr, sc, 0.0f);
-          loadPairOr<T>(p.shift != nullptr ? p.shift + smp * p.lds + j : nullptr, sh, 0.0f);
-        }
-        const float mean = sStats[2 * rr], rstd = sStats[2 * rr + 1];
-        float xf[2], df[2], gv[2] = {0.0f, 0.0f};
-        loadPairOr<T>(sx + rr * cols + j, xf, 0.0f);
-        loadPairOr<T>(sd + rr * cols + j, df, 0.0f);
-        if constexpr (Gate)
-          loadPairOr<T>(sg + rr * cols + j, gv, 0.0f);
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], Gate, gv[e]);
-          acc[0][e] += c.dy2;
-          acc[1][e] += c.dy2 * c.y1;
-          if constexpr (NQ >= 4) {
-            acc[2][e] += c.dy1 * c.xh;
-            acc[3][e] += c.dy1;
-          }
-        }
-      }
+    for (int64_t j = tid; j < cols; j += kFusedThreads)
 #pragma unroll
       for (int q = 0; q < NQ; ++q)
         if (o.part[q] != nullptr)
-          *reinterpret_cast<float2 *>(o.part[q] + chunk * cols + j) = make_float2(acc[q][0], acc[q][1]);
-    }
+          o.part[q][chunk * cols + j] = sAcc[q * cols + j];
   }
 }
 
@@ -584,26 +652,30 @@ Chunking chunkingFor(int64_t rows, int64_t rowsPerSample, bool perSample) {
 /// The largest dynamic shared memory a block may ask for on sm_90.
 constexpr size_t kMaxBlockSmem = 227u << 10;
 
-template <typename T, int NQ, bool Gate>
+template <typename T, int NQ, bool Gate, bool Plain>
 void launchFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
-  allowSharedMemory<normFusedKernel<T, NQ, Gate>>(kMaxBlockSmem, "normBackward (fused)");
-  normFusedKernel<T, NQ, Gate>
-      <<<static_cast<unsigned>(ck.chunks), kFusedThreads, fusedSmemBytes<T>(p.cols, Gate), s>>>(p, o, ck);
+  allowSharedMemory<normFusedKernel<T, NQ, Gate, Plain>>(kMaxBlockSmem, "normBackward (fused)");
+  normFusedKernel<T, NQ, Gate, Plain>
+      <<<static_cast<unsigned>(ck.chunks), kFusedThreads,
+         fusedSmemBytes<T>(p.cols, Gate, o.addend != nullptr && o.dX != nullptr, NQ), s>>>(p, o, ck);
   checkLaunch("normBackward");
 }
 
 /// Launches the fused path if a chunk's rows fit a block's shared memory
-/// (16-bit rows up to 3624 values, or 2416 with a SiLU gate). Returns false
-/// otherwise.
+/// (16-bit rows of DiT's widths up to 1152 values with every part and two
+/// blocks a multiprocessor; up to about 2400 values, 2000 with a SiLU gate,
+/// at one). Returns false otherwise.
 template <typename T, int NQ>
 bool tryFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
   const bool gate = p.gate != nullptr;
-  if (fusedSmemBytes<T>(p.cols, gate) > kMaxBlockSmem)
+  if (fusedSmemBytes<T>(p.cols, gate, o.addend != nullptr && o.dX != nullptr, NQ) > kMaxBlockSmem)
     return false;
   if (gate)
-    launchFused<T, NQ, true>(p, o, ck, s);
+    launchFused<T, NQ, true, false>(p, o, ck, s);
+  else if (p.weight == nullptr && p.bias == nullptr && p.scale != nullptr)
+    launchFused<T, NQ, false, true>(p, o, ck, s);
   else
-    launchFused<T, NQ, false>(p, o, ck, s);
+    launchFused<T, NQ, false, false>(p, o, ck, s);
   return true;
 }
 

@@ -93,6 +93,14 @@ TEST(GpuNorm, MatchesCpuForEveryTileConfiguration) {
       // DiT-XL LayerNorm + adaLN: a 64-lane team (16-bit) or a 128-lane
       // block (f32) per row.
       {64, 1152, 1152, NormKind::Layer, true, true, true, false, 0, 0, 16},
+      // adaLN alone (no affine, no gate): the modulate kernel, a warp per
+      // row with two, three or five vectors a lane, some lanes idle on the
+      // last (1000, 520 values), padded rows; f32 rows over 160 vectors go
+      // to the teams.
+      {512, 1152, 1152, NormKind::Layer, false, false, true, false, 8, 0, 256},
+      {35, 1000, 1000, NormKind::Layer, false, false, true, false, 0, 0, 7},
+      {50, 520, 520, NormKind::Layer, false, false, true, false, 16, 0, 10},
+      {96, 384, 384, NormKind::Rms, false, false, true, false, 0, 0, 32},
       // Per-head RMS norm with the SiLU gate (GLA output): 8-lane teams.
       {50, 384, 64, NormKind::Rms, true, false, false, true, 8, 0, 1},
       // Head width 72: 9 vectors per 8-lane team (two per lane, one idle).
