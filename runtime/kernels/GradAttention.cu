@@ -41,7 +41,9 @@
 // f32. Softmax runs in the exp2 domain (L is stored as log2). Up to head
 // dim 88 the two gradient passes are held to 168 registers: three CTAs then
 // share a multiprocessor (their 172-177 registers allowed two; shared
-// memory allows three).
+// memory allows three). As one kernel they spill a few words at head dims
+// 72 and 88 (116 and 36 bytes of spill loads), which the merged launch's
+// fuller last wave outweighs (measured, H100).
 //
 // f32 (and 16-bit head dims above 128) run on SIMT kernels of the same
 // three-pass structure with 32-row tiles and accurate expf: exact to f32
@@ -71,8 +73,8 @@ struct GradParams {
   void *dQ, *dK, *dV;
   int64_t ldq, ldk, ldv, ldo, lddq, lddk, lddv;
   int32_t lq, lk, heads, dk, dv;
-  /// Tiles of the own side per (sample, head): query tiles (passes 1, 2),
-  /// key tiles (pass 3).
+  /// Tiles of the own side per (sample, head) of a single-pass launch: query
+  /// tiles (pass 1, and pass 2 on the SIMT path), key tiles (pass 3 there).
   int32_t tiles;
   /// The tensor-core gradient launch (gradTc): query and key tiles per
   /// (sample, head), and the blocks of its dK/dV part, which come first.

@@ -191,10 +191,11 @@ TEST(GradMemoryBoundNorm, MatchesCpu) {
   // rows, cols, group, kind, weight, bias, modulate, gate, ldPad, offset,
   // rowsPerSample, wantX, wantW, wantB, wantMod, wantGate
   const std::vector<NormCase> cases = {
-      // DiT adaLN: no affine, per-sample shift/scale of 64 rows (one chunk).
+      // DiT adaLN: no affine, per-sample shift/scale of 64 rows (two chunks).
       {256, 1152, 1152, NormKind::Layer, false, false, true, false, 0, 0, 64, true, false, false,
        true, false},
-      // Samples longer than a chunk (65 rows: two chunks per sample).
+      // Samples longer than a chunk (65 rows: three chunks a sample, the last
+      // of one row).
       {130, 96, 96, NormKind::Layer, true, true, true, true, 8, 0, 65, true, true, true, true,
        true},
       // Grouped RMS norm (GLA heads) with everything, odd sizes, padding, misaligned.
@@ -205,16 +206,16 @@ TEST(GradMemoryBoundNorm, MatchesCpu) {
       // Per-row modulation (rowsPerSample 1), parameter gradients only.
       {7, 40, 8, NormKind::Layer, true, false, true, false, 1, 1, 1, false, true, false, true,
        false},
-      // Affine LayerNorm over many rows (single segment, 128 chunks).
+      // Affine LayerNorm over many rows (single segment, 256 chunks).
       {8192, 72, 72, NormKind::Layer, true, true, false, false, 0, 0, 1, true, true, true, false,
        false},
       // Whole-row RMS norm on the fused (shared-memory staged) path with every
-      // part and every gradient; samples of 7 rows leave most warps of a
-      // chunk idle.
+      // part and every gradient; samples of 7 rows leave a warp of the
+      // block idle.
       {77, 256, 256, NormKind::Rms, true, false, true, true, 8, 0, 7, true, true, false, true,
        true},
-      // All four parameter sums on a 1152-wide row, fused, in chunks of half
-      // a block's rows.
+      // All four parameter sums on a 1152-wide row, fused, in chunks of one
+      // sub-chunk (8 rows).
       {40, 1152, 1152, NormKind::Layer, true, true, true, false, 0, 0, 8, true, true, true, true,
        false},
       // Rows over a block's shared memory (4096 values): the generic path.
@@ -227,8 +228,9 @@ TEST(GradMemoryBoundNorm, MatchesCpu) {
       // Whole rows but misaligned views: the generic path.
       {100, 64, 64, NormKind::Layer, false, false, true, false, 0, 1, 50, true, false, false, true,
        false},
-      // Per-sample sums over 10 chunks of a 150-row sample (the last of 6
-      // rows), rows not a multiple of the block's 8 warps.
+      // Per-sample sums over 5 chunks of a 150-row sample (the last of 22
+      // rows: sub-chunks of 8, 8 and 6), rows not a multiple of the block's
+      // 8 warps.
       {300, 1096, 1096, NormKind::Layer, false, false, true, false, 8, 0, 150, true, false, false,
        true, false},
       // The residual stream's gradient added to dX: DiT's fused path, from
