@@ -315,6 +315,87 @@ template <typename T> constexpr size_t fusedSmemBytes(int64_t cols, bool gate, b
          static_cast<size_t>(nq * cols) * sizeof(float) + 2 * kSubRows * sizeof(float);
 }
 
+/// The row phase of a Plain norm with the row in registers: lane l holds
+/// x (packed) and dx̂ = dOut·(1 + scale) (f32) of the row's vectors l,
+/// l + 32, ... (at most V), read from shared memory (and the scale from
+/// global memory) once; the statistics, the two Jacobian means and dX follow from
+/// registers, where the generic loops re-read and re-unpack the row for
+/// each of their three passes (DiT-XL/2's norm backward was bound by issuing
+/// those instructions). Same sums in the same order as the generic path.
+template <typename T, int V>
+__device__ __forceinline__ void plainRow(const T *xr, const T *dr, const T *scr, const T *addRow,
+                                         T *dxRow, int units, int lane, float invCols, float eps,
+                                         bool layer, float &mean, float &rstd) {
+  constexpr int N = kVec<T>;
+  // x stays packed (exact, half the registers of f32 for 16-bit rows: the
+  // f32 tile spilled at five vectors a lane); dx̂ is f32.
+  uint4 xp[V];
+  float dxh[V][N];
+  float sum = 0.0f, sumD = 0.0f;
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    const int u = lane + 32 * v;
+    if (u < units) {
+      float sc[N], xf[N];
+      xp[v] = *reinterpret_cast<const uint4 *>(xr + u * N);
+      loadVec<T>(dr + u * N, dxh[v]);
+      loadVec<T>(scr + u * N, sc);
+      unpackVec<T>(xp[v], xf);
+#pragma unroll
+      for (int e = 0; e < N; ++e) {
+        dxh[v][e] *= 1.0f + sc[e];
+        sum += xf[e];
+        sumD += dxh[v][e];
+      }
+    }
+  }
+  warpSum2(sum, sumD);
+  mean = layer ? sum * invCols : 0.0f;
+  float sq = 0.0f, sumDC = 0.0f;
+#pragma unroll
+  for (int v = 0; v < V; ++v)
+    if (lane + 32 * v < units) {
+      float xf[N];
+      unpackVec<T>(xp[v], xf);
+#pragma unroll
+      for (int e = 0; e < N; ++e) {
+        const float xc = xf[e] - mean;
+        sq += xc * xc;
+        sumDC += dxh[v][e] * xc;
+      }
+    }
+  warpSum2(sq, sumDC);
+  rstd = 1.0f / sqrtf(sq * invCols + eps);
+  const float m1 = layer ? sumD * invCols : 0.0f;
+  const float m2 = rstd * sumDC * invCols;
+  if (dxRow == nullptr)
+    return;
+  if (addRow != nullptr)
+    cpAsyncWait<1>(); // this lane's addend vectors (see normFusedKernel)
+  // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)).
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    const int u = lane + 32 * v;
+    if (u < units) {
+      float out[N], xf[N];
+      unpackVec<T>(xp[v], xf);
+#pragma unroll
+      for (int e = 0; e < N; ++e) {
+        const float xh = (xf[e] - mean) * rstd;
+        out[e] = rstd * (dxh[v][e] - m1 - xh * m2);
+      }
+      if (addRow != nullptr) {
+        float plus[N];
+        loadVec<T>(addRow + u * N, plus);
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+          out[e] += plus[e];
+      }
+      storeVec<T>(dxRow + u * N, out);
+    }
+  }
+}
+
 /// The fused path for rows that are one group and vectorisable views. A
 /// block of kFusedWarps warps owns one chunk of at most kChunkRows rows
 /// (the column pass's chunking) and walks it in sub-chunks of kSubRows rows
@@ -339,13 +420,16 @@ template <typename T> constexpr size_t fusedSmemBytes(int64_t cols, bool gate, b
 /// rows). A chunk of 32 rows (rather than one block per sub-chunk) halves
 /// the partial rows pass 3 reads; two blocks share a multiprocessor when
 /// their stages fit (16-bit rows up to about 1200 values with an addend).
-template <typename T, int NQ, bool Gate, bool Plain>
+template <typename T, int NQ, bool Gate, int PlainV>
 __global__ void __launch_bounds__(kFusedThreads, 2)
     normFusedKernel(NormParams<T> p, FusedOut<T> o, Chunking ck) {
   constexpr int N = kVec<T>;
-  // A Plain norm (DiT's adaLN: a scale, no affine weight or bias) has its
-  // operands' presence fixed at compile time, so no vector of the loops
-  // below tests a pointer.
+  // A Plain norm (DiT's adaLN: a scale, no affine weight or bias, no gate;
+  // PlainV > 0, its rows at most PlainV vectors a lane) has its operands'
+  // presence fixed at compile time, so no vector of the loops below tests a
+  // pointer, and its row phase holds the row in registers (plainRow).
+  constexpr bool Plain = PlainV > 0;
+  static_assert(!(Plain && Gate), "a Plain norm has no gate");
   const T *weight = Plain ? nullptr : p.weight;
   const T *bias = Plain ? nullptr : p.bias;
   extern __shared__ uint4 fusedSmem[];
@@ -410,131 +494,142 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
       const int64_t smp = r / p.rowsPerSample;
       const T *scr = p.scale != nullptr ? p.scale + smp * p.ldc : nullptr;
       const T *shr = p.shift != nullptr ? p.shift + smp * p.lds : nullptr;
-      float mean, rstd, m1, m2;
-      if constexpr (!Gate) {
-        // Without a gate dx̂ = dOut·(1 + scale)·w does not depend on the
-        // statistics, so its two sums ride along with them: Σx and Σdx̂,
-        // then Σ(x − mean)² and Σdx̂·(x − mean), each pair in one pass and
-        // one reduction. Both second sums are taken about the mean, so
-        // neither the variance nor mean(dx̂ ⊙ x̂) cancels.
-        // f(x, dx̂) for each of the lane's vectors of the row.
-        auto eachVector = [&](auto &&f) {
+      float mean, rstd;
+      if constexpr (Plain) {
+        plainRow<T, PlainV>(xr, dr, scr, addend ? sAdd + warp * cols : nullptr,
+                            o.dX != nullptr ? o.dX + r * o.lddx : nullptr, units, lane, invCols,
+                            p.eps, p.layer, mean, rstd);
+        if (lane == 0) {
+          sStats[2 * warp] = mean;
+          sStats[2 * warp + 1] = rstd;
+        }
+      } else {
+        float m1, m2;
+        if constexpr (!Gate) {
+          // Without a gate dx̂ = dOut·(1 + scale)·w does not depend on the
+          // statistics, so its two sums ride along with them: Σx and Σdx̂,
+          // then Σ(x − mean)² and Σdx̂·(x − mean), each pair in one pass and
+          // one reduction. Both second sums are taken about the mean, so
+          // neither the variance nor mean(dx̂ ⊙ x̂) cancels.
+          // f(x, dx̂) for each of the lane's vectors of the row.
+          auto eachVector = [&](auto &&f) {
+            for (int u = lane; u < units; u += 32) {
+              const int64_t pos = static_cast<int64_t>(u) * N;
+              float xf[N], dxh[N], w[N], sc[N];
+              loadVec<T>(xr + pos, xf);
+              loadVec<T>(dr + pos, dxh);
+              loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
+              loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+  #pragma unroll
+              for (int e = 0; e < N; ++e)
+                dxh[e] = dxh[e] * (1.0f + sc[e]) * w[e];
+              f(xf, dxh);
+            }
+          };
+          float sum = 0.0f, sumD = 0.0f;
+          eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
+  #pragma unroll
+            for (int e = 0; e < N; ++e) {
+              sum += xf[e];
+              sumD += dxh[e];
+            }
+          });
+          warpSum2(sum, sumD);
+          mean = p.layer ? sum * invCols : 0.0f;
+          float sq = 0.0f, sumDC = 0.0f;
+          eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
+  #pragma unroll
+            for (int e = 0; e < N; ++e) {
+              const float xc = xf[e] - mean;
+              sq += xc * xc;
+              sumDC += dxh[e] * xc;
+            }
+          });
+          warpSum2(sq, sumDC);
+          rstd = 1.0f / sqrtf(sq * invCols + p.eps);
+          m1 = p.layer ? sumD * invCols : 0.0f;
+          m2 = rstd * sumDC * invCols;
+        } else {
+          float sum = 0.0f;
+          for (int u = lane; u < units; u += 32) {
+            float f[N];
+            loadVec<T>(xr + u * N, f);
+  #pragma unroll
+            for (int e = 0; e < N; ++e)
+              sum += f[e];
+          }
+          mean = p.layer ? warpSum(sum) * invCols : 0.0f;
+          float sq = 0.0f;
+          for (int u = lane; u < units; u += 32) {
+            float f[N];
+            loadVec<T>(xr + u * N, f);
+  #pragma unroll
+            for (int e = 0; e < N; ++e) {
+              const float d = f[e] - mean;
+              sq += d * d;
+            }
+          }
+          rstd = 1.0f / sqrtf(warpSum(sq) * invCols + p.eps);
+          // With a gate dx̂ depends on the statistics through silu's argument
+          // chain: a third pass, which also writes dSiluGate.
+          float sumD = 0.0f, sumDX = 0.0f;
           for (int u = lane; u < units; u += 32) {
             const int64_t pos = static_cast<int64_t>(u) * N;
-            float xf[N], dxh[N], w[N], sc[N];
+            float xf[N], df[N], w[N], b[N], sc[N], sh[N], gv[N], dg[N];
             loadVec<T>(xr + pos, xf);
-            loadVec<T>(dr + pos, dxh);
+            loadVec<T>(dr + pos, df);
             loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
             loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
-#pragma unroll
-            for (int e = 0; e < N; ++e)
-              dxh[e] = dxh[e] * (1.0f + sc[e]) * w[e];
-            f(xf, dxh);
-          }
-        };
-        float sum = 0.0f, sumD = 0.0f;
-        eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
-#pragma unroll
-          for (int e = 0; e < N; ++e) {
-            sum += xf[e];
-            sumD += dxh[e];
-          }
-        });
-        warpSum2(sum, sumD);
-        mean = p.layer ? sum * invCols : 0.0f;
-        float sq = 0.0f, sumDC = 0.0f;
-        eachVector([&](const float(&xf)[N], const float(&dxh)[N]) {
-#pragma unroll
-          for (int e = 0; e < N; ++e) {
-            const float xc = xf[e] - mean;
-            sq += xc * xc;
-            sumDC += dxh[e] * xc;
-          }
-        });
-        warpSum2(sq, sumDC);
-        rstd = 1.0f / sqrtf(sq * invCols + p.eps);
-        m1 = p.layer ? sumD * invCols : 0.0f;
-        m2 = rstd * sumDC * invCols;
-      } else {
-        float sum = 0.0f;
-        for (int u = lane; u < units; u += 32) {
-          float f[N];
-          loadVec<T>(xr + u * N, f);
-#pragma unroll
-          for (int e = 0; e < N; ++e)
-            sum += f[e];
-        }
-        mean = p.layer ? warpSum(sum) * invCols : 0.0f;
-        float sq = 0.0f;
-        for (int u = lane; u < units; u += 32) {
-          float f[N];
-          loadVec<T>(xr + u * N, f);
-#pragma unroll
-          for (int e = 0; e < N; ++e) {
-            const float d = f[e] - mean;
-            sq += d * d;
-          }
-        }
-        rstd = 1.0f / sqrtf(warpSum(sq) * invCols + p.eps);
-        // With a gate dx̂ depends on the statistics through silu's argument
-        // chain: a third pass, which also writes dSiluGate.
-        float sumD = 0.0f, sumDX = 0.0f;
-        for (int u = lane; u < units; u += 32) {
-          const int64_t pos = static_cast<int64_t>(u) * N;
-          float xf[N], df[N], w[N], b[N], sc[N], sh[N], gv[N], dg[N];
-          loadVec<T>(xr + pos, xf);
-          loadVec<T>(dr + pos, df);
-          loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
-          loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
-          loadOr<T>(bias != nullptr ? bias + pos : nullptr, b, 0.0f);
-          loadOr<T>(shr != nullptr ? shr + pos : nullptr, sh, 0.0f);
-          loadVec<T>(gr + pos, gv);
-#pragma unroll
-          for (int e = 0; e < N; ++e) {
-            const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], true, gv[e]);
-            const float dxh = c.dy1 * w[e];
-            sumD += dxh;
-            sumDX += dxh * c.xh;
-            dg[e] = c.dGate;
-          }
-          if (o.dGate != nullptr)
-            storeVec<T>(o.dGate + r * o.lddg + pos, dg);
-        }
-        warpSum2(sumD, sumDX);
-        m1 = p.layer ? sumD * invCols : 0.0f;
-        m2 = sumDX * invCols;
-      }
-      if (lane == 0) {
-        sStats[2 * warp] = mean;
-        sStats[2 * warp + 1] = rstd;
-      }
-      if (o.dX != nullptr) {
-        cpAsyncWait<1>(); // this lane's A(sub): the addend vectors it reads below
-        // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), as in pass 1 of
-        // the generic path.
-        for (int u = lane; u < units; u += 32) {
-          const int64_t pos = static_cast<int64_t>(u) * N;
-          float xf[N], df[N], w[N], sc[N], gv[N], out[N];
-          loadVec<T>(xr + pos, xf);
-          loadVec<T>(dr + pos, df);
-          loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
-          loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
-          if constexpr (Gate)
+            loadOr<T>(bias != nullptr ? bias + pos : nullptr, b, 0.0f);
+            loadOr<T>(shr != nullptr ? shr + pos : nullptr, sh, 0.0f);
             loadVec<T>(gr + pos, gv);
-#pragma unroll
-          for (int e = 0; e < N; ++e) {
-            const Chain c = chainAt(xf[e], mean, rstd, w[e], 0.0f, df[e], sc[e], 0.0f, Gate,
-                                    Gate ? gv[e] : 0.0f);
-            out[e] = rstd * (c.dy1 * w[e] - m1 - c.xh * m2);
+  #pragma unroll
+            for (int e = 0; e < N; ++e) {
+              const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], true, gv[e]);
+              const float dxh = c.dy1 * w[e];
+              sumD += dxh;
+              sumDX += dxh * c.xh;
+              dg[e] = c.dGate;
+            }
+            if (o.dGate != nullptr)
+              storeVec<T>(o.dGate + r * o.lddg + pos, dg);
           }
-          if (addend) {
-            float plus[N];
-            loadVec<T>(sAdd + warp * cols + pos, plus);
-#pragma unroll
-            for (int e = 0; e < N; ++e)
-              out[e] += plus[e];
+          warpSum2(sumD, sumDX);
+          m1 = p.layer ? sumD * invCols : 0.0f;
+          m2 = sumDX * invCols;
+        }
+        if (lane == 0) {
+          sStats[2 * warp] = mean;
+          sStats[2 * warp + 1] = rstd;
+        }
+        if (o.dX != nullptr) {
+          cpAsyncWait<1>(); // this lane's A(sub): the addend vectors it reads below
+          // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), as in pass 1 of
+          // the generic path.
+          for (int u = lane; u < units; u += 32) {
+            const int64_t pos = static_cast<int64_t>(u) * N;
+            float xf[N], df[N], w[N], sc[N], gv[N], out[N];
+            loadVec<T>(xr + pos, xf);
+            loadVec<T>(dr + pos, df);
+            loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
+            loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+            if constexpr (Gate)
+              loadVec<T>(gr + pos, gv);
+  #pragma unroll
+            for (int e = 0; e < N; ++e) {
+              const Chain c = chainAt(xf[e], mean, rstd, w[e], 0.0f, df[e], sc[e], 0.0f, Gate,
+                                      Gate ? gv[e] : 0.0f);
+              out[e] = rstd * (c.dy1 * w[e] - m1 - c.xh * m2);
+            }
+            if (addend) {
+              float plus[N];
+              loadVec<T>(sAdd + warp * cols + pos, plus);
+  #pragma unroll
+              for (int e = 0; e < N; ++e)
+                out[e] += plus[e];
+            }
+            storeVec<T>(o.dX + r * o.lddx + pos, out);
           }
-          storeVec<T>(o.dX + r * o.lddx + pos, out);
         }
       }
     }
@@ -652,10 +747,10 @@ Chunking chunkingFor(int64_t rows, int64_t rowsPerSample, bool perSample) {
 /// The largest dynamic shared memory a block may ask for on sm_90.
 constexpr size_t kMaxBlockSmem = 227u << 10;
 
-template <typename T, int NQ, bool Gate, bool Plain>
+template <typename T, int NQ, bool Gate, int PlainV>
 void launchFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, cudaStream_t s) {
-  allowSharedMemory<normFusedKernel<T, NQ, Gate, Plain>>(kMaxBlockSmem, "normBackward (fused)");
-  normFusedKernel<T, NQ, Gate, Plain>
+  allowSharedMemory<normFusedKernel<T, NQ, Gate, PlainV>>(kMaxBlockSmem, "normBackward (fused)");
+  normFusedKernel<T, NQ, Gate, PlainV>
       <<<static_cast<unsigned>(ck.chunks), kFusedThreads,
          fusedSmemBytes<T>(p.cols, Gate, o.addend != nullptr && o.dX != nullptr, NQ), s>>>(p, o, ck);
   checkLaunch("normBackward");
@@ -670,12 +765,16 @@ bool tryFused(const NormParams<T> &p, const FusedOut<T> &o, const Chunking &ck, 
   const bool gate = p.gate != nullptr;
   if (fusedSmemBytes<T>(p.cols, gate, o.addend != nullptr && o.dX != nullptr, NQ) > kMaxBlockSmem)
     return false;
+  const int64_t units = p.cols / kVec<T>;
+  const bool plain = !gate && p.weight == nullptr && p.bias == nullptr && p.scale != nullptr;
   if (gate)
-    launchFused<T, NQ, true, false>(p, o, ck, s);
-  else if (p.weight == nullptr && p.bias == nullptr && p.scale != nullptr)
-    launchFused<T, NQ, false, true>(p, o, ck, s);
+    launchFused<T, NQ, true, 0>(p, o, ck, s);
+  else if (plain && units <= 32 * 3)
+    launchFused<T, NQ, false, 3>(p, o, ck, s);
+  else if (plain && units <= 32 * 5)
+    launchFused<T, NQ, false, 5>(p, o, ck, s);
   else
-    launchFused<T, NQ, false, false>(p, o, ck, s);
+    launchFused<T, NQ, false, 0>(p, o, ck, s);
   return true;
 }
 
