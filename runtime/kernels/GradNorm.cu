@@ -290,17 +290,22 @@ __device__ __forceinline__ void loadOrKnown(const T *p, float (&f)[kVec<T>], flo
     loadOr<T>(p, f, absent);
 }
 
-/// Two consecutive values at p (aligned to two elements), or `absent`.
-template <typename T> __device__ __forceinline__ void loadPairOr(const T *p, float (&f)[2], float absent) {
-  if (p == nullptr) {
-    f[0] = f[1] = absent;
-  } else if constexpr (sizeof(T) == 4) {
+/// Two consecutive values at p (aligned to two elements).
+template <typename T> __device__ __forceinline__ void loadPair(const T *p, float (&f)[2]) {
+  if constexpr (sizeof(T) == 4) {
     const float2 v = *reinterpret_cast<const float2 *>(p);
     f[0] = v.x;
     f[1] = v.y;
   } else {
     unpackWord<T>(*reinterpret_cast<const uint32_t *>(p), f[0], f[1]);
   }
+}
+/// loadPair, or `absent` for a null operand.
+template <typename T> __device__ __forceinline__ void loadPairOr(const T *p, float (&f)[2], float absent) {
+  if (p == nullptr)
+    f[0] = f[1] = absent;
+  else
+    loadPair<T>(p, f);
 }
 
 /// Row arrays a pipeline stage of the fused kernel holds: x and dOut, and
@@ -435,6 +440,9 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
   extern __shared__ uint4 fusedSmem[];
   const int64_t cols = p.cols;
   const int units = static_cast<int>(cols / N);
+  // Shared-memory offsets in 32-bit arithmetic (a fused row fits a block's
+  // shared memory, so cols is far below 2^31).
+  const int colsI = static_cast<int>(cols);
   const int64_t stageElems = stagedArrays(Gate) * kSubRows * cols;
   T *stages = reinterpret_cast<T *>(fusedSmem);
   T *sAdd = stages + 2 * stageElems;
@@ -454,13 +462,17 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
     T *st = stages + (sub & 1) * stageElems;
     const int64_t base = r0 + static_cast<int64_t>(sub) * kSubRows;
     const int n = static_cast<int>(min(static_cast<int64_t>(kSubRows), r1 - base));
-    for (int i = tid; i < n * units; i += kFusedThreads) {
-      const int rr = i / units, u = i - rr * units;
-      const int64_t r = base + rr;
-      cpAsync16(st + rr * cols + u * N, p.x + r * p.ldx + u * N);
-      cpAsync16(st + (kSubRows + rr) * cols + u * N, p.dOut + r * p.ldd + u * N);
-      if constexpr (Gate)
-        cpAsync16(st + (2 * kSubRows + rr) * cols + u * N, p.gate + r * p.ldg + u * N);
+    // A warp per row (kSubRows == kFusedWarps): no division per vector.
+    if (warp < n) {
+      const int64_t r = base + warp;
+      const T *xg = p.x + r * p.ldx, *dg = p.dOut + r * p.ldd;
+      T *sxr = st + warp * colsI, *sdr = st + (kSubRows + warp) * colsI;
+      for (int u = lane; u < units; u += 32) {
+        cpAsync16(sxr + u * N, xg + u * N);
+        cpAsync16(sdr + u * N, dg + u * N);
+        if constexpr (Gate)
+          cpAsync16(st + (2 * kSubRows + warp) * colsI + u * N, p.gate + r * p.ldg + u * N);
+      }
     }
   };
   for (int j = tid; j < NQ * cols; j += kFusedThreads)
@@ -643,7 +655,7 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
       // span samples, and the row's own shift and scale are read.
       const bool oneSample = base / p.rowsPerSample == (base + n - 1) / p.rowsPerSample;
       const T *sx = st, *sd = st + kSubRows * cols, *sg = st + 2 * kSubRows * cols;
-      for (int64_t j = 2 * tid; j < cols; j += 2 * kFusedThreads) {
+      for (int j = 2 * tid; j < colsI; j += 2 * kFusedThreads) {
         float w[2], b[2], sc[2], sh[2];
         loadPairOr<T>(weight != nullptr ? weight + j : nullptr, w, 1.0f);
         loadPairOr<T>(bias != nullptr ? bias + j : nullptr, b, 0.0f);
@@ -659,10 +671,10 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
           }
           const float mean = sStats[2 * rr], rstd = sStats[2 * rr + 1];
           float xf[2], df[2], gv[2] = {0.0f, 0.0f};
-          loadPairOr<T>(sx + rr * cols + j, xf, 0.0f);
-          loadPairOr<T>(sd + rr * cols + j, df, 0.0f);
+          loadPair<T>(sx + rr * colsI + j, xf);
+          loadPair<T>(sd + rr * colsI + j, df);
           if constexpr (Gate)
-            loadPairOr<T>(sg + rr * cols + j, gv, 0.0f);
+            loadPair<T>(sg + rr * colsI + j, gv);
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const Chain c = chainAt(xf[e], mean, rstd, w[e], b[e], df[e], sc[e], sh[e], Gate, gv[e]);
@@ -677,8 +689,8 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
         // Each thread owns its columns of sAcc in every sub-chunk: no race.
 #pragma unroll
         for (int q = 0; q < NQ; ++q) {
-          sAcc[q * cols + j] += acc[q][0];
-          sAcc[q * cols + j + 1] += acc[q][1];
+          sAcc[q * colsI + j] += acc[q][0];
+          sAcc[q * colsI + j + 1] += acc[q][1];
         }
       }
       __syncthreads(); // the stage and the statistics are free for the next sub-chunk
