@@ -280,16 +280,6 @@ __device__ __forceinline__ void loadOr(const T *p, float (&f)[kVec<T>], float ab
   }
 }
 
-/// loadOr for an operand whose presence the caller knows at compile time
-/// (Known: p is not null and is not tested).
-template <typename T, bool Known>
-__device__ __forceinline__ void loadOrKnown(const T *p, float (&f)[kVec<T>], float absent) {
-  if constexpr (Known)
-    loadVec<T>(p, f);
-  else
-    loadOr<T>(p, f, absent);
-}
-
 /// Two consecutive values at p (aligned to two elements).
 template <typename T> __device__ __forceinline__ void loadPair(const T *p, float (&f)[2]) {
   if constexpr (sizeof(T) == 4) {
@@ -430,9 +420,9 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
     normFusedKernel(NormParams<T> p, FusedOut<T> o, Chunking ck) {
   constexpr int N = kVec<T>;
   // A Plain norm (DiT's adaLN: a scale, no affine weight or bias, no gate;
-  // PlainV > 0, its rows at most PlainV vectors a lane) has its operands'
-  // presence fixed at compile time, so no vector of the loops below tests a
-  // pointer, and its row phase holds the row in registers (plainRow).
+  // PlainV > 0, its rows at most PlainV vectors a lane) holds its row in
+  // registers (plainRow), and its column pass knows at compile time that
+  // weight and bias are absent.
   constexpr bool Plain = PlainV > 0;
   static_assert(!(Plain && Gate), "a Plain norm has no gate");
   const T *weight = Plain ? nullptr : p.weight;
@@ -531,7 +521,7 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
               loadVec<T>(xr + pos, xf);
               loadVec<T>(dr + pos, dxh);
               loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
-              loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+              loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
   #pragma unroll
               for (int e = 0; e < N; ++e)
                 dxh[e] = dxh[e] * (1.0f + sc[e]) * w[e];
@@ -591,7 +581,7 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
             loadVec<T>(xr + pos, xf);
             loadVec<T>(dr + pos, df);
             loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
-            loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+            loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
             loadOr<T>(bias != nullptr ? bias + pos : nullptr, b, 0.0f);
             loadOr<T>(shr != nullptr ? shr + pos : nullptr, sh, 0.0f);
             loadVec<T>(gr + pos, gv);
@@ -624,7 +614,7 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
             loadVec<T>(xr + pos, xf);
             loadVec<T>(dr + pos, df);
             loadOr<T>(weight != nullptr ? weight + pos : nullptr, w, 1.0f);
-            loadOrKnown<T, Plain>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
+            loadOr<T>(scr != nullptr ? scr + pos : nullptr, sc, 0.0f);
             if constexpr (Gate)
               loadVec<T>(gr + pos, gv);
   #pragma unroll
