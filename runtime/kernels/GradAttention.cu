@@ -1000,12 +1000,9 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
   allowSharedMemory<kernel>(smem, kName);
   p.queryTiles = static_cast<int32_t>(qTiles);
   p.keyTiles = static_cast<int32_t>(kTiles);
-  const int64_t keyValueBlocks = wantKV ? kTiles * pairs : 0;
-  const int64_t blocks = keyValueBlocks + (wantQ ? qTiles * pairs : 0);
-  if (blocks > INT32_MAX)
-    fail(kName, ": ", blocks, " tiles of (sample, head) pairs exceed the grid limit");
-  p.keyValueBlocks = static_cast<int32_t>(keyValueBlocks);
-  kernel<<<static_cast<unsigned>(blocks), C::kThreads, smem, stream>>>(p);
+  const unsigned blocks = gridOf((wantKV ? kTiles : 0) + (wantQ ? qTiles : 0), pairs);
+  p.keyValueBlocks = static_cast<int32_t>(wantKV ? kTiles * pairs : 0); // <= blocks
+  kernel<<<blocks, C::kThreads, smem, stream>>>(p);
   checkLaunch("attentionBackward (dQ, dK, dV)");
 }
 

@@ -241,6 +241,13 @@ TEST(GradMemoryBoundNorm, MatchesCpu) {
        true, false, true, true},
       {33, 100, 20, NormKind::Rms, true, true, true, true, 3, 1, 11, true, true, true, true, true,
        true, false},
+      // DiT's adaLN form on the register-row (Plain) path: three vectors a
+      // lane (384 values; f32 too), and five with idle lanes (520 f32
+      // values), padded rows, the addend from its own view and in place.
+      {64, 384, 384, NormKind::Layer, false, false, true, false, 0, 0, 32, true, false, false,
+       true, false, true, false},
+      {50, 520, 520, NormKind::Layer, false, false, true, false, 8, 0, 10, true, false, false,
+       true, false, true, true},
       {100, 64, 64, NormKind::Layer, false, false, true, false, 0, 1, 50, true, false, false, true,
        false, true, true},
   };
