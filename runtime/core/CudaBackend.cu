@@ -118,16 +118,10 @@ public:
            mib(freeBytes), " free of ", mib(totalBytes));
     regions[0] = allocate(plan.weightsBytes, "weights");
     regions[1] = allocate(plan.constantsBytes, "constants");
-    regions[2] = allocate(plan.arenaBytes, "arena");
-    workspace = allocate(workspaceBytes, "kernel workspace");
-    // DIFFRT_POISON_MEMORY=1 fills the arena and workspace with NaN (all
-    // bits set, NaN in every float type), so a kernel that reads memory no
-    // kernel wrote shows up as NaN in its first run instead of as values
-    // that depend on what the previous call left behind.
-    if (const char *poison = std::getenv("DIFFRT_POISON_MEMORY"); poison && std::string(poison) == "1") {
-      cu::check(cudaMemset(regions[2], 0xff, plan.arenaBytes), "poisoning the arena");
-      cu::check(cudaMemset(workspace, 0xff, workspaceBytes), "poisoning the workspace");
-    }
+    if (const char *poison = std::getenv("DIFFRT_POISON_MEMORY"); poison && std::string(poison) == "1")
+      poisonScratch = true;
+    regions[2] = allocateScratch(plan.arenaBytes, "arena");
+    workspace = allocateScratch(workspaceBytes, "kernel workspace");
     errorFlag = reinterpret_cast<int32_t *>(allocate(sizeof(int32_t), "error flag"));
     lossScale = reinterpret_cast<float *>(allocate(sizeof(float), "loss scale"));
     const float one = 1.0f;
@@ -678,7 +672,7 @@ private:
     if (std::count(sched.lane.begin(), sched.lane.end(), 1) > 0) {
       ensureSideStream();
       if (sideBytes > sideWorkspaceBytes) {
-        sideWorkspace = allocate(sideBytes, "side-lane workspace");
+        sideWorkspace = allocateScratch(sideBytes, "side-lane workspace");
         sideWorkspaceBytes = sideBytes;
       }
       for (size_t j = 0; j < n; ++j)
@@ -825,13 +819,13 @@ private:
       ensureSideStream();
       const uint64_t sideNeed = cu::Gemm::productWorkspaceBytes();
       if (sideNeed > sideWorkspaceBytes) {
-        sideWorkspace = allocate(sideNeed, "weight-gradient lane workspace");
+        sideWorkspace = allocateScratch(sideNeed, "weight-gradient lane workspace");
         sideWorkspaceBytes = sideNeed;
       }
       if (dzNeed > dzBufferBytes) {
         dzBuffers.clear();
         for (int b = 0; b < kDzBuffers; ++b)
-          dzBuffers.push_back(allocate(dzNeed, "weight-gradient lane dz buffers"));
+          dzBuffers.push_back(allocateScratch(dzNeed, "weight-gradient lane dz buffers"));
         dzBufferBytes = dzNeed;
       }
       for (size_t j = 0; j < n; ++j) {
@@ -1003,6 +997,25 @@ private:
 
   std::unique_ptr<cu::GeneratedKernels> generated;
 
+  /// DIFFRT_POISON_MEMORY=1 fills every scratch buffer (the arena, the
+  /// workspaces, the lanes' dz buffers, the batch copy) with NaN as it is
+  /// allocated (all bits set, NaN in every float type), so a kernel that
+  /// reads memory no kernel wrote shows up as NaN in its first run instead
+  /// of as values that depend on what the previous call left behind.
+  bool poisonScratch = false;
+
+  /// allocate(), poisoned under DIFFRT_POISON_MEMORY=1. Buffers are
+  /// allocated on a call's first, uncaptured run; the fill completes before
+  /// any stream can use the buffer.
+  uint8_t *allocateScratch(uint64_t bytes, const char *what) {
+    uint8_t *p = allocate(bytes, what);
+    if (poisonScratch) {
+      cu::check(cudaMemset(p, 0xff, bytes), "poisoning a scratch buffer");
+      cu::check(cudaDeviceSynchronize(), "poisoning a scratch buffer");
+    }
+    return p;
+  }
+
   uint8_t *allocate(uint64_t bytes, const char *what) {
     if (bytes == 0)
       bytes = 256;
@@ -1028,7 +1041,7 @@ private:
         noised = nullptr;
         noisedBytes = 0;
       }
-      noised = allocate(bytes, "training batch");
+      noised = allocateScratch(bytes, "training batch");
       noisedBytes = bytes;
     }
     return noised;
