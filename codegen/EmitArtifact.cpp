@@ -240,7 +240,8 @@ public:
   /// a detached copy of the forward op rebuilt from the vjp's operands and
   /// attributes), then the values the forward op saved (attribute "saved"
   /// counts them), then the incoming gradients; one result per forward
-  /// slot, -1 where no gradient is wanted.
+  /// slot, -1 where no gradient is wanted, and with "column_sums" one more
+  /// per slot for its gradient's row sums.
   LogicalResult vjpKernel(kern::VjpOp vjp, diffrt::KernelDesc &k) {
     ArrayRef<int64_t> present = vjp.getPresent();
     OperationState state(vjp.getLoc(), vjp.getForward());
@@ -294,6 +295,15 @@ public:
     k.results.assign(slots, -1);
     for (auto [i, slot] : llvm::enumerate(vjp.getGradsOf()))
       k.results[slot] = id(vjp.getResult(i));
+    if (vjp.getColumnSums()) {
+      // After the slots: slot i's row sums, -1 where its gradient is not
+      // wanted.
+      k.attrs["column_sums"] = int64_t(1);
+      k.results.resize(2 * slots, -1);
+      ResultRange sums = vjp.getColumnSumResults();
+      for (auto [i, slot] : llvm::enumerate(vjp.getGradsOf()))
+        k.results[slots + slot] = id(sums[i]);
+    }
     return success();
   }
 

@@ -353,7 +353,7 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
           forwardOp->getAttrDictionary(), b.getDenseI64ArrayAttr(present),
           b.getDenseI64ArrayAttr(gradSlots),
           lossWeight ? b.getF64FloatAttr(*lossWeight) : FloatAttr(),
-          b.getI64IntegerAttr(static_cast<int64_t>(saved.size())), kern::ActAttr(), UnitAttr());
+          b.getI64IntegerAttr(static_cast<int64_t>(saved.size())), kern::ActAttr(), UnitAttr(), UnitAttr());
       return op;
     };
 

@@ -70,7 +70,7 @@ struct KernFoldActivationGrad : diffc::impl::KernFoldActivationGradBase<KernFold
                                           producer.getForwardAttr(), attrs.getDictionary(b.getContext()),
                                           producer.getPresentAttr(), producer.getGradsOfAttr(),
                                           producer.getLossWeightAttr(), b.getI64IntegerAttr(0),
-                                          kern::ActAttr(), UnitAttr());
+                                          kern::ActAttr(), UnitAttr(), UnitAttr());
       producer.replaceAllUsesWith(linear.getResults());
       producer.erase();
     }

@@ -65,7 +65,7 @@ struct KernFoldNormGradSum : diffc::impl::KernFoldNormGradSumBase<KernFoldNormGr
         auto summed = b.create<kern::VjpOp>(norm.getLoc(), norm.getResultTypes(), inputs, norm.getForwardAttr(),
                                             norm.getForwardAttrs(), norm.getPresentAttr(), norm.getGradsOfAttr(),
                                             norm.getLossWeightAttr(), norm.getNumSavedAttr(), kern::ActAttr(),
-                                            b.getUnitAttr());
+                                            b.getUnitAttr(), UnitAttr());
         Value total = summed.getResult(cast<OpResult>(grad).getResultNumber());
         norm.replaceAllUsesWith(summed.getResults());
         add.getResult().replaceAllUsesWith(total);

@@ -166,7 +166,9 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
     // Gradients written in place: the q, k and v gradients of an attention
     // backward kernel that only feed the backward of the split that made
     // q, k and v are column views of that split gradient (the kernel takes
-    // strided outputs), so the split's backward copies nothing.
+    // strided outputs), so the split's backward copies nothing. The same
+    // holds for their row sums (column_sums) and the bias gradient they are
+    // the parts of.
     llvm::DenseMap<Value, std::pair<Value, int64_t>> partOf; // part gradient -> (whole, index)
     for (Operation &op : entry) {
       auto split = dyn_cast<kern::VjpOp>(op);
@@ -176,11 +178,14 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
       auto attention = parts.empty() ? kern::VjpOp() : parts[0].getDefiningOp<kern::VjpOp>();
       if (!attention ||
           (attention.getForward() != "dit.attention" && attention.getForward() != "kern.attention") ||
-          attention.getNumResults() != parts.size())
+          attention.getGradsOf().size() != parts.size())
         continue;
-      bool inPlace = true;
+      // The gradients, or their sums, in the attention's result order.
+      const bool sums = parts[0] != attention.getResult(0);
+      const unsigned first = sums ? attention.getGradsOf().size() : 0;
+      bool inPlace = !sums || attention.getColumnSums();
       for (auto [i, part] : llvm::enumerate(parts))
-        inPlace &= part == attention.getResult(i) && part.hasOneUse() &&
+        inPlace &= part == attention.getResult(first + i) && part.hasOneUse() &&
                    llvm::count(split->getOperands(), part) == 1;
       if (!inPlace)
         continue;

@@ -155,6 +155,24 @@ def KernFoldNormGradSum : Pass<"kern-fold-norm-grad-sum", "::mlir::func::FuncOp"
   }];
 }
 
+def KernFoldAttentionBiasGrad : Pass<"kern-fold-attention-bias-grad", "::mlir::func::FuncOp"> {
+  let summary = "Sum the q/k/v bias gradient inside the attention backward";
+  let description = [{
+    In a training program, a plain dense layer (bias, no activation, no
+    gated residual) whose output is split into the q, k and v of one
+    attention: its backward's incoming gradient is the split backward that
+    joins the attention backward's three gradients, and its bias gradient
+    is that joined gradient's sum over rows, one more pass over it. The
+    attention backward instead gets `column_sums` and returns the row sums
+    of its gradients beside them (on the GPU, per-tile partial sums taken
+    while the gradient tiles are still in shared memory, then added in a
+    fixed order); a split backward of those sums, with the bias standing
+    for the split's input, is the bias gradient; and the dense backward no
+    longer computes one. Applies only when each gradient is used by that
+    split alone, and the joined gradient by that dense backward alone.
+  }];
+}
+
 def KernFoldTokenReorder : Pass<"kern-fold-token-reorder", "::mlir::func::FuncOp"> {
   let summary = "Fold scan-order changes into the depth-wise convolution before them";
   let description = [{

@@ -22,7 +22,8 @@ ArrayRef<Phase> pipelinePhases() {
       {"kern", "a kernel selected for every op: the unfused kernel-level program"},
       {"kern-fused", "neighbouring element-wise work fused into the kernels"},
       {"kern-autodiff", "with --mode train: @train_step, the loss and every parameter's gradient "
-                        "(activation derivatives folded into the next layer's input-gradient products)"},
+                        "(activation derivatives folded into the next layer's input-gradient products, the q/k/v bias "
+                        "gradient into the attention backward)"},
       {"kern-typed", "activations and weights in the chosen element type"},
       {"kern-pointwise", "the remaining element-wise chains as generated kernels"},
       {"kern-planned", "every value placed in the weights, constants or arena region"},
@@ -70,6 +71,7 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
     pm.addPass(createCSEPass());
     pm.addNestedPass<func::FuncOp>(createKernFoldActivationGrad());
     pm.addNestedPass<func::FuncOp>(createKernFoldNormGradSum());
+    pm.addNestedPass<func::FuncOp>(createKernFoldAttentionBiasGrad());
   }
   if (last < 5)
     return;

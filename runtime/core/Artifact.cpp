@@ -416,7 +416,8 @@ Plan parseArtifact(const std::vector<uint8_t> &bytes, const std::string &what) {
       for (int64_t id : r.ints(kernels[k], "operands", kw))
         kd.operands.push_back(checkId(id, kw + " operand", true));
       // A backward kernel has one result per forward operand, -1 where no
-      // gradient is wanted.
+      // gradient is wanted (then, with "column_sums", one per operand for
+      // its gradient's row sums).
       bool backward = kd.op.rfind("vjp:", 0) == 0;
       for (int64_t id : r.ints(kernels[k], "results", kw))
         kd.results.push_back(checkId(id, kw + " result", backward));

@@ -288,7 +288,7 @@ private:
     const std::string op = k.op.substr(4);
     const auto &o = k.operands;
     const auto &r = k.results;
-    const size_t s = r.size(), saved = static_cast<size_t>(savedCount(k));
+    const size_t s = slotCount(k), saved = static_cast<size_t>(savedCount(k));
     auto dOut = [&](size_t i = 0) { return cm(o[s + saved + i]); };
     if (op == "kern.gemm") {
       GatedResidual e;
@@ -387,6 +387,17 @@ private:
       attentionBackward(cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1], heads,
                         static_cast<float>(attrFloat(k, "scale")), dOut(), mOpt(r[0]), mOpt(r[1]),
                         mOpt(r[2]), scratchFor(q.shape[0] * heads * q.shape[1] * kk.shape[1]));
+      // column_sums: each gradient's sum over its rows, in row order.
+      for (size_t g = 0; g < 3 && s + g < r.size(); ++g) {
+        if (r[s + g] < 0)
+          continue;
+        const Mat grad = m(r[g]);
+        float *sum = ptr(r[s + g]);
+        std::fill(sum, sum + grad.cols, 0.0f);
+        for (int64_t row = 0; row < grad.rows; ++row)
+          for (int64_t c = 0; c < grad.cols; ++c)
+            sum[c] += grad.row(row)[c];
+      }
     } else if (op == "dit.gla") {
       const ValueDesc &q = desc(o[0]);
       glaBackward(cm(o[0]), cm(o[1]), cm(o[2]), cm(o[3]), q.shape[0], q.shape[1], attrInt(k, "num_heads"),

@@ -1152,7 +1152,8 @@ private:
     if (op == "dit.attention" || op == "kern.attention") {
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
       int64_t h = attrInt(k, "num_heads");
-      return cu::attentionBackwardWorkspaceBytes(q.shape[0], q.shape[1], kk.shape[1], h, q.shape[2] / h, q.dtype);
+      return cu::attentionBackwardWorkspaceBytes(q.shape[0], q.shape[1], kk.shape[1], h, q.shape[2] / h, q.dtype,
+                                                 desc(o[2]).shape[2] / h, k.attrs.count("column_sums") > 0);
     }
     if (op == "dit.gla") {
       const ValueDesc &q = desc(o[0]), &v = desc(o[2]);
@@ -1269,7 +1270,7 @@ private:
     const std::string op = k.op.substr(4);
     const auto &o = k.operands;
     const auto &r = k.results;
-    const size_t sl = r.size(), saved = static_cast<size_t>(savedCount(k));
+    const size_t sl = slotCount(k), saved = static_cast<size_t>(savedCount(k));
     auto dOut = [&](size_t i = 0) { return cm(o[sl + saved + i]); };
     DType dt = desc(o[0]).dtype;
     if (op == "kern.gemm") {
@@ -1353,11 +1354,15 @@ private:
       // kern.attention saved its output and log-sum-exp (in that order).
       const ValueDesc &q = desc(o[0]), &kk = desc(o[1]);
       const bool statistics = saved == 2;
+      // column_sums: the gradients' row sums follow the slots.
+      cu::AttentionGradSums sums;
+      if (r.size() > sl)
+        sums = {ptr(r[sl]), ptr(r[sl + 1]), ptr(r[sl + 2])};
       cu::attentionBackward(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), q.shape[0], q.shape[1], kk.shape[1],
                             attrInt(k, "num_heads"), static_cast<float>(attrFloat(k, "scale")), dOut(), mOpt(r[0]),
                             mOpt(r[1]), mOpt(r[2]), ws(),
                             statistics ? static_cast<const float *>(ptr(o[sl + 1])) : nullptr,
-                            statistics ? cm(o[sl]) : cu::DConstMat{});
+                            statistics ? cm(o[sl]) : cu::DConstMat{}, sums);
     } else if (op == "dit.gla") {
       const ValueDesc &q = desc(o[0]);
       cu::glaBackward(s(), dt, cm(o[0]), cm(o[1]), cm(o[2]), cm(o[3]), q.shape[0], q.shape[1],

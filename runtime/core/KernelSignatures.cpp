@@ -649,7 +649,18 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
   auto it = checkers().find(op);
   if (it == checkers().end())
     fail(where, ": no backward kernel for '", op, "'");
-  size_t slots = kernel.results.size();
+  // kern-fold-attention-bias-grad: the gradients' row sums after them.
+  const bool sums = kernel.attrs.count("column_sums") > 0;
+  if (sums) {
+    const int64_t *flag = std::get_if<int64_t>(&kernel.attrs.at("column_sums"));
+    if (op != "kern.attention" && op != "dit.attention")
+      fail(where, ": only an attention backward sums its gradients (column_sums)");
+    if (flag == nullptr || *flag != 1)
+      fail(where, ": attribute 'column_sums' must be the integer 1");
+    if (kernel.results.size() % 2 != 0)
+      fail(where, ": column_sums needs a sum result per gradient slot, got ", kernel.results.size(), " results");
+  }
+  size_t slots = slotCount(kernel);
   int64_t saved = 0;
   if (auto a = kernel.attrs.find("saved"); a != kernel.attrs.end()) {
     const int64_t *n = std::get_if<int64_t>(&a->second);
@@ -666,6 +677,7 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
   forward.attrs.erase("saved");
   forward.attrs.erase("input_grad_act");
   forward.attrs.erase("input_grad_addend");
+  forward.attrs.erase("column_sums");
   // kern-fold-activation-grad: z of the input x = act(z) after the incoming
   // gradients, and the slot 0 gradient is dz.
   const bool folded = kernel.attrs.count("input_grad_act") > 0;
@@ -744,7 +756,19 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
         (!g.contiguous() && op != "dit.attention" && op != "kern.attention"))
       fail(where, ": gradient #", i, " is ", shapeText(g.shape), " ", dtypeName(g.dtype),
            " but its operand is ", shapeText(x.shape), " ", dtypeName(x.dtype));
+    // Its row sums: one vector of the gradient's width (a slice of the
+    // bias gradient they are a part of, so any leading dimension).
+    if (sums && kernel.results[slots + i] >= 0) {
+      const ValueDesc &sum = plan.values[kernel.results[slots + i]];
+      if (sum.shape != std::vector<int64_t>{x.shape.back()} || sum.dtype != x.dtype)
+        fail(where, ": the row sums of gradient #", i, " are ", shapeText(sum.shape), " ", dtypeName(sum.dtype),
+             " but must be [", x.shape.back(), "] ", dtypeName(x.dtype));
+    }
   }
+  if (sums)
+    for (size_t i = 0; i < slots; ++i)
+      if (kernel.results[slots + i] >= 0 && kernel.results[i] < 0)
+        fail(where, ": row sums of gradient #", i, ", which is not wanted");
 }
 
 void validateKernel(const Plan &plan, const KernelDesc &kernel, const std::string &where) {
@@ -779,6 +803,8 @@ std::vector<std::string> knownKernelOps() {
 int64_t attrInt(const KernelDesc &k, const char *name) { return std::get<int64_t>(findAttr(k, name)); }
 
 int64_t savedCount(const KernelDesc &k) { return k.attrs.count("saved") ? attrInt(k, "saved") : 0; }
+
+size_t slotCount(const KernelDesc &k) { return k.results.size() / (k.attrs.count("column_sums") ? 2 : 1); }
 
 double attrFloat(const KernelDesc &k, const char *name) {
   const AttrValue &a = findAttr(k, name);

@@ -45,6 +45,14 @@
 // 72 and 88 (116 and 36 bytes of spill loads), which the merged launch's
 // fuller last wave outweighs (measured, H100).
 //
+// With column sums wanted (the q/k/v bias gradient, kern.vjp column_sums),
+// every tensor-core CTA, once its gradient tile is staged in shared memory
+// for the store, also adds the tile's valid rows per column into an f32
+// partial for its (sample, tile) chunk; finishColumnSums then adds the
+// chunks in a fixed order (one launch when the three sums are adjacent
+// parts of one bias gradient). This replaces a pass that read the joined
+// gradient back from memory.
+//
 // f32 (and 16-bit head dims above 128) run on SIMT kernels of the same
 // three-pass structure with 32-row tiles and accurate expf: exact to f32
 // rounding, not fast.
@@ -54,6 +62,7 @@
 #include "diffrt/CudaGradKernels.h"
 
 #include "AttentionKernels.cuh"
+#include "ColumnSums.cuh"
 
 #include <algorithm>
 #include <atomic>
@@ -90,6 +99,10 @@ struct GradParams {
   /// Per (sample·head, query): log-sum-exp (log2 on the tensor-core path,
   /// natural log on the SIMT path) and Δ.
   float *lse, *delta;
+  /// Column sums wanted (tensor-core path): per (sample, tile) chunk a row
+  /// of f32 partials, head h's columns at h·d; null where not wanted.
+  float *partQ, *partK, *partV;
+  int64_t partLdQ, partLdK, partLdV;
 };
 
 //===----------------------------------------------------------------------===//
@@ -162,6 +175,20 @@ __device__ __forceinline__ void storeRows(const float (&acc)[1][C::kDTiles][4], 
         if (c * 8 + x < validCols)
           out[x] = src[x];
     }
+  }
+}
+
+/// Per column c < cols, the sum of rows [0, validRows) of a staged tile
+/// (pitch C::kStride) into out[c], in row order. Every warp's rows must be
+/// staged: the barrier comes first, so all threads of the CTA call this.
+template <typename T, typename C>
+__device__ __forceinline__ void tileColumnSums(const T *sTile, int validRows, int cols, float *out) {
+  __syncthreads();
+  for (int c = threadIdx.x; c < cols; c += C::kThreads) {
+    float acc = 0.0f;
+    for (int r = 0; r < validRows; ++r)
+      acc += toF<T>(sTile[r * C::kStride + c]);
+    out[c] = acc;
   }
 }
 
@@ -523,6 +550,10 @@ __device__ __forceinline__ void queryGradTile(const GradParams &p, int block, in
 
   T *dQG = static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * p.dk;
   storeRows<T, C>(dq, p.scale, sQ, warpRow, lane, dQG, p.lddq, validQ, p.dk, aligned);
+  if (p.partQ != nullptr)
+    tileColumnSums<T, C>(sQ, validQ, p.dk,
+                         p.partQ + (static_cast<int64_t>(b) * tiles + qTile) * p.partLdQ +
+                             static_cast<int64_t>(h) * p.dk);
 }
 
 /// Pass 3: dK and dV for one (key tile of 64, sample·head). The warp's K and
@@ -660,6 +691,11 @@ __device__ __forceinline__ void keyValueGradTile(const GradParams &p, int block,
     T *dVG = static_cast<T *>(p.dV) + kRow0 * p.lddv + static_cast<int64_t>(h) * p.dv;
     storeRows<T, C>(dv, 1.0f, sV, warpRow, lane, dVG, p.lddv, validK, p.dv, aligned);
   }
+  const int64_t chunk = static_cast<int64_t>(b) * tiles + kTile;
+  if (p.partK != nullptr)
+    tileColumnSums<T, C>(sK, validK, p.dk, p.partK + chunk * p.partLdK + static_cast<int64_t>(h) * p.dk);
+  if (p.partV != nullptr)
+    tileColumnSums<T, C>(sV, validK, p.dv, p.partV + chunk * p.partLdV + static_cast<int64_t>(h) * p.dv);
 }
 
 /// Passes 2 and 3 in one launch: the grid's first keyValueBlocks blocks are
@@ -972,14 +1008,83 @@ unsigned gridOf(int64_t tiles, int64_t pairs) {
   return static_cast<unsigned>(blocks);
 }
 
+/// out[c] = Σ_r g[r·ld + c] in row order, a thread per column: the column
+/// sums of the SIMT path (f32 and head dims above 128, where the
+/// gradients' own kernels take no partials).
+template <typename T>
+__global__ void columnSumsSimt(const T *g, int64_t rows, int64_t cols, int64_t ld, T *out) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= cols)
+    return;
+  float acc = 0.0f;
+  for (int64_t r = 0; r < rows; ++r)
+    acc += toF<T>(g[r * ld + c]);
+  out[c] = fromF<T>(acc);
+}
+
+/// Rows of the tensor-core passes' own tiles (BwdTile: 4 warps of 16), and
+/// so of the column sums' chunks.
+constexpr int64_t kSumTileRows = 64;
+
+/// Where the tensor-core passes leave the column sums' partials: the three
+/// sums side by side in one row per (sample, tile) chunk when the query
+/// and key tiles agree and the outputs are adjacent parts of one vector
+/// (one finishing launch then covers all three), else a plane each.
+struct SumPlan {
+  bool joined = false;
+  int64_t qChunks = 0, kChunks = 0;
+};
+
+SumPlan planSums(GradParams &p, const AttentionGradSums &sums, int64_t batch, int64_t qTiles, int64_t kTiles,
+                 size_t elem, float *base) {
+  SumPlan plan;
+  plan.qChunks = batch * qTiles;
+  plan.kChunks = batch * kTiles;
+  const int64_t wq = static_cast<int64_t>(p.heads) * p.dk, wk = wq, wv = static_cast<int64_t>(p.heads) * p.dv;
+  const char *q = static_cast<const char *>(sums.q), *k = static_cast<const char *>(sums.k),
+             *v = static_cast<const char *>(sums.v);
+  plan.joined = q != nullptr && k == q + wq * elem && v == k + wk * elem && qTiles == kTiles;
+  if (plan.joined) {
+    p.partQ = base;
+    p.partK = base + wq;
+    p.partV = base + wq + wk;
+    p.partLdQ = p.partLdK = p.partLdV = wq + wk + wv;
+    return plan;
+  }
+  p.partQ = q != nullptr ? base : nullptr;
+  p.partK = k != nullptr ? base + plan.qChunks * wq : nullptr;
+  p.partV = v != nullptr ? base + plan.qChunks * wq + plan.kChunks * wk : nullptr;
+  p.partLdQ = wq;
+  p.partLdK = wk;
+  p.partLdV = wv;
+  return plan;
+}
+
+template <typename T>
+void finishSums(cudaStream_t stream, const GradParams &p, const SumPlan &plan, const AttentionGradSums &sums) {
+  const char *what = "attentionBackward (column sums)";
+  if (plan.joined) {
+    launchFinishColumnSums<T>(stream, p.partQ, 1, plan.qChunks, p.partLdQ, static_cast<T *>(sums.q), 0, what);
+    return;
+  }
+  if (p.partQ != nullptr)
+    launchFinishColumnSums<T>(stream, p.partQ, 1, plan.qChunks, p.partLdQ, static_cast<T *>(sums.q), 0, what);
+  if (p.partK != nullptr)
+    launchFinishColumnSums<T>(stream, p.partK, 1, plan.kChunks, p.partLdK, static_cast<T *>(sums.k), 0, what);
+  if (p.partV != nullptr)
+    launchFinishColumnSums<T>(stream, p.partV, 1, plan.kChunks, p.partLdV, static_cast<T *>(sums.v), 0, what);
+}
+
 template <typename T, int D>
 void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV,
-              const SavedStatistics &saved) {
+              const SavedStatistics &saved, const AttentionGradSums &sums, float *partials) {
   using C = typename BwdTile<D>::C;
   constexpr int BN = BwdTile<D>::kBN;
+  static_assert(C::kBM == kSumTileRows, "the column sums' workspace assumes 64-row tiles");
   const int64_t qTiles = (p.lq + C::kBM - 1) / C::kBM;
   const int64_t kTiles = (p.lk + C::kBM - 1) / C::kBM;
   const size_t elem = sizeof(T);
+  const SumPlan sumPlan = sums.any() ? planSums(p, sums, saved.batch, qTiles, kTiles, elem, partials) : SumPlan{};
   if (saved.lse != nullptr) {
     // The passes below take L in log2 units.
     launchSavedStatistics<T>(stream, p, saved.lse, saved.out, 1.4426950408889634f, saved.batch);
@@ -1004,11 +1109,13 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
   p.keyValueBlocks = static_cast<int32_t>(wantKV ? kTiles * pairs : 0); // <= blocks
   kernel<<<blocks, C::kThreads, smem, stream>>>(p);
   checkLaunch("attentionBackward (dQ, dK, dV)");
+  if (sums.any())
+    finishSums<T>(stream, p, sumPlan, sums);
 }
 
 template <typename T>
 void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV,
-                const SavedStatistics &saved) {
+                const SavedStatistics &saved, const AttentionGradSums &sums) {
   const int64_t qTiles = (p.lq + kSimtRows - 1) / kSimtRows;
   const int64_t kTiles = (p.lk + kSimtRows - 1) / kSimtRows;
   if (saved.lse != nullptr) {
@@ -1037,43 +1144,60 @@ void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bo
     kernel<<<gridOf(kTiles, pairs), kSimtThreads, smem, stream>>>(p);
     checkLaunch("attentionBackward (dK, dV, simt)");
   }
+  const int64_t qRows = saved.batch * p.lq, kRows = saved.batch * p.lk;
+  auto sum = [&](const void *g, int64_t rows, int64_t cols, int64_t ld, void *out) {
+    if (out == nullptr)
+      return;
+    columnSumsSimt<T><<<blocksFor(cols, 128), 128, 0, stream>>>(static_cast<const T *>(g), rows, cols, ld,
+                                                                static_cast<T *>(out));
+    checkLaunch("attentionBackward (column sums, simt)");
+  };
+  sum(p.dQ, qRows, static_cast<int64_t>(p.heads) * p.dk, p.lddq, sums.q);
+  sum(p.dK, kRows, static_cast<int64_t>(p.heads) * p.dk, p.lddk, sums.k);
+  sum(p.dV, kRows, static_cast<int64_t>(p.heads) * p.dv, p.lddv, sums.v);
 }
 
 template <typename T>
 void dispatch16(cudaStream_t s, const GradParams &p, int64_t pairs, bool wantQ, bool wantKV,
-                const SavedStatistics &saved) {
+                const SavedStatistics &saved, const AttentionGradSums &sums, float *partials) {
   const int need = std::max(p.dk, p.dv);
   if (need <= 32)
-    launchTc<T, 32>(s, p, pairs, wantQ, wantKV, saved);
+    launchTc<T, 32>(s, p, pairs, wantQ, wantKV, saved, sums, partials);
   else if (need <= 64)
-    launchTc<T, 64>(s, p, pairs, wantQ, wantKV, saved);
+    launchTc<T, 64>(s, p, pairs, wantQ, wantKV, saved, sums, partials);
   else if (need <= 72)
-    launchTc<T, 72>(s, p, pairs, wantQ, wantKV, saved);
+    launchTc<T, 72>(s, p, pairs, wantQ, wantKV, saved, sums, partials);
   else if (need <= 88)
-    launchTc<T, 88>(s, p, pairs, wantQ, wantKV, saved);
+    launchTc<T, 88>(s, p, pairs, wantQ, wantKV, saved, sums, partials);
   else if (need <= 128)
-    launchTc<T, 128>(s, p, pairs, wantQ, wantKV, saved);
+    launchTc<T, 128>(s, p, pairs, wantQ, wantKV, saved, sums, partials);
   else
-    launchSimt<T>(s, p, pairs, wantQ, wantKV, saved);
+    launchSimt<T>(s, p, pairs, wantQ, wantKV, saved, sums);
 }
 
 } // namespace
 
 size_t attentionBackwardWorkspaceBytes(int64_t batch, int64_t lq, int64_t lk, int64_t heads,
-                                       int64_t headDim, DType dtype) {
-  (void)lk;
-  (void)headDim;
+                                       int64_t headDim, DType dtype, int64_t valueDim, bool columnSums) {
   (void)dtype;
   if (batch <= 0 || lq <= 0 || heads <= 0)
     return 0;
   // L and Δ: one f32 each per (sample, head, query).
-  return 2 * static_cast<size_t>(batch * heads * lq) * sizeof(float);
+  size_t floats = 2 * static_cast<size_t>(batch * heads * lq);
+  if (columnSums) {
+    // The sums' partials: a row per (sample, 64-row tile) of q, and of k
+    // and v (see planSums).
+    const int64_t dv = valueDim > 0 ? valueDim : headDim;
+    const int64_t qTiles = (lq + kSumTileRows - 1) / kSumTileRows, kTiles = (lk + kSumTileRows - 1) / kSumTileRows;
+    floats += static_cast<size_t>(batch * heads * (qTiles * headDim + kTiles * (headDim + dv)));
+  }
+  return floats * sizeof(float);
 }
 
 void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v,
                        int64_t batch, int64_t lq, int64_t lk, int64_t heads, float scale,
                        DConstMat dOut, DMat dQ, DMat dK, DMat dV, Workspace ws,
-                       const float *savedLogsumexp, DConstMat savedOut) {
+                       const float *savedLogsumexp, DConstMat savedOut, const AttentionGradSums &sums) {
   if (dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F32)
     fail(kName, ": unsupported element type ", dtypeName(dtype));
   checkDPositive(kName, "batch", batch);
@@ -1109,13 +1233,15 @@ void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DCo
     if (overlapsD(g, q, elem) || overlapsD(g, k, elem) || overlapsD(g, v, elem) ||
         overlapsD(g, dOut, elem) || overlapsD(g, savedOut, elem))
       fail(kName, ": a gradient overlaps q, k, v, dOut or the saved output");
+  if ((sums.q != nullptr && !wantQ) || (sums.k != nullptr && !wantK) || (sums.v != nullptr && !wantV))
+    fail(kName, ": a gradient's column sums are wanted without the gradient");
   if (!wantQ && !wantK && !wantV)
     return;
   if (lq > INT32_MAX || lk > INT32_MAX || heads > INT32_MAX || dk > INT32_MAX / 4 ||
       dv > INT32_MAX / 4 || batch * heads > INT32_MAX)
     fail(kName, ": sequence lengths ", lq, ", ", lk, ", heads ", heads, " and head dims ", dk, ", ",
          dv, " must fit 32 bits");
-  const size_t need = attentionBackwardWorkspaceBytes(batch, lq, lk, heads, dk, dtype);
+  const size_t need = attentionBackwardWorkspaceBytes(batch, lq, lk, heads, dk, dtype, dv, sums.any());
   if (ws.bytes < need || (need > 0 && ws.data == nullptr))
     fail(kName, ": workspace of ", ws.bytes, " bytes is too small, ", need, " bytes needed");
   if (reinterpret_cast<uintptr_t>(ws.data) % alignof(float) != 0)
@@ -1160,9 +1286,9 @@ void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DCo
   dispatchFloat(dtype, kName, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, float>)
-      launchSimt<float>(s, p, pairs, wantQ, wantKV, saved);
+      launchSimt<float>(s, p, pairs, wantQ, wantKV, saved, sums);
     else
-      dispatch16<T>(s, p, pairs, wantQ, wantKV, saved);
+      dispatch16<T>(s, p, pairs, wantQ, wantKV, saved, sums, p.delta + batch * heads * lq);
   });
 }
 

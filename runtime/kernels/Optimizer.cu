@@ -62,18 +62,19 @@ template <typename T> __device__ __forceinline__ void storeF32(float *p, const f
     *reinterpret_cast<float4 *>(p + k) = make_float4(f[k], f[k + 1], f[k + 2], f[k + 3]);
 }
 
-/// The block's per-thread sums added in a fixed tree into *partial.
-__device__ __forceinline__ void blockSumTo(float acc, double *partial) {
-  __shared__ float red[kThreads];
-  red[threadIdx.x] = acc;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s)
-      red[threadIdx.x] += red[threadIdx.x + s];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0)
-    *partial = red[0];
+/// Partial sums of squares per chunk: one per warp, so that the reductions
+/// need no shared memory (the in-graph update runs beside the backward's
+/// products and should fit wherever they leave room).
+constexpr int kWarps = kThreads / 32;
+
+/// The warp's per-thread sums added in a fixed shuffle tree into
+/// partial[warp].
+__device__ __forceinline__ void warpSumTo(float acc, double *partial) {
+#pragma unroll
+  for (int s = 16; s > 0; s >>= 1)
+    acc += __shfl_xor_sync(0xffffffffu, acc, s);
+  if ((threadIdx.x & 31) == 0)
+    partial[threadIdx.x >> 5] = acc;
 }
 
 /// This thread's share of the squared gradients of a chunk of `count`
@@ -100,7 +101,7 @@ template <typename T> __device__ __forceinline__ float threadSquares(const T *g,
 template <typename T> __global__ void chunkSquares(const Chunk *chunks, double *partial) {
   chunks += blockIdx.x; // callers pass the table from their first chunk
   const Chunk c = *chunks;
-  blockSumTo(threadSquares(static_cast<const T *>(c.tensor.grad) + c.begin, c.count), partial + blockIdx.x);
+  warpSumTo(threadSquares(static_cast<const T *>(c.tensor.grad) + c.begin, c.count), partial + blockIdx.x * kWarps);
 }
 
 __global__ void finishNormKernel(const double *partial, int64_t count, AdamWHyper h, StepState *state,
@@ -127,7 +128,7 @@ __global__ void finishNormKernel(const double *partial, int64_t count, AdamWHype
 }
 
 /// With Squares, the update also writes the chunk's sum of squared
-/// gradients to partial[blockIdx.x], as chunkSquares would to the bit: the
+/// gradients to its warps' partials, as chunkSquares would to the bit: the
 /// in-graph step (whose state is the unit state) reads the gradients once
 /// instead of twice.
 template <typename T, bool Squares>
@@ -206,7 +207,7 @@ __global__ void adamwUpdate(const Chunk *chunks, const AdamWHyper *hyper, const 
       ema[i] = h.emaDecay * ema[i] + (1.0f - h.emaDecay) * w;
   }
   if constexpr (Squares)
-    blockSumTo(squares, partial + blockIdx.x);
+    warpSumTo(squares, partial + blockIdx.x * kWarps);
 }
 
 } // namespace
@@ -248,7 +249,8 @@ MultiTensorAdamW::MultiTensorAdamW(std::vector<AdamWTensor> tensors, DType dtype
   };
   try {
     check(cudaMalloc(&impl->chunks, std::max<size_t>(1, chunks.size()) * sizeof(Chunk)), "optimizer chunk table");
-    check(cudaMalloc(&impl->partial, std::max<size_t>(1, chunks.size()) * sizeof(double)), "optimizer partial sums");
+    check(cudaMalloc(&impl->partial, std::max<size_t>(1, chunks.size()) * kWarps * sizeof(double)),
+          "optimizer partial sums");
     check(cudaMalloc(&impl->state, sizeof(StepState)), "optimizer state");
     check(cudaMalloc(&impl->hyper, sizeof(AdamWHyper)), "optimizer hyperparameters");
     check(cudaMalloc(&impl->unitState, sizeof(StepState)), "optimizer state");
@@ -273,7 +275,7 @@ MultiTensorAdamW::~MultiTensorAdamW() {
 }
 
 size_t MultiTensorAdamW::deviceBytes() const {
-  return static_cast<size_t>(impl->chunkCount) * (sizeof(Chunk) + sizeof(double)) + 2 * sizeof(StepState) +
+  return static_cast<size_t>(impl->chunkCount) * (sizeof(Chunk) + kWarps * sizeof(double)) + 2 * sizeof(StepState) +
          sizeof(AdamWHyper);
 }
 
@@ -297,7 +299,7 @@ void MultiTensorAdamW::stepTensors(Stream stream, size_t first, size_t count) {
   dispatchFloat(impl->dtype, "MultiTensorAdamW", [&](auto tag) {
     using T = decltype(tag);
     adamwUpdate<T, true><<<blocks, kThreads, 0, s>>>(impl->chunks + begin, impl->hyper, impl->unitState,
-                                                       impl->partial + begin);
+                                                       impl->partial + begin * kWarps);
     checkLaunch("optimizer update");
   });
 }
@@ -307,7 +309,7 @@ void MultiTensorAdamW::finishNorm(Stream stream, double *deviceNorm) {
   unit.lossScale = 1.0f;
   // Writes step()'s state, which step() rewrites before reading; the
   // updates already ran with the unit state.
-  finishNormKernel<<<1, 1024, 0, native(stream)>>>(impl->partial, impl->chunkCount, unit, impl->state, deviceNorm);
+  finishNormKernel<<<1, 1024, 0, native(stream)>>>(impl->partial, impl->chunkCount * kWarps, unit, impl->state, deviceNorm);
   checkLaunch("optimizer gradient norm");
 }
 
@@ -321,7 +323,7 @@ void MultiTensorAdamW::step(Stream stream, const AdamWHyper &hyper, double *devi
     check(cudaMemcpyAsync(impl->hyper, &hyper, sizeof(hyper), cudaMemcpyHostToDevice, s), "optimizer hyperparameters");
     chunkSquares<T><<<blocks, kThreads, 0, s>>>(impl->chunks, impl->partial);
     checkLaunch("optimizer gradient squares");
-    finishNormKernel<<<1, 1024, 0, s>>>(impl->partial, impl->chunkCount, hyper, impl->state, deviceNorm);
+    finishNormKernel<<<1, 1024, 0, s>>>(impl->partial, impl->chunkCount * kWarps, hyper, impl->state, deviceNorm);
     checkLaunch("optimizer gradient norm");
     adamwUpdate<T, false><<<blocks, kThreads, 0, s>>>(impl->chunks, impl->hyper, impl->state, nullptr);
     checkLaunch("optimizer update");

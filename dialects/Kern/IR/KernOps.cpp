@@ -275,6 +275,12 @@ Value VjpOp::getInputGradAddendValue() {
   return getInputGradAddend() ? getInputs().back() : Value();
 }
 
+ResultRange VjpOp::getGradients() { return getResults().take_front(getGradsOf().size()); }
+
+ResultRange VjpOp::getColumnSumResults() {
+  return getResults().drop_front(std::min<size_t>(getGradsOf().size(), getNumResults()));
+}
+
 LogicalResult VjpOp::verify() {
   ArrayRef<int64_t> present = getPresent();
   if (present.size() > getInputs().size())
@@ -305,9 +311,24 @@ LogicalResult VjpOp::verify() {
     if (present[i] <= present[i - 1])
       return emitOpError() << "C1: present slots must increase, got " << present[i - 1] << " then "
                            << present[i];
-  if (getGradsOf().size() != getNumResults())
-    return emitOpError() << "C2: " << getGradsOf().size() << " gradient slots for "
-                         << getNumResults() << " results";
+  const size_t grads = getGradsOf().size();
+  if (getColumnSums()) {
+    if (getForward() != "kern.attention" && getForward() != "dit.attention")
+      return emitOpError() << "C7: column_sums on a backward of " << getForward()
+                           << "; only an attention backward sums its gradients";
+    if (getNumResults() != 2 * grads)
+      return emitOpError() << "C7: " << grads << " gradients and their column sums need " << 2 * grads
+                           << " results, got " << getNumResults();
+    for (size_t i = 0; i < grads; ++i) {
+      auto grad = cast<RankedTensorType>(getResult(i).getType());
+      auto want = RankedTensorType::get({grad.getShape().back()}, grad.getElementType());
+      if (getResult(grads + i).getType() != want)
+        return emitOpError() << "C7: column sum result #" << grads + i << " must be " << want << ", got "
+                             << getResult(grads + i).getType();
+    }
+  } else if (grads != getNumResults()) {
+    return emitOpError() << "C2: " << grads << " gradient slots for " << getNumResults() << " results";
+  }
   for (auto [i, slot] : llvm::enumerate(getGradsOf())) {
     auto it = llvm::find(present, slot);
     if (it == present.end())

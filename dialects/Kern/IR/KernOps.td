@@ -306,11 +306,19 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
     result for slot 0 is the sum of both: `dx + addend`, in one pass
     instead of a separate element-wise sum.
 
+    With `column_sums` (set by kern-fold-attention-bias-grad; kern.attention
+    and dit.attention only), the op has one more result per gradient, after all of them: the
+    sum of that gradient over its rows (every sample and position),
+    `sum_i[c] = Σ_{n,l} grad_i[n, l, c]`, a vector of the gradient's last
+    dimension and element type, summed in f32. These are the parts of the
+    bias gradient of the product that made q, k and v, formed while the
+    gradients are still on chip instead of in a pass that reads them again.
+
     Constraints:
     C1. `present` is strictly increasing and names as many slots as there
         are forward operands.
-    C2. Every slot in `grads_of` is present, and result i has the type of
-        that forward operand.
+    C2. Every slot in `grads_of` is present, and the gradient result i has
+        the type of that forward operand.
     C3. A non-loss op has at least one incoming gradient; a loss has none
         and carries `loss_weight`.
     C4. `num_saved` is not negative and leaves an incoming gradient; only
@@ -319,13 +327,16 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
         backward whose slot 0 gradient is wanted; z has slot 0's type.
     C6. `input_grad_addend` is on a kern.norm backward whose slot 0
         gradient is wanted; the addend has slot 0's type.
+    C7. `column_sums` is on an attention backward; its sum results
+        follow the gradients, one per gradient, each a rank-1 tensor of its
+        gradient's last dimension and element type.
   }];
   let arguments = (ins Variadic<AnyRankedTensor>:$inputs, StrAttr:$forward,
                        DictionaryAttr:$forward_attrs, DenseI64ArrayAttr:$present,
                        DenseI64ArrayAttr:$grads_of, OptionalAttr<F64Attr>:$loss_weight,
                        DefaultValuedAttr<I64Attr, "0">:$num_saved,
                        OptionalAttr<Kern_ActAttr>:$input_grad_act,
-                       UnitAttr:$input_grad_addend);
+                       UnitAttr:$input_grad_addend, UnitAttr:$column_sums);
   let results = (outs Variadic<AnyRankedTensor>:$grads);
   let assemblyFormat = "$forward `(` $inputs `)` attr-dict `:` functional-type($inputs, results)";
   let extraClassDeclaration = [{
@@ -338,6 +349,10 @@ def Kern_VjpOp : Kern_Op<"vjp"> {
     ::mlir::Value getInputPreactivation();
     /// With input_grad_addend: what slot 0's gradient is added to.
     ::mlir::Value getInputGradAddendValue();
+    /// The gradient results (one per grads_of slot), and with column_sums
+    /// the row sums that follow them (empty otherwise).
+    ::mlir::ResultRange getGradients();
+    ::mlir::ResultRange getColumnSumResults();
   }];
 }
 

@@ -130,13 +130,24 @@ void addBroadcastBackwardRhs(Stream stream, DType dtype, const void *dOut, int64
 /// multiple of 8 up to 128), lq != lk. The softmax statistics are
 /// recomputed, unless the forward's are given: its log-sum-exp
 /// (cuda::attention's `logsumexp`) together with its output `savedOut`
-/// (laid out like dOut), from which Δ = rowsum(dOut ⊙ out).
+/// (laid out like dOut), from which Δ = rowsum(dOut ⊙ out). Each non-null
+/// pointer of `sums` receives the sum over all rows of its gradient (a
+/// vector of the gradient's width, in dtype, summed in f32): the q/k/v
+/// bias gradient, taken from the gradient tiles before they leave the chip
+/// (kern.vjp column_sums); a sum needs its gradient.
+struct AttentionGradSums {
+  void *q = nullptr, *k = nullptr, *v = nullptr;
+  bool any() const { return q != nullptr || k != nullptr || v != nullptr; }
+};
 void attentionBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, int64_t batch,
                        int64_t lq, int64_t lk, int64_t heads, float scale, DConstMat dOut, DMat dQ,
                        DMat dK, DMat dV, Workspace ws, const float *savedLogsumexp = nullptr,
-                       DConstMat savedOut = {});
+                       DConstMat savedOut = {}, const AttentionGradSums &sums = {});
+/// The workspace attentionBackward needs; with `columnSums`, room for the
+/// sums' per-tile partials too (valueDim: v's head width).
 size_t attentionBackwardWorkspaceBytes(int64_t batch, int64_t lq, int64_t lk, int64_t heads,
-                                       int64_t headDim, DType dtype);
+                                       int64_t headDim, DType dtype, int64_t valueDim = 0,
+                                       bool columnSums = false);
 
 /// Backward of chunked gated linear attention (see cpu::glaBackward).
 void glaBackward(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v, DConstMat gateLogits,

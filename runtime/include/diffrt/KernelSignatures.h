@@ -33,6 +33,10 @@ const std::vector<int64_t> &attrInts(const KernelDesc &k, const char *name);
 /// How many values a backward kernel ("vjp:OP") reads that OP saved for
 /// it: its operands are OP's slots, then these, then the incoming gradients.
 int64_t savedCount(const KernelDesc &k);
+/// How many forward slots a backward kernel has gradient results for: its
+/// results, less the row sums that follow them with "column_sums" (an
+/// attention backward's, one per slot).
+size_t slotCount(const KernelDesc &k);
 
 } // namespace diffrt
 

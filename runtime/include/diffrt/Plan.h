@@ -85,7 +85,10 @@ struct EntryDesc {
 
 struct Plan {
   /// 2: element-wise ops as kern.pointwise programs, CUDA source as device code.
-  static constexpr uint32_t kFormatVersion = 2;
+  /// 3: an attention backward may return its gradients' row sums after them
+  /// ("column_sums"), so a backward kernel's results are no longer one per
+  /// forward slot.
+  static constexpr uint32_t kFormatVersion = 3;
   /// "cpu" or "cuda".
   std::string target;
   /// The model description (dit.model) as JSON text.

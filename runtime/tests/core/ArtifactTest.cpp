@@ -126,7 +126,7 @@ TEST(Artifact, ForeignFile) {
 TEST(Artifact, WrongVersion) {
   std::vector<uint8_t> bytes = serializeArtifact(linearPlan());
   putU32(bytes, 8, 7);
-  EXPECT_NE(errorOf(bytes).find("artifact format version 7, but this runtime reads version 2"),
+  EXPECT_NE(errorOf(bytes).find("artifact format version 7, but this runtime reads version 3"),
             std::string::npos)
       << errorOf(bytes);
 }

@@ -332,3 +332,27 @@ func.func @vjp_c5_both(%x: tensor<2x4x8xf16>, %d: tensor<2x4x8xf16>) {
   %0 = kern.vjp "kern.norm"(%x, %d, %x) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0>, input_grad_act = #kern.act<gelu_tanh>, input_grad_addend} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> tensor<2x4x8xf16>
   return
 }
+
+// -----
+// vjp C7: only an attention backward sums its gradients.
+func.func @vjp_c7_op(%x: tensor<2x8xf16>, %w: tensor<4x8xf16>, %d: tensor<2x4xf16>) {
+  // expected-error@+1 {{C7: column_sums on a backward of kern.gemm; only an attention backward sums its gradients}}
+  %0:2 = kern.vjp "kern.gemm"(%x, %w, %d) {forward_attrs = {}, grads_of = array<i64: 0>, present = array<i64: 0, 1>, column_sums} : (tensor<2x8xf16>, tensor<4x8xf16>, tensor<2x4xf16>) -> (tensor<2x8xf16>, tensor<8xf16>)
+  return
+}
+
+// -----
+// vjp C7: one sum result per gradient.
+func.func @vjp_c7_count(%q: tensor<2x4x8xf16>, %d: tensor<2x4x8xf16>) {
+  // expected-error@+1 {{C7: 3 gradients and their column sums need 6 results, got 5}}
+  %0:5 = kern.vjp "dit.attention"(%q, %q, %q, %d) {forward_attrs = {num_heads = 2 : i64, scale = 1.0 : f64}, grads_of = array<i64: 0, 1, 2>, present = array<i64: 0, 1, 2>, column_sums} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<8xf16>, tensor<8xf16>)
+  return
+}
+
+// -----
+// vjp C7: a sum is a vector of its gradient's width and element type.
+func.func @vjp_c7_type(%q: tensor<2x4x8xf16>, %d: tensor<2x4x8xf16>) {
+  // expected-error@+1 {{C7: column sum result #2 must be 'tensor<8xf16>', got 'tensor<8xf32>'}}
+  %0:4 = kern.vjp "dit.attention"(%q, %q, %q, %d) {forward_attrs = {num_heads = 2 : i64, scale = 1.0 : f64}, grads_of = array<i64: 0, 2>, present = array<i64: 0, 1, 2>, column_sums} : (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<2x4x8xf16>) -> (tensor<2x4x8xf16>, tensor<2x4x8xf16>, tensor<8xf32>, tensor<8xf16>)
+  return
+}
