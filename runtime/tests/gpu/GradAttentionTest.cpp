@@ -15,8 +15,12 @@
 // keys; rows off 16-byte boundaries (scalar loads and stores); head dims
 // that are not multiples of 8, unequal dk and dv, and 16-bit head dims above
 // 128 (the SIMT fallback); negative, zero and large scales; and the
-// argument errors, a too-small workspace included. GradAttentionTiming
-// prints the time at the DiT shapes.
+// argument errors, a too-small workspace included. With column sums (the
+// q/k/v bias gradient, kern.vjp column_sums) each wanted gradient's sum
+// over rows is compared with the sum of the gradient the kernel returned,
+// the three sums adjacent in one vector (DiT's qkv bias gradient: one
+// finishing launch) or apart, with a sentinel after each that must
+// survive. GradAttentionTiming prints the time at the DiT shapes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -74,6 +78,9 @@ struct Case {
   /// output, laid out like dOut, and log-sum-exp), as kern.attention's
   /// backward does, instead of recomputing them.
   bool saved = false;
+  /// Column sums of the wanted gradients: none, adjacent parts of one
+  /// vector (q, k, v), or each in its own buffer.
+  enum Sums { NoSums, JoinedSums, SeparateSums } sums = NoSums;
 };
 
 cpu::ConstMat hostView(const HostMat &m, int64_t c0, int64_t width) {
@@ -114,7 +121,7 @@ void runCase(gt::Rng &rng, const Case &c) {
                << dtypeName(c.t) << " batch " << c.batch << " heads " << c.heads << " lq " << c.lq
                << " lk " << c.lk << " dk " << c.dk << " dv " << c.dv << " want q/k/v " << c.wantQ
                << c.wantK << c.wantV << " skew " << c.skew << " scale x" << c.scaleMul
-               << " stddev " << c.stddev << " saved statistics " << c.saved);
+               << " stddev " << c.stddev << " saved statistics " << c.saved << " sums " << c.sums);
   const DType t = c.t;
   const int64_t qw = c.heads * c.dk, vw = c.heads * c.dv;
   const int64_t pad = 8 + static_cast<int64_t>(c.skew);
@@ -168,14 +175,28 @@ void runCase(gt::Rng &rng, const Case &c) {
               c.batch, c.lq, c.lk, c.heads, scale, devMutView(dO, 0, vw),
               static_cast<float *>(lse.get()));
 
-  gt::DeviceBuffer ws(attentionBackwardWorkspaceBytes(c.batch, c.lq, c.lk, c.heads, c.dk, t));
+  // Column sums: one vector of the three widths plus sentinels (joined),
+  // or each sum in its own part of it with a sentinel gap after each.
+  const bool sums = c.sums != Case::NoSums;
+  const int64_t gap = c.sums == Case::SeparateSums ? 8 : 0;
+  const int64_t sumAt[3] = {0, qw + gap, 2 * qw + 2 * gap}, sumWidth[3] = {qw, qw, vw};
+  const int64_t sumLen = 2 * qw + vw + 3 * gap + 8;
+  DevMat dSums = gt::toDevice(HostMat(1, sumLen), t);
+  auto sumPtr = [&](int g, bool wanted) {
+    return wanted && sums ? static_cast<char *>(dSums.data()) + sumAt[g] * static_cast<int64_t>(dtypeSize(t))
+                          : nullptr;
+  };
+  const AttentionGradSums gradSums{sumPtr(0, c.wantQ), sumPtr(1, c.wantK), sumPtr(2, c.wantV)};
+
+  gt::DeviceBuffer ws(
+      attentionBackwardWorkspaceBytes(c.batch, c.lq, c.lk, c.heads, c.dk, t, c.dv, sums));
   attentionBackward(nullptr, t, devView(dqIn, 0, qw), devView(dkSrc, kCol, qw),
                     devView(dkSrc, vCol, vw), c.batch, c.lq, c.lk, c.heads, scale, ddOut.c(),
                     c.wantQ ? devMutView(dgQ, 0, qw) : DMat{},
                     c.wantK ? devMutView(dgKSrc, kCol, qw) : DMat{},
                     c.wantV ? devMutView(dgKSrc, vCol, vw) : DMat{}, Workspace{ws.get(), ws.bytes()},
                     c.saved ? static_cast<const float *>(lse.get()) : nullptr,
-                    c.saved ? devView(dO, 0, vw) : DConstMat{});
+                    c.saved ? devView(dO, 0, vw) : DConstMat{}, gradSums);
   gt::syncDevice("attentionBackward");
 
   const HostMat gotQ = gt::toHost(dgQ);
@@ -199,6 +220,47 @@ void runCase(gt::Rng &rng, const Case &c) {
   expectUntouched(gotQ, gotQ.cols, gotQ.ld, "padding of the dQ buffer");
   if (!self)
     expectUntouched(gotKV, gotKV.cols, gotKV.ld, "padding of the dK/dV buffer");
+
+  if (!sums)
+    return;
+  // Each sum against the sum of the gradient as returned: f32 sums in
+  // another order (a few units of 2^-24 times the sum of magnitudes over
+  // at most a few thousand rows) and one rounding to the type. Summing the
+  // wrong rows (a tile's padding, another sample's) or columns is off by
+  // whole gradient values.
+  const HostMat gotSums = gt::toHost(dSums);
+  const double typeEps = t == DType::F32 ? 0.0 : t == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+  const HostMat *src[3] = {&gotQ, &gotK, &gotK};
+  const int64_t col0[3] = {0, kCol, vCol};
+  const bool wanted[3] = {c.wantQ, c.wantK, c.wantV};
+  int64_t bad = 0;
+  std::string first;
+  for (int g = 0; g < 3; ++g) {
+    if (!wanted[g])
+      continue;
+    for (int64_t col = 0; col < sumWidth[g]; ++col) {
+      double ref = 0, magnitude = 0;
+      for (int64_t r = 0; r < src[g]->rows; ++r) {
+        ref += src[g]->at(r, col0[g] + col);
+        magnitude += std::fabs(src[g]->at(r, col0[g] + col));
+      }
+      const double got = gotSums.at(0, sumAt[g] + col);
+      const double bound = typeEps * std::fabs(ref) + 4e-6 * magnitude + 1e-30;
+      if (!(std::fabs(got - ref) <= bound) && bad++ == 0)
+        first = "sum " + std::to_string(g) + " column " + std::to_string(col) + ": got " + std::to_string(got) +
+                ", the gradient's column sums to " + std::to_string(ref) + " (bound " + std::to_string(bound) + ")";
+    }
+  }
+  EXPECT_EQ(bad, 0) << first;
+  // Everything outside the wanted sums still holds the sentinel.
+  int64_t touched = 0;
+  for (int64_t i = 0; i < sumLen; ++i) {
+    bool inside = false;
+    for (int g = 0; g < 3; ++g)
+      inside |= wanted[g] && i >= sumAt[g] && i < sumAt[g] + sumWidth[g];
+    touched += !inside && gotSums.at(0, i) != kSentinel;
+  }
+  EXPECT_EQ(touched, 0) << touched << " elements around the column sums written";
 }
 
 constexpr int64_t kNativeDims[] = {64, 72, 88, 128};
@@ -345,6 +407,43 @@ TEST(GradAttentionGpu, SavedForwardStatistics) {
   }
 }
 
+// The q/k/v bias gradient from the backward (kern.vjp column_sums): DiT's
+// adjacent sums (one finishing launch) on every path and layout, sums
+// apart, and sums of only some gradients.
+TEST(GradAttentionGpu, ColumnSums) {
+  DIFFRT_REQUIRE_GPU();
+  gt::Rng rng;
+  SCOPED_TRACE(rng.trace());
+  auto with = [](Case c, Case::Sums sums) {
+    c.sums = sums;
+    return c;
+  };
+  for (DType t : gt::floatTypes()) {
+    for (int64_t d : kNativeDims) {
+      Case dit{t, 2, 2, 256, 256, d, d};
+      dit.saved = true;
+      runCase(rng, with(dit, Case::JoinedSums));
+    }
+    runCase(rng, with({t, 2, 3, 77, 77, 72, 72}, Case::JoinedSums));
+    runCase(rng, with({t, 3, 2, 100, 100, 64, 64}, Case::SeparateSums));
+    runCase(rng, with({t, 3, 2, 64, 77, 72, 72}, Case::JoinedSums)); // query and key tiles differ
+    runCase(rng, with({t, 2, 2, 200, 45, 72, 72}, Case::SeparateSums));
+    runCase(rng, with({t, 2, 2, 64, 77, 64, 72}, Case::JoinedSums)); // dk != dv
+    runCase(rng, with({t, 1, 3, 50, 50, 20, 36}, Case::JoinedSums)); // scalar path
+    runCase(rng, with({t, 1, 2, 33, 45, 160, 160}, Case::JoinedSums)); // SIMT for every type
+    Case misaligned{t, 2, 2, 100, 100, 72, 72};
+    misaligned.skew = 1;
+    runCase(rng, with(misaligned, Case::JoinedSums));
+    for (int which = 0; which < 3; ++which) {
+      Case some{t, 2, 2, 100, 100, 72, 72};
+      some.wantQ = which != 0;
+      some.wantK = which != 1;
+      some.wantV = which != 2;
+      runCase(rng, with(some, Case::JoinedSums));
+    }
+  }
+}
+
 TEST(GradAttentionGpu, RejectsBadArguments) {
   DIFFRT_REQUIRE_GPU();
   gt::Rng rng;
@@ -392,6 +491,18 @@ TEST(GradAttentionGpu, RejectsBadArguments) {
                                         dV, Workspace{ws.get(), need},
                                         static_cast<const float *>(lse.get()), devView(grads, 0, hd)),
                       "overlaps q, k, v, dOut or the saved output");
+  // Column sums need their gradient, and room for their partials.
+  gt::DeviceBuffer sums(static_cast<size_t>(3 * hd) * dtypeSize(t));
+  const AttentionGradSums all{sums.get(), sums.as<char>() + hd * 2, sums.as<char>() + 4 * hd};
+  EXPECT_DIFFRT_ERROR(attentionBackward(nullptr, t, q, k, v, b, n, n, h, 0.125f, ddOut.c(), DMat{}, dK, dV,
+                                        Workspace{ws.get(), need}, nullptr, DConstMat{}, all),
+                      "column sums are wanted without the gradient");
+  const size_t needSums = attentionBackwardWorkspaceBytes(b, n, n, h, d, t, d, true);
+  ASSERT_GT(needSums, need);
+  const std::string needSumsText = std::to_string(needSums);
+  EXPECT_DIFFRT_ERROR(attentionBackward(nullptr, t, q, k, v, b, n, n, h, 0.125f, ddOut.c(), dQ, dK, dV,
+                                        Workspace{ws.get(), need}, nullptr, DConstMat{}, all),
+                      "workspace", needSumsText.c_str());
   gt::syncDevice("after the rejected calls");
 }
 
