@@ -179,15 +179,36 @@ __device__ __forceinline__ void storeRows(const float (&acc)[1][C::kDTiles][4], 
 }
 
 /// Per column c < cols, the sum of rows [0, validRows) of a staged tile
-/// (pitch C::kStride) into out[c], in row order. Every warp's rows must be
-/// staged: the barrier comes first, so all threads of the CTA call this.
+/// (pitch C::kStride) into out[c]. A thread sums a pair of adjacent columns
+/// over every `slices`-th row; the slices' sums meet in `scratch` (slices ·
+/// cols floats of shared memory the tile does not use) and are added in
+/// slice order, a fixed order. Every warp's rows must be staged, so the
+/// barrier comes first and all threads of the CTA call this.
 template <typename T, typename C>
-__device__ __forceinline__ void tileColumnSums(const T *sTile, int validRows, int cols, float *out) {
+__device__ __forceinline__ void tileColumnSums(const T *sTile, int validRows, int cols, float *scratch,
+                                               float *out) {
   __syncthreads();
-  for (int c = threadIdx.x; c < cols; c += C::kThreads) {
+  const int pairs = (cols + 1) / 2, slices = max(1, C::kThreads / pairs);
+  const int t = threadIdx.x;
+  if (t < slices * pairs) {
+    const int c = 2 * (t % pairs), slice = t / pairs;
+    float a0 = 0.0f, a1 = 0.0f;
+    // An odd width's last pair reads the column beside it (inside the
+    // row: tile widths are even) and drops it.
+    for (int r = slice; r < validRows; r += slices) {
+      const T *x = sTile + r * C::kStride + c;
+      a0 += toF<T>(x[0]);
+      a1 += toF<T>(x[1]);
+    }
+    scratch[slice * cols + c] = a0;
+    if (c + 1 < cols)
+      scratch[slice * cols + c + 1] = a1;
+  }
+  __syncthreads();
+  for (int c = t; c < cols; c += C::kThreads) {
     float acc = 0.0f;
-    for (int r = 0; r < validRows; ++r)
-      acc += toF<T>(sTile[r * C::kStride + c]);
+    for (int sl = 0; sl < slices; ++sl)
+      acc += scratch[sl * cols + c];
     out[c] = acc;
   }
 }
@@ -550,8 +571,8 @@ __device__ __forceinline__ void queryGradTile(const GradParams &p, int block, in
 
   T *dQG = static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * p.dk;
   storeRows<T, C>(dq, p.scale, sQ, warpRow, lane, dQG, p.lddq, validQ, p.dk, aligned);
-  if (p.partQ != nullptr)
-    tileColumnSums<T, C>(sQ, validQ, p.dk,
+  if (p.partQ != nullptr) // K's tiles are free now
+    tileColumnSums<T, C>(sQ, validQ, p.dk, reinterpret_cast<float *>(sK),
                          p.partQ + (static_cast<int64_t>(b) * tiles + qTile) * p.partLdQ +
                              static_cast<int64_t>(h) * p.dk);
 }
@@ -691,11 +712,13 @@ __device__ __forceinline__ void keyValueGradTile(const GradParams &p, int block,
     T *dVG = static_cast<T *>(p.dV) + kRow0 * p.lddv + static_cast<int64_t>(h) * p.dv;
     storeRows<T, C>(dv, 1.0f, sV, warpRow, lane, dVG, p.lddv, validK, p.dv, aligned);
   }
+  // Q's tiles are free now: the sums' scratch.
   const int64_t chunk = static_cast<int64_t>(b) * tiles + kTile;
+  float *scratch = reinterpret_cast<float *>(sQ);
   if (p.partK != nullptr)
-    tileColumnSums<T, C>(sK, validK, p.dk, p.partK + chunk * p.partLdK + static_cast<int64_t>(h) * p.dk);
+    tileColumnSums<T, C>(sK, validK, p.dk, scratch, p.partK + chunk * p.partLdK + static_cast<int64_t>(h) * p.dk);
   if (p.partV != nullptr)
-    tileColumnSums<T, C>(sV, validK, p.dv, p.partV + chunk * p.partLdV + static_cast<int64_t>(h) * p.dv);
+    tileColumnSums<T, C>(sV, validK, p.dv, scratch, p.partV + chunk * p.partLdV + static_cast<int64_t>(h) * p.dv);
 }
 
 /// Passes 2 and 3 in one launch: the grid's first keyValueBlocks blocks are
