@@ -762,7 +762,7 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
       const ValueDesc &sum = plan.values[kernel.results[slots + i]];
       if (sum.shape != std::vector<int64_t>{x.shape.back()} || sum.dtype != x.dtype)
         fail(where, ": the row sums of gradient #", i, " are ", shapeText(sum.shape), " ", dtypeName(sum.dtype),
-             " but must be [", x.shape.back(), "] ", dtypeName(x.dtype));
+             " but must be ", shapeText({x.shape.back()}), " ", dtypeName(x.dtype));
     }
   }
   if (sums)

@@ -269,6 +269,51 @@ TEST(Artifact, SavedAttentionStatisticsAreChecked) {
       << errorOf(p);
 }
 
+/// savedAttentionPlan's backward with its gradients' row sums
+/// (kern-fold-attention-bias-grad): values 9, 10, 11 of 8 values each,
+/// the parts of one bias gradient.
+Plan columnSumsPlan() {
+  Plan p = savedAttentionPlan();
+  p.arenaBytes = 2560;
+  for (uint64_t i = 0; i < 3; ++i)
+    p.values.push_back(value(DType::F32, {8}, Region::Arena, 2304 + 32 * i));
+  KernelDesc &grad = p.entries[0].kernels[1];
+  grad.attrs["column_sums"] = int64_t{1};
+  grad.results.insert(grad.results.end(), {9, 10, 11});
+  return p;
+}
+
+TEST(Artifact, AttentionColumnSumsAreChecked) {
+  EXPECT_EQ(errorOf(columnSumsPlan()), "");
+  Plan p = columnSumsPlan();
+  p.values[10].shape = {4};
+  EXPECT_NE(errorOf(p).find("kernel #1 (vjp:kern.attention): the row sums of gradient #1 are 4 F32 but must be "
+                            "8 F32"),
+            std::string::npos)
+      << errorOf(p);
+  p = columnSumsPlan();
+  p.entries[0].kernels[1].results[0] = -1;
+  EXPECT_NE(errorOf(p).find("row sums of gradient #0, which is not wanted"), std::string::npos) << errorOf(p);
+  p = columnSumsPlan();
+  p.entries[0].kernels[1].results.pop_back();
+  EXPECT_NE(errorOf(p).find("column_sums needs a sum result per gradient slot, got 5 results"), std::string::npos)
+      << errorOf(p);
+  p = columnSumsPlan();
+  p.entries[0].kernels[1].attrs["column_sums"] = std::string("yes");
+  EXPECT_NE(errorOf(p).find("attribute 'column_sums' must be the integer 1"), std::string::npos) << errorOf(p);
+  // Without the attribute the sums count as slots the forward does not have.
+  p = columnSumsPlan();
+  p.entries[0].kernels[1].attrs.erase("column_sums");
+  EXPECT_NE(errorOf(p), "");
+  Plan gemm = linearPlan();
+  KernelDesc grad{"vjp:kern.gemm", {0, 1, 2, -1, -1, 3}, {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+                  gemm.entries[0].kernels[0].attrs};
+  grad.attrs["column_sums"] = int64_t{1};
+  gemm.entries[0].kernels.push_back(grad);
+  EXPECT_NE(errorOf(gemm).find("only an attention backward sums its gradients (column_sums)"), std::string::npos)
+      << errorOf(gemm);
+}
+
 /// linearPlan's backward with the input's activation folded in
 /// (kern-fold-activation-grad): dOut value 4, z of the input value 5 (after
 /// the incoming gradient), dz value 6.
