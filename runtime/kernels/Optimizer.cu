@@ -4,7 +4,7 @@
 // kernel per tensor (hundreds for DiT-XL) would cost more than the work, so
 // every tensor is cut into chunks of kChunk elements listed in one device
 // table, and three launches cover them all: partial sums of squared
-// gradients per chunk, a single-block reduction of the partials in a fixed
+// gradients per chunk (one per warp), a single-block reduction of the partials in a fixed
 // order (so the norm, and hence every update, is reproducible bit for bit)
 // that also derives the clipping factor, and the update itself. The
 // in-graph step (no clipping, no loss scaling) updates first and takes the
@@ -62,9 +62,9 @@ template <typename T> __device__ __forceinline__ void storeF32(float *p, const f
     *reinterpret_cast<float4 *>(p + k) = make_float4(f[k], f[k + 1], f[k + 2], f[k + 3]);
 }
 
-/// Partial sums of squares per chunk: one per warp, so that the reductions
-/// need no shared memory (the in-graph update runs beside the backward's
-/// products and should fit wherever they leave room).
+/// Partial sums of squares: one per warp of each chunk's block (a shuffle
+/// tree, with no shared memory or block barriers at the end of every
+/// update block), added in index order by finishNormKernel.
 constexpr int kWarps = kThreads / 32;
 
 /// The warp's per-thread sums added in a fixed shuffle tree into
