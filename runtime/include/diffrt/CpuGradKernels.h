@@ -33,7 +33,7 @@ struct GemmGrads {
   float *dBias = nullptr;   // N
   Mat dGate;                // (M / rowsPerGate) x N
   Act inputAct = Act::None;
-  ConstMat inputPreact;     // M x K, with inputAct
+  ConstMat inputPreact{};   // M x K, with inputAct
 };
 void gemmBackward(ConstMat a, ConstMat w, const float *bias, Act act, const GatedResidual *epilogue,
                   ConstMat dOut, const GemmGrads &grads, float *scratch, ConstMat preact = {});

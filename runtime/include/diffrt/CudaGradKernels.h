@@ -40,7 +40,7 @@ struct GemmGrads {
   /// inputPreact (see cpu::GemmGrads). bf16/f16 tanh GELU runs in the dA
   /// product's epilogue (cuBLASLt DGELU), the rest in a pass after it.
   Act inputAct = Act::None;
-  DConstMat inputPreact;   // M x K
+  DConstMat inputPreact{}; // M x K
 };
 /// Where gemmBackward runs its weight-gradient product when it is not on
 /// the main stream (the training step's weight-gradient lane): on `stream`,
