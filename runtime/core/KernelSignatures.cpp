@@ -757,7 +757,7 @@ static void validateVjp(const Plan &plan, const KernelDesc &kernel, const std::s
       fail(where, ": gradient #", i, " is ", shapeText(g.shape), " ", dtypeName(g.dtype),
            " but its operand is ", shapeText(x.shape), " ", dtypeName(x.dtype));
     // Its row sums: one vector of the gradient's width (a slice of the
-    // bias gradient they are a part of, so any leading dimension).
+    // bias gradient they are part of, so its stride may be the whole's).
     if (sums && kernel.results[slots + i] >= 0) {
       const ValueDesc &sum = plan.values[kernel.results[slots + i]];
       if (sum.shape != std::vector<int64_t>{x.shape.back()} || sum.dtype != x.dtype)
