@@ -63,12 +63,15 @@
 
 #include "AttentionKernels.cuh"
 #include "ColumnSums.cuh"
+#include "Wgmma.cuh"
 
 #include <algorithm>
 #include <atomic>
 #include <cfloat>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 namespace diffrt::cuda {
@@ -179,16 +182,16 @@ __device__ __forceinline__ void storeRows(const float (&acc)[1][C::kDTiles][4], 
 }
 
 /// Per column c < cols, the sum of rows [0, validRows) of a staged tile
-/// (pitch C::kStride) into out[c]. A thread sums a pair of adjacent columns
+/// (pitch kStride, kThreads threads) into out[c]. A thread sums a pair of adjacent columns
 /// over every `slices`-th row; the slices' sums meet in `scratch` (slices ·
 /// cols floats of shared memory the tile does not use) and are added in
 /// slice order, a fixed order. Every warp's rows must be staged, so the
 /// barrier comes first and all threads of the CTA call this.
-template <typename T, typename C>
+template <typename T, int kStride, int kThreads>
 __device__ __forceinline__ void tileColumnSums(const T *sTile, int validRows, int cols, float *scratch,
                                                float *out) {
   __syncthreads();
-  const int pairs = (cols + 1) / 2, slices = max(1, C::kThreads / pairs);
+  const int pairs = (cols + 1) / 2, slices = max(1, kThreads / pairs);
   const int t = threadIdx.x;
   if (t < slices * pairs) {
     const int c = 2 * (t % pairs), slice = t / pairs;
@@ -196,7 +199,7 @@ __device__ __forceinline__ void tileColumnSums(const T *sTile, int validRows, in
     // An odd width's last pair reads the column beside it (inside the
     // row: tile widths are even) and drops it.
     for (int r = slice; r < validRows; r += slices) {
-      const T *x = sTile + r * C::kStride + c;
+      const T *x = sTile + r * kStride + c;
       a0 += toF<T>(x[0]);
       a1 += toF<T>(x[1]);
     }
@@ -205,7 +208,7 @@ __device__ __forceinline__ void tileColumnSums(const T *sTile, int validRows, in
       scratch[slice * cols + c + 1] = a1;
   }
   __syncthreads();
-  for (int c = t; c < cols; c += C::kThreads) {
+  for (int c = t; c < cols; c += kThreads) {
     float acc = 0.0f;
     for (int sl = 0; sl < slices; ++sl)
       acc += scratch[sl * cols + c];
@@ -572,7 +575,7 @@ __device__ __forceinline__ void queryGradTile(const GradParams &p, int block, in
   T *dQG = static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * p.dk;
   storeRows<T, C>(dq, p.scale, sQ, warpRow, lane, dQG, p.lddq, validQ, p.dk, aligned);
   if (p.partQ != nullptr) // K's tiles are free now
-    tileColumnSums<T, C>(sQ, validQ, p.dk, reinterpret_cast<float *>(sK),
+    tileColumnSums<T, C::kStride, C::kThreads>(sQ, validQ, p.dk, reinterpret_cast<float *>(sK),
                          p.partQ + (static_cast<int64_t>(b) * tiles + qTile) * p.partLdQ +
                              static_cast<int64_t>(h) * p.dk);
 }
@@ -716,9 +719,9 @@ __device__ __forceinline__ void keyValueGradTile(const GradParams &p, int block,
   const int64_t chunk = static_cast<int64_t>(b) * tiles + kTile;
   float *scratch = reinterpret_cast<float *>(sQ);
   if (p.partK != nullptr)
-    tileColumnSums<T, C>(sK, validK, p.dk, scratch, p.partK + chunk * p.partLdK + static_cast<int64_t>(h) * p.dk);
+    tileColumnSums<T, C::kStride, C::kThreads>(sK, validK, p.dk, scratch, p.partK + chunk * p.partLdK + static_cast<int64_t>(h) * p.dk);
   if (p.partV != nullptr)
-    tileColumnSums<T, C>(sV, validK, p.dv, scratch, p.partV + chunk * p.partLdV + static_cast<int64_t>(h) * p.dv);
+    tileColumnSums<T, C::kStride, C::kThreads>(sV, validK, p.dv, scratch, p.partV + chunk * p.partLdV + static_cast<int64_t>(h) * p.dv);
 }
 
 /// Passes 2 and 3 in one launch: the grid's first keyValueBlocks blocks are
@@ -734,6 +737,379 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) gradTc(const __grid_cons
     keyValueGradTile<T, D>(p, block, p.keyTiles);
   else
     queryGradTile<T, D>(p, block - p.keyValueBlocks, p.queryTiles);
+}
+
+//===----------------------------------------------------------------------===//
+// Hopper path (wgmma): f16/bf16, dk = dv in {64, 72, 88}, aligned views
+//===----------------------------------------------------------------------===//
+
+/// The same two passes as gradTc on warpgroup products: a CTA is one
+/// warpgroup (128 threads) owning 64 rows (keys for dK/dV, queries for dQ).
+/// Tiles live in shared memory in the 128-byte swizzled layout of
+/// Wgmma.cuh: 64-column blocks of 64 rows (8192 bytes), row r's 16-byte
+/// chunk c of block b at b·8192 + swz128(r, c). One physical tile is read
+/// both ways: K-major where the head dim is the reduction (S = Q Kᵀ,
+/// dP = dO Vᵀ and their transposes, m64n64k16 with both operands in shared
+/// memory) and MN-major where the 64 rows are the reduction (dV += Pᵀ dO,
+/// dK += dSᵀ Q, dQ += dS K, m64nDk16, N = D is a legal width). The score
+/// products reduce over the head dim in 16-wide steps, so columns D..KD
+/// (KD = D rounded up to 16) are zero-filled. A score accumulator's
+/// registers, packed in pairs, are the A fragments of the next product
+/// (register-A wgmma): P and dS never touch shared memory.
+template <int D> struct WgTile {
+  static constexpr int kRows = 64;
+  static constexpr int kThreads = 128;
+  static constexpr int kKD = (D + 15) / 16 * 16;
+  static constexpr int kKSteps = kKD / 16;
+  static constexpr int kChunks = kKD / 8; // 16-byte chunks loaded per row
+  static constexpr int kBytes = (kKD + 63) / 64 * 8192;
+  static constexpr int kAcc = D / 2; // f32 registers of a 64 x D accumulator
+  /// Staging pitch of a gradient tile for its store (elements): rows 16
+  /// bytes apart modulo 128 so that the fragment writes spread over banks.
+  static constexpr int kPitch = D + 8;
+  /// Own K and V (or Q and dO), two stages of the other side's two tiles,
+  /// two stages of L and Δ, and slack for 1024-byte alignment.
+  static constexpr size_t kSmem = 6 * static_cast<size_t>(kBytes) + 4 * kRows * sizeof(float) + 1024;
+};
+
+/// A thread's share of copying 64 x D tiles of one view (row stride ld)
+/// into swizzled tiles: chunk t % 8 of rows t / 8 + 16i (the first 64
+/// columns) and, past them, chunk 8 + t % tail of rows t / tail +
+/// (128 / tail)i. Offsets are fixed per thread and stride by whole 8-row
+/// atoms, so a tile's copy is a few adds per chunk, computed once.
+template <typename T, int D> struct WgCopy {
+  using W = WgTile<D>;
+  static constexpr int kTail = W::kChunks - 8;
+  static constexpr int kTailRows = kTail > 0 ? W::kThreads / kTail : W::kRows; // rows a tail pass covers
+  int64_t mainAt, tailAt, ld;
+  int mainRow, tailRow;
+  uint32_t mainSmem, tailSmem;
+
+  __device__ __forceinline__ explicit WgCopy(int64_t rowStride) : ld(rowStride) {
+    static_assert(kTail == 0 || W::kThreads % kTail == 0, "tail chunks spread evenly over the threads");
+    const int t = threadIdx.x;
+    const int c = t & 7;
+    mainRow = t >> 3;
+    mainAt = static_cast<int64_t>(mainRow) * ld + c * 8;
+    mainSmem = static_cast<uint32_t>(wgmma::swz128(mainRow, c));
+    const int tc = kTail > 0 ? 8 + t % kTail : 0;
+    tailRow = kTail > 0 ? t / kTail : 0;
+    tailAt = static_cast<int64_t>(tailRow) * ld + tc * 8;
+    tailSmem = static_cast<uint32_t>(8192 + wgmma::swz128(tailRow, tc & 7));
+    // Chunks past D (the zero padding of the reduction) read nothing.
+    if (tc * 8 >= D)
+      tailRow = W::kRows;
+  }
+
+  /// cp.async of rows [0, validRows) of the view at g (16-byte aligned
+  /// rows) into `tile`; rows past validRows and columns past D become 0.
+  __device__ __forceinline__ void load(uint8_t *tile, const T *g, int validRows) const {
+    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tile));
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      cpAsync16(base + mainSmem + 2048 * i, g + mainAt + 16 * i * ld, mainRow + 16 * i < validRows);
+    if constexpr (kTail > 0) {
+#pragma unroll
+      for (int i = 0; i < W::kRows / kTailRows; ++i)
+        cpAsync16(base + tailSmem + kTailRows * 128 * i, g + tailAt + kTailRows * i * ld,
+                  tailRow + kTailRows * i < validRows);
+    }
+  }
+};
+
+/// Descriptor offset (16-byte units) of reduction step j of a K-major tile:
+/// 32 bytes along the row within a 64-column block, 8192 to the next block.
+__device__ __forceinline__ uint64_t kStep(int j) { return static_cast<uint64_t>(((j >> 2) * 8192 + (j & 3) * 32) >> 4); }
+/// The same for an MN-major tile: 16 rows (2048 bytes) down.
+__device__ __forceinline__ uint64_t mnStep(int j) { return static_cast<uint64_t>((j * 2048) >> 4); }
+
+/// S (64 x 64) = A Bᵀ over the head dim, A and B K-major swizzled tiles.
+template <typename T, int D>
+__device__ __forceinline__ void scoreProduct(float (&s)[32], const uint8_t *a, const uint8_t *b) {
+  const uint64_t da = wgmma::descK(a), db = wgmma::descK(b);
+#pragma unroll
+  for (int j = 0; j < WgTile<D>::kKSteps; ++j)
+    wgmma::wgmmaSS64<T>(s, da + kStep(j), db + kStep(j), j > 0 ? 1 : 0);
+}
+
+/// A fragments of reduction step kk (columns 16kk..16kk+15) of a 64 x 64
+/// accumulator: thread registers 8kk..8kk+7 in pairs.
+template <typename T>
+__device__ __forceinline__ void packWgA(const float (&s)[32], uint32_t (&f)[4][4]) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      f[kk][i] = attn::pack2<T>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+}
+
+/// acc (64 x D) += A B, A the four register fragments of a 64-wide
+/// reduction, B a swizzled tile read MN-major (its 64 rows are the
+/// reduction).
+template <typename T, int D>
+__device__ __forceinline__ void rowProduct(float (&acc)[D / 2], const uint32_t (&a)[4][4], const uint8_t *b) {
+  const uint64_t db = wgmma::descMN(b);
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma::wgmmaRSTransB<T, D>(acc, a[kk], db + mnStep(kk), 1);
+}
+
+/// Accumulator registers: acc[4j + 2h + e] is row warp·16 + lane/4 + 8h,
+/// column 8j + 2·(lane % 4) + e. Times `mul`, staged row-major (pitch
+/// kPitch) and copied to global rows [0, validRows), columns [0, D), in
+/// 16-byte chunks; each warp stages and copies only its own 16 rows.
+template <typename T, int D>
+__device__ __forceinline__ void storeWgRows(const float (&acc)[D / 2], float mul, T *stage, T *g, int64_t ld,
+                                            int validRows) {
+  using W = WgTile<D>;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    T *dst = stage + (warp * 16 + (lane >> 2) + 8 * h) * W::kPitch + 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+      *reinterpret_cast<uint32_t *>(dst + 8 * j) = attn::pack2<T>(acc[4 * j + 2 * h] * mul, acc[4 * j + 2 * h + 1] * mul);
+  }
+  __syncwarp();
+  constexpr int kRowChunks = D / 8;
+  for (int i = lane; i < 16 * kRowChunks; i += 32) {
+    const int r = warp * 16 + i / kRowChunks, c = i % kRowChunks;
+    if (r < validRows)
+      *reinterpret_cast<uint4 *>(g + static_cast<int64_t>(r) * ld + c * 8) =
+          *reinterpret_cast<const uint4 *>(stage + r * W::kPitch + c * 8);
+  }
+}
+
+/// Pass 3 on warpgroup products: dK and dV for one (key tile, sample·head).
+///   Sᵀ = K Qᵀ, dPᵀ = V dOᵀ, Pᵀ = 2^(Sᵀ·sc − L) (0 past lq),
+///   dSᵀ = Pᵀ ⊙ (dPᵀ − Δ), dV += Pᵀ dO, dK += dSᵀ Q.
+template <typename T, int D>
+__device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, uint8_t *smem) {
+  using W = WgTile<D>;
+  uint8_t *sK = smem, *sV = sK + W::kBytes, *sQ = sV + W::kBytes, *sO = sQ + 2 * W::kBytes;
+  float *sL = reinterpret_cast<float *>(sO + 2 * W::kBytes), *sDelta = sL + 2 * W::kRows;
+  const int lane = threadIdx.x & 31;
+  const int kTile = block % p.keyTiles, pair = block / p.keyTiles;
+  const int h = pair % p.heads, b = pair / p.heads;
+  const int k0 = kTile * W::kRows;
+  const int validK = min(W::kRows, p.lk - k0);
+  const int64_t kRow0 = static_cast<int64_t>(b) * p.lk + k0;
+  const T *kG = static_cast<const T *>(p.k) + kRow0 * p.ldk + static_cast<int64_t>(h) * D;
+  const T *vG = static_cast<const T *>(p.v) + kRow0 * p.ldv + static_cast<int64_t>(h) * D;
+  const T *qG = static_cast<const T *>(p.q) + static_cast<int64_t>(b) * p.lq * p.ldq + static_cast<int64_t>(h) * D;
+  const T *dOG = static_cast<const T *>(p.dO) + static_cast<int64_t>(b) * p.lq * p.ldo + static_cast<int64_t>(h) * D;
+  const float *lG = p.lse + static_cast<int64_t>(pair) * p.lq;
+  const float *deltaG = p.delta + static_cast<int64_t>(pair) * p.lq;
+
+  const WgCopy<T, D> copyQ(p.ldq), copyO(p.ldo);
+  auto loadOther = [&](int t, int st) {
+    const int64_t off = static_cast<int64_t>(t) * W::kRows;
+    const int valid = min(W::kRows, p.lq - t * W::kRows);
+    copyQ.load(sQ + st * W::kBytes, qG + off * p.ldq, valid);
+    copyO.load(sO + st * W::kBytes, dOG + off * p.ldo, valid);
+    // L and Δ by cp.async as well: a plain load here would stall the
+    // warpgroup's next products until it returned.
+    static_assert(W::kThreads == 2 * W::kRows, "a thread per statistic");
+    const int i = threadIdx.x, r = i % W::kRows, qi = t * W::kRows + r;
+    cpAsync4((i < W::kRows ? sL : sDelta) + st * W::kRows + r, (i < W::kRows ? lG : deltaG) + qi, qi < p.lq);
+  };
+  WgCopy<T, D>(p.ldk).load(sK, kG, validK);
+  WgCopy<T, D>(p.ldv).load(sV, vG, validK);
+  loadOther(0, 0);
+  cpAsyncCommit();
+
+  float dk[W::kAcc], dv[W::kAcc];
+#pragma unroll
+  for (int i = 0; i < W::kAcc; ++i)
+    dk[i] = dv[i] = 0.0f;
+
+  const int nTiles = (p.lq + W::kRows - 1) / W::kRows;
+  for (int t = 0; t < nTiles; ++t) {
+    const int st = t & 1;
+    cpAsyncWait<0>();
+    wgmma::fenceProxyAsync(); // cp.async wrote through the generic proxy; wgmma reads through the async one
+    __syncthreads();          // also: every thread is done with the stage the prefetch below refills
+    if (t + 1 < nTiles)
+      loadOther(t + 1, st ^ 1);
+    cpAsyncCommit();
+    const uint8_t *sQs = sQ + st * W::kBytes, *sOs = sO + st * W::kBytes;
+    const float *sLs = sL + st * W::kRows, *sDs = sDelta + st * W::kRows;
+    const int validQ = p.lq - t * W::kRows;
+
+    // Three product groups in flight in turn: Pᵀ is taken while dPᵀ is
+    // computed, and dSᵀ while dV accumulates.
+    float s[32], dp[32];
+    wgmma::fence();
+    scoreProduct<T, D>(s, sK, sQs);
+    wgmma::commit();
+    scoreProduct<T, D>(dp, sV, sOs);
+    wgmma::commit();
+    wgmma::wait<1>();
+    // Columns are queries: s[4j + 2h + e] is query 8j + 2(lane % 4) + e.
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float2 l = *reinterpret_cast<const float2 *>(sLs + 8 * j + 2 * (lane & 3));
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int qc = 8 * j + 2 * (lane & 3) + e;
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int i = 4 * j + 2 * hh + e;
+          s[i] = qc < validQ ? attn::exp2Approx(fmaf(s[i], p.scaleLog2, -(e ? l.y : l.x))) : 0.0f;
+        }
+      }
+    }
+    uint32_t pf[4][4], dsf[4][4];
+    packWgA<T>(s, pf);
+    wgmma::fence();
+    rowProduct<T, D>(dv, pf, sOs);
+    wgmma::commit();
+    wgmma::wait<1>();
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float2 delta = *reinterpret_cast<const float2 *>(sDs + 8 * j + 2 * (lane & 3));
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        dp[4 * j + 2 * hh] = s[4 * j + 2 * hh] * (dp[4 * j + 2 * hh] - delta.x);
+        dp[4 * j + 2 * hh + 1] = s[4 * j + 2 * hh + 1] * (dp[4 * j + 2 * hh + 1] - delta.y);
+      }
+    }
+    packWgA<T>(dp, dsf);
+    wgmma::fence();
+    rowProduct<T, D>(dk, dsf, sQs);
+    wgmma::commit();
+    wgmma::wait<0>();
+  }
+
+  // Every warp's products have read the tiles before any is overwritten.
+  // The other side's two stages (2·kBytes each) hold a staged gradient.
+  __syncthreads();
+  T *stageK = reinterpret_cast<T *>(sQ), *stageV = reinterpret_cast<T *>(sO);
+  if (p.dK != nullptr)
+    storeWgRows<T, D>(dk, p.scale, stageK,
+                      static_cast<T *>(p.dK) + kRow0 * p.lddk + static_cast<int64_t>(h) * D, p.lddk, validK);
+  if (p.dV != nullptr)
+    storeWgRows<T, D>(dv, 1.0f, stageV, static_cast<T *>(p.dV) + kRow0 * p.lddv + static_cast<int64_t>(h) * D,
+                      p.lddv, validK);
+  const int64_t chunk = static_cast<int64_t>(b) * p.keyTiles + kTile;
+  float *scratch = reinterpret_cast<float *>(sK); // K's tile is free now
+  if (p.partK != nullptr)
+    tileColumnSums<T, W::kPitch, W::kThreads>(stageK, validK, D, scratch,
+                                               p.partK + chunk * p.partLdK + static_cast<int64_t>(h) * D);
+  if (p.partV != nullptr)
+    tileColumnSums<T, W::kPitch, W::kThreads>(stageV, validK, D, scratch,
+                                               p.partV + chunk * p.partLdV + static_cast<int64_t>(h) * D);
+}
+
+/// Pass 2 on warpgroup products: dQ for one (query tile, sample·head).
+///   S = Q Kᵀ, dP = dO Vᵀ, P = 2^(S·sc − L) (0 past lk),
+///   dS = P ⊙ (dP − Δ), dQ += dS K.
+template <typename T, int D>
+__device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint8_t *smem) {
+  using W = WgTile<D>;
+  uint8_t *sQ = smem, *sO = sQ + W::kBytes, *sK = sO + W::kBytes, *sV = sK + 2 * W::kBytes;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int qTile = block % p.queryTiles, pair = block / p.queryTiles;
+  const int h = pair % p.heads, b = pair / p.heads;
+  const int q0 = qTile * W::kRows;
+  const int validQ = min(W::kRows, p.lq - q0);
+  const int64_t qRow0 = static_cast<int64_t>(b) * p.lq + q0;
+  const T *qG = static_cast<const T *>(p.q) + qRow0 * p.ldq + static_cast<int64_t>(h) * D;
+  const T *dOG = static_cast<const T *>(p.dO) + qRow0 * p.ldo + static_cast<int64_t>(h) * D;
+  const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk + static_cast<int64_t>(h) * D;
+  const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv + static_cast<int64_t>(h) * D;
+
+  const WgCopy<T, D> copyK(p.ldk), copyV(p.ldv);
+  auto loadOther = [&](int j, int st) {
+    const int64_t off = static_cast<int64_t>(j) * W::kRows;
+    const int valid = min(W::kRows, p.lk - j * W::kRows);
+    copyK.load(sK + st * W::kBytes, kG + off * p.ldk, valid);
+    copyV.load(sV + st * W::kBytes, vG + off * p.ldv, valid);
+  };
+  WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
+  WgCopy<T, D>(p.ldo).load(sO, dOG, validQ);
+  loadOther(0, 0);
+  cpAsyncCommit();
+
+  // The thread's rows warp·16 + lane/4 + 8h (rows past lq: 0, never stored).
+  float rowL[2], rowDelta[2];
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int row = warp * 16 + (lane >> 2) + 8 * hh;
+    const int64_t at = static_cast<int64_t>(pair) * p.lq + q0 + row;
+    rowL[hh] = row < validQ ? p.lse[at] : 0.0f;
+    rowDelta[hh] = row < validQ ? p.delta[at] : 0.0f;
+  }
+  float dq[W::kAcc];
+#pragma unroll
+  for (int i = 0; i < W::kAcc; ++i)
+    dq[i] = 0.0f;
+
+  const int nTiles = (p.lk + W::kRows - 1) / W::kRows;
+  for (int j = 0; j < nTiles; ++j) {
+    const int st = j & 1;
+    cpAsyncWait<0>();
+    wgmma::fenceProxyAsync();
+    __syncthreads();
+    if (j + 1 < nTiles)
+      loadOther(j + 1, st ^ 1);
+    cpAsyncCommit();
+    const uint8_t *sKs = sK + st * W::kBytes, *sVs = sV + st * W::kBytes;
+    const int validKeys = p.lk - j * W::kRows;
+
+    // P is taken while dP is computed.
+    float s[32], dp[32];
+    wgmma::fence();
+    scoreProduct<T, D>(s, sQ, sKs);
+    wgmma::commit();
+    scoreProduct<T, D>(dp, sO, sVs);
+    wgmma::commit();
+    wgmma::wait<1>();
+    // Columns are keys: s[4n + 2h + e] is key 8n + 2(lane % 4) + e of row h.
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const bool valid = 8 * n + 2 * (lane & 3) + e < validKeys;
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int i = 4 * n + 2 * hh + e;
+          s[i] = valid ? attn::exp2Approx(fmaf(s[i], p.scaleLog2, -rowL[hh])) : 0.0f;
+        }
+      }
+    wgmma::wait<0>();
+#pragma unroll
+    for (int i = 0; i < 32; ++i)
+      s[i] *= dp[i] - rowDelta[(i >> 1) & 1];
+    uint32_t dsf[4][4];
+    packWgA<T>(s, dsf);
+    wgmma::fence();
+    rowProduct<T, D>(dq, dsf, sKs);
+    wgmma::commit();
+    wgmma::wait<0>();
+  }
+
+  __syncthreads();
+  T *stage = reinterpret_cast<T *>(sK); // K's two stages hold the staged dQ
+  storeWgRows<T, D>(dq, p.scale, stage, static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * D,
+                    p.lddq, validQ);
+  if (p.partQ != nullptr)
+    tileColumnSums<T, W::kPitch, W::kThreads>(stage, validQ, D, reinterpret_cast<float *>(sV),
+                                               p.partQ + (static_cast<int64_t>(b) * p.queryTiles + qTile) * p.partLdQ +
+                                                   static_cast<int64_t>(h) * D);
+}
+
+/// Passes 2 and 3 in one launch, as gradTc: the dK/dV CTAs first.
+template <typename T, int D>
+__global__ void __launch_bounds__(128, 2) gradWg(const __grid_constant__ GradParams p) {
+  extern __shared__ float4 wgSmemRaw[];
+  uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(wgSmemRaw) + 1023) &
+                                              ~static_cast<uintptr_t>(1023));
+  const int block = static_cast<int>(blockIdx.x);
+  if (block < p.keyValueBlocks)
+    keyValueGradWg<T, D>(p, block, smem);
+  else
+    queryGradWg<T, D>(p, block - p.keyValueBlocks, smem);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1098,6 +1474,23 @@ void finishSums(cudaStream_t stream, const GradParams &p, const SumPlan &plan, c
     launchFinishColumnSums<T>(stream, p.partV, 1, plan.kChunks, p.partLdV, static_cast<T *>(sums.v), 0, what);
 }
 
+/// Pass 1 for the tensor-core passes: L (log2 units) and Δ, from the
+/// forward's statistics when given, else by statsTc.
+template <typename T, int D>
+void launchStatisticsTc(cudaStream_t stream, GradParams p, int64_t pairs, int64_t qTiles, const SavedStatistics &saved) {
+  using C = typename BwdTile<D>::C;
+  if (saved.lse != nullptr) {
+    launchSavedStatistics<T>(stream, p, saved.lse, saved.out, 1.4426950408889634f, saved.batch);
+    return;
+  }
+  constexpr auto kernel = statsTc<T, D>;
+  const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * sizeof(T);
+  allowSharedMemory<kernel>(smem, kName);
+  p.tiles = static_cast<int32_t>(qTiles);
+  kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
+  checkLaunch("attentionBackward (statistics)");
+}
+
 template <typename T, int D>
 void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV,
               const SavedStatistics &saved, const AttentionGradSums &sums, float *partials) {
@@ -1108,17 +1501,7 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
   const int64_t kTiles = (p.lk + C::kBM - 1) / C::kBM;
   const size_t elem = sizeof(T);
   const SumPlan sumPlan = sums.any() ? planSums(p, sums, saved.batch, qTiles, kTiles, elem, partials) : SumPlan{};
-  if (saved.lse != nullptr) {
-    // The passes below take L in log2 units.
-    launchSavedStatistics<T>(stream, p, saved.lse, saved.out, 1.4426950408889634f, saved.batch);
-  } else {
-    constexpr auto kernel = statsTc<T, D>;
-    const size_t smem = static_cast<size_t>(2 * C::kQElems + 4 * C::kKVElems) * elem;
-    allowSharedMemory<kernel>(smem, kName);
-    p.tiles = static_cast<int32_t>(qTiles);
-    kernel<<<gridOf(qTiles, pairs), C::kThreads, smem, stream>>>(p);
-    checkLaunch("attentionBackward (statistics)");
-  }
+  launchStatisticsTc<T, D>(stream, p, pairs, qTiles, saved);
   if (!wantQ && !wantKV)
     return;
   constexpr auto kernel = gradTc<T, D>;
@@ -1132,6 +1515,29 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
   p.keyValueBlocks = static_cast<int32_t>(wantKV ? kTiles * pairs : 0); // <= blocks
   kernel<<<blocks, C::kThreads, smem, stream>>>(p);
   checkLaunch("attentionBackward (dQ, dK, dV)");
+  if (sums.any())
+    finishSums<T>(stream, p, sumPlan, sums);
+}
+
+template <typename T, int D>
+void launchWg(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV,
+              const SavedStatistics &saved, const AttentionGradSums &sums, float *partials) {
+  using W = WgTile<D>;
+  static_assert(W::kRows == kSumTileRows, "the column sums' workspace assumes 64-row tiles");
+  const int64_t qTiles = (p.lq + W::kRows - 1) / W::kRows;
+  const int64_t kTiles = (p.lk + W::kRows - 1) / W::kRows;
+  const SumPlan sumPlan = sums.any() ? planSums(p, sums, saved.batch, qTiles, kTiles, sizeof(T), partials) : SumPlan{};
+  launchStatisticsTc<T, D>(stream, p, pairs, qTiles, saved);
+  if (!wantQ && !wantKV)
+    return;
+  constexpr auto kernel = gradWg<T, D>;
+  allowSharedMemory<kernel>(W::kSmem, kName);
+  p.queryTiles = static_cast<int32_t>(qTiles);
+  p.keyTiles = static_cast<int32_t>(kTiles);
+  const unsigned blocks = gridOf((wantKV ? kTiles : 0) + (wantQ ? qTiles : 0), pairs);
+  p.keyValueBlocks = static_cast<int32_t>(wantKV ? kTiles * pairs : 0);
+  kernel<<<blocks, W::kThreads, W::kSmem, stream>>>(p);
+  checkLaunch("attentionBackward (dQ, dK, dV; wgmma)");
   if (sums.any())
     finishSums<T>(stream, p, sumPlan, sums);
 }
@@ -1183,6 +1589,19 @@ void launchSimt(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bo
 template <typename T>
 void dispatch16(cudaStream_t s, const GradParams &p, int64_t pairs, bool wantQ, bool wantKV,
                 const SavedStatistics &saved, const AttentionGradSums &sums, float *partials) {
+  // Equal head dims of 64, 72 or 88 with aligned views take the wgmma
+  // kernels, unless DIFFRT_ATTENTION_BACKWARD=mma asks for the mma.sync
+  // ones (read per call, for comparisons and tests).
+  const char *path = std::getenv("DIFFRT_ATTENTION_BACKWARD");
+  const bool forceMma = path != nullptr && std::string(path) == "mma";
+  if (!forceMma && p.aligned && p.dk == p.dv) {
+    if (p.dk == 64)
+      return launchWg<T, 64>(s, p, pairs, wantQ, wantKV, saved, sums, partials);
+    if (p.dk == 72)
+      return launchWg<T, 72>(s, p, pairs, wantQ, wantKV, saved, sums, partials);
+    if (p.dk == 88)
+      return launchWg<T, 88>(s, p, pairs, wantQ, wantKV, saved, sums, partials);
+  }
   const int need = std::max(p.dk, p.dv);
   if (need <= 32)
     launchTc<T, 32>(s, p, pairs, wantQ, wantKV, saved, sums, partials);

@@ -20,7 +20,10 @@
 // over rows is compared with the sum of the gradient the kernel returned,
 // the three sums adjacent in one vector (DiT's qkv bias gradient: one
 // finishing launch) or apart, with a sentinel after each that must
-// survive. GradAttentionTiming prints the time at the DiT shapes.
+// survive. Equal head dims of 64, 72 and 88 with aligned rows run on the
+// wgmma kernels; MmaPathOnRequest checks the mma.sync ones that
+// DIFFRT_ATTENTION_BACKWARD=mma selects. GradAttentionTiming prints the
+// time at the DiT shapes, both paths.
 //
 //===----------------------------------------------------------------------===//
 
@@ -36,6 +39,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -444,6 +448,32 @@ TEST(GradAttentionGpu, ColumnSums) {
   }
 }
 
+/// Sets DIFFRT_ATTENTION_BACKWARD for a scope: equal head dims of 64, 72
+/// and 88 take the wgmma kernels unless it says "mma".
+struct BackwardPath {
+  explicit BackwardPath(const char *path) { setenv("DIFFRT_ATTENTION_BACKWARD", path, 1); }
+  ~BackwardPath() { unsetenv("DIFFRT_ATTENTION_BACKWARD"); }
+};
+
+// The tests above run the wgmma kernels wherever they apply; the mma.sync
+// ones stay selectable (for comparisons) and must stay correct.
+TEST(GradAttentionGpu, MmaPathOnRequest) {
+  DIFFRT_REQUIRE_GPU();
+  gt::Rng rng;
+  SCOPED_TRACE(rng.trace());
+  BackwardPath mma("mma");
+  for (DType t : {DType::BF16, DType::F16}) {
+    for (int64_t d : {64, 72, 88})
+      runCase(rng, {t, 2, 2, 256, 256, d, d});
+    runCase(rng, {t, 2, 3, 77, 77, 72, 72});
+    runCase(rng, {t, 3, 2, 64, 77, 64, 64});
+    Case sums{t, 2, 2, 100, 100, 72, 72};
+    sums.saved = true;
+    sums.sums = Case::JoinedSums;
+    runCase(rng, sums);
+  }
+}
+
 TEST(GradAttentionGpu, RejectsBadArguments) {
   DIFFRT_REQUIRE_GPU();
   gt::Rng rng;
@@ -525,8 +555,9 @@ TEST(GradAttentionGpuTiming, DitShapes) {
   const Shape shapes[] = {{32, 16, 256, 72}, {32, 6, 256, 64}, {64, 16, 256, 88},
                           {64, 16, 256, 128}, {4, 16, 1024, 72}};
   // "saved ms": with the forward's statistics (kern.attention's backward).
-  std::printf("%-5s %4s %4s %6s %4s %10s %10s %10s\n", "dtype", "B", "H", "N", "D", "ms", "TFLOP/s",
-              "saved ms");
+  // "mma ms": saved statistics, DIFFRT_ATTENTION_BACKWARD=mma.
+  std::printf("%-5s %4s %4s %6s %4s %10s %10s %10s %10s\n", "dtype", "B", "H", "N", "D", "ms", "TFLOP/s",
+              "saved ms", "mma ms");
   for (DType t : {DType::BF16, DType::F16, DType::F32})
     for (const Shape &s : shapes) {
       if (t == DType::F32 && s.d != 72)
@@ -595,11 +626,16 @@ TEST(GradAttentionGpuTiming, DitShapes) {
       const double ms = median();
       withSaved = true;
       const double savedMs = median();
+      double mmaMs = 0.0;
+      if (t != DType::F32) {
+        BackwardPath mma("mma");
+        mmaMs = median();
+      }
       const double flop = 10.0 * double(s.b) * double(s.h) * double(s.n) * double(s.n) * double(s.d);
-      std::printf("%-5s %4lld %4lld %6lld %4lld %10.4f %10.1f %10.4f\n", dtypeName(t),
+      std::printf("%-5s %4lld %4lld %6lld %4lld %10.4f %10.1f %10.4f %10.4f\n", dtypeName(t),
                   static_cast<long long>(s.b), static_cast<long long>(s.h),
                   static_cast<long long>(s.n), static_cast<long long>(s.d), ms, flop / ms * 1e-9,
-                  savedMs);
+                  savedMs, mmaMs);
     }
 }
 
