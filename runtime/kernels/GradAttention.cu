@@ -744,61 +744,74 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) gradTc(const __grid_cons
 //===----------------------------------------------------------------------===//
 
 /// The same two passes as gradTc on warpgroup products: a CTA is one
-/// warpgroup (128 threads) owning 64 rows (keys for dK/dV, queries for dQ).
-/// Tiles live in shared memory in the 128-byte swizzled layout of
-/// Wgmma.cuh: 64-column blocks of 64 rows (8192 bytes), row r's 16-byte
-/// chunk c of block b at b·8192 + swz128(r, c). One physical tile is read
-/// both ways: K-major where the head dim is the reduction (S = Q Kᵀ,
-/// dP = dO Vᵀ and their transposes, m64n64k16 with both operands in shared
-/// memory) and MN-major where the 64 rows are the reduction (dV += Pᵀ dO,
-/// dK += dSᵀ Q, dQ += dS K, m64nDk16, N = D is a legal width). The score
-/// products reduce over the head dim in 16-wide steps, so columns D..KD
-/// (KD = D rounded up to 16) are zero-filled. A score accumulator's
-/// registers, packed in pairs, are the A fragments of the next product
-/// (register-A wgmma): P and dS never touch shared memory.
+/// warpgroup (128 threads) owning 64 rows (keys for dK/dV, queries for dQ)
+/// and walking the other side's 64-row tiles through three cp.async stages,
+/// two tiles ahead. A tile is the head dim's first 64 columns in the
+/// 128-byte swizzled layout of Wgmma.cuh (8192 bytes) and, for D > 64, its
+/// tail (KD − 64 columns, KD = D rounded up to 16, zero-filled past D) in
+/// the 32- or 64-byte swizzle of that width, so that no shared memory is
+/// spent on padding. Each part is read both ways: K-major where the head
+/// dim is the reduction (S = Q Kᵀ, dP = dO Vᵀ and their transposes,
+/// m64n64k16 with both operands in shared memory, the tail's steps through
+/// its own descriptors) and MN-major where the 64 rows are the reduction
+/// (dV += Pᵀ dO, dK += dSᵀ Q, dQ += dS K: an m64n64k16 on the first 64
+/// columns and an m64n{8,24}k16 on the rest, each into its own
+/// accumulator). A score accumulator's registers, packed in pairs, are the
+/// A fragments of the next product (register-A wgmma): P and dS never touch
+/// shared memory.
 template <int D> struct WgTile {
+  static_assert(D == 64 || D == 72 || D == 88, "instantiated for head dims 64, 72, 88");
   static constexpr int kRows = 64;
   static constexpr int kThreads = 128;
+  static constexpr int kStages = 3;
   static constexpr int kKD = (D + 15) / 16 * 16;
-  static constexpr int kKSteps = kKD / 16;
-  static constexpr int kChunks = kKD / 8; // 16-byte chunks loaded per row
-  static constexpr int kBytes = (kKD + 63) / 64 * 8192;
-  static constexpr int kAcc = D / 2; // f32 registers of a 64 x D accumulator
+  static constexpr int kTailCols = kKD - 64;        // 0, 16 or 32
+  static constexpr int kTailBytes = 2 * kTailCols;  // row width of the tail part
+  static constexpr int kTailN = D - 64;             // output columns past 64: 0, 8 or 24
+  static constexpr int kTailAcc = kTailN > 0 ? kTailN / 2 : 1;
+  static constexpr int kBytes = 8192 + kRows * kTailBytes;
   /// Staging pitch of a gradient tile for its store (elements): rows 16
   /// bytes apart modulo 128 so that the fragment writes spread over banks.
   static constexpr int kPitch = D + 8;
-  /// Own K and V (or Q and dO), two stages of the other side's two tiles,
-  /// two stages of L and Δ, and slack for 1024-byte alignment.
-  static constexpr size_t kSmem = 6 * static_cast<size_t>(kBytes) + 4 * kRows * sizeof(float) + 1024;
+  /// Own K and V (or Q and dO), kStages stages of the other side's two
+  /// tiles, kStages stages of L and Δ, and slack for 1024-byte alignment.
+  static constexpr size_t kSmem =
+      (2 + 2 * kStages) * static_cast<size_t>(kBytes) + 2 * kStages * kRows * sizeof(float) + 1024;
+  static_assert(kBytes % 1024 == 0, "tiles keep the 1024-byte alignment of the swizzle atoms");
 };
 
-/// A thread's share of copying 64 x D tiles of one view (row stride ld)
-/// into swizzled tiles: chunk t % 8 of rows t / 8 + 16i (the first 64
-/// columns) and, past them, chunk 8 + t % tail of rows t / tail +
-/// (128 / tail)i. Offsets are fixed per thread and stride by whole 8-row
-/// atoms, so a tile's copy is a few adds per chunk, computed once.
+/// A thread's share of copying 64 x D tiles of one view (row stride ld):
+/// chunk t % 8 of rows t / 8 + 16i into the first 64 columns and chunk
+/// t % tailChunks of rows t / tailChunks + (128 / tailChunks)i into the
+/// tail. Offsets are fixed per thread and stride by whole swizzle atoms, so
+/// a tile's copy is a few adds per chunk, computed once.
 template <typename T, int D> struct WgCopy {
   using W = WgTile<D>;
-  static constexpr int kTail = W::kChunks - 8;
-  static constexpr int kTailRows = kTail > 0 ? W::kThreads / kTail : W::kRows; // rows a tail pass covers
+  static constexpr int kTailChunks = W::kTailCols / 8;
+  static constexpr int kTailRows = kTailChunks > 0 ? W::kThreads / kTailChunks : W::kRows; // rows per tail pass
   int64_t mainAt, tailAt, ld;
   int mainRow, tailRow;
   uint32_t mainSmem, tailSmem;
 
   __device__ __forceinline__ explicit WgCopy(int64_t rowStride) : ld(rowStride) {
-    static_assert(kTail == 0 || W::kThreads % kTail == 0, "tail chunks spread evenly over the threads");
     const int t = threadIdx.x;
     const int c = t & 7;
     mainRow = t >> 3;
     mainAt = static_cast<int64_t>(mainRow) * ld + c * 8;
     mainSmem = static_cast<uint32_t>(wgmma::swz128(mainRow, c));
-    const int tc = kTail > 0 ? 8 + t % kTail : 0;
-    tailRow = kTail > 0 ? t / kTail : 0;
-    tailAt = static_cast<int64_t>(tailRow) * ld + tc * 8;
-    tailSmem = static_cast<uint32_t>(8192 + wgmma::swz128(tailRow, tc & 7));
-    // Chunks past D (the zero padding of the reduction) read nothing.
-    if (tc * 8 >= D)
-      tailRow = W::kRows;
+    if constexpr (kTailChunks > 0) {
+      const int tc = t % kTailChunks;
+      tailRow = t / kTailChunks;
+      tailAt = static_cast<int64_t>(tailRow) * ld + 64 + tc * 8;
+      tailSmem = static_cast<uint32_t>(8192 + wgmma::swzNarrow<W::kTailBytes>(tailRow, tc));
+      // Chunks past D (the zero padding of the reduction) read nothing.
+      if (64 + tc * 8 >= D)
+        tailRow = W::kRows;
+    } else {
+      tailAt = 0;
+      tailRow = kTailRows; // no tail: every row past the tile
+      tailSmem = 0;
+    }
   }
 
   /// cp.async of rows [0, validRows) of the view at g (16-byte aligned
@@ -808,28 +821,30 @@ template <typename T, int D> struct WgCopy {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       cpAsync16(base + mainSmem + 2048 * i, g + mainAt + 16 * i * ld, mainRow + 16 * i < validRows);
-    if constexpr (kTail > 0) {
+    if constexpr (kTailChunks > 0) {
 #pragma unroll
       for (int i = 0; i < W::kRows / kTailRows; ++i)
-        cpAsync16(base + tailSmem + kTailRows * 128 * i, g + tailAt + kTailRows * i * ld,
+        cpAsync16(base + tailSmem + kTailRows * W::kTailBytes * i, g + tailAt + kTailRows * i * ld,
                   tailRow + kTailRows * i < validRows);
     }
   }
 };
 
-/// Descriptor offset (16-byte units) of reduction step j of a K-major tile:
-/// 32 bytes along the row within a 64-column block, 8192 to the next block.
-__device__ __forceinline__ uint64_t kStep(int j) { return static_cast<uint64_t>(((j >> 2) * 8192 + (j & 3) * 32) >> 4); }
-/// The same for an MN-major tile: 16 rows (2048 bytes) down.
-__device__ __forceinline__ uint64_t mnStep(int j) { return static_cast<uint64_t>((j * 2048) >> 4); }
-
-/// S (64 x 64) = A Bᵀ over the head dim, A and B K-major swizzled tiles.
+/// S (64 x 64) = A Bᵀ over the head dim, A and B K-major tiles: 16 columns
+/// a step, 32 bytes along a 128-byte row, then along the tail's rows.
 template <typename T, int D>
 __device__ __forceinline__ void scoreProduct(float (&s)[32], const uint8_t *a, const uint8_t *b) {
+  using W = WgTile<D>;
   const uint64_t da = wgmma::descK(a), db = wgmma::descK(b);
 #pragma unroll
-  for (int j = 0; j < WgTile<D>::kKSteps; ++j)
-    wgmma::wgmmaSS64<T>(s, da + kStep(j), db + kStep(j), j > 0 ? 1 : 0);
+  for (int j = 0; j < 4; ++j)
+    wgmma::wgmmaSS64<T>(s, da + 2 * j, db + 2 * j, j > 0 ? 1 : 0);
+  if constexpr (W::kTailCols > 0) {
+    const uint64_t ta = wgmma::descKNarrow<W::kTailBytes>(a + 8192), tb = wgmma::descKNarrow<W::kTailBytes>(b + 8192);
+#pragma unroll
+    for (int j = 0; j < W::kTailCols / 16; ++j)
+      wgmma::wgmmaSS64<T>(s, ta + 2 * j, tb + 2 * j, 1);
+  }
 }
 
 /// A fragments of reduction step kk (columns 16kk..16kk+15) of a 64 x 64
@@ -843,23 +858,44 @@ __device__ __forceinline__ void packWgA(const float (&s)[32], uint32_t (&f)[4][4
       f[kk][i] = attn::pack2<T>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
 }
 
-/// acc (64 x D) += A B, A the four register fragments of a 64-wide
-/// reduction, B a swizzled tile read MN-major (its 64 rows are the
-/// reduction).
+/// A 64 x D accumulator: columns 0..63 and the tail's columns 64..D−1,
+/// each in the m64nNk16 register layout (reg 4j + 2h + e: row warp·16 +
+/// lane/4 + 8h, column 8j + 2·(lane % 4) + e of its part).
+template <int D> struct WgAcc {
+  float main[32];
+  float tail[WgTile<D>::kTailAcc];
+  __device__ __forceinline__ void zero() {
+#pragma unroll
+    for (int i = 0; i < 32; ++i)
+      main[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < WgTile<D>::kTailAcc; ++i)
+      tail[i] = 0.0f;
+  }
+};
+
+/// acc += A B, A the four register fragments of a 64-wide reduction, B a
+/// tile read MN-major (its 64 rows are the reduction): 16 rows a step.
 template <typename T, int D>
-__device__ __forceinline__ void rowProduct(float (&acc)[D / 2], const uint32_t (&a)[4][4], const uint8_t *b) {
+__device__ __forceinline__ void rowProduct(WgAcc<D> &acc, const uint32_t (&a)[4][4], const uint8_t *b) {
+  using W = WgTile<D>;
   const uint64_t db = wgmma::descMN(b);
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)
-    wgmma::wgmmaRSTransB<T, D>(acc, a[kk], db + mnStep(kk), 1);
+    wgmma::wgmmaRSTransB<T, 64>(acc.main, a[kk], db + ((kk * 2048) >> 4), 1);
+  if constexpr (W::kTailN > 0) {
+    const uint64_t dt = wgmma::descMNNarrow<W::kTailBytes>(b + 8192);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      wgmma::wgmmaRSTransB<T, W::kTailN>(acc.tail, a[kk], dt + ((kk * 16 * W::kTailBytes) >> 4), 1);
+  }
 }
 
-/// Accumulator registers: acc[4j + 2h + e] is row warp·16 + lane/4 + 8h,
-/// column 8j + 2·(lane % 4) + e. Times `mul`, staged row-major (pitch
-/// kPitch) and copied to global rows [0, validRows), columns [0, D), in
-/// 16-byte chunks; each warp stages and copies only its own 16 rows.
+/// The accumulator times `mul`, staged row-major (pitch kPitch) and copied
+/// to global rows [0, validRows), columns [0, D), in 16-byte chunks; each
+/// warp stages and copies only its own 16 rows.
 template <typename T, int D>
-__device__ __forceinline__ void storeWgRows(const float (&acc)[D / 2], float mul, T *stage, T *g, int64_t ld,
+__device__ __forceinline__ void storeWgRows(const WgAcc<D> &acc, float mul, T *stage, T *g, int64_t ld,
                                             int validRows) {
   using W = WgTile<D>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -867,8 +903,13 @@ __device__ __forceinline__ void storeWgRows(const float (&acc)[D / 2], float mul
   for (int h = 0; h < 2; ++h) {
     T *dst = stage + (warp * 16 + (lane >> 2) + 8 * h) * W::kPitch + 2 * (lane & 3);
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j)
-      *reinterpret_cast<uint32_t *>(dst + 8 * j) = attn::pack2<T>(acc[4 * j + 2 * h] * mul, acc[4 * j + 2 * h + 1] * mul);
+    for (int j = 0; j < 8; ++j)
+      *reinterpret_cast<uint32_t *>(dst + 8 * j) =
+          attn::pack2<T>(acc.main[4 * j + 2 * h] * mul, acc.main[4 * j + 2 * h + 1] * mul);
+#pragma unroll
+    for (int j = 0; j < W::kTailN / 8; ++j)
+      *reinterpret_cast<uint32_t *>(dst + 64 + 8 * j) =
+          attn::pack2<T>(acc.tail[4 * j + 2 * h] * mul, acc.tail[4 * j + 2 * h + 1] * mul);
   }
   __syncwarp();
   constexpr int kRowChunks = D / 8;
@@ -886,8 +927,9 @@ __device__ __forceinline__ void storeWgRows(const float (&acc)[D / 2], float mul
 template <typename T, int D>
 __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, uint8_t *smem) {
   using W = WgTile<D>;
-  uint8_t *sK = smem, *sV = sK + W::kBytes, *sQ = sV + W::kBytes, *sO = sQ + 2 * W::kBytes;
-  float *sL = reinterpret_cast<float *>(sO + 2 * W::kBytes), *sDelta = sL + 2 * W::kRows;
+  constexpr int S = W::kStages;
+  uint8_t *sK = smem, *sV = sK + W::kBytes, *sQ = sV + W::kBytes, *sO = sQ + S * W::kBytes;
+  float *sL = reinterpret_cast<float *>(sO + S * W::kBytes), *sDelta = sL + S * W::kRows;
   const int lane = threadIdx.x & 31;
   const int kTile = block % p.keyTiles, pair = block / p.keyTiles;
   const int h = pair % p.heads, b = pair / p.heads;
@@ -900,38 +942,40 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
   const T *dOG = static_cast<const T *>(p.dO) + static_cast<int64_t>(b) * p.lq * p.ldo + static_cast<int64_t>(h) * D;
   const float *lG = p.lse + static_cast<int64_t>(pair) * p.lq;
   const float *deltaG = p.delta + static_cast<int64_t>(pair) * p.lq;
+  const int nTiles = (p.lq + W::kRows - 1) / W::kRows;
 
   const WgCopy<T, D> copyQ(p.ldq), copyO(p.ldo);
-  auto loadOther = [&](int t, int st) {
-    const int64_t off = static_cast<int64_t>(t) * W::kRows;
-    const int valid = min(W::kRows, p.lq - t * W::kRows);
-    copyQ.load(sQ + st * W::kBytes, qG + off * p.ldq, valid);
-    copyO.load(sO + st * W::kBytes, dOG + off * p.ldo, valid);
-    // L and Δ by cp.async as well: a plain load here would stall the
-    // warpgroup's next products until it returned.
-    static_assert(W::kThreads == 2 * W::kRows, "a thread per statistic");
-    const int i = threadIdx.x, r = i % W::kRows, qi = t * W::kRows + r;
-    cpAsync4((i < W::kRows ? sL : sDelta) + st * W::kRows + r, (i < W::kRows ? lG : deltaG) + qi, qi < p.lq);
+  // Query tile t into stage t % S, with its L and Δ (by cp.async too: a
+  // plain load would stall the warpgroup's next products until it
+  // returned); always commits a group, possibly empty, so that the group
+  // count stays uniform.
+  auto loadOther = [&](int t) {
+    if (t < nTiles) {
+      const int st = t % S;
+      const int64_t off = static_cast<int64_t>(t) * W::kRows;
+      const int valid = min(W::kRows, p.lq - t * W::kRows);
+      copyQ.load(sQ + st * W::kBytes, qG + off * p.ldq, valid);
+      copyO.load(sO + st * W::kBytes, dOG + off * p.ldo, valid);
+      static_assert(W::kThreads == 2 * W::kRows, "a thread per statistic");
+      const int i = threadIdx.x, r = i % W::kRows, qi = t * W::kRows + r;
+      cpAsync4((i < W::kRows ? sL : sDelta) + st * W::kRows + r, (i < W::kRows ? lG : deltaG) + qi, qi < p.lq);
+    }
+    cpAsyncCommit();
   };
   WgCopy<T, D>(p.ldk).load(sK, kG, validK);
   WgCopy<T, D>(p.ldv).load(sV, vG, validK);
-  loadOther(0, 0);
-  cpAsyncCommit();
+  loadOther(0);
+  loadOther(1);
 
-  float dk[W::kAcc], dv[W::kAcc];
-#pragma unroll
-  for (int i = 0; i < W::kAcc; ++i)
-    dk[i] = dv[i] = 0.0f;
-
-  const int nTiles = (p.lq + W::kRows - 1) / W::kRows;
+  WgAcc<D> dk, dv;
+  dk.zero();
+  dv.zero();
   for (int t = 0; t < nTiles; ++t) {
-    const int st = t & 1;
-    cpAsyncWait<0>();
+    const int st = t % S;
+    cpAsyncWait<1>();         // tile t (and the own tiles) landed; tile t + 1 may be in flight
     wgmma::fenceProxyAsync(); // cp.async wrote through the generic proxy; wgmma reads through the async one
-    __syncthreads();          // also: every thread is done with the stage the prefetch below refills
-    if (t + 1 < nTiles)
-      loadOther(t + 1, st ^ 1);
-    cpAsyncCommit();
+    __syncthreads();          // also: every thread is done with stage (t + 2) % S, read in iteration t − 1
+    loadOther(t + 2);
     const uint8_t *sQs = sQ + st * W::kBytes, *sOs = sO + st * W::kBytes;
     const float *sLs = sL + st * W::kRows, *sDs = sDelta + st * W::kRows;
     const int validQ = p.lq - t * W::kRows;
@@ -980,9 +1024,10 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
     wgmma::commit();
     wgmma::wait<0>();
   }
+  cpAsyncWait<0>();
 
   // Every warp's products have read the tiles before any is overwritten.
-  // The other side's two stages (2·kBytes each) hold a staged gradient.
+  // The other side's stages hold the staged gradients.
   __syncthreads();
   T *stageK = reinterpret_cast<T *>(sQ), *stageV = reinterpret_cast<T *>(sO);
   if (p.dK != nullptr)
@@ -1007,7 +1052,8 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
 template <typename T, int D>
 __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint8_t *smem) {
   using W = WgTile<D>;
-  uint8_t *sQ = smem, *sO = sQ + W::kBytes, *sK = sO + W::kBytes, *sV = sK + 2 * W::kBytes;
+  constexpr int S = W::kStages;
+  uint8_t *sQ = smem, *sO = sQ + W::kBytes, *sK = sO + W::kBytes, *sV = sK + S * W::kBytes;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int qTile = block % p.queryTiles, pair = block / p.queryTiles;
   const int h = pair % p.heads, b = pair / p.heads;
@@ -1018,18 +1064,23 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
   const T *dOG = static_cast<const T *>(p.dO) + qRow0 * p.ldo + static_cast<int64_t>(h) * D;
   const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk + static_cast<int64_t>(h) * D;
   const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv + static_cast<int64_t>(h) * D;
+  const int nTiles = (p.lk + W::kRows - 1) / W::kRows;
 
   const WgCopy<T, D> copyK(p.ldk), copyV(p.ldv);
-  auto loadOther = [&](int j, int st) {
-    const int64_t off = static_cast<int64_t>(j) * W::kRows;
-    const int valid = min(W::kRows, p.lk - j * W::kRows);
-    copyK.load(sK + st * W::kBytes, kG + off * p.ldk, valid);
-    copyV.load(sV + st * W::kBytes, vG + off * p.ldv, valid);
+  auto loadOther = [&](int j) {
+    if (j < nTiles) {
+      const int st = j % S;
+      const int64_t off = static_cast<int64_t>(j) * W::kRows;
+      const int valid = min(W::kRows, p.lk - j * W::kRows);
+      copyK.load(sK + st * W::kBytes, kG + off * p.ldk, valid);
+      copyV.load(sV + st * W::kBytes, vG + off * p.ldv, valid);
+    }
+    cpAsyncCommit();
   };
   WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
   WgCopy<T, D>(p.ldo).load(sO, dOG, validQ);
-  loadOther(0, 0);
-  cpAsyncCommit();
+  loadOther(0);
+  loadOther(1);
 
   // The thread's rows warp·16 + lane/4 + 8h (rows past lq: 0, never stored).
   float rowL[2], rowDelta[2];
@@ -1040,20 +1091,15 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
     rowL[hh] = row < validQ ? p.lse[at] : 0.0f;
     rowDelta[hh] = row < validQ ? p.delta[at] : 0.0f;
   }
-  float dq[W::kAcc];
-#pragma unroll
-  for (int i = 0; i < W::kAcc; ++i)
-    dq[i] = 0.0f;
+  WgAcc<D> dq;
+  dq.zero();
 
-  const int nTiles = (p.lk + W::kRows - 1) / W::kRows;
   for (int j = 0; j < nTiles; ++j) {
-    const int st = j & 1;
-    cpAsyncWait<0>();
+    const int st = j % S;
+    cpAsyncWait<1>();
     wgmma::fenceProxyAsync();
     __syncthreads();
-    if (j + 1 < nTiles)
-      loadOther(j + 1, st ^ 1);
-    cpAsyncCommit();
+    loadOther(j + 2);
     const uint8_t *sKs = sK + st * W::kBytes, *sVs = sV + st * W::kBytes;
     const int validKeys = p.lk - j * W::kRows;
 
@@ -1088,9 +1134,10 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
     wgmma::commit();
     wgmma::wait<0>();
   }
+  cpAsyncWait<0>();
 
   __syncthreads();
-  T *stage = reinterpret_cast<T *>(sK); // K's two stages hold the staged dQ
+  T *stage = reinterpret_cast<T *>(sK); // K's stages hold the staged dQ
   storeWgRows<T, D>(dq, p.scale, stage, static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * D,
                     p.lddq, validQ);
   if (p.partQ != nullptr)

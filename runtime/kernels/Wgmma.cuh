@@ -6,8 +6,9 @@
 // 1024-byte aligned 8-row atoms), descriptors for K-major operands and for
 // MN-major ones (64-value blocks of the MN dimension 8192 bytes apart,
 // i.e. 64 K rows per block), the m64n256k16 and m64n128k16 products, the
-// attention backward's m64n64k16 score product and its register-A
-// m64n{64,72,88}k16 products, and their fences.
+// attention backward's m64n64k16 score product, its register-A
+// m64n{64,24,8}k16 products and the 32- and 64-byte swizzled tiles of
+// their narrow parts, and their fences.
 // Hopper only (sm_90a); compiled for nothing else.
 //
 //===----------------------------------------------------------------------===//
@@ -115,33 +116,36 @@ template <typename T> __device__ __forceinline__ void wgmmaRS64(float (&d)[32], 
 #endif
 }
 
-template <typename T> __device__ __forceinline__ void wgmmaRS72(float (&d)[36], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
+
+
+/// Narrow register-A products (the columns of a head dim past 64).
+template <typename T> __device__ __forceinline__ void wgmmaRS8(float (&d)[4], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %41, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n72k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35}, {%36, %37, %38, %39}, %40, p, 1, 1, 1;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35])
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD));
   } else {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %41, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n72k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35}, {%36, %37, %38, %39}, %40, p, 1, 1, 1;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35])
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD));
   }
 #endif
 }
 
-template <typename T> __device__ __forceinline__ void wgmmaRS88(float (&d)[44], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
+template <typename T> __device__ __forceinline__ void wgmmaRS24(float (&d)[12], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %49, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n88k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43}, {%44, %45, %46, %47}, %48, p, 1, 1, 1;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43])
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %17, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n24k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11}, {%12, %13, %14, %15}, %16, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD));
   } else {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %49, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n88k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43}, {%44, %45, %46, %47}, %48, p, 1, 1, 1;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43])
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %17, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n24k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11}, {%12, %13, %14, %15}, %16, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD));
   }
 #endif
@@ -151,16 +155,35 @@ template <typename T> __device__ __forceinline__ void wgmmaRS88(float (&d)[44], 
 /// A (64 x 16) in registers as four packed pairs per thread (the layout of
 /// an m64nXk16 accumulator's columns 16i..16i+15 after packing, so a score
 /// tile feeds the next product without shared memory) and B from shared
-/// memory through an MN-major descriptor. N is 64, 72 or 88.
+/// memory through an MN-major descriptor. N is 8, 24 or 64.
 template <typename T, int N>
 __device__ __forceinline__ void wgmmaRSTransB(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
-  static_assert(N == 64 || N == 72 || N == 88, "instantiated for N = 64, 72, 88");
+  static_assert(N == 8 || N == 24 || N == 64, "instantiated for N = 8, 24, 64");
   if constexpr (N == 64)
     wgmmaRS64<T>(d, a, descB, scaleD);
-  else if constexpr (N == 72)
-    wgmmaRS72<T>(d, a, descB, scaleD);
+  else if constexpr (N == 24)
+    wgmmaRS24<T>(d, a, descB, scaleD);
   else
-    wgmmaRS88<T>(d, a, descB, scaleD);
+    wgmmaRS8<T>(d, a, descB, scaleD);
+}
+
+/// Descriptors of tiles with 32- or 64-byte rows in the matching swizzle
+/// (row r's 16-byte chunk c at r·Bytes + ((c ^ (r / (128 / Bytes)) % (Bytes
+/// / 16))·16), 8-row atoms of 8·Bytes): K-major (rows are M or N, Bytes/2
+/// K values a row) and MN-major (rows are K; an operand at most Bytes/2
+/// wide in MN, so the atom-column stride is unused).
+template <int Bytes> __device__ __forceinline__ uint64_t descKNarrow(const void *smem) {
+  static_assert(Bytes == 32 || Bytes == 64, "32- or 64-byte swizzle");
+  const uint64_t addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
+  const uint64_t mode = Bytes == 32 ? 3 : 2;
+  return ((addr & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{(8 * Bytes) >> 4} << 32) | (mode << 62);
+}
+template <int Bytes> __device__ __forceinline__ uint64_t descMNNarrow(const void *smem) { return descKNarrow<Bytes>(smem); }
+/// Byte offset of 16-byte chunk `chunk` of row `row` in a tile of
+/// Bytes-wide rows swizzled as the descriptors above read it.
+template <int Bytes> __device__ __forceinline__ int swzNarrow(int row, int chunk) {
+  constexpr int kRowsPerPhase = 128 / Bytes, kChunks = Bytes / 16;
+  return row * Bytes + ((chunk ^ ((row / kRowsPerPhase) % kChunks)) << 4);
 }
 
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
