@@ -62,8 +62,8 @@
 #include "diffrt/CudaGradKernels.h"
 
 #include "AttentionKernels.cuh"
+#include "AttentionWgmma.cuh"
 #include "ColumnSums.cuh"
-#include "Wgmma.cuh"
 
 #include <algorithm>
 #include <atomic>
@@ -743,182 +743,20 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) gradTc(const __grid_cons
 // Hopper path (wgmma): f16/bf16, dk = dv in {64, 72, 88}, aligned views
 //===----------------------------------------------------------------------===//
 
-/// The same two passes as gradTc on warpgroup products: a CTA is one
-/// warpgroup (128 threads) owning 64 rows (keys for dK/dV, queries for dQ)
-/// and walking the other side's 64-row tiles through three cp.async stages,
-/// two tiles ahead. A tile is the head dim's first 64 columns in the
-/// 128-byte swizzled layout of Wgmma.cuh (8192 bytes) and, for D > 64, its
-/// tail (KD − 64 columns, KD = D rounded up to 16, zero-filled past D) in
-/// the 32- or 64-byte swizzle of that width, so that no shared memory is
-/// spent on padding. Each part is read both ways: K-major where the head
-/// dim is the reduction (S = Q Kᵀ, dP = dO Vᵀ and their transposes,
-/// m64n64k16 with both operands in shared memory, the tail's steps through
-/// its own descriptors) and MN-major where the 64 rows are the reduction
-/// (dV += Pᵀ dO, dK += dSᵀ Q, dQ += dS K: an m64n64k16 on the first 64
-/// columns and an m64n{8,24}k16 on the rest, each into its own
-/// accumulator). A score accumulator's registers, packed in pairs, are the
-/// A fragments of the next product (register-A wgmma): P and dS never touch
-/// shared memory.
-template <int D> struct WgTile {
-  static_assert(D == 64 || D == 72 || D == 88, "instantiated for head dims 64, 72, 88");
-  static constexpr int kRows = 64;
-  static constexpr int kThreads = 128;
-  static constexpr int kStages = 3;
-  static constexpr int kKD = (D + 15) / 16 * 16;
-  static constexpr int kTailCols = kKD - 64;        // 0, 16 or 32
-  static constexpr int kTailBytes = 2 * kTailCols;  // row width of the tail part
-  static constexpr int kTailN = D - 64;             // output columns past 64: 0, 8 or 24
-  static constexpr int kTailAcc = kTailN > 0 ? kTailN / 2 : 1;
-  static constexpr int kBytes = 8192 + kRows * kTailBytes;
-  /// Staging pitch of a gradient tile for its store (elements): rows 16
-  /// bytes apart modulo 128 so that the fragment writes spread over banks.
-  static constexpr int kPitch = D + 8;
-  /// Own K and V (or Q and dO), kStages stages of the other side's two
-  /// tiles, kStages stages of L and Δ, and slack for 1024-byte alignment.
-  static constexpr size_t kSmem =
-      (2 + 2 * kStages) * static_cast<size_t>(kBytes) + 2 * kStages * kRows * sizeof(float) + 1024;
-  static_assert(kBytes % 1024 == 0, "tiles keep the 1024-byte alignment of the swizzle atoms");
-};
-
-/// A thread's share of copying 64 x D tiles of one view (row stride ld):
-/// chunk t % 8 of rows t / 8 + 16i into the first 64 columns and chunk
-/// t % tailChunks of rows t / tailChunks + (128 / tailChunks)i into the
-/// tail. Offsets are fixed per thread and stride by whole swizzle atoms, so
-/// a tile's copy is a few adds per chunk, computed once.
-template <typename T, int D> struct WgCopy {
-  using W = WgTile<D>;
-  static constexpr int kTailChunks = W::kTailCols / 8;
-  static constexpr int kTailRows = kTailChunks > 0 ? W::kThreads / kTailChunks : W::kRows; // rows per tail pass
-  int64_t mainAt, tailAt, ld;
-  int mainRow, tailRow;
-  uint32_t mainSmem, tailSmem;
-
-  __device__ __forceinline__ explicit WgCopy(int64_t rowStride) : ld(rowStride) {
-    const int t = threadIdx.x;
-    const int c = t & 7;
-    mainRow = t >> 3;
-    mainAt = static_cast<int64_t>(mainRow) * ld + c * 8;
-    mainSmem = static_cast<uint32_t>(wgmma::swz128(mainRow, c));
-    if constexpr (kTailChunks > 0) {
-      const int tc = t % kTailChunks;
-      tailRow = t / kTailChunks;
-      tailAt = static_cast<int64_t>(tailRow) * ld + 64 + tc * 8;
-      tailSmem = static_cast<uint32_t>(8192 + wgmma::swzNarrow<W::kTailBytes>(tailRow, tc));
-      // Chunks past D (the zero padding of the reduction) read nothing.
-      if (64 + tc * 8 >= D)
-        tailRow = W::kRows;
-    } else {
-      tailAt = 0;
-      tailRow = kTailRows; // no tail: every row past the tile
-      tailSmem = 0;
-    }
-  }
-
-  /// cp.async of rows [0, validRows) of the view at g (16-byte aligned
-  /// rows) into `tile`; rows past validRows and columns past D become 0.
-  __device__ __forceinline__ void load(uint8_t *tile, const T *g, int validRows) const {
-    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tile));
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      cpAsync16(base + mainSmem + 2048 * i, g + mainAt + 16 * i * ld, mainRow + 16 * i < validRows);
-    if constexpr (kTailChunks > 0) {
-#pragma unroll
-      for (int i = 0; i < W::kRows / kTailRows; ++i)
-        cpAsync16(base + tailSmem + kTailRows * W::kTailBytes * i, g + tailAt + kTailRows * i * ld,
-                  tailRow + kTailRows * i < validRows);
-    }
-  }
-};
-
-/// S (64 x 64) = A Bᵀ over the head dim, A and B K-major tiles: 16 columns
-/// a step, 32 bytes along a 128-byte row, then along the tail's rows.
-template <typename T, int D>
-__device__ __forceinline__ void scoreProduct(float (&s)[32], const uint8_t *a, const uint8_t *b) {
-  using W = WgTile<D>;
-  const uint64_t da = wgmma::descK(a), db = wgmma::descK(b);
-#pragma unroll
-  for (int j = 0; j < 4; ++j)
-    wgmma::wgmmaSS64<T>(s, da + 2 * j, db + 2 * j, j > 0 ? 1 : 0);
-  if constexpr (W::kTailCols > 0) {
-    const uint64_t ta = wgmma::descKNarrow<W::kTailBytes>(a + 8192), tb = wgmma::descKNarrow<W::kTailBytes>(b + 8192);
-#pragma unroll
-    for (int j = 0; j < W::kTailCols / 16; ++j)
-      wgmma::wgmmaSS64<T>(s, ta + 2 * j, tb + 2 * j, 1);
-  }
-}
-
-/// A fragments of reduction step kk (columns 16kk..16kk+15) of a 64 x 64
-/// accumulator: thread registers 8kk..8kk+7 in pairs.
-template <typename T>
-__device__ __forceinline__ void packWgA(const float (&s)[32], uint32_t (&f)[4][4]) {
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      f[kk][i] = attn::pack2<T>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
-}
-
-/// A 64 x D accumulator: columns 0..63 and the tail's columns 64..D−1,
-/// each in the m64nNk16 register layout (reg 4j + 2h + e: row warp·16 +
-/// lane/4 + 8h, column 8j + 2·(lane % 4) + e of its part).
-template <int D> struct WgAcc {
-  float main[32];
-  float tail[WgTile<D>::kTailAcc];
-  __device__ __forceinline__ void zero() {
-#pragma unroll
-    for (int i = 0; i < 32; ++i)
-      main[i] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < WgTile<D>::kTailAcc; ++i)
-      tail[i] = 0.0f;
-  }
-};
-
-/// acc += A B, A the four register fragments of a 64-wide reduction, B a
-/// tile read MN-major (its 64 rows are the reduction): 16 rows a step.
-template <typename T, int D>
-__device__ __forceinline__ void rowProduct(WgAcc<D> &acc, const uint32_t (&a)[4][4], const uint8_t *b) {
-  using W = WgTile<D>;
-  const uint64_t db = wgmma::descMN(b);
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    wgmma::wgmmaRSTransB<T, 64>(acc.main, a[kk], db + ((kk * 2048) >> 4), 1);
-  if constexpr (W::kTailN > 0) {
-    const uint64_t dt = wgmma::descMNNarrow<W::kTailBytes>(b + 8192);
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      wgmma::wgmmaRSTransB<T, W::kTailN>(acc.tail, a[kk], dt + ((kk * 16 * W::kTailBytes) >> 4), 1);
-  }
-}
-
-/// The accumulator times `mul`, staged row-major (pitch kPitch) and copied
-/// to global rows [0, validRows), columns [0, D), in 16-byte chunks; each
-/// warp stages and copies only its own 16 rows.
-template <typename T, int D>
-__device__ __forceinline__ void storeWgRows(const WgAcc<D> &acc, float mul, T *stage, T *g, int64_t ld,
-                                            int validRows) {
-  using W = WgTile<D>;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    T *dst = stage + (warp * 16 + (lane >> 2) + 8 * h) * W::kPitch + 2 * (lane & 3);
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-      *reinterpret_cast<uint32_t *>(dst + 8 * j) =
-          attn::pack2<T>(acc.main[4 * j + 2 * h] * mul, acc.main[4 * j + 2 * h + 1] * mul);
-#pragma unroll
-    for (int j = 0; j < W::kTailN / 8; ++j)
-      *reinterpret_cast<uint32_t *>(dst + 64 + 8 * j) =
-          attn::pack2<T>(acc.tail[4 * j + 2 * h] * mul, acc.tail[4 * j + 2 * h + 1] * mul);
-  }
-  __syncwarp();
-  constexpr int kRowChunks = D / 8;
-  for (int i = lane; i < 16 * kRowChunks; i += 32) {
-    const int r = warp * 16 + i / kRowChunks, c = i % kRowChunks;
-    if (r < validRows)
-      *reinterpret_cast<uint4 *>(g + static_cast<int64_t>(r) * ld + c * 8) =
-          *reinterpret_cast<const uint4 *>(stage + r * W::kPitch + c * 8);
-  }
+/// The same two passes as gradTc on warpgroup products (AttentionWgmma.cuh:
+/// tiles, copies, products): a CTA is one warpgroup (128 threads) owning 64
+/// rows (keys for dK/dV, queries for dQ) and walking the other side's
+/// 64-row tiles through three cp.async stages, two tiles ahead. The score
+/// products reduce over the head dim (S = Q Kᵀ, dP = dO Vᵀ and their
+/// transposes); the gradient products over the 64 rows of the other side
+/// (dV += Pᵀ dO, dK += dSᵀ Q, dQ += dS K), with P and dS as register A
+/// fragments.
+/// Shared memory of a gradWg CTA: own K and V (or Q and dO), kStages
+/// stages of the other side's two tiles, kStages stages of L and Δ, and
+/// slack for 1024-byte alignment.
+template <int D> constexpr size_t gradWgSmem() {
+  using W = wgattn::WgTile<D>;
+  return (2 + 2 * W::kStages) * static_cast<size_t>(W::kBytes) + 2 * W::kStages * W::kRows * sizeof(float) + 1024;
 }
 
 /// Pass 3 on warpgroup products: dK and dV for one (key tile, sample·head).
@@ -926,7 +764,7 @@ __device__ __forceinline__ void storeWgRows(const WgAcc<D> &acc, float mul, T *s
 ///   dSᵀ = Pᵀ ⊙ (dPᵀ − Δ), dV += Pᵀ dO, dK += dSᵀ Q.
 template <typename T, int D>
 __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, uint8_t *smem) {
-  using W = WgTile<D>;
+  using W = wgattn::WgTile<D>;
   constexpr int S = W::kStages;
   uint8_t *sK = smem, *sV = sK + W::kBytes, *sQ = sV + W::kBytes, *sO = sQ + S * W::kBytes;
   float *sL = reinterpret_cast<float *>(sO + S * W::kBytes), *sDelta = sL + S * W::kRows;
@@ -944,7 +782,7 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
   const float *deltaG = p.delta + static_cast<int64_t>(pair) * p.lq;
   const int nTiles = (p.lq + W::kRows - 1) / W::kRows;
 
-  const WgCopy<T, D> copyQ(p.ldq), copyO(p.ldo);
+  const wgattn::WgCopy<T, D> copyQ(p.ldq), copyO(p.ldo);
   // Query tile t into stage t % S, with its L and Δ (by cp.async too: a
   // plain load would stall the warpgroup's next products until it
   // returned); always commits a group, possibly empty, so that the group
@@ -962,12 +800,12 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
     }
     cpAsyncCommit();
   };
-  WgCopy<T, D>(p.ldk).load(sK, kG, validK);
-  WgCopy<T, D>(p.ldv).load(sV, vG, validK);
+  wgattn::WgCopy<T, D>(p.ldk).load(sK, kG, validK);
+  wgattn::WgCopy<T, D>(p.ldv).load(sV, vG, validK);
   loadOther(0);
   loadOther(1);
 
-  WgAcc<D> dk, dv;
+  wgattn::WgAcc<D> dk, dv;
   dk.zero();
   dv.zero();
   for (int t = 0; t < nTiles; ++t) {
@@ -984,9 +822,9 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
     // computed, and dSᵀ while dV accumulates.
     float s[32], dp[32];
     wgmma::fence();
-    scoreProduct<T, D>(s, sK, sQs);
+    wgattn::scoreProduct<T, D>(s, sK, sQs);
     wgmma::commit();
-    scoreProduct<T, D>(dp, sV, sOs);
+    wgattn::scoreProduct<T, D>(dp, sV, sOs);
     wgmma::commit();
     wgmma::wait<1>();
     // Columns are queries: s[4j + 2h + e] is query 8j + 2(lane % 4) + e.
@@ -1004,9 +842,9 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
       }
     }
     uint32_t pf[4][4], dsf[4][4];
-    packWgA<T>(s, pf);
+    wgattn::packWgA<T>(s, pf);
     wgmma::fence();
-    rowProduct<T, D>(dv, pf, sOs);
+    wgattn::rowProduct<T, D>(dv, pf, sOs);
     wgmma::commit();
     wgmma::wait<1>();
 #pragma unroll
@@ -1018,9 +856,9 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
         dp[4 * j + 2 * hh + 1] = s[4 * j + 2 * hh + 1] * (dp[4 * j + 2 * hh + 1] - delta.y);
       }
     }
-    packWgA<T>(dp, dsf);
+    wgattn::packWgA<T>(dp, dsf);
     wgmma::fence();
-    rowProduct<T, D>(dk, dsf, sQs);
+    wgattn::rowProduct<T, D>(dk, dsf, sQs);
     wgmma::commit();
     wgmma::wait<0>();
   }
@@ -1031,10 +869,10 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
   __syncthreads();
   T *stageK = reinterpret_cast<T *>(sQ), *stageV = reinterpret_cast<T *>(sO);
   if (p.dK != nullptr)
-    storeWgRows<T, D>(dk, p.scale, stageK,
+    wgattn::storeWgRows<T, D>(dk, p.scale, stageK,
                       static_cast<T *>(p.dK) + kRow0 * p.lddk + static_cast<int64_t>(h) * D, p.lddk, validK);
   if (p.dV != nullptr)
-    storeWgRows<T, D>(dv, 1.0f, stageV, static_cast<T *>(p.dV) + kRow0 * p.lddv + static_cast<int64_t>(h) * D,
+    wgattn::storeWgRows<T, D>(dv, 1.0f, stageV, static_cast<T *>(p.dV) + kRow0 * p.lddv + static_cast<int64_t>(h) * D,
                       p.lddv, validK);
   const int64_t chunk = static_cast<int64_t>(b) * p.keyTiles + kTile;
   float *scratch = reinterpret_cast<float *>(sK); // K's tile is free now
@@ -1051,7 +889,7 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
 ///   dS = P ⊙ (dP − Δ), dQ += dS K.
 template <typename T, int D>
 __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint8_t *smem) {
-  using W = WgTile<D>;
+  using W = wgattn::WgTile<D>;
   constexpr int S = W::kStages;
   uint8_t *sQ = smem, *sO = sQ + W::kBytes, *sK = sO + W::kBytes, *sV = sK + S * W::kBytes;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -1066,7 +904,7 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
   const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv + static_cast<int64_t>(h) * D;
   const int nTiles = (p.lk + W::kRows - 1) / W::kRows;
 
-  const WgCopy<T, D> copyK(p.ldk), copyV(p.ldv);
+  const wgattn::WgCopy<T, D> copyK(p.ldk), copyV(p.ldv);
   auto loadOther = [&](int j) {
     if (j < nTiles) {
       const int st = j % S;
@@ -1077,8 +915,8 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
     }
     cpAsyncCommit();
   };
-  WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
-  WgCopy<T, D>(p.ldo).load(sO, dOG, validQ);
+  wgattn::WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
+  wgattn::WgCopy<T, D>(p.ldo).load(sO, dOG, validQ);
   loadOther(0);
   loadOther(1);
 
@@ -1091,7 +929,7 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
     rowL[hh] = row < validQ ? p.lse[at] : 0.0f;
     rowDelta[hh] = row < validQ ? p.delta[at] : 0.0f;
   }
-  WgAcc<D> dq;
+  wgattn::WgAcc<D> dq;
   dq.zero();
 
   for (int j = 0; j < nTiles; ++j) {
@@ -1106,9 +944,9 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
     // P is taken while dP is computed.
     float s[32], dp[32];
     wgmma::fence();
-    scoreProduct<T, D>(s, sQ, sKs);
+    wgattn::scoreProduct<T, D>(s, sQ, sKs);
     wgmma::commit();
-    scoreProduct<T, D>(dp, sO, sVs);
+    wgattn::scoreProduct<T, D>(dp, sO, sVs);
     wgmma::commit();
     wgmma::wait<1>();
     // Columns are keys: s[4n + 2h + e] is key 8n + 2(lane % 4) + e of row h.
@@ -1128,9 +966,9 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
     for (int i = 0; i < 32; ++i)
       s[i] *= dp[i] - rowDelta[(i >> 1) & 1];
     uint32_t dsf[4][4];
-    packWgA<T>(s, dsf);
+    wgattn::packWgA<T>(s, dsf);
     wgmma::fence();
-    rowProduct<T, D>(dq, dsf, sKs);
+    wgattn::rowProduct<T, D>(dq, dsf, sKs);
     wgmma::commit();
     wgmma::wait<0>();
   }
@@ -1138,7 +976,7 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
 
   __syncthreads();
   T *stage = reinterpret_cast<T *>(sK); // K's stages hold the staged dQ
-  storeWgRows<T, D>(dq, p.scale, stage, static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * D,
+  wgattn::storeWgRows<T, D>(dq, p.scale, stage, static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * D,
                     p.lddq, validQ);
   if (p.partQ != nullptr)
     tileColumnSums<T, W::kPitch, W::kThreads>(stage, validQ, D, reinterpret_cast<float *>(sV),
@@ -1569,7 +1407,7 @@ void launchTc(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
 template <typename T, int D>
 void launchWg(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool wantKV,
               const SavedStatistics &saved, const AttentionGradSums &sums, float *partials) {
-  using W = WgTile<D>;
+  using W = wgattn::WgTile<D>;
   static_assert(W::kRows == kSumTileRows, "the column sums' workspace assumes 64-row tiles");
   const int64_t qTiles = (p.lq + W::kRows - 1) / W::kRows;
   const int64_t kTiles = (p.lk + W::kRows - 1) / W::kRows;
@@ -1578,12 +1416,13 @@ void launchWg(cudaStream_t stream, GradParams p, int64_t pairs, bool wantQ, bool
   if (!wantQ && !wantKV)
     return;
   constexpr auto kernel = gradWg<T, D>;
-  allowSharedMemory<kernel>(W::kSmem, kName);
+  constexpr size_t smem = gradWgSmem<D>();
+  allowSharedMemory<kernel>(smem, kName);
   p.queryTiles = static_cast<int32_t>(qTiles);
   p.keyTiles = static_cast<int32_t>(kTiles);
   const unsigned blocks = gridOf((wantKV ? kTiles : 0) + (wantQ ? qTiles : 0), pairs);
   p.keyValueBlocks = static_cast<int32_t>(wantKV ? kTiles * pairs : 0);
-  kernel<<<blocks, W::kThreads, W::kSmem, stream>>>(p);
+  kernel<<<blocks, W::kThreads, smem, stream>>>(p);
   checkLaunch("attentionBackward (dQ, dK, dV; wgmma)");
   if (sums.any())
     finishSums<T>(stream, p, sumPlan, sums);

@@ -12,7 +12,10 @@
 // 5e-3 (f16) and 1e-2 (bf16): P is rounded to the operand type before the
 // PV product (relative 2^-11 or 2^-8 per probability, averaging out over
 // the keys) and the output once; 1e-5 for f32 (f32 arithmetic throughout).
-// GpuAttentionTiming prints TFLOP/s (4·B·H·N²·D) at the DiT shapes.
+// Equal head dims of 64 and 72 with aligned rows run on the wgmma kernel;
+// MmaKernelOnRequest checks the mma.sync one that DIFFRT_ATTENTION=mma
+// selects. GpuAttentionTiming prints TFLOP/s (4·B·H·N²·D) at the DiT
+// shapes, and the mma.sync kernel's time.
 //
 //===----------------------------------------------------------------------===//
 
@@ -27,6 +30,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -314,6 +318,30 @@ TEST(GpuAttention, Float32ExactKernel) {
   runCase(rng, {DType::F32, 1, 2, 45, 33, 20, 36});
 }
 
+/// Sets DIFFRT_ATTENTION for a scope: equal head dims of 64 and 72 take the
+/// wgmma kernel unless it says "mma".
+struct ForwardPath {
+  explicit ForwardPath(const char *path) { setenv("DIFFRT_ATTENTION", path, 1); }
+  ~ForwardPath() { unsetenv("DIFFRT_ATTENTION"); }
+};
+
+// The tests above run the wgmma kernel wherever it applies; the mma.sync
+// one stays selectable (for comparisons) and must stay correct.
+TEST(GpuAttention, MmaKernelOnRequest) {
+  DIFFRT_REQUIRE_GPU();
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  ForwardPath mma("mma");
+  for (DType t : kHalfTypes) {
+    for (int64_t d : {64, 72})
+      runCase(rng, {t, 2, 3, 256, 256, d, d});
+    runCase(rng, {t, 3, 2, 64, 77, 72, 72});
+    AttnCase negative{t, 2, 2, 100, 100, 64, 64};
+    negative.scaleMul = -1.0;
+    runCase(rng, negative);
+  }
+}
+
 TEST(GpuAttention, RejectsBadShapesAndOverlaps) {
   DIFFRT_REQUIRE_GPU();
   Rng rng;
@@ -347,8 +375,9 @@ TEST(GpuAttentionTiming, DitShapes) {
   };
   const Shape shapes[] = {{64, 16, 256, 72}, {64, 16, 256, 64}, {16, 16, 1024, 72},
                           {4, 16, 4096, 72}, {64, 16, 256, 88}, {64, 16, 256, 128}};
-  std::printf("%-5s %4s %4s %6s %4s %10s %10s\n", "dtype", "B", "H", "N", "D", "ms",
-              "TFLOP/s");
+  // "mma ms": the same call with DIFFRT_ATTENTION=mma.
+  std::printf("%-5s %4s %4s %6s %4s %10s %10s %10s\n", "dtype", "B", "H", "N", "D", "ms",
+              "TFLOP/s", "mma ms");
   for (DType t : kHalfTypes)
     for (const Shape &s : shapes) {
       // The plan's layout: q, k and v are column slices of one packed
@@ -377,29 +406,37 @@ TEST(GpuAttentionTiming, DitShapes) {
       // 163 TFLOP/s on the first shape, 188 once warm).
       for (int i = 0; i < 50; ++i)
         call();
-      cudaEvent_t start, stop;
-      cudaOk(cudaEventCreate(&start), "cudaEventCreate");
-      cudaOk(cudaEventCreate(&stop), "cudaEventCreate");
-      std::vector<double> times;
-      for (int i = 0; i < 51; ++i) {
-        cudaOk(cudaEventRecord(start), "cudaEventRecord");
-        call();
-        cudaOk(cudaEventRecord(stop), "cudaEventRecord");
-        cudaOk(cudaEventSynchronize(stop), "cudaEventSynchronize");
-        float ms = 0.0f;
-        cudaOk(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-        times.push_back(ms);
+      auto median = [&] {
+        cudaEvent_t start, stop;
+        cudaOk(cudaEventCreate(&start), "cudaEventCreate");
+        cudaOk(cudaEventCreate(&stop), "cudaEventCreate");
+        std::vector<double> times;
+        for (int i = 0; i < 51; ++i) {
+          cudaOk(cudaEventRecord(start), "cudaEventRecord");
+          call();
+          cudaOk(cudaEventRecord(stop), "cudaEventRecord");
+          cudaOk(cudaEventSynchronize(stop), "cudaEventSynchronize");
+          float ms = 0.0f;
+          cudaOk(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+          times.push_back(ms);
+        }
+        cudaEventDestroy(start);
+        cudaEventDestroy(stop);
+        cudaOk(cudaGetLastError(), "timing");
+        std::sort(times.begin(), times.end());
+        return times[times.size() / 2];
+      };
+      const double ms = median();
+      double mmaMs = 0.0;
+      {
+        ForwardPath mma("mma");
+        mmaMs = median();
       }
-      cudaEventDestroy(start);
-      cudaEventDestroy(stop);
-      cudaOk(cudaGetLastError(), "timing");
-      std::sort(times.begin(), times.end());
-      double ms = times[times.size() / 2];
       double flop = 4.0 * double(s.b) * double(s.h) * double(s.n) * double(s.n) * double(s.d);
-      std::printf("%-5s %4lld %4lld %6lld %4lld %10.4f %10.1f\n", dtypeName(t),
+      std::printf("%-5s %4lld %4lld %6lld %4lld %10.4f %10.1f %10.4f\n", dtypeName(t),
                   static_cast<long long>(s.b), static_cast<long long>(s.h),
                   static_cast<long long>(s.n), static_cast<long long>(s.d), ms,
-                  flop / ms * 1e-9);
+                  flop / ms * 1e-9, mmaMs);
     }
 }
 
