@@ -101,9 +101,10 @@ template <typename T, int D>
 __device__ __forceinline__ void scoreProduct(float (&s)[32], const uint8_t *a, const uint8_t *b) {
   using W = WgTile<D>;
   const uint64_t da = wgmma::descK(a), db = wgmma::descK(b);
+  wgmma::wgmmaSS64Init<T>(s, da, db);
 #pragma unroll
-  for (int j = 0; j < 4; ++j)
-    wgmma::wgmmaSS64<T>(s, da + 2 * j, db + 2 * j, j > 0 ? 1 : 0);
+  for (int j = 1; j < 4; ++j)
+    wgmma::wgmmaSS64<T>(s, da + 2 * j, db + 2 * j, 1);
   if constexpr (W::kTailCols > 0) {
     const uint64_t ta = wgmma::descKNarrow<W::kTailBytes>(a + 8192), tb = wgmma::descKNarrow<W::kTailBytes>(b + 8192);
 #pragma unroll

@@ -750,13 +750,25 @@ __global__ void __launch_bounds__(128, D <= 88 ? 3 : 1) gradTc(const __grid_cons
 /// products reduce over the head dim (S = Q Kᵀ, dP = dO Vᵀ and their
 /// transposes); the gradient products over the 64 rows of the other side
 /// (dV += Pᵀ dO, dK += dSᵀ Q, dQ += dS K), with P and dS as register A
-/// fragments.
+/// fragments. The gradient products of tile t stay in flight into
+/// iteration t + 1 (until its score products are issued and the first
+/// wait), so the barrier and the next tile's copies overlap them; the
+/// other side's tiles therefore run kAhead = kStages − 2 tiles ahead (the
+/// stage refilled in iteration t was read in iteration t − 2).
+template <int D> struct BwdStages {
+  /// Four stages (two tiles ahead) where two CTAs of them fit a
+  /// multiprocessor, else three.
+  static constexpr int kStages = D <= 72 ? 4 : 3;
+  static constexpr int kAhead = kStages - 2;
+};
+
 /// Shared memory of a gradWg CTA: own K and V (or Q and dO), kStages
 /// stages of the other side's two tiles, kStages stages of L and Δ, and
 /// slack for 1024-byte alignment.
 template <int D> constexpr size_t gradWgSmem() {
   using W = wgattn::WgTile<D>;
-  return (2 + 2 * W::kStages) * static_cast<size_t>(W::kBytes) + 2 * W::kStages * W::kRows * sizeof(float) + 1024;
+  constexpr int S = BwdStages<D>::kStages;
+  return (2 + 2 * S) * static_cast<size_t>(W::kBytes) + 2 * S * W::kRows * sizeof(float) + 1024;
 }
 
 /// Pass 3 on warpgroup products: dK and dV for one (key tile, sample·head).
@@ -765,7 +777,7 @@ template <int D> constexpr size_t gradWgSmem() {
 template <typename T, int D>
 __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, uint8_t *smem) {
   using W = wgattn::WgTile<D>;
-  constexpr int S = W::kStages;
+  constexpr int S = BwdStages<D>::kStages, A = BwdStages<D>::kAhead;
   uint8_t *sK = smem, *sV = sK + W::kBytes, *sQ = sV + W::kBytes, *sO = sQ + S * W::kBytes;
   float *sL = reinterpret_cast<float *>(sO + S * W::kBytes), *sDelta = sL + S * W::kRows;
   const int lane = threadIdx.x & 31;
@@ -802,31 +814,32 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
   };
   wgattn::WgCopy<T, D>(p.ldk).load(sK, kG, validK);
   wgattn::WgCopy<T, D>(p.ldv).load(sV, vG, validK);
-  loadOther(0);
-  loadOther(1);
+  for (int t = 0; t < A; ++t)
+    loadOther(t);
 
   wgattn::WgAcc<D> dk, dv;
   dk.zero();
   dv.zero();
   for (int t = 0; t < nTiles; ++t) {
     const int st = t % S;
-    cpAsyncWait<1>();         // tile t (and the own tiles) landed; tile t + 1 may be in flight
+    cpAsyncWait<A - 1>();     // tile t (and the own tiles) landed; later tiles may be in flight
     wgmma::fenceProxyAsync(); // cp.async wrote through the generic proxy; wgmma reads through the async one
-    __syncthreads();          // also: every thread is done with stage (t + 2) % S, read in iteration t − 1
-    loadOther(t + 2);
+    __syncthreads();          // also: every thread has waited for the products that read stage (t + A) % S
+    loadOther(t + A);
     const uint8_t *sQs = sQ + st * W::kBytes, *sOs = sO + st * W::kBytes;
     const float *sLs = sL + st * W::kRows, *sDs = sDelta + st * W::kRows;
     const int validQ = p.lq - t * W::kRows;
 
-    // Three product groups in flight in turn: Pᵀ is taken while dPᵀ is
-    // computed, and dSᵀ while dV accumulates.
+    // Product groups in flight in turn: the last iteration's dV and dK
+    // while these scores start, Pᵀ is taken while dPᵀ is computed, and
+    // dSᵀ while dV accumulates.
     float s[32], dp[32];
     wgmma::fence();
     wgattn::scoreProduct<T, D>(s, sK, sQs);
     wgmma::commit();
     wgattn::scoreProduct<T, D>(dp, sV, sOs);
     wgmma::commit();
-    wgmma::wait<1>();
+    wgmma::wait<1>(); // all but dPᵀ: the last iteration's products (their pf, dsf are free) and Sᵀ
     // Columns are queries: s[4j + 2h + e] is query 8j + 2(lane % 4) + e.
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -860,8 +873,8 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
     wgmma::fence();
     wgattn::rowProduct<T, D>(dk, dsf, sQs);
     wgmma::commit();
-    wgmma::wait<0>();
   }
+  wgmma::wait<0>();
   cpAsyncWait<0>();
 
   // Every warp's products have read the tiles before any is overwritten.
@@ -890,7 +903,7 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
 template <typename T, int D>
 __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint8_t *smem) {
   using W = wgattn::WgTile<D>;
-  constexpr int S = W::kStages;
+  constexpr int S = BwdStages<D>::kStages, A = BwdStages<D>::kAhead;
   uint8_t *sQ = smem, *sO = sQ + W::kBytes, *sK = sO + W::kBytes, *sV = sK + S * W::kBytes;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int qTile = block % p.queryTiles, pair = block / p.queryTiles;
@@ -917,8 +930,8 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
   };
   wgattn::WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
   wgattn::WgCopy<T, D>(p.ldo).load(sO, dOG, validQ);
-  loadOther(0);
-  loadOther(1);
+  for (int j = 0; j < A; ++j)
+    loadOther(j);
 
   // The thread's rows warp·16 + lane/4 + 8h (rows past lq: 0, never stored).
   float rowL[2], rowDelta[2];
@@ -934,10 +947,10 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
 
   for (int j = 0; j < nTiles; ++j) {
     const int st = j % S;
-    cpAsyncWait<1>();
+    cpAsyncWait<A - 1>();
     wgmma::fenceProxyAsync();
     __syncthreads();
-    loadOther(j + 2);
+    loadOther(j + A);
     const uint8_t *sKs = sK + st * W::kBytes, *sVs = sV + st * W::kBytes;
     const int validKeys = p.lk - j * W::kRows;
 
@@ -948,7 +961,7 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
     wgmma::commit();
     wgattn::scoreProduct<T, D>(dp, sO, sVs);
     wgmma::commit();
-    wgmma::wait<1>();
+    wgmma::wait<1>(); // S
     // Columns are keys: s[4n + 2h + e] is key 8n + 2(lane % 4) + e of row h.
 #pragma unroll
     for (int n = 0; n < 8; ++n)
@@ -970,6 +983,8 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
     wgmma::fence();
     wgattn::rowProduct<T, D>(dq, dsf, sKs);
     wgmma::commit();
+    // Left in flight into the next iteration, this product made ptxas
+    // serialize every wgmma of the kernel (C7515); the dK/dV loop's do not.
     wgmma::wait<0>();
   }
   cpAsyncWait<0>();
