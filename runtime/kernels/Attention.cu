@@ -135,18 +135,11 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
   const T *qG = static_cast<const T *>(p.q) + qRow0 * p.ldq + static_cast<int64_t>(h) * D;
   const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk + static_cast<int64_t>(h) * D;
   const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv + static_cast<int64_t>(h) * D;
-  const int nTiles = (p.lk + W::kRows - 1) / W::kRows;
-
-  const wgattn::WgCopy<T, D> copyK(p.ldk), copyV(p.ldv);
-  // Key tile j into stage j % S; always commits a group (possibly empty).
+  const wgattn::WgTileStream<T, D, S> kv(kG, p.ldk, sK, vG, p.ldv, sV, p.lk);
+  const int nTiles = kv.tiles;
+  // Key tile j, one commit group (possibly empty).
   auto loadKV = [&](int j) {
-    if (j < nTiles) {
-      const int st = j % S;
-      const int64_t off = static_cast<int64_t>(j) * W::kRows;
-      const int valid = min(W::kRows, p.lk - j * W::kRows);
-      copyK.load(sK + st * W::kBytes, kG + off * p.ldk, valid);
-      copyV.load(sV + st * W::kBytes, vG + off * p.ldv, valid);
-    }
+    kv.load(j);
     cpAsyncCommit();
   };
   wgattn::WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
@@ -160,7 +153,6 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
   // this thread's part of the running sum.
   float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.0f, 0.0f};
   for (int j = 0; j < nTiles; ++j) {
-    const int st = j % S;
     cpAsyncWait<1>();
     wgmma::fenceProxyAsync();
     __syncthreads(); // also: every thread is done with stage (j + 2) % S, read in iteration j − 1
@@ -169,7 +161,7 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
 
     float s[32];
     wgmma::fence();
-    wgattn::scoreProduct<T, D>(s, sQ, sK + st * W::kBytes);
+    wgattn::scoreProduct<T, D>(s, sQ, kv.stage0(j));
     wgmma::commit();
     wgmma::wait<0>();
     // Columns are keys: s[4n + 2h + e] is key 8n + 2(lane % 4) + e of row h.
@@ -209,7 +201,7 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
     uint32_t pf[4][4];
     wgattn::packWgA<T>(s, pf);
     wgmma::fence();
-    wgattn::rowProduct<T, D>(o, pf, sV + st * W::kBytes);
+    wgattn::rowProduct<T, D>(o, pf, kv.stage1(j));
     wgmma::commit();
     wgmma::wait<0>();
   }

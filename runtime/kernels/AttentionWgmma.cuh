@@ -95,6 +95,37 @@ template <typename T, int D> struct WgCopy {
   }
 };
 
+/// The other side of one (sample, head): two views of `rows` rows (K and V,
+/// or Q and dO) whose 64-row tiles go through Stages pairs of shared tiles,
+/// tile j into stage j % Stages.
+template <typename T, int D, int Stages> struct WgTileStream {
+  using W = WgTile<D>;
+  WgCopy<T, D> copy0, copy1;
+  const T *g0, *g1;
+  uint8_t *s0, *s1;
+  int rows, tiles;
+
+  __device__ __forceinline__ WgTileStream(const T *view0, int64_t ld0, uint8_t *stages0, const T *view1, int64_t ld1,
+                                          uint8_t *stages1, int rowCount)
+      : copy0(ld0), copy1(ld1), g0(view0), g1(view1), s0(stages0), s1(stages1), rows(rowCount),
+        tiles((rowCount + W::kRows - 1) / W::kRows) {}
+
+  /// Tile j's copies (none past the last tile), not committed: callers
+  /// commit one group per tile, possibly empty, so that group counts stay
+  /// uniform.
+  __device__ __forceinline__ void load(int j) const {
+    if (j >= tiles)
+      return;
+    const int st = j % Stages;
+    const int64_t off = static_cast<int64_t>(j) * W::kRows;
+    const int valid = min(W::kRows, rows - j * W::kRows);
+    copy0.load(s0 + st * W::kBytes, g0 + off * copy0.ld, valid);
+    copy1.load(s1 + st * W::kBytes, g1 + off * copy1.ld, valid);
+  }
+  __device__ __forceinline__ const uint8_t *stage0(int j) const { return s0 + (j % Stages) * W::kBytes; }
+  __device__ __forceinline__ const uint8_t *stage1(int j) const { return s1 + (j % Stages) * W::kBytes; }
+};
+
 /// S (64 x 64) = A Bᵀ over the head dim, A and B K-major tiles: 16 columns
 /// a step, 32 bytes along a 128-byte row, then along the tail's rows.
 template <typename T, int D>

@@ -792,23 +792,16 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
   const T *dOG = static_cast<const T *>(p.dO) + static_cast<int64_t>(b) * p.lq * p.ldo + static_cast<int64_t>(h) * D;
   const float *lG = p.lse + static_cast<int64_t>(pair) * p.lq;
   const float *deltaG = p.delta + static_cast<int64_t>(pair) * p.lq;
-  const int nTiles = (p.lq + W::kRows - 1) / W::kRows;
-
-  const wgattn::WgCopy<T, D> copyQ(p.ldq), copyO(p.ldo);
-  // Query tile t into stage t % S, with its L and Δ (by cp.async too: a
-  // plain load would stall the warpgroup's next products until it
-  // returned); always commits a group, possibly empty, so that the group
-  // count stays uniform.
+  const wgattn::WgTileStream<T, D, S> other(qG, p.ldq, sQ, dOG, p.ldo, sO, p.lq);
+  const int nTiles = other.tiles;
+  // Query tile t and its L and Δ (by cp.async too: a plain load would stall
+  // the warpgroup's next products until it returned), one commit group.
   auto loadOther = [&](int t) {
+    other.load(t);
     if (t < nTiles) {
-      const int st = t % S;
-      const int64_t off = static_cast<int64_t>(t) * W::kRows;
-      const int valid = min(W::kRows, p.lq - t * W::kRows);
-      copyQ.load(sQ + st * W::kBytes, qG + off * p.ldq, valid);
-      copyO.load(sO + st * W::kBytes, dOG + off * p.ldo, valid);
       static_assert(W::kThreads == 2 * W::kRows, "a thread per statistic");
       const int i = threadIdx.x, r = i % W::kRows, qi = t * W::kRows + r;
-      cpAsync4((i < W::kRows ? sL : sDelta) + st * W::kRows + r, (i < W::kRows ? lG : deltaG) + qi, qi < p.lq);
+      cpAsync4((i < W::kRows ? sL : sDelta) + (t % S) * W::kRows + r, (i < W::kRows ? lG : deltaG) + qi, qi < p.lq);
     }
     cpAsyncCommit();
   };
@@ -826,7 +819,7 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
     wgmma::fenceProxyAsync(); // cp.async wrote through the generic proxy; wgmma reads through the async one
     __syncthreads();          // also: every thread has waited for the products that read stage (t + A) % S
     loadOther(t + A);
-    const uint8_t *sQs = sQ + st * W::kBytes, *sOs = sO + st * W::kBytes;
+    const uint8_t *sQs = other.stage0(t), *sOs = other.stage1(t);
     const float *sLs = sL + st * W::kRows, *sDs = sDelta + st * W::kRows;
     const int validQ = p.lq - t * W::kRows;
 
@@ -915,17 +908,10 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
   const T *dOG = static_cast<const T *>(p.dO) + qRow0 * p.ldo + static_cast<int64_t>(h) * D;
   const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk + static_cast<int64_t>(h) * D;
   const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv + static_cast<int64_t>(h) * D;
-  const int nTiles = (p.lk + W::kRows - 1) / W::kRows;
-
-  const wgattn::WgCopy<T, D> copyK(p.ldk), copyV(p.ldv);
+  const wgattn::WgTileStream<T, D, S> other(kG, p.ldk, sK, vG, p.ldv, sV, p.lk);
+  const int nTiles = other.tiles;
   auto loadOther = [&](int j) {
-    if (j < nTiles) {
-      const int st = j % S;
-      const int64_t off = static_cast<int64_t>(j) * W::kRows;
-      const int valid = min(W::kRows, p.lk - j * W::kRows);
-      copyK.load(sK + st * W::kBytes, kG + off * p.ldk, valid);
-      copyV.load(sV + st * W::kBytes, vG + off * p.ldv, valid);
-    }
+    other.load(j);
     cpAsyncCommit();
   };
   wgattn::WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
@@ -946,12 +932,11 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
   dq.zero();
 
   for (int j = 0; j < nTiles; ++j) {
-    const int st = j % S;
     cpAsyncWait<A - 1>();
     wgmma::fenceProxyAsync();
     __syncthreads();
     loadOther(j + A);
-    const uint8_t *sKs = sK + st * W::kBytes, *sVs = sV + st * W::kBytes;
+    const uint8_t *sKs = other.stage0(j), *sVs = other.stage1(j);
     const int validKeys = p.lk - j * W::kRows;
 
     // P is taken while dP is computed.
