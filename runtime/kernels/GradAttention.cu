@@ -182,11 +182,11 @@ __device__ __forceinline__ void storeRows(const float (&acc)[1][C::kDTiles][4], 
 }
 
 /// Per column c < cols, the sum of rows [0, validRows) of a staged tile
-/// (pitch kStride, kThreads threads) into out[c]. A thread sums a pair of adjacent columns
-/// over every `slices`-th row; the slices' sums meet in `scratch` (slices ·
-/// cols floats of shared memory the tile does not use) and are added in
-/// slice order, a fixed order. Every warp's rows must be staged, so the
-/// barrier comes first and all threads of the CTA call this.
+/// (pitch kStride, kThreads threads) into out[c]. A thread sums a pair of
+/// adjacent columns over every `slices`-th row; the slices' sums meet in
+/// `scratch` (slices · cols floats of shared memory the tile does not use)
+/// and are added in slice order, a fixed order. Every warp's rows must be
+/// staged, so the barrier comes first and all threads of the CTA call this.
 template <typename T, int kStride, int kThreads>
 __device__ __forceinline__ void tileColumnSums(const T *sTile, int validRows, int cols, float *scratch,
                                                float *out) {
@@ -576,8 +576,8 @@ __device__ __forceinline__ void queryGradTile(const GradParams &p, int block, in
   storeRows<T, C>(dq, p.scale, sQ, warpRow, lane, dQG, p.lddq, validQ, p.dk, aligned);
   if (p.partQ != nullptr) // K's tiles are free now
     tileColumnSums<T, C::kStride, C::kThreads>(sQ, validQ, p.dk, reinterpret_cast<float *>(sK),
-                         p.partQ + (static_cast<int64_t>(b) * tiles + qTile) * p.partLdQ +
-                             static_cast<int64_t>(h) * p.dk);
+                                               p.partQ + (static_cast<int64_t>(b) * tiles + qTile) * p.partLdQ +
+                                                   static_cast<int64_t>(h) * p.dk);
 }
 
 /// Pass 3: dK and dV for one (key tile of 64, sample·head). The warp's K and
@@ -719,9 +719,11 @@ __device__ __forceinline__ void keyValueGradTile(const GradParams &p, int block,
   const int64_t chunk = static_cast<int64_t>(b) * tiles + kTile;
   float *scratch = reinterpret_cast<float *>(sQ);
   if (p.partK != nullptr)
-    tileColumnSums<T, C::kStride, C::kThreads>(sK, validK, p.dk, scratch, p.partK + chunk * p.partLdK + static_cast<int64_t>(h) * p.dk);
+    tileColumnSums<T, C::kStride, C::kThreads>(sK, validK, p.dk, scratch,
+                                               p.partK + chunk * p.partLdK + static_cast<int64_t>(h) * p.dk);
   if (p.partV != nullptr)
-    tileColumnSums<T, C::kStride, C::kThreads>(sV, validK, p.dv, scratch, p.partV + chunk * p.partLdV + static_cast<int64_t>(h) * p.dv);
+    tileColumnSums<T, C::kStride, C::kThreads>(sV, validK, p.dv, scratch,
+                                               p.partV + chunk * p.partLdV + static_cast<int64_t>(h) * p.dv);
 }
 
 /// Passes 2 and 3 in one launch: the grid's first keyValueBlocks blocks are
@@ -1362,7 +1364,8 @@ void finishSums(cudaStream_t stream, const GradParams &p, const SumPlan &plan, c
 /// Pass 1 for the tensor-core passes: L (log2 units) and Δ, from the
 /// forward's statistics when given, else by statsTc.
 template <typename T, int D>
-void launchStatisticsTc(cudaStream_t stream, GradParams p, int64_t pairs, int64_t qTiles, const SavedStatistics &saved) {
+void launchStatisticsTc(cudaStream_t stream, GradParams p, int64_t pairs, int64_t qTiles,
+                        const SavedStatistics &saved) {
   using C = typename BwdTile<D>::C;
   if (saved.lse != nullptr) {
     launchSavedStatistics<T>(stream, p, saved.lse, saved.out, 1.4426950408889634f, saved.batch);

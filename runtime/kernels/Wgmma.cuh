@@ -83,7 +83,8 @@ __device__ __forceinline__ void wgmma128(float (&d)[64], uint64_t descA, uint64_
 /// D (64 x 64, f32 in 32 registers per thread) += A · B over 16 K values,
 /// both from shared memory through K-major descriptors (the attention
 /// backward's score products). scaleD = 0 overwrites D.
-template <typename T> __device__ __forceinline__ void wgmmaSS64(float (&d)[32], uint64_t descA, uint64_t descB, int scaleD) {
+template <typename T>
+__device__ __forceinline__ void wgmmaSS64(float (&d)[32], uint64_t descA, uint64_t descB, int scaleD) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
@@ -102,7 +103,8 @@ template <typename T> __device__ __forceinline__ void wgmmaSS64(float (&d)[32], 
 /// The same with D overwritten (scale-d false) and written only: the
 /// compiler then sees no use of D's earlier values, so the product may be
 /// issued while an earlier group is in flight without serializing it.
-template <typename T> __device__ __forceinline__ void wgmmaSS64Init(float (&d)[32], uint64_t descA, uint64_t descB) {
+template <typename T>
+__device__ __forceinline__ void wgmmaSS64Init(float (&d)[32], uint64_t descA, uint64_t descB) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
@@ -119,7 +121,8 @@ template <typename T> __device__ __forceinline__ void wgmmaSS64Init(float (&d)[3
 }
 
 /// The register-A products behind wgmmaRSTransB, one per N.
-template <typename T> __device__ __forceinline__ void wgmmaRS64(float (&d)[32], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
+template <typename T>
+__device__ __forceinline__ void wgmmaRS64(float (&d)[32], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
@@ -138,7 +141,8 @@ template <typename T> __device__ __forceinline__ void wgmmaRS64(float (&d)[32], 
 
 
 /// Narrow register-A products (the columns of a head dim past 64).
-template <typename T> __device__ __forceinline__ void wgmmaRS8(float (&d)[4], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
+template <typename T>
+__device__ __forceinline__ void wgmmaRS8(float (&d)[4], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
@@ -154,7 +158,8 @@ template <typename T> __device__ __forceinline__ void wgmmaRS8(float (&d)[4], co
 #endif
 }
 
-template <typename T> __device__ __forceinline__ void wgmmaRS24(float (&d)[12], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
+template <typename T>
+__device__ __forceinline__ void wgmmaRS24(float (&d)[12], const uint32_t (&a)[4], uint64_t descB, int scaleD) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %17, 0;\n"
@@ -197,7 +202,9 @@ template <int Bytes> __device__ __forceinline__ uint64_t descKNarrow(const void 
   const uint64_t mode = Bytes == 32 ? 3 : 2;
   return ((addr & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{(8 * Bytes) >> 4} << 32) | (mode << 62);
 }
-template <int Bytes> __device__ __forceinline__ uint64_t descMNNarrow(const void *smem) { return descKNarrow<Bytes>(smem); }
+template <int Bytes> __device__ __forceinline__ uint64_t descMNNarrow(const void *smem) {
+  return descKNarrow<Bytes>(smem);
+}
 /// Byte offset of 16-byte chunk `chunk` of row `row` in a tile of
 /// Bytes-wide rows swizzled as the descriptors above read it.
 template <int Bytes> __device__ __forceinline__ int swzNarrow(int row, int chunk) {
