@@ -27,11 +27,13 @@
 
 namespace diffrt::cuda::wgattn {
 
+/// The geometry of a 64-row tile of head dim D (the file comment's layout).
 template <int D> struct WgTile {
   static_assert(D == 64 || D == 72 || D == 88, "instantiated for head dims 64, 72, 88");
   static constexpr int kRows = 64;
   static constexpr int kThreads = 128;
-  /// Stages of the other side's tiles (cp.async, two tiles ahead).
+  /// Stages of the forward's key/value tiles (cp.async, two tiles ahead);
+  /// the backward chooses its own (GradAttention.cu, BwdStages).
   static constexpr int kStages = 3;
   static constexpr int kKD = (D + 15) / 16 * 16;
   static constexpr int kTailCols = kKD - 64;        // 0, 16 or 32
@@ -39,8 +41,9 @@ template <int D> struct WgTile {
   static constexpr int kTailN = D - 64;             // output columns past 64: 0, 8 or 24
   static constexpr int kTailAcc = kTailN > 0 ? kTailN / 2 : 1;
   static constexpr int kBytes = 8192 + kRows * kTailBytes;
-  /// Staging pitch of a gradient tile for its store (elements): rows 16
-  /// bytes apart modulo 128 so that the fragment writes spread over banks.
+  /// Staging pitch of a result tile (O, dQ, dK, dV) for its store
+  /// (elements): rows 16 bytes apart modulo 128 so that the fragment writes
+  /// spread over banks.
   static constexpr int kPitch = D + 8;
   static_assert(kBytes % 1024 == 0, "tiles keep the 1024-byte alignment of the swizzle atoms");
 };
