@@ -127,22 +127,16 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
                                             ~static_cast<uintptr_t>(1023));
   uint8_t *sK = sQ + W::kBytes, *sV = sK + S * W::kBytes;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int qTile = static_cast<int>(blockIdx.x) % p.rowTiles, pair = static_cast<int>(blockIdx.x) / p.rowTiles;
-  const int h = pair % p.heads, b = pair / p.heads;
-  const int q0 = qTile * W::kRows;
-  const int validQ = min(W::kRows, p.lq - q0);
-  const int64_t qRow0 = static_cast<int64_t>(b) * p.lq + q0;
-  const T *qG = static_cast<const T *>(p.q) + qRow0 * p.ldq + static_cast<int64_t>(h) * D;
-  const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk + static_cast<int64_t>(h) * D;
-  const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv + static_cast<int64_t>(h) * D;
-  const wgattn::WgTileStream<T, D, S> kv(kG, p.ldk, sK, vG, p.ldv, sV, p.lk);
+  const wgattn::WgQueryItem<T, D> item(p, static_cast<int>(blockIdx.x), p.rowTiles);
+  const int validQ = item.validRows;
+  const wgattn::WgTileStream<T, D, S> kv = item.template keyValues<S>(p, sK, sV);
   const int nTiles = kv.tiles;
   // Key tile j, one commit group (possibly empty).
   auto loadKV = [&](int j) {
     kv.load(j);
     cpAsyncCommit();
   };
-  wgattn::WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
+  wgattn::WgCopy<T, D>(p.ldq).load(sQ, item.rows(static_cast<const T *>(p.q), p.ldq), validQ);
   loadKV(0);
   loadKV(1);
 
@@ -213,7 +207,7 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
     rowSum[hh] += __shfl_xor_sync(0xffffffffu, rowSum[hh], 2);
     const int row = warp * 16 + (lane >> 2) + 8 * hh;
     if (p.lse != nullptr && (lane & 3) == 0 && row < validQ)
-      p.lse[static_cast<int64_t>(pair) * p.lq + q0 + row] = (rowMax[hh] + log2f(rowSum[hh])) * 0.6931471805599453f;
+      p.lse[item.statAt(p.lq, row)] = (rowMax[hh] + log2f(rowSum[hh])) * 0.6931471805599453f;
   }
   const float inv[2] = {1.0f / rowSum[0], 1.0f / rowSum[1]};
 #pragma unroll
@@ -224,7 +218,7 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
     o.tail[i] *= inv[(i >> 1) & 1];
   __syncthreads(); // every warp's products have read the key stages, which now stage O
   wgattn::storeWgRows<T, D>(o, 1.0f, reinterpret_cast<T *>(sK),
-                            static_cast<T *>(p.o) + qRow0 * p.ldo + static_cast<int64_t>(h) * D, p.ldo, validQ);
+                            item.rows(static_cast<T *>(p.o), p.ldo), p.ldo, validQ);
 }
 
 template <typename T, int D> void launchFlashWg(cudaStream_t stream, Params p, int64_t pairs) {

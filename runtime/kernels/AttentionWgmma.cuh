@@ -129,6 +129,40 @@ template <typename T, int D, int Stages> struct WgTileStream {
   __device__ __forceinline__ const uint8_t *stage1(int j) const { return s1 + (j % Stages) * W::kBytes; }
 };
 
+/// A query-side work item (the forward, the backward's dQ pass): query
+/// tile `tile` of (sample, head) `pair`, read through any parameter block
+/// with q, k, v, their strides, lq, lk and heads.
+template <typename T, int D> struct WgQueryItem {
+  using W = WgTile<D>;
+  int tile, pair, validRows;
+  int64_t row0, col;
+
+  template <typename P> __device__ __forceinline__ WgQueryItem(const P &p, int block, int tiles) {
+    tile = block % tiles;
+    pair = block / tiles;
+    const int b = pair / p.heads;
+    validRows = min(W::kRows, p.lq - tile * W::kRows);
+    row0 = static_cast<int64_t>(b) * p.lq + tile * W::kRows;
+    col = static_cast<int64_t>(pair % p.heads) * D;
+  }
+  /// The tile's first row in a (batch·lq)-row view (q, dO, O, dQ).
+  template <typename V> __device__ __forceinline__ V *rows(V *base, int64_t ld) const {
+    return base + row0 * ld + col;
+  }
+  /// Where row r of the tile's statistics (log-sum-exp, Δ) lives in a
+  /// (sample·head, lq) array.
+  __device__ __forceinline__ int64_t statAt(int lq, int r) const {
+    return static_cast<int64_t>(pair) * lq + tile * W::kRows + r;
+  }
+  /// Its (sample, head)'s keys and values as a stream into the given stages.
+  template <int Stages, typename P>
+  __device__ __forceinline__ WgTileStream<T, D, Stages> keyValues(const P &p, uint8_t *sK, uint8_t *sV) const {
+    const int64_t kvRow0 = static_cast<int64_t>(pair / p.heads) * p.lk;
+    return WgTileStream<T, D, Stages>(static_cast<const T *>(p.k) + kvRow0 * p.ldk + col, p.ldk, sK,
+                                      static_cast<const T *>(p.v) + kvRow0 * p.ldv + col, p.ldv, sV, p.lk);
+  }
+};
+
 /// S (64 x 64) = A Bᵀ over the head dim, A and B K-major tiles: 16 columns
 /// a step, 32 bytes along a 128-byte row, then along the tail's rows.
 template <typename T, int D>
@@ -145,6 +179,19 @@ __device__ __forceinline__ void scoreProduct(float (&s)[32], const uint8_t *a, c
     for (int j = 0; j < W::kTailCols / 16; ++j)
       wgmma::wgmmaSS64<T>(s, ta + 2 * j, tb + 2 * j, 1);
   }
+}
+
+/// S = A0 B0ᵀ and, in a second commit group, the same product of A1 and
+/// B1 (the backward's scores and dP), so that the first can be waited for
+/// while the second runs.
+template <typename T, int D>
+__device__ __forceinline__ void scorePair(float (&s0)[32], const uint8_t *a0, const uint8_t *b0, float (&s1)[32],
+                                          const uint8_t *a1, const uint8_t *b1) {
+  wgmma::fence();
+  scoreProduct<T, D>(s0, a0, b0);
+  wgmma::commit();
+  scoreProduct<T, D>(s1, a1, b1);
+  wgmma::commit();
 }
 
 /// A fragments of reduction step kk (columns 16kk..16kk+15) of a 64 x 64

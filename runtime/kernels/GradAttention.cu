@@ -835,11 +835,7 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
     // while these scores start, Pᵀ is taken while dPᵀ is computed, and
     // dSᵀ while dV accumulates.
     float s[32], dp[32];
-    wgmma::fence();
-    wgattn::scoreProduct<T, D>(s, sK, sQs);
-    wgmma::commit();
-    wgattn::scoreProduct<T, D>(dp, sV, sOs);
-    wgmma::commit();
+    wgattn::scorePair<T, D>(s, sK, sQs, dp, sV, sOs);
     wgmma::wait<1>(); // all but dPᵀ: the last iteration's products (their pf, dsf are free) and Sᵀ
     // Columns are queries: s[4j + 2h + e] is query 8j + 2(lane % 4) + e.
 #pragma unroll
@@ -909,23 +905,16 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
   constexpr int S = BwdStages<D>::kStages, A = BwdStages<D>::kAhead;
   uint8_t *sQ = smem, *sO = sQ + W::kBytes, *sK = sO + W::kBytes, *sV = sK + S * W::kBytes;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int qTile = block % p.queryTiles, pair = block / p.queryTiles;
-  const int h = pair % p.heads, b = pair / p.heads;
-  const int q0 = qTile * W::kRows;
-  const int validQ = min(W::kRows, p.lq - q0);
-  const int64_t qRow0 = static_cast<int64_t>(b) * p.lq + q0;
-  const T *qG = static_cast<const T *>(p.q) + qRow0 * p.ldq + static_cast<int64_t>(h) * D;
-  const T *dOG = static_cast<const T *>(p.dO) + qRow0 * p.ldo + static_cast<int64_t>(h) * D;
-  const T *kG = static_cast<const T *>(p.k) + static_cast<int64_t>(b) * p.lk * p.ldk + static_cast<int64_t>(h) * D;
-  const T *vG = static_cast<const T *>(p.v) + static_cast<int64_t>(b) * p.lk * p.ldv + static_cast<int64_t>(h) * D;
-  const wgattn::WgTileStream<T, D, S> other(kG, p.ldk, sK, vG, p.ldv, sV, p.lk);
+  const wgattn::WgQueryItem<T, D> item(p, block, p.queryTiles);
+  const int validQ = item.validRows;
+  const wgattn::WgTileStream<T, D, S> other = item.template keyValues<S>(p, sK, sV);
   const int nTiles = other.tiles;
   auto loadOther = [&](int j) {
     other.load(j);
     cpAsyncCommit();
   };
-  wgattn::WgCopy<T, D>(p.ldq).load(sQ, qG, validQ);
-  wgattn::WgCopy<T, D>(p.ldo).load(sO, dOG, validQ);
+  wgattn::WgCopy<T, D>(p.ldq).load(sQ, item.rows(static_cast<const T *>(p.q), p.ldq), validQ);
+  wgattn::WgCopy<T, D>(p.ldo).load(sO, item.rows(static_cast<const T *>(p.dO), p.ldo), validQ);
   for (int j = 0; j < A; ++j)
     loadOther(j);
 
@@ -934,9 +923,8 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
     const int row = warp * 16 + (lane >> 2) + 8 * hh;
-    const int64_t at = static_cast<int64_t>(pair) * p.lq + q0 + row;
-    rowL[hh] = row < validQ ? p.lse[at] : 0.0f;
-    rowDelta[hh] = row < validQ ? p.delta[at] : 0.0f;
+    rowL[hh] = row < validQ ? p.lse[item.statAt(p.lq, row)] : 0.0f;
+    rowDelta[hh] = row < validQ ? p.delta[item.statAt(p.lq, row)] : 0.0f;
   }
   wgattn::WgAcc<D> dq;
   dq.zero();
@@ -951,11 +939,7 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
 
     // P is taken while dP is computed.
     float s[32], dp[32];
-    wgmma::fence();
-    wgattn::scoreProduct<T, D>(s, sQ, sKs);
-    wgmma::commit();
-    wgattn::scoreProduct<T, D>(dp, sO, sVs);
-    wgmma::commit();
+    wgattn::scorePair<T, D>(s, sQ, sKs, dp, sO, sVs);
     wgmma::wait<1>(); // S
     // Columns are keys: s[4n + 2h + e] is key 8n + 2(lane % 4) + e of row h.
 #pragma unroll
@@ -986,12 +970,13 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
 
   __syncthreads();
   T *stage = reinterpret_cast<T *>(sK); // K's stages hold the staged dQ
-  wgattn::storeWgRows<T, D>(dq, p.scale, stage, static_cast<T *>(p.dQ) + qRow0 * p.lddq + static_cast<int64_t>(h) * D,
-                    p.lddq, validQ);
-  if (p.partQ != nullptr)
+  wgattn::storeWgRows<T, D>(dq, p.scale, stage, item.rows(static_cast<T *>(p.dQ), p.lddq), p.lddq, validQ);
+  if (p.partQ != nullptr) {
+    // The (sample, tile) chunk's row of partials, this head's columns.
+    const int64_t chunk = static_cast<int64_t>(item.pair / p.heads) * p.queryTiles + item.tile;
     tileColumnSums<T, W::kPitch, W::kThreads>(stage, validQ, D, reinterpret_cast<float *>(sV),
-                                               p.partQ + (static_cast<int64_t>(b) * p.queryTiles + qTile) * p.partLdQ +
-                                                   static_cast<int64_t>(h) * D);
+                                               p.partQ + chunk * p.partLdQ + item.col);
+  }
 }
 
 /// Passes 2 and 3 in one launch, as gradTc: the dK/dV CTAs first.
