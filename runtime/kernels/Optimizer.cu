@@ -155,38 +155,56 @@ __global__ void adamwUpdate(const Chunk *chunks, const AdamWHyper *hyper, const 
   // their own pass.
   const bool squaresInline = vec == deviceAligned16(g);
   float squares = Squares && !squaresInline ? threadSquares(g, c.count) : 0.0f;
-  for (int64_t j = threadIdx.x; j < vecs; j += kThreads) {
-    const int64_t i = j * V;
-    float gv[V], mv[V], vv[V], wv[V];
-    loadVec<T>(g + i, gv);
-    if (Squares && squaresInline) {
+  // Two vectors a thread per trip, every load issued before the first
+  // store (the stores may alias later loads as far as the compiler knows,
+  // so one vector a trip left 7 loads in flight per thread). The squares
+  // are still added in threadSquares's order: vector j, then j + kThreads.
+  constexpr int U = 2;
+  for (int64_t j0 = threadIdx.x; j0 < vecs; j0 += U * kThreads) {
+    float gv[U][V], mv[U][V], vv[U][V], wv[U][V];
+    bool live[U];
 #pragma unroll
-      for (int k = 0; k < V; ++k)
-        squares += gv[k] * gv[k];
+    for (int u = 0; u < U; ++u) {
+      const int64_t i = (j0 + u * kThreads) * V;
+      live[u] = j0 + u * kThreads < vecs;
+      if (!live[u])
+        continue;
+      loadVec<T>(g + i, gv[u]);
+      loadF32<T>(m + i, mv[u]);
+      loadF32<T>(v + i, vv[u]);
+      loadF32<T>(master + i, wv[u]);
     }
-    loadF32<T>(m + i, mv);
-    loadF32<T>(v + i, vv);
-    loadF32<T>(master + i, wv);
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-      const float gi = gv[k] * unscale;
-      mv[k] = h.beta1 * mv[k] + (1.0f - h.beta1) * gi;
-      vv[k] = h.beta2 * vv[k] + (1.0f - h.beta2) * gi * gi;
-      const float update = (mv[k] * h.correction1) / (sqrtf(vv[k] * h.correction2) + h.eps);
-      wv[k] = wv[k] * decay - h.lr * update;
-    }
-    storeF32<T>(m + i, mv);
-    storeF32<T>(v + i, vv);
-    storeF32<T>(master + i, wv);
-    if (c.tensor.master != nullptr)
-      storeVec<T>(weight + i, wv);
-    if (keepEma) {
-      float ev[V];
-      loadF32<T>(ema + i, ev);
+    for (int u = 0; u < U; ++u) {
+      if (!live[u])
+        continue;
+      const int64_t i = (j0 + u * kThreads) * V;
+      if (Squares && squaresInline) {
 #pragma unroll
-      for (int k = 0; k < V; ++k)
-        ev[k] = h.emaDecay * ev[k] + (1.0f - h.emaDecay) * wv[k];
-      storeF32<T>(ema + i, ev);
+        for (int k = 0; k < V; ++k)
+          squares += gv[u][k] * gv[u][k];
+      }
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float gi = gv[u][k] * unscale;
+        mv[u][k] = h.beta1 * mv[u][k] + (1.0f - h.beta1) * gi;
+        vv[u][k] = h.beta2 * vv[u][k] + (1.0f - h.beta2) * gi * gi;
+        const float update = (mv[u][k] * h.correction1) / (sqrtf(vv[u][k] * h.correction2) + h.eps);
+        wv[u][k] = wv[u][k] * decay - h.lr * update;
+      }
+      storeF32<T>(m + i, mv[u]);
+      storeF32<T>(v + i, vv[u]);
+      storeF32<T>(master + i, wv[u]);
+      if (c.tensor.master != nullptr)
+        storeVec<T>(weight + i, wv[u]);
+      if (keepEma) {
+        float ev[V];
+        loadF32<T>(ema + i, ev);
+#pragma unroll
+        for (int k = 0; k < V; ++k)
+          ev[k] = h.emaDecay * ev[k] + (1.0f - h.emaDecay) * wv[u][k];
+        storeF32<T>(ema + i, ev);
+      }
     }
   }
   for (int64_t i = vecs * V + threadIdx.x; i < c.count; i += kThreads) {
