@@ -113,7 +113,8 @@ public:
                o.getResidualGate()});
         })
         .Case([&](kern::NormOp o) {
-          ids({o.getInput(), o.getWeight(), o.getBias(), o.getShift(), o.getScale(), o.getSiluGate()});
+          ids({o.getInput(), o.getWeight(), o.getBias(), o.getShift(), o.getScale(), o.getSiluGate(),
+               o.getResidual(), o.getResidualGate()});
           k.attrs["kind"] = kern::stringifyNormKind(o.getKind()).str();
           k.attrs["epsilon"] = o.getEpsilon().convertToDouble();
           k.attrs["group_size"] = static_cast<int64_t>(o.getGroupSize());

@@ -36,8 +36,8 @@ struct SelectNorm : OpRewritePattern<NormOpT> {
     if constexpr (std::is_same_v<NormOpT, dit::LayerNormOp>)
       bias = op.getBias();
     rewriter.replaceOpWithNewOp<kern::NormOp>(
-        op, op.getType(), op.getInput(), op.getWeight(), bias, Value(), Value(), Value(),
-        kind, op.getEpsilon(), op.getGroup());
+        op, op.getType(), Type(), op.getInput(), op.getWeight(), bias, Value(), Value(), Value(), Value(),
+        Value(), kind, op.getEpsilon(), op.getGroup());
     return success();
   }
 };

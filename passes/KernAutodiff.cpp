@@ -53,6 +53,8 @@ std::optional<Rule> ruleFor(Operation *op) {
         r.alias = {4};
       })
       .Case([&](kern::NormOp o) {
+        // The residual form is made after the backward (kern-fuse-residual-norm).
+        known = !o.getResidual();
         r.slots = {o.getInput(), o.getWeight(), o.getBias(), o.getShift(), o.getScale(), o.getSiluGate()};
         r.kernel = {0, 1, 2, 3, 4, 5};
       })
@@ -241,7 +243,9 @@ struct KernAutodiff : diffc::impl::KernAutodiffBase<KernAutodiff> {
     for (Operation *op : ops) {
       std::optional<Rule> rule = ruleFor(op);
       if (!rule) {
-        op->emitError() << "kern-autodiff: no VJP rule for " << op->getName();
+        auto diag = op->emitError() << "kern-autodiff: no VJP rule for " << op->getName();
+        if (auto norm = dyn_cast<kern::NormOp>(op); norm && norm.getResidual())
+          diag << " with a residual (kern-fuse-residual-norm forms it after kern-autodiff)";
         return signalPassFailure();
       }
       bool reached = false;

@@ -35,8 +35,8 @@ struct FuseSiluGate : OpRewritePattern<dit::MulOp> {
     if (!norm)
       return failure();
     rewriter.replaceOpWithNewOp<kern::NormOp>(
-        op, op.getType(), norm.getInput(), norm.getWeight(), norm.getBias(), Value(), Value(),
-        silu.getInput(), norm.getKindAttr(), norm.getEpsilonAttr(), norm.getGroupSizeAttr());
+        op, op.getType(), Type(), norm.getInput(), norm.getWeight(), norm.getBias(), Value(), Value(),
+        silu.getInput(), Value(), Value(), norm.getKindAttr(), norm.getEpsilonAttr(), norm.getGroupSizeAttr());
     rewriter.eraseOp(norm);
     rewriter.eraseOp(silu);
     return success();

@@ -25,8 +25,9 @@ struct FuseModulate : OpRewritePattern<dit::ModulateOp> {
     if (!norm || !norm->hasOneUse() || norm.getShift() || norm.getSiluGate())
       return failure();
     rewriter.replaceOpWithNewOp<kern::NormOp>(
-        op, op.getType(), norm.getInput(), norm.getWeight(), norm.getBias(), op.getShift(),
-        op.getScale(), Value(), norm.getKindAttr(), norm.getEpsilonAttr(), norm.getGroupSizeAttr());
+        op, op.getType(), Type(), norm.getInput(), norm.getWeight(), norm.getBias(), op.getShift(),
+        op.getScale(), Value(), Value(), Value(), norm.getKindAttr(), norm.getEpsilonAttr(),
+        norm.getGroupSizeAttr());
     rewriter.eraseOp(norm);
     return success();
   }

@@ -46,23 +46,27 @@ struct Slot {
   int64_t ld;
 };
 
-/// The operand a kernel may overwrite with its result, or null.
-Value inPlaceOperand(Operation *op) {
+/// The operand a kernel may overwrite with one of its results (the result's
+/// index beside it), or null.
+std::pair<Value, unsigned> inPlaceOperand(Operation *op) {
   if (auto g = dyn_cast<kern::GemmOp>(op))
-    return g.getResidual();
+    return {g.getResidual(), 0};
   if (auto s = dyn_cast<kern::SwiGluOp>(op))
-    return s.getResidual();
+    return {s.getResidual(), 0};
   if (auto m = dyn_cast<kern::MoeOp>(op))
-    return m.getResidual();
+    return {m.getResidual(), 0};
   if (auto r = dyn_cast<dit::GatedResidualOp>(op))
-    return r.getResidual();
+    return {r.getResidual(), 0};
+  // The residual form's sum x + g ⊙ y, a row read before it is written.
+  if (auto n = dyn_cast<kern::NormOp>(op))
+    return {n.getResidual(), 1};
   // Each element is read before it is written, by the same thread.
   if (auto p = dyn_cast<kern::PointwiseOp>(op))
     for (Value input : p.getInputs())
       if (input.getType() == p.getType())
-        return input;
+        return {input, 0};
   if (auto m = dyn_cast<dit::ModulateOp>(op))
-    return m.getInput();
+    return {m.getInput(), 0};
   return {};
 }
 
@@ -252,10 +256,10 @@ struct KernPlanMemory : diffc::impl::KernPlanMemoryBase<KernPlanMemory> {
           slots[r] = {Arena, slots[whole].offset + it->second.second * lastDim(r) * elementBytes, lastDim(whole)};
           continue;
         }
-        Value reuse = inPlaceOperand(&op);
-        // Only the first result takes over the operand (a second one, such
-        // as a saved pre-activation, is written beside it).
-        if (reuse && r == op.getResult(0) && !inputs.count(reuse) && !owner.count(reuse) &&
+        auto [reuse, into] = inPlaceOperand(&op);
+        // Only that result takes over the operand (another one, such as a
+        // saved pre-activation, is written beside it).
+        if (reuse && r == op.getResult(into) && !inputs.count(reuse) && !owner.count(reuse) &&
             llvm::count(op.getOperands(), reuse) == 1 &&
             !constant.count(reuse) && slots[reuse].region == Arena && lastUse[reuse] == here &&
             bytesOf(reuse) == bytesOf(r)) {

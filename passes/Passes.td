@@ -240,6 +240,20 @@ def KernFuseNormModulate : Pass<"kern-fuse-norm-modulate", "::mlir::func::FuncOp
   }];
 }
 
+def KernFuseResidualNorm : Pass<"kern-fuse-residual-norm", "::mlir::func::FuncOp"> {
+  let summary = "Fuse a dense layer's gated residual into the norm after it";
+  let description = [{
+    `kern.norm(kern.gemm(a, w) residual x gate g)`, where the norm is the
+    first user of the gemm's result x1, becomes a gemm without the residual
+    and a kern.norm with `residual x residual_gate g`, whose second result
+    is x1: DiT's `x + gate ⊙ attn(...)` and the next norm of it in one pass
+    over the rows. Every other user of x1 reads the norm's sum; a saved
+    pre-activation without an activation is the gemm's result itself. Runs
+    after kern-autodiff (the residual form has no backward rule), in both
+    modes.
+  }];
+}
+
 def KernFusePatchEmbedPositions : Pass<"kern-fuse-patch-embed-positions", "::mlir::func::FuncOp"> {
   let summary = "Add the position table inside the patch embedding";
   let description = [{

@@ -24,7 +24,8 @@ ArrayRef<Phase> pipelinePhases() {
       {"kern-autodiff", "with --mode train: @train_step, the loss and every parameter's gradient "
                         "(activation derivatives folded into the next layer's input-gradient products, the q/k/v bias "
                         "gradient into the attention backward)"},
-      {"kern-typed", "activations and weights in the chosen element type"},
+      {"kern-typed", "dense layers' gated residuals fused into the norms after them, activations and weights in the "
+                     "chosen element type"},
       {"kern-pointwise", "the remaining element-wise chains as generated kernels"},
       {"kern-planned", "every value placed in the weights, constants or arena region"},
   };
@@ -75,6 +76,7 @@ void buildPipeline(OpPassManager &pm, const PipelineOptions &options, int last) 
   }
   if (last < 5)
     return;
+  pm.addNestedPass<func::FuncOp>(createKernFuseResidualNorm());
   pm.addNestedPass<func::FuncOp>(createKernSetPrecision(KernSetPrecisionOptions{options.dtype}));
   if (last < 6)
     return;

@@ -571,7 +571,14 @@ private:
       swiglu(cm(o[0]), gate, up, cm(o[3]), hasE ? &e : nullptr,
              scratchFor(2 * rows * gate.rows), m(res));
     } else if (op == "kern.norm") {
-      norm(cm(o[0]), normArgs(k), m(res));
+      if (o[6] >= 0) {
+        // The residual form: the sum, then its norm.
+        Mat sum = m(k.results[1]);
+        gatedResidual(cm(o[6]), cm(o[7]), cm(o[0]), desc(o[0]).shape[1], sum);
+        norm(ConstMat{sum.data, sum.rows, sum.cols, sum.ld}, normArgs(k), m(res));
+      } else {
+        norm(cm(o[0]), normArgs(k), m(res));
+      }
     } else if (op == "kern.moe") {
       GatedResidual e;
       bool hasE = epilogue(k, 8, e);

@@ -1446,7 +1446,13 @@ private:
       bool hasE = epilogue(k, 4, e);
       cu::swiglu(s(), gemm, dt, cm(o[0]), gate, up, cm(o[3]), hasE ? &e : nullptr, m(res), ws());
     } else if (op == "kern.norm") {
-      cu::norm(s(), dt, cm(o[0]), normArgs(k), m(res));
+      cu::NormArgs a = normArgs(k);
+      if (o[6] >= 0) {
+        a.residual = cm(o[6]);
+        a.residualGate = cm(o[7]);
+        a.sum = m(k.results[1]);
+      }
+      cu::norm(s(), dt, cm(o[0]), a, m(res));
     } else if (op == "kern.moe") {
       cu::GatedResidual e;
       bool hasE = epilogue(k, 8, e);

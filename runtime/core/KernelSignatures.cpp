@@ -273,7 +273,10 @@ const std::map<std::string, Checker> &checkers() {
        }},
       {"kern.norm",
        [](const Check &c) {
-         c.counts(6, 1);
+         // Operands 6 and 7: the residual form's residual and gate, whose
+         // sum is result 1 (kern-fuse-residual-norm).
+         const bool residual = c.k.operands.size() > 6 && c.k.operands[6] >= 0;
+         c.counts(8, residual ? 2 : 1);
          const ValueDesc &x = c.in(0, "input");
          c.string("kind", {"layer", "rms"});
          int64_t group = c.integer("group_size");
@@ -294,6 +297,14 @@ const std::map<std::string, Checker> &checkers() {
          if (c.has(5))
            c.shape(c.in(5, "silu_gate"), x.shape, "silu_gate");
          c.shape(c.out(), x.shape, "result");
+         if (c.has(6) != c.has(7))
+           c.error("residual and residual gate must come together");
+         if (residual) {
+           c.rank(x, 3, "input with a residual");
+           c.shape(c.in(6, "residual"), x.shape, "residual");
+           c.shape(c.in(7, "residual gate"), {x.shape[0], x.shape[2]}, "residual gate");
+           c.shape(c.out(1), x.shape, "sum");
+         }
          c.sameFloat();
        }},
       {"kern.moe",

@@ -128,10 +128,8 @@ template <> __device__ __forceinline__ uint32_t packWord<__half>(float lo, float
          (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(hi))) << 16);
 }
 
-/// Stores kVec<T> floats at p (16-byte aligned, global memory) rounded to
-/// T, one 128-bit store. The store is the explicit st.global.v4 intrinsic:
-/// a plain uint4 assignment came out as four 32-bit stores in some kernels.
-template <typename T> __device__ __forceinline__ void storeVec(T *p, const float (&f)[kVec<T>]) {
+/// kVec<T> floats rounded to T and packed in one 16-byte word.
+template <typename T> __device__ __forceinline__ uint4 packVec(const float (&f)[kVec<T>]) {
   uint32_t w[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -140,7 +138,14 @@ template <typename T> __device__ __forceinline__ void storeVec(T *p, const float
     else
       w[i] = packWord<T>(f[2 * i], f[2 * i + 1]);
   }
-  __stwb(reinterpret_cast<uint4 *>(p), make_uint4(w[0], w[1], w[2], w[3]));
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+/// Stores kVec<T> floats at p (16-byte aligned, global memory) rounded to
+/// T, one 128-bit store. The store is the explicit st.global.v4 intrinsic:
+/// a plain uint4 assignment came out as four 32-bit stores in some kernels.
+template <typename T> __device__ __forceinline__ void storeVec(T *p, const float (&f)[kVec<T>]) {
+  __stwb(reinterpret_cast<uint4 *>(p), packVec<T>(f));
 }
 
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

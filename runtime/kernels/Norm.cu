@@ -47,6 +47,14 @@ template <typename T> struct NormParams {
   int64_t units;       // vectors per group (register path)
   float eps, invGroup;
   bool layer;
+  // The residual form (normModulateKernel<..., true>): x is the update y,
+  // and the row normalised is sum = residual + resGate[sample] ⊙ y.
+  const T *residual;
+  int64_t ldRes;
+  const T *resGate;
+  int64_t ldResGate;
+  T *sum;
+  int64_t ldSum;
 };
 
 /// Sum over a team of TEAM lanes. Teams up to a warp reduce with
@@ -296,27 +304,72 @@ constexpr int kModulateWarps = 8;
 /// once into f32 registers, its sample's scale and shift vectors are loaded
 /// before the reductions (so their latency hides behind the shuffles), and
 /// the normalisation and modulation are two fused multiply-adds an element.
-template <typename T, int V>
-__global__ void __launch_bounds__(32 * kModulateWarps, 2) normModulateKernel(NormParams<T> p) {
-  constexpr int N = kVec<T>;
+///
+/// Residual: the row normalised is first formed from the update x, the
+/// residual row and the sample's gate, rounded to T and stored to `sum` as
+/// the gated-residual pass would store it (the same expression, so the
+/// same bits), then normalised from registers: the pass's write and the
+/// norm's read of that row become one write.
+/// The residual form's three rows take about 167 registers a lane at five
+/// vectors (spilling under the plain kernel's bound of 128): its blocks
+/// are 4 warps, three to a multiprocessor.
+template <bool Residual> __host__ __device__ constexpr int modulateWarps() { return Residual ? 4 : kModulateWarps; }
+
+template <typename T, int V, bool Residual>
+__global__ void __launch_bounds__(32 * modulateWarps<Residual>(), Residual ? 3 : 2)
+    normModulateKernel(NormParams<T> p) {
+  constexpr int N = kVec<T>, W = modulateWarps<Residual>();
   const int lane = threadIdx.x & 31;
   const int units = static_cast<int>(p.units);
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * kModulateWarps;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * W;
   // The warp's rows are uniform across its lanes, so every lane takes part
   // in every shuffle; no block barrier is used.
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kModulateWarps + (threadIdx.x >> 5); r < p.groups;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * W + (threadIdx.x >> 5); r < p.groups;
        r += warps) {
     const int64_t s = r / p.rowsPerSample;
     const T *xr = p.x + r * p.ldx;
     const T *scr = p.scale + s * p.ldScale, *shr = p.shift + s * p.ldShift;
     uint4 xv[V], cv[V], hv[V];
+    if constexpr (Residual) {
+      // All three rows' loads first (the gate is the sample's, mostly from
+      // L2), then the sum, stored and kept packed in xv.
+      const T *rr = p.residual + r * p.ldRes, *gr = p.resGate + s * p.ldResGate;
+      uint4 rv[V], gv[V];
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-      const int u = lane + 32 * v;
-      if (u < units) {
-        xv[v] = *reinterpret_cast<const uint4 *>(xr + u * N);
-        cv[v] = *reinterpret_cast<const uint4 *>(scr + u * N);
-        hv[v] = *reinterpret_cast<const uint4 *>(shr + u * N);
+      for (int v = 0; v < V; ++v) {
+        const int u = lane + 32 * v;
+        if (u < units) {
+          xv[v] = *reinterpret_cast<const uint4 *>(xr + u * N);
+          rv[v] = *reinterpret_cast<const uint4 *>(rr + u * N);
+          gv[v] = *reinterpret_cast<const uint4 *>(gr + u * N);
+        }
+      }
+      T *sumRow = p.sum + r * p.ldSum;
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        const int u = lane + 32 * v;
+        if (u < units) {
+          float y[N], res[N], g[N];
+          unpackVec<T>(xv[v], y);
+          unpackVec<T>(rv[v], res);
+          unpackVec<T>(gv[v], g);
+#pragma unroll
+          for (int e = 0; e < N; ++e)
+            res[e] = res[e] + g[e] * y[e];
+          // The stored (rounded) value is the one normalised.
+          xv[v] = packVec<T>(res);
+          __stwb(reinterpret_cast<uint4 *>(sumRow + u * N), xv[v]);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        const int u = lane + 32 * v;
+        if (u < units) {
+          xv[v] = *reinterpret_cast<const uint4 *>(xr + u * N);
+          cv[v] = *reinterpret_cast<const uint4 *>(scr + u * N);
+          hv[v] = *reinterpret_cast<const uint4 *>(shr + u * N);
+        }
       }
     }
     float f[V][N];
@@ -344,6 +397,20 @@ __global__ void __launch_bounds__(32 * kModulateWarps, 2) normModulateKernel(Nor
         }
       }
     }
+    if constexpr (Residual) {
+      // The sample's scale and shift (L2 hits) only now: loaded beside the
+      // three rows they made the tile spill. The empty asm keeps the
+      // compiler from hoisting them back above the reductions.
+      asm volatile("" ::: "memory");
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        const int u = lane + 32 * v;
+        if (u < units) {
+          cv[v] = *reinterpret_cast<const uint4 *>(scr + u * N);
+          hv[v] = *reinterpret_cast<const uint4 *>(shr + u * N);
+        }
+      }
+    }
     const float rstd = 1.0f / sqrtf(teamSum<32>(sq, nullptr) * p.invGroup + p.eps);
     const float shiftMean = -mean * rstd;
     T *outRow = p.out + r * p.ldo;
@@ -366,8 +433,12 @@ __global__ void __launch_bounds__(32 * kModulateWarps, 2) normModulateKernel(Nor
 }
 
 template <typename T, int V> void launchModulate(const NormParams<T> &p, Stream stream) {
-  normModulateKernel<T, V><<<gridStrideBlocks(p.groups, kModulateWarps, 8), 32 * kModulateWarps, 0,
-                             native(stream)>>>(p);
+  if (p.residual != nullptr)
+    normModulateKernel<T, V, true><<<gridStrideBlocks(p.groups, modulateWarps<true>(), 12),
+                                     32 * modulateWarps<true>(), 0, native(stream)>>>(p);
+  else
+    normModulateKernel<T, V, false><<<gridStrideBlocks(p.groups, kModulateWarps, 8), 32 * kModulateWarps, 0,
+                                      native(stream)>>>(p);
   checkLaunch("norm");
 }
 
@@ -436,6 +507,28 @@ void norm(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DMat ou
     checkDPerSample(kernel, "scale", args.scale, rows, args.rowsPerSample, cols);
   if (hasGate)
     checkDView(kernel, "siluGate", args.siluGate, rows, cols);
+  const bool hasResidual = !args.residual.empty();
+  if (hasResidual) {
+    checkDView(kernel, "residual", args.residual, rows, cols);
+    checkDView(kernel, "sum", args.sum, rows, cols);
+    if (args.residualGate.rows < 1 || rows % args.residualGate.rows != 0)
+      fail(kernel, ": ", rows, " rows are not a whole number of samples of the residual gate's ",
+           args.residualGate.rows);
+    checkDPerSample(kernel, "residualGate", args.residualGate, rows, rows / args.residualGate.rows, cols);
+    const size_t es = dtypeSize(dtype);
+    auto overlaps = [&](DConstMat a, DConstMat b) {
+      const auto begin = [](DConstMat v) { return reinterpret_cast<uintptr_t>(v.data); };
+      const auto end = [es](DConstMat v) {
+        return reinterpret_cast<uintptr_t>(v.data) + ((v.rows - 1) * v.ld + v.cols) * es;
+      };
+      return rows > 0 && begin(a) < end(b) && begin(b) < end(a);
+    };
+    const DConstMat sum{args.sum.data, args.sum.rows, args.sum.cols, args.sum.ld};
+    const bool inPlace = args.sum.data == args.residual.data && args.sum.ld == args.residual.ld;
+    if (overlaps(sum, x) || overlaps(sum, DConstMat{out.data, out.rows, out.cols, out.ld}) ||
+        (!inPlace && overlaps(sum, args.residual)))
+      fail(kernel, ": sum overlaps the update, the result or (not exactly) the residual");
+  }
   if (rows == 0)
     return;
 
@@ -462,6 +555,7 @@ void norm(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DMat ou
     p.eps = args.eps;
     p.invGroup = 1.0f / static_cast<float>(group);
     p.layer = args.kind == NormKind::Layer;
+    p.residual = nullptr;
 
     const size_t es = sizeof(T);
     const bool vec = group % N == 0 && vectorizable(p.x, x.ld, cols, es) &&
@@ -475,6 +569,26 @@ void norm(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DMat ou
     const int64_t u = p.units;
     const bool modulateOnly = vec && p.groupsPerRow == 1 && p.shift != nullptr && p.scale != nullptr &&
                               p.weight == nullptr && p.bias == nullptr && p.gate == nullptr;
+    if (hasResidual) {
+      // DiT's adaLN rows form the sum in the modulate kernel; the other
+      // kernels normalise what is in memory, so the sum is written first.
+      if (!(modulateOnly && u <= 32 * 5 && vectorizable(args.residual.data, args.residual.ld, cols, es) &&
+            vectorizable(args.residualGate.data, args.residualGate.ld, cols, es) &&
+            vectorizable(args.sum.data, args.sum.ld, cols, es))) {
+        gatedResidual(stream, dtype, args.residual, args.residualGate, x, rows / args.residualGate.rows, args.sum);
+        NormArgs plain = args;
+        plain.residual = plain.residualGate = DConstMat{};
+        plain.sum = DMat{};
+        norm(stream, dtype, DConstMat{args.sum.data, rows, cols, args.sum.ld}, plain, out);
+        return;
+      }
+      p.residual = static_cast<const T *>(args.residual.data);
+      p.ldRes = args.residual.ld;
+      p.resGate = static_cast<const T *>(args.residualGate.data);
+      p.ldResGate = args.residualGate.ld;
+      p.sum = static_cast<T *>(args.sum.data);
+      p.ldSum = args.sum.ld;
+    }
     // Smallest team whose register tile holds the group; see the banner.
     // (Five vectors a lane take 128 registers; longer rows would spill.)
     if (modulateOnly && u <= 32 * 5) {

@@ -90,6 +90,8 @@ std::string kernelClass(const KernelDesc &k) {
     label += " " + attrString(k, "kind");
     if (has(3))
       label += " +modulate";
+    if (has(6))
+      label += " +residual";
   } else if (k.op == "kern.moe") {
     label += " " + attrString(k, "routing");
   }

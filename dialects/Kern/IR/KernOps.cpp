@@ -155,6 +155,19 @@ LogicalResult NormOp::verify() {
                          << " must have the input's type " << getInput().getType();
   if (ranked(getResult()) != x)
     return emitOpError() << "C4: result type must be the input's " << getInput().getType();
+  if (bool(getResidual()) != bool(getResidualGate()) || bool(getResidual()) != bool(getSum()))
+    return emitOpError() << "C5: residual, residual_gate and the sum result must come together";
+  if (getResidual()) {
+    for (Value v : {getResidual(), getSum()})
+      if (ranked(v) != x)
+        return emitOpError() << "C5: " << (v == getSum() ? "sum " : "residual ") << v.getType()
+                             << " must have the input's type " << getInput().getType();
+    auto g = ranked(getResidualGate());
+    if (x.getRank() != 3 || g.getRank() != 2 || g.getDimSize(0) != x.getDimSize(0) ||
+        g.getDimSize(1) != x.getDimSize(2))
+      return emitOpError() << "C5: residual_gate " << shapeOf(getResidualGate())
+                           << " must be batch x width of the input " << shapeOf(getInput());
+  }
   return sameElementType(*this, "C4");
 }
 

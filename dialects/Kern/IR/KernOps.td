@@ -76,20 +76,34 @@ def Kern_NormOp : Kern_Op<"norm", [AttrSizedOperandSegments]> {
     dit.layer_norm / dit.rms_norm and the dit.modulate or
     dit.mul(·, dit.silu(g)) after it.
 
+    With `residual` and `residual_gate` (set by kern-fuse-residual-norm),
+    the value normalised is `s = residual + residual_gate ⊙ input` instead
+    of the input, the gate (N, D) broadcast over the tokens of a (N, L, D)
+    input as in kern.gemm's gated residual, and the second result `sum` is
+    s itself: DiT's `x + gate ⊙ y` followed by the next block's norm of x,
+    in one pass over the rows instead of a gated-residual pass and a norm
+    that reads x back. `sum` may take over the residual's memory (each
+    element is read before it is written, by the same thread). There is no
+    backward rule for this form: the fusion runs after kern-autodiff.
+
     Constraints:
     C1. group_size divides the last dimension; weight and bias are
         (group_size); epsilon > 0.
     C2. shift and scale come together and are (N, D) for a (N, L, D) input.
     C3. silu_gate has the input's type.
     C4. The result has the input's type; operands share the element type.
+    C5. residual, residual_gate and the sum result come together; residual
+        and sum have the input's type, residual_gate is (N, D) for a
+        (N, L, D) input.
   }];
   let arguments = (ins Kern_FloatTensor:$input, Optional<Kern_FloatTensor>:$weight,
                        Optional<Kern_FloatTensor>:$bias, Optional<Kern_FloatTensor>:$shift,
                        Optional<Kern_FloatTensor>:$scale, Optional<Kern_FloatTensor>:$silu_gate,
+                       Optional<Kern_FloatTensor>:$residual, Optional<Kern_FloatTensor>:$residual_gate,
                        Kern_NormKindAttr:$kind, F64Attr:$epsilon, I64Attr:$group_size);
-  let results = (outs Kern_FloatTensor:$result);
+  let results = (outs Kern_FloatTensor:$result, Optional<Kern_FloatTensor>:$sum);
   let assemblyFormat = [{
-    $input (`weight` $weight^)? (`bias` $bias^)? (`shift` $shift^)? (`scale` $scale^)? (`silu_gate` $silu_gate^)? attr-dict `:` functional-type(operands, results)
+    $input (`weight` $weight^)? (`bias` $bias^)? (`shift` $shift^)? (`scale` $scale^)? (`silu_gate` $silu_gate^)? (`residual` $residual^)? (`residual_gate` $residual_gate^)? attr-dict `:` functional-type(operands, results)
   }];
 }
 

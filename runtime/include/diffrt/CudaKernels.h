@@ -115,6 +115,11 @@ struct NormArgs {
   DConstMat shift, scale;
   int64_t rowsPerSample = 1;
   DConstMat siluGate;
+  /// kern.norm's residual form: with `residual`, the rows normalised are
+  /// sum = residual + residualGate[r / (rows / residualGate.rows)] ⊙ x,
+  /// written to `sum` (which may be the residual itself, not x or out).
+  DConstMat residual, residualGate;
+  DMat sum;
 };
 void norm(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DMat out);
 

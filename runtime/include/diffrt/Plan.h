@@ -88,7 +88,9 @@ struct Plan {
   /// 3: an attention backward may return its gradients' row sums after them
   /// ("column_sums"), so a backward kernel's results are no longer one per
   /// forward slot.
-  static constexpr uint32_t kFormatVersion = 3;
+  /// 4: kern.norm has eight operand slots (the residual form's residual and
+  /// gate) and, in that form, a second result.
+  static constexpr uint32_t kFormatVersion = 4;
   /// "cpu" or "cuda".
   std::string target;
   /// The model description (dit.model) as JSON text.

@@ -126,7 +126,7 @@ TEST(Artifact, ForeignFile) {
 TEST(Artifact, WrongVersion) {
   std::vector<uint8_t> bytes = serializeArtifact(linearPlan());
   putU32(bytes, 8, 7);
-  EXPECT_NE(errorOf(bytes).find("artifact format version 7, but this runtime reads version 3"),
+  EXPECT_NE(errorOf(bytes).find("artifact format version 7, but this runtime reads version 4"),
             std::string::npos)
       << errorOf(bytes);
 }
@@ -365,9 +365,9 @@ Plan summedNormGradPlan() {
   p.values.push_back(value(DType::F32, {2, 4}, Region::Arena, 512));
   p.values[1] = value(DType::F32, {4}, Region::Arena, 640);
   p.values[2] = value(DType::F32, {4}, Region::Arena, 768);
-  KernelDesc k{"kern.norm", {0, -1, -1, -1, -1, -1}, {3},
+  KernelDesc k{"kern.norm", {0, -1, -1, -1, -1, -1, -1, -1}, {3},
                {{"kind", std::string("layer")}, {"group_size", int64_t(4)}, {"epsilon", 1e-6}}};
-  KernelDesc grad{"vjp:kern.norm", {0, -1, -1, -1, -1, -1, 4, 5}, {6, -1, -1, -1, -1, -1}, k.attrs};
+  KernelDesc grad{"vjp:kern.norm", {0, -1, -1, -1, -1, -1, -1, -1, 4, 5}, {6, -1, -1, -1, -1, -1, -1, -1}, k.attrs};
   grad.attrs["input_grad_addend"] = int64_t(1);
   p.entries = {{"train_step", {k, grad}, {{"x", 0}, {"dy", 4}, {"r", 5}}, {3, 6}}};
   return p;
@@ -397,6 +397,41 @@ TEST(Artifact, NormGradAddendIsChecked) {
   p.entries[0].kernels[1].op = "vjp:kern.gemm";
   EXPECT_NE(errorOf(p).find("only a kern.norm backward adds to its input gradient"), std::string::npos)
       << errorOf(p);
+}
+
+/// kern.norm's residual form: sum = r + g ⊙ y, out = norm(sum); y, r, out
+/// and sum 1x2x4, g 1x4.
+Plan residualNormPlan() {
+  Plan p;
+  p.target = "cpu";
+  p.modelJson = R"({"name":"norm","family":"test"})";
+  p.arenaBytes = 1024;
+  p.values = {value(DType::F32, {1, 2, 4}, Region::Arena, 0), value(DType::F32, {1, 2, 4}, Region::Arena, 128),
+              value(DType::F32, {1, 4}, Region::Arena, 256), value(DType::F32, {1, 2, 4}, Region::Arena, 384),
+              value(DType::F32, {1, 2, 4}, Region::Arena, 512)};
+  KernelDesc k{"kern.norm", {0, -1, -1, -1, -1, -1, 1, 2}, {3, 4},
+               {{"kind", std::string("layer")}, {"group_size", int64_t(4)}, {"epsilon", 1e-6}}};
+  p.entries = {{"forward", {k}, {{"y", 0}, {"r", 1}, {"g", 2}}, {3, 4}}};
+  return p;
+}
+
+TEST(Artifact, NormResidualFormIsChecked) {
+  EXPECT_EQ(errorOf(residualNormPlan()), "");
+  Plan p = residualNormPlan();
+  p.entries[0].kernels[0].operands[7] = -1;
+  EXPECT_NE(errorOf(p).find("kernel #0 (kern.norm): residual and residual gate must come together"),
+            std::string::npos)
+      << errorOf(p);
+  p = residualNormPlan();
+  p.entries[0].kernels[0].results.pop_back();
+  EXPECT_NE(errorOf(p).find("expects 8 operands and 2 results, got 8 and 1"), std::string::npos) << errorOf(p);
+  p = residualNormPlan();
+  p.values[2].shape = {1, 3};
+  p.values[2].ld = 3;
+  EXPECT_NE(errorOf(p).find("residual gate must be"), std::string::npos) << errorOf(p);
+  p = residualNormPlan();
+  p.entries[0].kernels[0].operands.resize(6);
+  EXPECT_NE(errorOf(p).find("expects 8 operands and 1 results, got 6 and 2"), std::string::npos) << errorOf(p);
 }
 
 /// out = x + bias as a generated kernel: x 2x4, bias 4.

@@ -30,6 +30,10 @@ struct NormCase {
   int64_t ldPad;
   size_t offset; // elements past a 16-byte boundary (1: misaligned)
   int64_t rowsPerSample;
+  // The residual form: x is the update y, and the rows normalised are
+  // sum = residual + gate[sample] ⊙ y, also written (over the residual
+  // itself when inPlace).
+  bool residual = false, inPlace = false;
 };
 
 void runNorm(Rng &rng, DType t, const NormCase &c) {
@@ -45,6 +49,14 @@ void runNorm(Rng &rng, DType t, const NormCase &c) {
   HostMat shift = randomMat(rng, t, samples, c.cols, ld, 0.5);
   HostMat scale = randomMat(rng, t, samples, c.cols, ld, 0.3);
   HostMat gate = randomMat(rng, t, c.rows, c.cols, ld, 2.0);
+  HostMat residual = randomMat(rng, t, c.rows, c.cols, ld, 1.0, 0.5);
+  HostMat residualGate = randomMat(rng, t, samples, c.cols, ld, 0.7);
+  // The GPU rounds the sum to t before normalising it, as the separate
+  // gated-residual pass would store it.
+  HostMat sumRef(c.rows, c.cols);
+  for (int64_t r = 0; r < c.rows; ++r)
+    for (int64_t j = 0; j < c.cols; ++j)
+      sumRef.at(r, j) = roundTo(t, residual.at(r, j) + residualGate.at(r / c.rowsPerSample, j) * x.at(r, j));
 
   cpu::NormArgs ca;
   ca.kind = c.kind;
@@ -60,7 +72,7 @@ void runNorm(Rng &rng, DType t, const NormCase &c) {
   if (c.gate)
     ca.siluGate = gate.cmat();
   HostMat ref(c.rows, c.cols);
-  cpu::norm(x.cmat(), ca, ref.mat());
+  cpu::norm(c.residual ? sumRef.cmat() : x.cmat(), ca, ref.mat());
 
   DevMat dx = toDevice(x, t, c.offset), dshift = toDevice(shift, t, c.offset);
   DevMat dscale = toDevice(scale, t, c.offset), dgate = toDevice(gate, t, c.offset);
@@ -80,9 +92,18 @@ void runNorm(Rng &rng, DType t, const NormCase &c) {
   }
   if (c.gate)
     ga.siluGate = dgate.c();
+  DevMat dresidual = toDevice(residual, t, c.offset), dresidualGate = toDevice(residualGate, t, c.offset);
+  DevMat dsum = toDevice(poisonedMat(c.rows, c.cols, ld), t, c.offset);
+  if (c.residual) {
+    ga.residual = dresidual.c();
+    ga.residualGate = dresidualGate.c();
+    ga.sum = c.inPlace ? dresidual.m() : dsum.m();
+  }
   norm(nullptr, t, dx.c(), ga, dout.m());
   syncDevice();
   expectClose(toHost(dout), ref, t);
+  if (c.residual)
+    expectClose(toHost(c.inPlace ? dresidual : dsum), sumRef, t);
 }
 
 TEST(GpuNorm, MatchesCpuForEveryTileConfiguration) {
@@ -116,6 +137,14 @@ TEST(GpuNorm, MatchesCpuForEveryTileConfiguration) {
       {33, 200, 40, NormKind::Layer, true, true, true, true, 3, 1, 11},
       // Groups beyond the register tile: fallback too.
       {3, 40000, 40000, NormKind::Rms, true, true, false, false, 0, 0, 1},
+      // The residual form: DiT-XL's rows in the modulate kernel (five
+      // vectors a lane, and three), into a separate sum and in place; with
+      // an affine norm or misaligned views, the sum first, then the norm.
+      {512, 1152, 1152, NormKind::Layer, false, false, true, false, 8, 0, 256, true, false},
+      {512, 1152, 1152, NormKind::Layer, false, false, true, false, 0, 0, 256, true, true},
+      {50, 520, 520, NormKind::Layer, false, false, true, false, 16, 0, 10, true, true},
+      {21, 768, 768, NormKind::Layer, true, true, true, false, 0, 0, 7, true, false},
+      {33, 200, 200, NormKind::Layer, true, true, true, false, 3, 1, 11, true, true},
   };
   for (DType t : floatTypes())
     for (const NormCase &c : cases)

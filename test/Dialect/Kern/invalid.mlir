@@ -122,6 +122,30 @@ func.func @norm_c2(%x: tensor<2x3x8xf16>, %s: tensor<3x8xf16>) {
 }
 
 // -----
+// norm C5: the residual form needs residual, gate and the sum together.
+func.func @norm_c5_together(%x: tensor<2x3x8xf16>, %g: tensor<2x8xf16>) {
+  // expected-error@+1 {{C5: residual, residual_gate and the sum result must come together}}
+  %0 = kern.norm %x residual %x residual_gate %g {epsilon = 1.0e-6 : f64, group_size = 8 : i64, kind = #kern.norm<layer>} : (tensor<2x3x8xf16>, tensor<2x3x8xf16>, tensor<2x8xf16>) -> tensor<2x3x8xf16>
+  return
+}
+
+// -----
+// norm C5: the gate is one row per sample.
+func.func @norm_c5_gate(%x: tensor<2x3x8xf16>, %g: tensor<3x8xf16>) {
+  // expected-error@+1 {{C5: residual_gate 3x8 must be batch x width of the input 2x3x8}}
+  %0:2 = kern.norm %x residual %x residual_gate %g {epsilon = 1.0e-6 : f64, group_size = 8 : i64, kind = #kern.norm<layer>} : (tensor<2x3x8xf16>, tensor<2x3x8xf16>, tensor<3x8xf16>) -> (tensor<2x3x8xf16>, tensor<2x3x8xf16>)
+  return
+}
+
+// -----
+// norm C5: the residual has the input's type.
+func.func @norm_c5_residual(%x: tensor<2x3x8xf16>, %r: tensor<2x4x8xf16>, %g: tensor<2x8xf16>) {
+  // expected-error@+1 {{C5: residual 'tensor<2x4x8xf16>' must have the input's type 'tensor<2x3x8xf16>'}}
+  %0:2 = kern.norm %x residual %r residual_gate %g {epsilon = 1.0e-6 : f64, group_size = 8 : i64, kind = #kern.norm<layer>} : (tensor<2x3x8xf16>, tensor<2x4x8xf16>, tensor<2x8xf16>) -> (tensor<2x3x8xf16>, tensor<2x3x8xf16>)
+  return
+}
+
+// -----
 // moe C2: shared weights all or nothing is enforced by the format; their
 // shapes by the verifier.
 func.func @moe_c2(%x: tensor<2x3x8xf16>, %r: tensor<4x8xf16>, %e1: tensor<4x16x8xf16>, %e2: tensor<4x8x16xf16>, %s: tensor<12x7xf16>) {

@@ -21,6 +21,8 @@ func.func @ops(%x: tensor<2x16x8xf16>, %w: tensor<8x8xf16>, %b: tensor<8xf16>, %
   %2 = kern.norm %x weight %b bias %b shift %g scale %g {epsilon = 1.0e-6 : f64, group_size = 8 : i64, kind = #kern.norm<layer>} : (tensor<2x16x8xf16>, tensor<8xf16>, tensor<8xf16>, tensor<2x8xf16>, tensor<2x8xf16>) -> tensor<2x16x8xf16>
   // CHECK: kern.vjp "kern.norm"(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) {{{.*}}input_grad_addend
   %dx:2 = kern.vjp "kern.norm"(%x, %g, %x, %x) {forward_attrs = {epsilon = 1.0e-6 : f64, group_size = 8 : i64, kind = #kern.norm<layer>}, grads_of = array<i64: 0, 3>, present = array<i64: 0, 3>, input_grad_addend} : (tensor<2x16x8xf16>, tensor<2x8xf16>, tensor<2x16x8xf16>, tensor<2x16x8xf16>) -> (tensor<2x16x8xf16>, tensor<2x8xf16>)
+  // CHECK: kern.norm %{{.*}} shift %{{.*}} scale %{{.*}} residual %{{.*}} residual_gate %{{.*}} {epsilon
+  %sum:2 = kern.norm %x shift %g scale %g residual %x residual_gate %g {epsilon = 1.0e-6 : f64, group_size = 8 : i64, kind = #kern.norm<layer>} : (tensor<2x16x8xf16>, tensor<2x8xf16>, tensor<2x8xf16>, tensor<2x16x8xf16>, tensor<2x8xf16>) -> (tensor<2x16x8xf16>, tensor<2x16x8xf16>)
   // CHECK: kern.norm %{{.*}} silu_gate %{{.*}} {epsilon = {{.*}}, group_size = 4 : i64, kind = #kern.norm<rms>}
   %3 = kern.norm %x silu_gate %x {epsilon = 1.0e-6 : f64, group_size = 4 : i64, kind = #kern.norm<rms>} : (tensor<2x16x8xf16>, tensor<2x16x8xf16>) -> tensor<2x16x8xf16>
   // CHECK: kern.moe %{{.*}}, %{{.*}} experts(%{{.*}}, %{{.*}}, %{{.*}}) shared(%{{.*}}, %{{.*}}, %{{.*}}) residual %{{.*}} gate %{{.*}} {activation = #dit.activation<swiglu>
