@@ -294,6 +294,13 @@ __global__ void __launch_bounds__(normBlock<TEAM>(), normMinBlocks<TEAM>())
 
 /// Rows of the modulate kernel's grid: a warp per row, 8 warps a block.
 constexpr int kModulateWarps = 8;
+/// The residual form's three rows take 162 registers a lane at five vectors
+/// (under the plain kernel's bound of 128 they spilled, and the fused
+/// kernel was no faster than the pass and the norm apart): its blocks are
+/// 4 warps, three to a multiprocessor.
+template <bool Residual> __host__ __device__ constexpr int modulateWarps() {
+  return Residual ? 4 : kModulateWarps;
+}
 
 /// DiT's adaLN LayerNorm (and its RMS form): whole rows of at most 32·V
 /// vectors, a per-sample scale and shift, no affine weight or bias, no
@@ -305,16 +312,13 @@ constexpr int kModulateWarps = 8;
 /// before the reductions (so their latency hides behind the shuffles), and
 /// the normalisation and modulation are two fused multiply-adds an element.
 ///
-/// Residual: the row normalised is first formed from the update x, the
-/// residual row and the sample's gate, rounded to T and stored to `sum` as
-/// the gated-residual pass would store it (the same expression, so the
-/// same bits), then normalised from registers: the pass's write and the
-/// norm's read of that row become one write.
-/// The residual form's three rows take about 167 registers a lane at five
-/// vectors (spilling under the plain kernel's bound of 128): its blocks
-/// are 4 warps, three to a multiprocessor.
-template <bool Residual> __host__ __device__ constexpr int modulateWarps() { return Residual ? 4 : kModulateWarps; }
-
+/// Residual (kern.norm's residual form): the row normalised is first formed
+/// from the update x, the residual row and the sample's gate, rounded to T
+/// and stored to `sum` as the gated-residual pass would store it (the same
+/// expression, so the same bits), then normalised from registers: the
+/// pass's write and the norm's read of that row become one write. Its scale
+/// and shift are loaded after the reductions, and its blocks are smaller
+/// (modulateWarps).
 template <typename T, int V, bool Residual>
 __global__ void __launch_bounds__(32 * modulateWarps<Residual>(), Residual ? 3 : 2)
     normModulateKernel(NormParams<T> p) {
@@ -516,17 +520,9 @@ void norm(Stream stream, DType dtype, DConstMat x, const NormArgs &args, DMat ou
            args.residualGate.rows);
     checkDPerSample(kernel, "residualGate", args.residualGate, rows, rows / args.residualGate.rows, cols);
     const size_t es = dtypeSize(dtype);
-    auto overlaps = [&](DConstMat a, DConstMat b) {
-      const auto begin = [](DConstMat v) { return reinterpret_cast<uintptr_t>(v.data); };
-      const auto end = [es](DConstMat v) {
-        return reinterpret_cast<uintptr_t>(v.data) + ((v.rows - 1) * v.ld + v.cols) * es;
-      };
-      return rows > 0 && begin(a) < end(b) && begin(b) < end(a);
-    };
-    const DConstMat sum{args.sum.data, args.sum.rows, args.sum.cols, args.sum.ld};
     const bool inPlace = args.sum.data == args.residual.data && args.sum.ld == args.residual.ld;
-    if (overlaps(sum, x) || overlaps(sum, DConstMat{out.data, out.rows, out.cols, out.ld}) ||
-        (!inPlace && overlaps(sum, args.residual)))
+    if (overlapsD(args.sum, x, es) || overlapsD(args.sum, out, es) ||
+        (!inPlace && overlapsD(args.sum, args.residual, es)))
       fail(kernel, ": sum overlaps the update, the result or (not exactly) the residual");
   }
   if (rows == 0)
