@@ -334,6 +334,17 @@ __global__ void __launch_bounds__(32 * modulateWarps<Residual>(), Residual ? 3 :
     const T *xr = p.x + r * p.ldx;
     const T *scr = p.scale + s * p.ldScale, *shr = p.shift + s * p.ldShift;
     uint4 xv[V], cv[V], hv[V];
+    // The sample's scale and shift vectors of this lane.
+    auto loadScaleShift = [&] {
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        const int u = lane + 32 * v;
+        if (u < units) {
+          cv[v] = *reinterpret_cast<const uint4 *>(scr + u * N);
+          hv[v] = *reinterpret_cast<const uint4 *>(shr + u * N);
+        }
+      }
+    };
     if constexpr (Residual) {
       // All three rows' loads first (the gate is the sample's, mostly from
       // L2), then the sum, stored and kept packed in xv.
@@ -369,12 +380,10 @@ __global__ void __launch_bounds__(32 * modulateWarps<Residual>(), Residual ? 3 :
 #pragma unroll
       for (int v = 0; v < V; ++v) {
         const int u = lane + 32 * v;
-        if (u < units) {
+        if (u < units)
           xv[v] = *reinterpret_cast<const uint4 *>(xr + u * N);
-          cv[v] = *reinterpret_cast<const uint4 *>(scr + u * N);
-          hv[v] = *reinterpret_cast<const uint4 *>(shr + u * N);
-        }
       }
+      loadScaleShift();
     }
     float f[V][N];
     float sum = 0.0f;
@@ -406,14 +415,7 @@ __global__ void __launch_bounds__(32 * modulateWarps<Residual>(), Residual ? 3 :
       // three rows they made the tile spill. The empty asm keeps the
       // compiler from hoisting them back above the reductions.
       asm volatile("" ::: "memory");
-#pragma unroll
-      for (int v = 0; v < V; ++v) {
-        const int u = lane + 32 * v;
-        if (u < units) {
-          cv[v] = *reinterpret_cast<const uint4 *>(scr + u * N);
-          hv[v] = *reinterpret_cast<const uint4 *>(shr + u * N);
-        }
-      }
+      loadScaleShift();
     }
     const float rstd = 1.0f / sqrtf(teamSum<32>(sq, nullptr) * p.invGroup + p.eps);
     const float shiftMean = -mean * rstd;
