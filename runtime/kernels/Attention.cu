@@ -110,33 +110,51 @@ template <typename T, int D> void launchFlash(cudaStream_t stream, Params p, int
   checkLaunch("attention (flash)");
 }
 
-/// Hopper kernel (wgmma, AttentionWgmma.cuh): a CTA is one warpgroup and
-/// 64 queries; key and value tiles stream through three cp.async stages,
-/// two tiles ahead. Per key tile: S = Q Kᵀ (m64n64k16, both operands in
-/// shared memory), scaled by scale·log2(e) (any sign), masked past lk, an
-/// online softmax in the exp2 domain (each row's maximum and sum are shared
-/// by the four threads of a quad), O rescaled, and O += P V with P as
-/// register A fragments. O is divided by the row sum at the end, staged in
-/// the key stages and stored in 16-byte chunks.
-template <typename T, int D>
-__global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__ Params p) {
+/// Hopper kernel (wgmma, AttentionWgmma.cuh): a CTA is G warpgroups, each
+/// owning 64 queries of the CTA's 64·G; the (sample, head)'s key and value
+/// tiles stream through three cp.async stages, two tiles ahead, shared by
+/// the G warpgroups (with G = 2 warpgroup 0 copies the key tiles and
+/// warpgroup 1 the value tiles). Sharing is the point: at DiT's 256 tokens
+/// a one-warpgroup CTA re-read each key and value tile for every 64
+/// queries and the kernel was bound by L2 throughput (85 %, `ncu`). Per key
+/// tile: S = Q Kᵀ (m64n64k16, both operands in shared memory), scaled by
+/// scale·log2(e) (any sign), masked past lk, an online softmax in the exp2
+/// domain (each row's maximum and sum are shared by the four threads of a
+/// quad), O rescaled, and O += P V with P as register A fragments. O is
+/// divided by the row sum at the end, staged in the key stages and stored
+/// in 16-byte chunks. A warpgroup whose queries are all past lq computes on
+/// the zero rows its Q copy left and stores nothing.
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(128 * G, G == 1 ? 3 : 2) flashForwardWg(const __grid_constant__ Params p) {
+  static_assert(G == 1 || G == 2, "one warpgroup copies each of the key and value tiles");
   using W = wgattn::WgTile<D>;
   constexpr int S = W::kStages;
   extern __shared__ float4 wgSmemRaw[];
   uint8_t *sQ = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(wgSmemRaw) + 1023) &
                                             ~static_cast<uintptr_t>(1023));
-  uint8_t *sK = sQ + W::kBytes, *sV = sK + S * W::kBytes;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const wgattn::WgQueryItem<T, D> item(p, static_cast<int>(blockIdx.x), p.rowTiles);
+  uint8_t *sK = sQ + G * W::kBytes, *sV = sK + S * W::kBytes;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wg = warp >> 2;
+  const wgattn::WgQueryItem<T, D, 64 * G> item(p, static_cast<int>(blockIdx.x), p.rowTiles);
   const int validQ = item.validRows;
   const wgattn::WgTileStream<T, D, S> kv = item.template keyValues<S>(p, sK, sV);
   const int nTiles = kv.tiles;
   // Key tile j, one commit group (possibly empty).
   auto loadKV = [&](int j) {
-    kv.load(j);
+    if constexpr (G == 1) {
+      kv.load(j);
+    } else if (j < nTiles) {
+      const int valid = min(W::kRows, p.lk - j * W::kRows);
+      const int64_t off = static_cast<int64_t>(j) * W::kRows;
+      if (wg == 0)
+        kv.copy0.load(sK + (j % S) * W::kBytes, kv.g0 + off * kv.copy0.ld, valid);
+      else
+        kv.copy1.load(sV + (j % S) * W::kBytes, kv.g1 + off * kv.copy1.ld, valid);
+    }
     cpAsyncCommit();
   };
-  wgattn::WgCopy<T, D>(p.ldq).load(sQ, item.rows(static_cast<const T *>(p.q), p.ldq), validQ);
+  uint8_t *sQg = sQ + wg * W::kBytes;
+  wgattn::WgCopy<T, D>(p.ldq).load(sQg, item.rows(static_cast<const T *>(p.q), p.ldq) + 64 * wg * p.ldq,
+                                   validQ - 64 * wg);
   loadKV(0);
   loadKV(1);
 
@@ -155,7 +173,7 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
 
     float s[32];
     wgmma::fence();
-    wgattn::scoreProduct<T, D>(s, sQ, kv.stage0(j));
+    wgattn::scoreProduct<T, D>(s, sQg, kv.stage0(j));
     wgmma::commit();
     wgmma::wait<0>();
     // Columns are keys: s[4n + 2h + e] is key 8n + 2(lane % 4) + e of row h.
@@ -221,17 +239,30 @@ __global__ void __launch_bounds__(128, 3) flashForwardWg(const __grid_constant__
                             item.rows(static_cast<T *>(p.o), p.ldo), p.ldo, validQ);
 }
 
-template <typename T, int D> void launchFlashWg(cudaStream_t stream, Params p, int64_t pairs) {
+/// Warpgroups per CTA: two (128 queries sharing each key and value tile)
+/// unless DIFFRT_ATTENTION_WARPGROUPS=1 asks for the one-warpgroup CTAs
+/// (read per call, for comparisons and tests).
+int forwardWarpgroups() {
+  const char *v = std::getenv("DIFFRT_ATTENTION_WARPGROUPS");
+  if (v == nullptr || *v == '\0' || std::string(v) == "2")
+    return 2;
+  if (std::string(v) == "1")
+    return 1;
+  fail("DIFFRT_ATTENTION_WARPGROUPS is '", v, "'; expected 1 or 2");
+}
+
+template <typename T, int D, int G> void launchFlashWg(cudaStream_t stream, Params p, int64_t pairs) {
   using W = wgattn::WgTile<D>;
-  constexpr auto kernel = flashForwardWg<T, D>;
-  constexpr size_t smem = (1 + 2 * W::kStages) * static_cast<size_t>(W::kBytes) + 1024;
-  static_assert(W::kStages * W::kBytes >= W::kRows * W::kPitch * 2, "the key stages hold the staged output");
+  constexpr auto kernel = flashForwardWg<T, D, G>;
+  constexpr size_t smem = (G + 2 * W::kStages) * static_cast<size_t>(W::kBytes) + 1024;
+  static_assert(2 * W::kStages * W::kBytes >= G * W::kRows * W::kPitch * 2,
+                "the key and value stages hold the staged output");
   allowSharedMemory<kernel>(smem, "attention: the wgmma kernel");
-  p.rowTiles = static_cast<int32_t>((p.lq + W::kRows - 1) / W::kRows);
+  p.rowTiles = static_cast<int32_t>((p.lq + G * W::kRows - 1) / (G * W::kRows));
   const int64_t blocks = p.rowTiles * pairs;
   if (blocks > INT32_MAX)
     fail("attention: ", blocks, " query tiles exceed the grid limit");
-  kernel<<<static_cast<unsigned>(blocks), W::kThreads, smem, stream>>>(p);
+  kernel<<<static_cast<unsigned>(blocks), G * W::kThreads, smem, stream>>>(p);
   checkLaunch("attention (wgmma)");
 }
 
@@ -255,10 +286,11 @@ template <typename T> void dispatch16(cudaStream_t stream, Params p, int64_t pai
   const char *path = std::getenv("DIFFRT_ATTENTION");
   const bool forceMma = path != nullptr && std::string(path) == "mma";
   if (!forceMma && p.aligned && p.dk == p.dv) {
+    const bool pair = forwardWarpgroups() == 2;
     if (p.dk == 64)
-      return launchFlashWg<T, 64>(stream, p, pairs);
+      return pair ? launchFlashWg<T, 64, 2>(stream, p, pairs) : launchFlashWg<T, 64, 1>(stream, p, pairs);
     if (p.dk == 72)
-      return launchFlashWg<T, 72>(stream, p, pairs);
+      return pair ? launchFlashWg<T, 72, 2>(stream, p, pairs) : launchFlashWg<T, 72, 1>(stream, p, pairs);
   }
   const int need = std::max(p.dk, p.dv);
   if (need <= 32)

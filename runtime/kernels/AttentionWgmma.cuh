@@ -1,9 +1,9 @@
 //===- AttentionWgmma.cuh - attention tiles on warpgroup products -*- CUDA -*-===//
 //
 // What the Hopper attention kernels (the forward in Attention.cu, the
-// backward in GradAttention.cu) share: a CTA is one warpgroup (128
-// threads) owning 64 rows of one side and walking 64-row tiles of the
-// other. A tile is the head dim's first 64 columns in the 128-byte swizzled
+// backward in GradAttention.cu) share: a warpgroup (128 threads) owns 64
+// rows of one side and walks 64-row tiles of the other; a backward CTA is
+// one warpgroup, a forward CTA two, sharing the other side's tiles. A tile is the head dim's first 64 columns in the 128-byte swizzled
 // layout of Wgmma.cuh (8192 bytes) and, for D > 64, its tail (KD − 64
 // columns, KD = D rounded up to 16, zero-filled past D) in the 32- or
 // 64-byte swizzle of that width, so that no shared memory is spent on
@@ -48,11 +48,12 @@ template <int D> struct WgTile {
   static_assert(kBytes % 1024 == 0, "tiles keep the 1024-byte alignment of the swizzle atoms");
 };
 
-/// A thread's share of copying 64 x D tiles of one view (row stride ld):
-/// chunk t % 8 of rows t / 8 + 16i into the first 64 columns and chunk
-/// t % tailChunks of rows t / tailChunks + (128 / tailChunks)i into the
-/// tail. Offsets are fixed per thread and stride by whole swizzle atoms, so
-/// a tile's copy is a few adds per chunk, computed once.
+/// A thread's share of copying 64 x D tiles of one view (row stride ld),
+/// t its index in its warpgroup: chunk t % 8 of rows t / 8 + 16i into the
+/// first 64 columns and chunk t % tailChunks of rows t / tailChunks +
+/// (128 / tailChunks)i into the tail. Offsets are fixed per thread and
+/// stride by whole swizzle atoms, so a tile's copy is a few adds per chunk,
+/// computed once. One warpgroup copies a whole tile.
 template <typename T, int D> struct WgCopy {
   using W = WgTile<D>;
   static constexpr int kTailChunks = W::kTailCols / 8;
@@ -62,7 +63,7 @@ template <typename T, int D> struct WgCopy {
   uint32_t mainSmem, tailSmem;
 
   __device__ __forceinline__ explicit WgCopy(int64_t rowStride) : ld(rowStride) {
-    const int t = threadIdx.x;
+    const int t = threadIdx.x & (W::kThreads - 1);
     const int c = t & 7;
     mainRow = t >> 3;
     mainAt = static_cast<int64_t>(mainRow) * ld + c * 8;
@@ -130,10 +131,12 @@ template <typename T, int D, int Stages> struct WgTileStream {
 };
 
 /// A query-side work item (the forward, the backward's dQ pass): query
-/// tile `tile` of (sample, head) `pair`, read through any parameter block
-/// with q, k, v, their strides, lq, lk and heads.
-template <typename T, int D> struct WgQueryItem {
+/// tile `tile` (Rows queries, one 64-row tile per warpgroup of the CTA) of
+/// (sample, head) `pair`, read through any parameter block with q, k, v,
+/// their strides, lq, lk and heads.
+template <typename T, int D, int Rows = WgTile<D>::kRows> struct WgQueryItem {
   using W = WgTile<D>;
+  static_assert(Rows % W::kRows == 0, "an item is whole 64-row tiles");
   int tile, pair, validRows;
   int64_t row0, col;
 
@@ -141,8 +144,8 @@ template <typename T, int D> struct WgQueryItem {
     tile = block % tiles;
     pair = block / tiles;
     const int b = pair / p.heads;
-    validRows = min(W::kRows, p.lq - tile * W::kRows);
-    row0 = static_cast<int64_t>(b) * p.lq + tile * W::kRows;
+    validRows = min(Rows, p.lq - tile * Rows);
+    row0 = static_cast<int64_t>(b) * p.lq + tile * Rows;
     col = static_cast<int64_t>(pair % p.heads) * D;
   }
   /// The tile's first row in a (batch·lq)-row view (q, dO, O, dQ).
@@ -152,7 +155,7 @@ template <typename T, int D> struct WgQueryItem {
   /// Where row r of the tile's statistics (log-sum-exp, Δ) lives in a
   /// (sample·head, lq) array.
   __device__ __forceinline__ int64_t statAt(int lq, int r) const {
-    return static_cast<int64_t>(pair) * lq + tile * W::kRows + r;
+    return static_cast<int64_t>(pair) * lq + tile * Rows + r;
   }
   /// Its (sample, head)'s keys and values as a stream into the given stages.
   template <int Stages, typename P>
@@ -240,7 +243,8 @@ __device__ __forceinline__ void rowProduct(WgAcc<D> &acc, const uint32_t (&a)[4]
 
 /// The accumulator times `mul`, staged row-major (pitch kPitch) and copied
 /// to global rows [0, validRows), columns [0, D), in 16-byte chunks; each
-/// warp stages and copies only its own 16 rows.
+/// warp stages and copies only its own 16 rows (rows 16w.. of the CTA's
+/// item for warp w, so warpgroup g's tile is rows 64g..64g+63).
 template <typename T, int D>
 __device__ __forceinline__ void storeWgRows(const WgAcc<D> &acc, float mul, T *stage, T *g, int64_t ld,
                                             int validRows) {

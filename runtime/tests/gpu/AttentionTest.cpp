@@ -12,10 +12,11 @@
 // 5e-3 (f16) and 1e-2 (bf16): P is rounded to the operand type before the
 // PV product (relative 2^-11 or 2^-8 per probability, averaging out over
 // the keys) and the output once; 1e-5 for f32 (f32 arithmetic throughout).
-// Equal head dims of 64 and 72 with aligned rows run on the wgmma kernel;
-// MmaKernelOnRequest checks the mma.sync one that DIFFRT_ATTENTION=mma
+// Equal head dims of 64 and 72 with aligned rows run on the wgmma kernel
+// (two-warpgroup CTAs; OneWarpgroupCtasOnRequest checks the one-warpgroup
+// CTAs); MmaKernelOnRequest checks the mma.sync one that DIFFRT_ATTENTION=mma
 // selects. GpuAttentionTiming prints TFLOP/s (4·B·H·N²·D) at the DiT
-// shapes, and the mma.sync kernel's time.
+// shapes, and the times of the mma.sync kernel and of the one-warpgroup CTAs.
 //
 //===----------------------------------------------------------------------===//
 
@@ -342,6 +343,23 @@ TEST(GpuAttention, MmaKernelOnRequest) {
   }
 }
 
+// The tests above run the wgmma kernel's two-warpgroup CTAs (128 queries
+// sharing each key and value tile); the one-warpgroup CTAs stay selectable
+// and must stay correct. lq = 200 and 64 leave the last CTA's second
+// warpgroup partly and wholly past lq.
+TEST(GpuAttention, OneWarpgroupCtasOnRequest) {
+  DIFFRT_REQUIRE_GPU();
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  ::diffrt::cuda::testing::ScopedEnv one("DIFFRT_ATTENTION_WARPGROUPS", "1");
+  for (DType t : kHalfTypes) {
+    for (int64_t d : {64, 72})
+      runCase(rng, {t, 2, 3, 256, 256, d, d});
+    runCase(rng, {t, 1, 2, 200, 1000, 72, 72});
+    runCase(rng, {t, 3, 2, 64, 77, 64, 64});
+  }
+}
+
 TEST(GpuAttention, RejectsBadShapesAndOverlaps) {
   DIFFRT_REQUIRE_GPU();
   Rng rng;
@@ -375,9 +393,11 @@ TEST(GpuAttentionTiming, DitShapes) {
   };
   const Shape shapes[] = {{64, 16, 256, 72}, {64, 16, 256, 64}, {16, 16, 1024, 72},
                           {4, 16, 4096, 72}, {64, 16, 256, 88}, {64, 16, 256, 128}};
-  // "mma ms": the same call with DIFFRT_ATTENTION=mma.
-  std::printf("%-5s %4s %4s %6s %4s %10s %10s %10s\n", "dtype", "B", "H", "N", "D", "ms",
-              "TFLOP/s", "mma ms");
+  // "mma ms": the same call with DIFFRT_ATTENTION=mma; "1-wg ms": with
+  // DIFFRT_ATTENTION_WARPGROUPS=1 (the same as "ms" where the wgmma kernel
+  // does not apply).
+  std::printf("%-5s %4s %4s %6s %4s %10s %10s %10s %10s\n", "dtype", "B", "H", "N", "D", "ms",
+              "TFLOP/s", "mma ms", "1-wg ms");
   for (DType t : kHalfTypes)
     for (const Shape &s : shapes) {
       // The plan's layout: q, k and v are column slices of one packed
@@ -427,16 +447,20 @@ TEST(GpuAttentionTiming, DitShapes) {
         return times[times.size() / 2];
       };
       const double ms = median();
-      double mmaMs = 0.0;
+      double mmaMs = 0.0, oneMs = 0.0;
       {
         ForwardPath mma("mma");
         mmaMs = median();
       }
+      {
+        ::diffrt::cuda::testing::ScopedEnv one("DIFFRT_ATTENTION_WARPGROUPS", "1");
+        oneMs = median();
+      }
       double flop = 4.0 * double(s.b) * double(s.h) * double(s.n) * double(s.n) * double(s.d);
-      std::printf("%-5s %4lld %4lld %6lld %4lld %10.4f %10.1f %10.4f\n", dtypeName(t),
+      std::printf("%-5s %4lld %4lld %6lld %4lld %10.4f %10.1f %10.4f %10.4f\n", dtypeName(t),
                   static_cast<long long>(s.b), static_cast<long long>(s.h),
                   static_cast<long long>(s.n), static_cast<long long>(s.d), ms,
-                  flop / ms * 1e-9, mmaMs);
+                  flop / ms * 1e-9, mmaMs, oneMs);
     }
 }
 
