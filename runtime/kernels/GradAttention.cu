@@ -879,6 +879,7 @@ __device__ __forceinline__ void keyValueGradWg(const GradParams &p, int block, u
   // Every warp's products have read the tiles before any is overwritten.
   // The other side's stages hold the staged gradients.
   __syncthreads();
+  static_assert(S * W::kBytes >= W::kRows * W::kPitch * sizeof(T), "the other side's stages hold a staged gradient");
   T *stageK = reinterpret_cast<T *>(sQ), *stageV = reinterpret_cast<T *>(sO);
   if (p.dK != nullptr)
     wgattn::storeWgRows<T, D>(dk, p.scale, stageK,
@@ -969,6 +970,7 @@ __device__ __forceinline__ void queryGradWg(const GradParams &p, int block, uint
   cpAsyncWait<0>();
 
   __syncthreads();
+  static_assert(S * W::kBytes >= W::kRows * W::kPitch * sizeof(T), "K's stages hold the staged dQ");
   T *stage = reinterpret_cast<T *>(sK); // K's stages hold the staged dQ
   wgattn::storeWgRows<T, D>(dq, p.scale, stage, item.rows(static_cast<T *>(p.dQ), p.lddq), p.lddq, validQ);
   if (p.partQ != nullptr) {
