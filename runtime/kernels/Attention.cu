@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(128 * G, G == 1 ? 3 : 2) flashForwardWg(const 
                                             ~static_cast<uintptr_t>(1023));
   uint8_t *sK = sQ + G * W::kBytes, *sV = sK + S * W::kBytes;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wg = warp >> 2;
-  const wgattn::WgQueryItem<T, D, 64 * G> item(p, static_cast<int>(blockIdx.x), p.rowTiles);
+  const wgattn::WgQueryItem<T, D, G * W::kRows> item(p, static_cast<int>(blockIdx.x), p.rowTiles);
   const int validQ = item.validRows;
   const wgattn::WgTileStream<T, D, S> kv = item.template keyValues<S>(p, sK, sV);
   const int nTiles = kv.tiles;
@@ -153,8 +153,9 @@ __global__ void __launch_bounds__(128 * G, G == 1 ? 3 : 2) flashForwardWg(const 
     cpAsyncCommit();
   };
   uint8_t *sQg = sQ + wg * W::kBytes;
-  wgattn::WgCopy<T, D>(p.ldq).load(sQg, item.rows(static_cast<const T *>(p.q), p.ldq) + 64 * wg * p.ldq,
-                                   validQ - 64 * wg);
+  const int ownRow0 = wg * W::kRows; // the warpgroup's first query in the item
+  wgattn::WgCopy<T, D>(p.ldq).load(sQg, item.rows(static_cast<const T *>(p.q), p.ldq) + ownRow0 * p.ldq,
+                                   validQ - ownRow0);
   loadKV(0);
   loadKV(1);
 

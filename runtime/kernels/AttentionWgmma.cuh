@@ -3,7 +3,8 @@
 // What the Hopper attention kernels (the forward in Attention.cu, the
 // backward in GradAttention.cu) share: a warpgroup (128 threads) owns 64
 // rows of one side and walks 64-row tiles of the other; a backward CTA is
-// one warpgroup, a forward CTA two, sharing the other side's tiles. A tile is the head dim's first 64 columns in the 128-byte swizzled
+// one warpgroup, a forward CTA two, sharing the other side's tiles. A tile
+// is the head dim's first 64 columns in the 128-byte swizzled
 // layout of Wgmma.cuh (8192 bytes) and, for D > 64, its tail (KD − 64
 // columns, KD = D rounded up to 16, zero-filled past D) in the 32- or
 // 64-byte swizzle of that width, so that no shared memory is spent on

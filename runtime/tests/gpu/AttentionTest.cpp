@@ -344,9 +344,9 @@ TEST(GpuAttention, MmaKernelOnRequest) {
 }
 
 // The tests above run the wgmma kernel's two-warpgroup CTAs (128 queries
-// sharing each key and value tile); the one-warpgroup CTAs stay selectable
-// and must stay correct. lq = 200 and 64 leave the last CTA's second
-// warpgroup partly and wholly past lq.
+// sharing each key and value tile; lq = 200 and lq = 64 leave a CTA's
+// second warpgroup partly and wholly past lq); the one-warpgroup CTAs stay
+// selectable and must stay correct.
 TEST(GpuAttention, OneWarpgroupCtasOnRequest) {
   DIFFRT_REQUIRE_GPU();
   Rng rng;
