@@ -43,17 +43,6 @@ void checkView(const char *name, DConstMat m, int64_t rows, int64_t cols) {
     fail("attention: ", name, " is null");
 }
 
-bool overlaps(DConstMat a, DConstMat b, size_t elem) {
-  if (a.data == nullptr || b.data == nullptr || a.rows == 0 || b.rows == 0 || a.cols == 0 ||
-      b.cols == 0)
-    return false;
-  auto begin = [](DConstMat v) { return reinterpret_cast<uintptr_t>(v.data); };
-  auto end = [elem](DConstMat v) {
-    return reinterpret_cast<uintptr_t>(v.data) + ((v.rows - 1) * v.ld + v.cols) * elem;
-  };
-  return begin(a) < end(b) && begin(b) < end(a);
-}
-
 /// Tile shape per head dim, chosen by measurement on an H100 (at B·N =
 /// 16k tokens, 16 heads): 4 warps of two m16 tiles each (MT = 2: every K and
 /// V fragment read from shared memory feeds two mma, and each warp has two
@@ -330,7 +319,7 @@ void attention(Stream stream, DType dtype, DConstMat q, DConstMat k, DConstMat v
   checkView("v", v, batch * lk, heads * dv);
   checkView("out", out, batch * lq, heads * dv);
   const size_t elem = dtypeSize(dtype);
-  if (overlaps(out, q, elem) || overlaps(out, k, elem) || overlaps(out, v, elem))
+  if (overlapsD(out, q, elem) || overlapsD(out, k, elem) || overlapsD(out, v, elem))
     fail("attention: out overlaps q, k or v");
   if (lq > INT32_MAX || lk > INT32_MAX || heads > INT32_MAX || dk > INT32_MAX || dv > INT32_MAX)
     fail("attention: sequence lengths, heads and head dims must fit 32 bits");

@@ -61,18 +61,6 @@ void checkView(const char *name, DConstMat m, int64_t rows, int64_t cols) {
     fail("Gemm: ", name, " is null");
 }
 
-/// Whether the byte ranges spanned by two views intersect.
-bool overlaps(DConstMat a, DConstMat b, size_t elem) {
-  if (a.data == nullptr || b.data == nullptr || a.rows == 0 || b.rows == 0 || a.cols == 0 ||
-      b.cols == 0)
-    return false;
-  auto begin = [](DConstMat v) { return reinterpret_cast<uintptr_t>(v.data); };
-  auto end = [elem](DConstMat v) {
-    return reinterpret_cast<uintptr_t>(v.data) + ((v.rows - 1) * v.ld + v.cols) * elem;
-  };
-  return begin(a) < end(b) && begin(b) < end(a);
-}
-
 /// Largest power of two (capped at 256) dividing both the address and the
 /// row pitch in bytes: what cuBLASLt may assume about an operand.
 uint32_t alignmentOf(const void *p, int64_t ld, size_t elem) {
@@ -704,7 +692,7 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
   checkView("a", a, m, k);
   checkView("w", w, n, k);
   checkView("out", out, m, n);
-  if (overlaps(out, a, elem) || overlaps(out, w, elem))
+  if (overlapsD(out, a, elem) || overlapsD(out, w, elem))
     fail("Gemm: out overlaps an input of the product (", m, " x ", n, " x ", k, ")");
   if (epilogue != nullptr) {
     checkView("epilogue residual", epilogue->residual, m, n);
@@ -715,17 +703,17 @@ void Gemm::run(Stream stream, DType dtype, DConstMat a, DConstMat w, const void 
     // The pass reads residual[r][c] just before writing out[r][c], so the
     // residual may be out itself, but no other overlap is safe.
     bool same = epilogue->residual.data == out.data && epilogue->residual.ld == out.ld;
-    if (!same && overlaps(epilogue->residual, out, elem))
+    if (!same && overlapsD(epilogue->residual, out, elem))
       fail("Gemm: the epilogue residual partially overlaps out");
-    if (overlaps(epilogue->gate, out, elem))
+    if (overlapsD(epilogue->gate, out, elem))
       fail("Gemm: the epilogue gate overlaps out");
   }
   const bool keepZ = preact.data != nullptr;
   if (keepZ) {
     checkView("preact", preact, m, n);
-    if (overlaps(preact, a, elem) || overlaps(preact, w, elem) || overlaps(preact, out, elem) ||
+    if (overlapsD(preact, a, elem) || overlapsD(preact, w, elem) || overlapsD(preact, out, elem) ||
         (epilogue != nullptr &&
-         (overlaps(preact, epilogue->residual, elem) || overlaps(preact, epilogue->gate, elem))))
+         (overlapsD(preact, epilogue->residual, elem) || overlapsD(preact, epilogue->gate, elem))))
       fail("Gemm: preact overlaps another operand");
   }
   if (m == 0 || n == 0)
@@ -859,7 +847,7 @@ void Gemm::product(Stream stream, DType dtype, DConstMat a, bool transA, DConstM
   checkView("a", a, transA ? k : m, transA ? m : k);
   checkView("b", b, transB ? n : k, transB ? k : n);
   checkView("out", out, m, n);
-  if (overlaps(out, a, elem) || overlaps(out, b, elem))
+  if (overlapsD(out, a, elem) || overlapsD(out, b, elem))
     fail("Gemm: out overlaps an input of the product (", m, " x ", n, " x ", k, ")");
   const bool dgelu = geluGradAux.data != nullptr;
   if (dgelu) {
@@ -870,7 +858,7 @@ void Gemm::product(Stream stream, DType dtype, DConstMat a, bool transA, DConstM
         reinterpret_cast<uintptr_t>(geluGradAux.data) % 16 != 0)
       fail("Gemm: the DGELU epilogue's aux must be laid out like out (leading dimension ", out.ld,
            ", got ", geluGradAux.ld, ") with 16-byte aligned rows");
-    if (overlaps(geluGradAux, out, elem))
+    if (overlapsD(geluGradAux, out, elem))
       fail("Gemm: the DGELU epilogue's aux overlaps out");
   }
   if (m == 0 || n == 0)
