@@ -129,16 +129,7 @@ __global__ void __launch_bounds__(128 * G, G == 1 ? 3 : 2) flashForwardWg(const 
   const int nTiles = kv.tiles;
   // Key tile j, one commit group (possibly empty).
   auto loadKV = [&](int j) {
-    if constexpr (G == 1) {
-      kv.load(j);
-    } else if (j < nTiles) {
-      const int valid = min(W::kRows, p.lk - j * W::kRows);
-      const int64_t off = static_cast<int64_t>(j) * W::kRows;
-      if (wg == 0)
-        kv.copy0.load(sK + (j % S) * W::kBytes, kv.g0 + off * kv.copy0.ld, valid);
-      else
-        kv.copy1.load(sV + (j % S) * W::kBytes, kv.g1 + off * kv.copy1.ld, valid);
-    }
+    kv.load(j, G == 1 ? -1 : wg);
     cpAsyncCommit();
   };
   uint8_t *sQg = sQ + wg * W::kBytes;

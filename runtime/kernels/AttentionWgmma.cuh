@@ -121,15 +121,18 @@ template <typename T, int D, int Stages> struct WgTileStream {
 
   /// Tile j's copies (none past the last tile), not committed: callers
   /// commit one group per tile, possibly empty, so that group counts stay
-  /// uniform.
-  __device__ __forceinline__ void load(int j) const {
+  /// uniform. `view` 0 or 1 copies only that view's tile (a CTA of two
+  /// warpgroups gives each one view), -1 both.
+  __device__ __forceinline__ void load(int j, int view = -1) const {
     if (j >= tiles)
       return;
     const int st = j % Stages;
     const int64_t off = static_cast<int64_t>(j) * W::kRows;
     const int valid = min(W::kRows, rows - j * W::kRows);
-    copy0.load(s0 + st * W::kBytes, g0 + off * copy0.ld, valid);
-    copy1.load(s1 + st * W::kBytes, g1 + off * copy1.ld, valid);
+    if (view != 1)
+      copy0.load(s0 + st * W::kBytes, g0 + off * copy0.ld, valid);
+    if (view != 0)
+      copy1.load(s1 + st * W::kBytes, g1 + off * copy1.ld, valid);
   }
   __device__ __forceinline__ const uint8_t *stage0(int j) const { return s0 + (j % Stages) * W::kBytes; }
   __device__ __forceinline__ const uint8_t *stage1(int j) const { return s1 + (j % Stages) * W::kBytes; }
